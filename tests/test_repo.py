@@ -1,0 +1,34 @@
+"Repository-level checks: the package matches the notebooks, README.md matches nbs/index.ipynb."
+from pathlib import Path
+import filecmp
+import shutil
+import subprocess
+import sys
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from make_readme import render_readme  # noqa: E402
+
+
+def _tree(p: Path) -> dict:
+    return {f.relative_to(p): f for f in p.rglob("*.py") if "__pycache__" not in f.parts}
+
+
+def test_package_in_sync_with_notebooks(tmp_path):
+    "nbdev_export on a copy of the repo must leave interest_migration/ exactly as committed."
+    for name in ("settings.ini", "setup.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "nbs", tmp_path / "nbs")
+    shutil.copytree(ROOT / "interest_migration", tmp_path / "interest_migration",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    exe = Path(sys.executable).with_name("nbdev_export")
+    subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
+    before, after = _tree(ROOT / "interest_migration"), _tree(tmp_path / "interest_migration")
+    assert sorted(before) == sorted(after), "nbdev_export would add or remove modules"
+    stale = [str(k) for k in before if not filecmp.cmp(before[k], after[k], shallow=False)]
+    assert not stale, f"nbdev_export would change {stale}: edit the notebook, run nbdev_export, commit both"
+
+
+def test_readme_matches_index_notebook():
+    assert (ROOT / "README.md").read_text(encoding="utf-8") == render_readme(), \
+        "README.md is stale: run `python tools/make_readme.py`"
