@@ -3,7 +3,7 @@ from pathlib import Path
 import time
 
 import pytest
-from nbdev.test import test_nb
+import nbdev.test as nbdev_test
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "nbs").glob("*.ipynb"))
@@ -15,6 +15,6 @@ def test_notebook_runs(nb, request, monkeypatch):
     monkeypatch.chdir(nb.parent)
     force = ["slow"] if request.config.getoption("--run-slow") else None
     start = time.perf_counter()
-    ok, _ = test_nb(nb, skip_flags=["slow", "cuda"], force_flags=force, showerr=True)
+    ok, _ = nbdev_test.test_nb(nb, skip_flags=["slow", "cuda"], force_flags=force, showerr=True)
     assert ok, f"{nb.name} failed to run top to bottom (see the traceback above)"
     print(f"{nb.name}: {time.perf_counter() - start:.1f}s")

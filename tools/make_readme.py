@@ -24,8 +24,13 @@ def render_readme(nb_path: Path = ROOT / "nbs" / "index.ipynb") -> str:
             continue
         if cell.cell_type == "code":
             cell.source = "\n".join(l for l in cell.source.splitlines() if not l.startswith("#|")).strip()
+            for o in cell.get("outputs", []):  # GitHub shows text tables better than pandas' scoped HTML
+                data = o.get("data", {})
+                if "text/html" in data and "text/plain" in data:
+                    del data["text/html"]
         keep.append(cell)
     nb.cells = keep
+    nb.metadata["language_info"] = {"name": "python"}
     exporter = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     body = re.sub(r"\]\((\d\d_[a-z_]+)\.html\)", r"](nbs/\1.ipynb)", body)
