@@ -69,3 +69,19 @@ def test_index_screenshot(site, tmp_path):
     out.parent.mkdir(exist_ok=True)
     r = _browser(f"{site}/index.html", tmp_path, f"--screenshot={out}", "--window-size=1280,900")
     assert out.exists() and out.stat().st_size > 10_000, r.stderr[-500:]
+
+
+def test_demo_report_opens_in_chromium(tmp_path):
+    "The demo's report.html, opened from disk in headless Chromium, shows its tables and decodable figures."
+    if CHROMIUM is None:
+        pytest.fail("chromium is missing: `make chromium` installs Debian's package")
+    from interest_migration.cli import main
+    assert main(["demo", "--quiet", "--out", str(tmp_path / "rep")]) == 0
+    r = _browser((tmp_path / "rep" / "report.html").as_uri(), tmp_path, "--dump-dom")
+    dom = r.stdout
+    assert dom.count("<table") >= 4, "tables missing from the rendered report"
+    from PIL import Image
+    imgs = re.findall(r'<img[^>]+src="data:image/png;base64,([^"]+)"', dom)
+    assert len(imgs) >= 2
+    for src in imgs:
+        assert min(Image.open(io.BytesIO(base64.b64decode(src))).size) > 100
