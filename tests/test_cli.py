@@ -13,7 +13,7 @@ def run(*args, cwd=None):
     return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-@pytest.mark.parametrize("cmd", [[], ["summary"], ["demo"], ["bench"]])
+@pytest.mark.parametrize("cmd", [[], ["summary"], ["demo"], ["bench"], ["profile"], ["predict"], ["tag"]])
 def test_help(cmd):
     r = run(*cmd, "--help")
     assert r.returncode == 0 and "usage: interest-migration" in r.stdout
@@ -67,3 +67,15 @@ def test_demo_on_simulated_data(tmp_path):
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["summary"]["events"] > 0
     assert (tmp_path / "rep" / "report.html").stat().st_size > 1000
+
+
+def test_predict_on_simulated_data():
+    r = run("predict", "--data", "simulate")
+    assert r.returncode == 0, r.stderr
+    assert {"popularity", "last_window", "logreg"} <= set(r.stdout.split())
+
+
+def test_profile_needs_categories(tmp_path):
+    f = tmp_path / "events.csv"
+    f.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,5,\n1433221332118,2,view,6,\n")
+    _one_line_error(run("profile", "--data", str(f)), "no item categories")

@@ -1,12 +1,13 @@
 """Build the documentation site under `_docs/` without Quarto.
 
-1. execute every notebook of `nbs/` (slow cells included) so each figure is reproduced today;
+1. execute every notebook of `nbs/` (fast cells; `--slow` adds the slow ones) so figures are reproduced today;
 2. process the executed copies with nbdev's own `proc_nbs` (show_doc rendered, hidden cells and
    directives removed): the same step `nbdev_proc_nbs` runs before Quarto;
 3. render each processed notebook to self-contained HTML with nbconvert, adding a sidebar of the
    topic pages.
 
-`python tools/build_docs.py [--no-exec] [NOTEBOOK ...]`
+`python tools/build_docs.py [--no-exec | --slow] [NOTEBOOK ...]`: cells flagged `#| slow` keep their
+committed outputs unless `--slow` executes them too.
 """
 from pathlib import Path
 import html
@@ -49,9 +50,13 @@ def title_of(nb) -> str:
     return "page"
 
 
-def execute(src: Path, dst: Path) -> float:
+def execute(src: Path, dst: Path, slow: bool = False) -> float:
     "Run a notebook top to bottom in a fresh kernel, in the nbs folder, and save the executed copy."
     nb = nbformat.read(src, as_version=4)
+    if not slow:  # `#| slow` cells keep their committed outputs (run them with --slow)
+        for c in nb.cells:
+            if c.cell_type == "code" and re.match(r"#\|\s*slow\b", c.source):
+                c.metadata.setdefault("tags", []).append("skip-execution")
     start = time.perf_counter()
     NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(NBS)}}).execute()
     nbformat.write(nb, dst)
@@ -118,7 +123,7 @@ def main(argv=None) -> int:
     for nb in src:
         if do_exec:
             print(f"executing {nb.name} ...", flush=True)
-            print(f"  {execute(nb, BUILD / nb.name):.1f}s", flush=True)
+            print(f"  {execute(nb, BUILD / nb.name, slow='--slow' in argv):.1f}s", flush=True)
         else:
             shutil.copy(nb, BUILD / nb.name)
     os.chdir(ROOT)  # nbdev reads settings.ini from the working folder
