@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: venv demo test test-slow bench docs chromium lab export clean-venv
+.PHONY: venv demo test test-slow bench bench-peer docs chromium lab export clean-venv
 
 # (Re)build the environment when it is missing or settings.ini / setup.py / Makefile changed.
 $(STAMP): settings.ini setup.py Makefile
@@ -35,6 +35,10 @@ test-slow: $(STAMP) docs chromium
 
 bench: $(STAMP)
 	$(BIN)/interest-migration bench all
+
+# The RecBole peer for `interest-migration bench sequence` (its own .venv-recbole; hours at RecBole's speed, so not in CI).
+bench-peer: $(STAMP)
+	$(PYTHON) tools/bench_peer_recbole.py --epochs 2
 
 # The documentation site under _docs/ (notebooks executed, processed by nbdev, rendered by nbconvert).
 docs: $(STAMP)

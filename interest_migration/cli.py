@@ -26,10 +26,12 @@ from .prediction import (windowed_profiles, migration_scores, migration_matrix, 
 from threadpoolctl import threadpool_limits
 from .tagging import (TextEncoder, tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
                                         user_tags, top_user_tags, bench_tagging)
+from .sequence import (Popularity, CoOccurrence, SASRec, sequence_split, results_table,
+                                         bench_sequence)
 
 # %% auto #0
 __all__ = ['FORMATS', 'BENCHES', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',
-           'next_window_step', 'tagging_step', 'run_demo', 'build_parser', 'main']
+           'next_window_step', 'tagging_step', 'repeat_share', 'sequence_step', 'run_demo', 'build_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #10e28dd7
 class CLIError(Exception):
@@ -228,6 +230,30 @@ def tagging_step(
         proba = pd.DataFrame(taggers["bert_probe"].predict_proba(list(items["text"])), index=items.index, columns=td.tags)
     return {"table": table.reset_index(drop=True), "users": top_user_tags(user_tags(ds.events, proba), k=3)}
 
+# %% ../nbs/08_cli.ipynb #2a3b984f
+def repeat_share(
+    seqs,  # training Sequences (sequence module)
+) -> float:  # share of events whose item the same user already had earlier, in [0, 1]
+    "How often users come back to an item they already had: decides whether to mask history when ranking."
+    n = len(seqs.items)
+    return 0.0 if n == 0 else 1.0 - seqs.history().nnz / n
+
+def sequence_step(
+    ds: Dataset,               # data set; an item `category` column becomes a side feature when present
+    seed: int = 0,             # seed of training and of the bootstrap
+    epochs: int = 5,           # SASRec's training epochs (early stopping on validation NDCG@10 may end it sooner)
+    seconds: float | None = None,  # also stop after this many seconds of training (None: no time limit)
+    max_repeat: float = 0.01,  # mask each user's history when at most this share of training events repeat an item
+) -> dict:  # table (HR/NDCG/MRR@10 with CIs per model), split, model (the fitted SASRec), exclude_history
+    "Next-item recommendation: leave-last-out, popularity and co-occurrence baselines beside a briefly trained SASRec."
+    items = ds.items if ds.items is not None and "category" in ds.items else None
+    sp = sequence_split(ds.events, items, category="category" if items is not None else None)
+    exclude = repeat_share(sp.train) <= max_repeat
+    models = {"popularity": Popularity().fit(sp), "co-occurrence": CoOccurrence().fit(sp),
+              "sasrec": SASRec(epochs=epochs, time_limit=seconds, seed=seed, progress=False, exclude_history=exclude).fit(sp)}
+    table = results_table(models, sp.test, k=10, exclude_history=exclude, seed=seed)
+    return {"table": table, "split": sp, "model": models["sasrec"], "exclude_history": exclude}
+
 # %% ../nbs/08_cli.ipynb #58a28f7f
 def _progress(msg: str, quiet: bool):
     if not quiet:
@@ -240,6 +266,8 @@ def run_demo(
     seed: int = 0,             # seed for the simulator, splits and bootstrap
     nrows: int | None = None,  # read at most this many rows of a user's file
     quiet: bool = False,       # no progress messages on stderr
+    sequence_epochs: int = 5,  # training epochs of the next-item SASRec (0: skip the step)
+    sequence_seconds: float | None = 300.0,  # and at most this many seconds of its training
 ) -> Report:
     "The main job: load, validate, split by time, run each landed topic, and save the report."
     import matplotlib.pyplot as plt
@@ -286,6 +314,14 @@ def run_demo(
         rep.add_table("Item tags from titles (test items)", tg["table"],
                       note="Seeded 70/15/15 item split; per-tag thresholds tuned on validation items; 95% bootstrap CIs.")
         rep.add_table("Users' top interest tags (first 5 users)", tg["users"].head(5).reset_index())
+    if sequence_epochs > 0:
+        _progress(f"next-item recommendation: baselines + SASRec ({sequence_epochs} epochs) ...", quiet)
+        sq = sequence_step(ds, seed=seed, epochs=sequence_epochs, seconds=sequence_seconds)
+        rep.metrics["next_item"] = sq["table"].to_dict(orient="records")
+        rep.add_table("Next-item recommendation (leave-last-out test)", sq["table"],
+                      note=f"Full-catalogue ranking, history {'excluded' if sq['exclude_history'] else 'kept'}; "
+                           f"SASRec trained {len(sq['model'].history_)} epochs in {sq['model'].fit_seconds_:.0f} s; "
+                           "95% bootstrap CIs over users.")
     rep.metrics["seconds"] = round(time.perf_counter() - t0, 1)
     return rep
 
@@ -295,6 +331,8 @@ BENCHES = {
     "metrics": lambda quick: bench_metrics(n_users=1_000 if quick else 6_040),
     "tagging": lambda quick: bench_tagging(n_texts=400 if quick else None, repeat=2 if quick else 5),
     "profiles": lambda quick: bench_profiles(n_events=1_000_000 if quick else 10_000_000, ref_events=200_000 if quick else 1_000_000),
+    "sequence": lambda quick: bench_sequence(models=("sasrec",) if quick else ("sasrec", "gru4rec", "lstmrec"),
+                                             time_limit=120 if quick else 600, save="bench-out/sequence_bench.json"),
 }
 
 # %% ../nbs/08_cli.ipynb #290515d4
@@ -326,6 +364,9 @@ def _cmd_demo(a):
         nw = nw[nw.metric.isin(["f1_micro", "recall@3"])]
         print("\nNext-window interest prediction (test window, 95% CI):")
         print(nw.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    if "next_item" in rep.metrics:
+        print("\nNext-item recommendation (leave-last-out test, full catalogue, 95% CI):")
+        print(pd.DataFrame(rep.metrics["next_item"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     if "tagging" in rep.metrics:
         tg = pd.DataFrame(rep.metrics["tagging"])[["model", "f1_micro", "f1_micro_low", "f1_micro_high"]]
         print("\nItem tags from titles (test items, tuned thresholds, 95% CI):")
@@ -366,6 +407,46 @@ def _cmd_tag(a):
     print(tg["users"].head(a.users).to_string(float_format=lambda x: f"{x:.3f}"))
     return 0
 
+def _recommendations(ds: Dataset, model, seqs, user_ids, k: int, exclude: bool) -> pd.DataFrame:
+    "One row per (user, rank) with the item id and, when the item table has one, its title."
+    top = model.recommend(seqs, k=k, exclude_history=exclude)
+    out = pd.DataFrame({"user_id": np.repeat(np.asarray(user_ids), k), "rank": np.tile(np.arange(1, k + 1), len(top)),
+                        "item_id": top.ravel()})
+    if ds.items is not None and "title" in ds.items:
+        out["title"] = out["item_id"].map(ds.items.drop_duplicates("item_id").set_index("item_id")["title"])
+    return out
+
+def _cmd_recommend(a):
+    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed)
+    if a.load:
+        model = SASRec.load(a.load)
+        exclude = not a.keep_history
+        print(f"loaded {a.load}")
+    else:
+        sq = sequence_step(ds, seed=a.seed, epochs=a.epochs, seconds=a.seconds)
+        model, exclude = sq["model"], sq["exclude_history"] and not a.keep_history
+        _print_table(sq["table"])
+        if a.save:
+            print(f"saved: {model.save(a.save)}")
+    ev = ds.events
+    if a.items:
+        items = [type(ev["item_id"].iloc[0])(x) if ev["item_id"].dtype.kind in "iu" else x for x in a.items]
+        seqs, users = [np.asarray(items)], ["(new user)"]
+    else:
+        users = a.users or list(pd.unique(ev["user_id"].sort_values()))[:3]
+        known = set(pd.unique(ev["user_id"]))
+        if ev["user_id"].dtype.kind in "iu":
+            users = [int(u) for u in users]
+        missing = [u for u in users if u not in known]
+        if missing:
+            raise CLIError(f"--users: {missing} not in {ds.name}'s log; pass --items for a new user's sequence")
+        seqs = ev[ev["user_id"].isin(users)]
+        users = sorted(users)
+    recs = _recommendations(ds, model, seqs, users, a.k, exclude)
+    print(f"\ntop {a.k} next items (history {'excluded' if exclude else 'kept'}):")
+    print(recs.to_string(index=False))
+    return 0
+
 def _cmd_bench(a):
     names = list(BENCHES) if a.name == "all" else [a.name]
     for n in names:
@@ -400,6 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(tg)
     tg.add_argument("--users", type=int, default=5, help="how many users' tags to print (default 5)")
     tg.set_defaults(func=_cmd_tag)
+    rc = sub.add_parser("recommend", help="next items for users (or a new user's item sequence) from a SASRec")
+    _add_data_args(rc)
+    rc.add_argument("--users", nargs="+", help="user ids of the log (default: the first three)")
+    rc.add_argument("--items", nargs="+", help="a new user's item ids, oldest first, instead of --users")
+    rc.add_argument("--k", type=int, default=10, help="how many items per user (default 10)")
+    rc.add_argument("--epochs", type=int, default=5, help="SASRec training epochs (default 5)")
+    rc.add_argument("--seconds", type=float, help="also stop training after this many seconds")
+    rc.add_argument("--save", help="write the trained model here (.pt)")
+    rc.add_argument("--load", help="use a model written by --save instead of training")
+    rc.add_argument("--keep-history", action="store_true", help="allow items the user already has")
+    rc.set_defaults(func=_cmd_recommend)
     b = sub.add_parser("bench", help="time our code against a reference and print the ratio")
     b.add_argument("name", choices=sorted(BENCHES) + ["all"], help="which benchmark")
     b.add_argument("--quick", action="store_true", help="a smaller size, for a smoke run")

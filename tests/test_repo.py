@@ -32,3 +32,12 @@ def test_package_in_sync_with_notebooks(tmp_path):
 def test_readme_matches_index_notebook():
     assert (ROOT / "README.md").read_text(encoding="utf-8") == render_readme(), \
         "README.md is stale: run `python tools/make_readme.py`"
+
+
+def test_no_cell_mixes_imports_with_code():
+    "nbdev's doc processing runs a non-exported cell's imports on their own: keep them in cells of their own."
+    from split_imports import mixed_cells
+    import nbformat
+    bad = [f"{p.name} cell {i}" for p in sorted((ROOT / "nbs").glob("*.ipynb"))
+           for i, _ in mixed_cells(nbformat.read(p, 4))]
+    assert not bad, f"run `python tools/split_imports.py nbs/*.ipynb`: {bad}"

@@ -1,0 +1,257 @@
+"Sequence models: property tests (masking, causality, windows), save/load, known answers, the bench's bookkeeping."
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from interest_migration.data import BEHAVIORS
+from interest_migration.sequence import (
+    CoOccurrence, GRU4Rec, LSTMRec, Popularity, SASRec, Sequences, bench_sequence, make_catalog, pad_sequences,
+    planted_log, read_recbole_json, sequence_split, time_to_reach, to_sequences, training_windows, _split_agreement,
+    evaluate_sequences, default_device)
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(embedding_size=16, max_len=12, epochs=40, batch_size=16, learning_rate=1e-2, patience=5,
+            progress=False, threads=1)
+
+
+@pytest.fixture(scope="module")
+def plant():
+    return sequence_split(planted_log(n_users=120, n_items=30, length=12, seed=3))
+
+
+@pytest.fixture(scope="module")
+def sas(plant):
+    return SASRec(**FAST).fit(plant)
+
+
+@pytest.fixture(scope="module")
+def plant1():
+    "The planted cycle with a single behaviour type: plain lists of item ids are then complete inputs."
+    return sequence_split(planted_log(n_users=120, n_items=30, length=12, behaviors=("view",), seed=4))
+
+
+def random_log(rng, n_users=8, n_items=15, max_events=9):
+    "A small random log with timestamp ties (the tie rule is row order)."
+    n = rng.integers(1, max_events + 1, n_users)
+    user = np.repeat(np.arange(n_users) * 7 + 1, n)
+    return pd.DataFrame({"user_id": user, "item_id": rng.integers(1, n_items + 1, len(user)) * 10,
+                         "timestamp": pd.to_datetime(rng.integers(0, 5, len(user)), unit="D", utc=True),
+                         "behavior": pd.Categorical(rng.choice(["view", "cart", "buy"], len(user)),
+                                                    categories=list(BEHAVIORS))})
+
+
+# ---- data layout -------------------------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), max_len=st.integers(1, 6))
+def test_windows_hold_every_pair_once(seed, max_len):
+    rng = np.random.default_rng(seed)
+    log = random_log(rng)
+    s = to_sequences(log, make_catalog(log))
+    X, B, Y, YB = training_windows(s, max_len)
+    got = sorted(zip(X[Y > 0].tolist(), Y[Y > 0].tolist(), B[Y > 0].tolist(), YB[Y > 0].tolist()))
+    want = []
+    for k in range(len(s)):                       # reference: a plain loop over users
+        it, be = s.items[s.offsets[k]:s.offsets[k + 1]], s.behaviors[s.offsets[k]:s.offsets[k + 1]]
+        want += [(int(it[j]), int(it[j + 1]), int(be[j]), int(be[j + 1])) for j in range(len(it) - 1)]
+    assert got == sorted(want)
+    assert ((X > 0) == (Y > 0)).all()
+    assert ((X[:, :-1] > 0) | (X[:, 1:] == 0)).all()          # right padding only
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), max_len=st.integers(1, 6))
+def test_pad_keeps_the_latest_events(seed, max_len):
+    rng = np.random.default_rng(seed)
+    log = random_log(rng)
+    s = to_sequences(log, make_catalog(log))
+    x, b, n = pad_sequences(s, max_len)
+    for k in range(len(s)):
+        it = s.items[s.offsets[k]:s.offsets[k + 1]][-max_len:]
+        assert x[k, :len(it)].tolist() == it.tolist() and (x[k, len(it):] == 0).all() and n[k] == len(it)
+
+
+def test_to_sequences_orders_by_time_then_row():
+    log = random_log(np.random.default_rng(0), n_users=30)
+    s = to_sequences(log, make_catalog(log))
+    ref = log.assign(row=np.arange(len(log))).sort_values(["user_id", "timestamp", "row"])
+    assert s.catalog.decode(s.items).tolist() == ref.item_id.tolist()
+
+
+def test_split_targets_match_pandas():
+    log = random_log(np.random.default_rng(1), n_users=50)
+    sp = sequence_split(log)
+    ref = log.assign(row=np.arange(len(log))).sort_values(["user_id", "timestamp", "row"])
+    counts = ref.groupby("user_id").size()
+    last = ref.groupby("user_id").tail(1).set_index("user_id").item_id
+    assert sp.test.user_id.tolist() == counts.index[counts >= 2].tolist()
+    assert sp.catalog.decode(sp.test.target).tolist() == last.loc[sp.test.user_id].tolist()
+    second = ref.groupby("user_id").nth(-2).set_index("user_id").item_id
+    assert sp.valid.user_id.tolist() == counts.index[counts >= 3].tolist()
+    assert sp.catalog.decode(sp.valid.target).tolist() == second.loc[sp.valid.user_id].tolist()
+    # the test input is everything before the last event
+    for k, u in enumerate(sp.test.user_id):
+        assert sp.catalog.decode(sp.test.items[sp.test.offsets[k]:sp.test.offsets[k + 1]]).tolist() \
+            == ref[ref.user_id == u].item_id.tolist()[:-1]
+
+
+# ---- known answers -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [SASRec, GRU4Rec])
+def test_planted_cycle_is_learned(plant1, cls):
+    m = cls(**FAST).fit(plant1)
+    hr1 = evaluate_sequences(m, plant1.test, k=(1,), metrics=("hit",), n_boot=0)["value"].iloc[0]
+    assert hr1 >= 0.98
+    # cold users: lists of item ids, never seen in training
+    assert m.recommend([[3, 4, 5], [29, 30], [30]], k=1).ravel().tolist() == [6, 1, 1]
+
+
+def test_planted_cycle_with_behaviours(sas, plant):
+    hr1 = evaluate_sequences(sas, plant.test, k=(1,), metrics=("hit",), n_boot=0)["value"].iloc[0]
+    assert hr1 >= 0.98
+
+
+def test_behaviour_head_learns_the_pattern(sas, plant):
+    p = sas.predict_behavior(plant.test)
+    last = np.asarray(plant.catalog.behaviors)[plant.test.behaviors[plant.test.offsets[1:] - 1]]
+    nxt = pd.Series({"view": "cart", "cart": "buy", "buy": "view"})[last].to_numpy()
+    assert (p.idxmax(axis=1).to_numpy() == nxt).mean() >= 0.98
+
+
+def test_cooccurrence_counts_match_a_loop():
+    log = random_log(np.random.default_rng(5), n_users=40)
+    s = to_sequences(log, make_catalog(log))
+    c = CoOccurrence(window=2).fit(s)
+    ref = np.zeros((s.catalog.n_items,) * 2)
+    for k in range(len(s)):
+        it = s.items[s.offsets[k]:s.offsets[k + 1]] - 1
+        for i in range(len(it)):
+            for j in range(i + 1, min(i + 3, len(it))):
+                ref[it[i], it[j]] += 1
+    assert np.array_equal(c.counts_.toarray(), ref)
+
+
+# ---- masking, causality, save/load ---------------------------------------------------------------------------------
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seqs=st.lists(st.lists(st.integers(1, 30), min_size=0, max_size=20), min_size=1, max_size=6),
+       k=st.integers(1, 10))
+def test_masking_never_recommends_history(sas, plant, seqs, k):
+    for m in (sas, Popularity().fit(plant), CoOccurrence().fit(plant)):
+        rec = m.recommend(seqs, k=k)
+        for r, h in zip(rec, seqs):
+            assert not set(r.tolist()) & set(h)
+            assert len(set(r.tolist())) == k
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), t=st.integers(1, 11))
+def test_future_items_cannot_change_earlier_states(sas, seed, t):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(1, 31, (4, 12), generator=g)
+    b = torch.randint(0, 3, (4, 12), generator=g)
+    x2, b2 = x.clone(), b.clone()
+    x2[:, t:] = torch.randint(0, 31, (4, 12 - t), generator=g)
+    b2[:, t:] = torch.randint(0, 3, (4, 12 - t), generator=g)
+    with torch.no_grad():
+        assert torch.equal(sas.net_(x, b)[:, :t], sas.net_(x2, b2)[:, :t])
+
+
+def test_causal_prediction_for_prefixes(sas, plant):
+    "Scoring a prefix alone equals the state at that position of the full sequence (no leak from later events)."
+    x, b, n = pad_sequences(plant.test, 12)
+    with torch.no_grad():
+        full = sas.net_(x, b)
+        k = 5
+        pref = sas.net_(x[:, :k], b[:, :k])
+    assert torch.allclose(full[:, :k], pref, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [SASRec, GRU4Rec, LSTMRec])
+def test_save_load_round_trip(tmp_path, cls):
+    log = planted_log(n_users=40, n_items=20, length=8, seed=1)
+    sp = sequence_split(log)
+    m = cls(**{**FAST, "epochs": 2}).fit(sp)
+    path = m.save(tmp_path / "m.pt")
+    raw = torch.load(path, weights_only=True)                # plain content: loads without unpickling code
+    assert raw["model"] == cls.__name__
+    again = cls.load(path)
+    assert torch.equal(m.score(sp.test), again.score(sp.test))
+    assert m.recommend(sp.test, k=5).tolist() == again.recommend(sp.test, k=5).tolist()
+    assert again.predict_behavior(sp.test).equals(m.predict_behavior(sp.test))
+
+
+def test_errors_name_the_problem(sas):
+    with pytest.raises(ValueError, match="not in the catalogue of 30 items, e.g. \\[99\\]"):
+        sas.recommend([[1, 99]], k=3)
+    with pytest.raises(ValueError, match="n_heads=3 must divide embedding_size=16"):
+        SASRec(**{**FAST, "n_heads": 3}).fit(sequence_split(planted_log(20, 30, 5)))
+    with pytest.raises(TypeError, match="SequenceSplit or Sequences"):
+        SASRec(**FAST).fit(pd.DataFrame())
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        SASRec().recommend([[1]])
+
+
+def test_foreign_catalogue_is_reencoded(sas):
+    log = planted_log(n_users=5, n_items=30, length=6, seed=9)
+    log = log[log.item_id <= 20]                                # a smaller catalogue: other codes
+    s = to_sequences(log, make_catalog(log))
+    assert s.catalog.n_items < sas.catalog_.n_items
+    direct = sas.as_sequences(s)
+    assert direct.catalog is sas.catalog_
+    assert sas.catalog_.decode(direct.items).tolist() == s.catalog.decode(s.items).tolist()
+
+
+def test_device_default_and_override():
+    assert default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert default_device("cpu").type == "cpu"
+
+
+# ---- the bench's bookkeeping ---------------------------------------------------------------------------------------
+
+def test_time_to_reach_and_recbole_json(tmp_path):
+    h = pd.DataFrame({"elapsed_s": [1.0, 2.0, 3.0], "valid_ndcg@10": [0.01, 0.03, 0.02]})
+    assert time_to_reach(h, 0.025) == 2.0 and np.isnan(time_to_reach(h, 0.5))
+    assert read_recbole_json(tmp_path / "none.json") is None
+    (tmp_path / "bad.json").write_text(json.dumps({"epochs": [{"train_s": 1}]}))
+    with pytest.raises(ValueError, match="no per-epoch validation NDCG@10"):
+        read_recbole_json(tmp_path / "bad.json")
+
+
+def test_split_agreement_counts_users():
+    log = random_log(np.random.default_rng(2), n_users=20, max_events=6)
+    sp = sequence_split(log)
+    dec = lambda s: [str(x) for x in sp.catalog.decode(s.target)]
+    peer = {"split": {"user_id": [str(u) for u in sp.valid.user_id], "valid_item": dec(sp.valid),
+                      "test_user_id": [str(u) for u in sp.test.user_id], "test_item": dec(sp.test)}}
+    assert _split_agreement(sp, peer) == (len(sp.valid), len(sp.test), len(sp.valid))
+    peer["split"]["valid_item"][0] = "nope"
+    assert _split_agreement(sp, peer)[0] == len(sp.valid) - 1
+
+
+def test_peer_script_help_runs_without_recbole():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_peer_recbole.py"), "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--epochs" in r.stdout
+
+
+@pytest.mark.slow
+def test_bench_reads_a_peer_record(tmp_path):
+    peer = {"epochs": [{"epoch": 1, "train_s": 100.0, "valid_s": 1.0, "elapsed_s": 101.0, "recbole_valid": {"ndcg@10": 0.01},
+                        "valid_ndcg@10": 0.02}],
+            "split": {"user_id": [], "valid_item": [], "test_user_id": [], "test_item": []},
+            "test_ours": {"hit@10": 0.05, "ndcg@10": 0.02, "mrr@10": 0.01}}
+    (tmp_path / "recbole_sasrec.json").write_text(json.dumps(peer))
+    out = bench_sequence(recbole_dir=tmp_path, models=("sasrec",), epochs=2, n_boot=20, threads=1, verbose=True)
+    r = out["models"]["sasrec"]
+    assert r["epochs_run"] == 2 and set(out["baselines"]) == {"popularity", "co-occurrence"}
+    t = r["time_to_recbole_sasrec_s"]
+    assert np.isnan(t) or r["ratio_vs_recbole_sasrec"] == pytest.approx(101.0 / t)
