@@ -26,12 +26,15 @@ from .prediction import (windowed_profiles, migration_scores, migration_matrix, 
 from threadpoolctl import threadpool_limits
 from .tagging import (TextEncoder, tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
                                         user_tags, top_user_tags, bench_tagging)
+from .data import user_cold_start_split
+from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage, evaluate_transfer
 from .sequence import (Popularity, CoOccurrence, SASRec, sequence_split, results_table,
                                          bench_sequence)
 
 # %% auto #0
 __all__ = ['FORMATS', 'BENCHES', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',
-           'next_window_step', 'tagging_step', 'repeat_share', 'sequence_step', 'run_demo', 'build_parser', 'main']
+           'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step', 'run_demo',
+           'build_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #10e28dd7
 class CLIError(Exception):
@@ -230,6 +233,26 @@ def tagging_step(
         proba = pd.DataFrame(taggers["bert_probe"].predict_proba(list(items["text"])), index=items.index, columns=td.tags)
     return {"table": table.reset_index(drop=True), "users": top_user_tags(user_tags(ds.events, proba), k=3)}
 
+# %% ../nbs/08_cli.ipynb #cfde0219
+def transfer_step(
+    ds: Dataset,               # data set with users (age, gender) and items (category)
+    seed: int = 0,             # seed of the user split and the bootstrap
+    k_first=(0, 5),            # first events revealed per new user
+    n_boot: int = 500,         # bootstrap resamples
+) -> dict:  # table (metric per strategy and k_first, with CIs), versus (paired differences to popularity), report
+    "Segment transfer to held-out users: popularity vs segment popularity vs shrinkage, from demographics and first events."
+    need = [c for c in ("age", "gender") if ds.users is None or c not in ds.users]
+    if need or ds.items is None or "category" not in ds.items:
+        raise CLIError(f"{ds.name}: segment transfer needs users with {need or ['age', 'gender']} and items with `category`")
+    train, test = user_cold_start_split(ds.events, test_frac=0.2, seed=seed)
+    strategies = {"popularity": GlobalPopularity(), "segment": SegmentPopularity(), "shrinkage": HierarchicalShrinkage()}
+    ev = evaluate_transfer(strategies, train, test, ds.users, ds.items, k_first=k_first, n_boot=n_boot, seed=seed)
+    t = ev.table(None, n_boot=n_boot)
+    t = t[t.metric.isin(["ndcg@10", "recall@10", "top1"])].reset_index(drop=True)
+    vs = pd.concat([ev.versus("popularity", k_first=k, n_boot=n_boot).assign(k_first=k) for k in k_first])
+    vs = vs[(vs.strategy != "popularity") & vs.metric.isin(["ndcg@10", "recall@10", "top1"])].reset_index(drop=True)
+    return {"table": t, "versus": vs, "report": ev.report}
+
 # %% ../nbs/08_cli.ipynb #2a3b984f
 def repeat_share(
     seqs,  # training Sequences (sequence module)
@@ -314,6 +337,16 @@ def run_demo(
         rep.add_table("Item tags from titles (test items)", tg["table"],
                       note="Seeded 70/15/15 item split; per-tag thresholds tuned on validation items; 95% bootstrap CIs.")
         rep.add_table("Users' top interest tags (first 5 users)", tg["users"].head(5).reset_index())
+    if ds.users is not None and {"age", "gender"} <= set(ds.users) and "category" in ds.items:
+        _progress("segment transfer to held-out users ...", quiet)
+        tr = transfer_step(ds, seed=seed)
+        rep.metrics["transfer"] = tr["table"].to_dict(orient="records")
+        rep.add_table("Segment transfer to new users (user-cold-start split)", tr["table"],
+                      note="k_first: events revealed per new user; top1: the user's favourite later category predicted; "
+                           "95% bootstrap CIs over the held-out users.")
+        rep.add_table("Segment transfer: difference to global popularity (paired bootstrap)", tr["versus"])
+    else:
+        rep.add_text("Segment transfer", "skipped: needs users with age and gender and items with `category`")
     if sequence_epochs > 0:
         _progress(f"next-item recommendation: baselines + SASRec ({sequence_epochs} epochs) ...", quiet)
         sq = sequence_step(ds, seed=seed, epochs=sequence_epochs, seconds=sequence_seconds)
@@ -350,7 +383,7 @@ def _cmd_summary(a):
     return 0
 
 def _cmd_demo(a):
-    rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet)
+    rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet, sequence_epochs=a.sequence_epochs)
     path = rep.save(Path(a.out))
     s = rep.metrics["summary"]
     print(f"{s['data']}: {s['events']:,} events, {s['users']:,} users, {s['items']:,} items"
@@ -364,6 +397,11 @@ def _cmd_demo(a):
         nw = nw[nw.metric.isin(["f1_micro", "recall@3"])]
         print("\nNext-window interest prediction (test window, 95% CI):")
         print(nw.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    if "transfer" in rep.metrics:
+        t = pd.DataFrame(rep.metrics["transfer"])
+        t = t[t.metric == "ndcg@10"].assign(ci=lambda d: [f"[{l:.4f}, {h:.4f}]" for l, h in zip(d.ci_low, d.ci_high)])
+        print("\nSegment transfer to held-out users, NDCG@10 (k_first = first events revealed, 95% CI):")
+        print(t[["k_first", "strategy", "value", "ci", "n_users"]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     if "next_item" in rep.metrics:
         print("\nNext-item recommendation (leave-last-out test, full catalogue, 95% CI):")
         print(pd.DataFrame(rep.metrics["next_item"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
@@ -416,6 +454,13 @@ def _recommendations(ds: Dataset, model, seqs, user_ids, k: int, exclude: bool) 
         out["title"] = out["item_id"].map(ds.items.drop_duplicates("item_id").set_index("item_id")["title"])
     return out
 
+def _cmd_transfer(a):
+    tr = transfer_step(load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed), seed=a.seed)
+    _print_table(tr["table"])
+    print("\ndifference to global popularity (paired bootstrap):")
+    _print_table(tr["versus"][["k_first", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "better"]])
+    return 0
+
 def _cmd_recommend(a):
     ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed)
     if a.load:
@@ -465,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(d)
     d.add_argument("--out", default="report", help="report folder (default ./report)")
     d.add_argument("--quiet", action="store_true", help="no progress messages")
+    d.add_argument("--sequence-epochs", type=int, default=5, help="training epochs of the next-item SASRec (default 5; 0 skips it)")
     d.set_defaults(func=_cmd_demo)
     pr = sub.add_parser("profile", help="interest migration between consecutive windows")
     _add_data_args(pr)
@@ -481,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(tg)
     tg.add_argument("--users", type=int, default=5, help="how many users' tags to print (default 5)")
     tg.set_defaults(func=_cmd_tag)
+    ts = sub.add_parser("transfer", help="segment transfer to held-out new users, with CIs and paired tests")
+    _add_data_args(ts); ts.set_defaults(func=_cmd_transfer)
     rc = sub.add_parser("recommend", help="next items for users (or a new user's item sequence) from a SASRec")
     _add_data_args(rc)
     rc.add_argument("--users", nargs="+", help="user ids of the log (default: the first three)")

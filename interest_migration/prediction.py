@@ -779,11 +779,14 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                  validation_fraction: float = 0.1,  # last rows held out when no validation_mask is given
                  device: str = "cpu",               # torch device ("cpu", "cuda")
                  random_state: int = 0,             # seed of weights and batch order
-                 verbose: bool = False):            # print the loss per epoch
+                 verbose: bool = False,             # print the loss per epoch
+                 epoch_callback=None,  # called with {"epoch", "train_loss", "val_loss"} after every epoch; raise in it to stop
+                ):
         self.hidden_sizes, self.dropout, self.learning_rate = hidden_sizes, dropout, learning_rate
         self.weight_decay, self.batch_size, self.max_epochs, self.patience = weight_decay, batch_size, max_epochs, patience
         self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
         self.device, self.random_state, self.verbose = device, random_state, verbose
+        self.epoch_callback = epoch_callback
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -845,6 +848,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 with torch.no_grad():
                     rec["val_loss"] = loss_fn(net(Xva), Yva).item()
             self.history_.append(rec)
+            if self.epoch_callback is not None:
+                self.epoch_callback(dict(rec))
             if self.verbose:
                 print(rec)
             if val.any():

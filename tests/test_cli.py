@@ -62,10 +62,12 @@ def test_summary_of_a_taobao_file(tmp_path):
 
 
 def test_demo_on_simulated_data(tmp_path):
-    r = run("demo", "--data", "simulate", "--out", str(tmp_path / "rep"), "--quiet")
+    r = run("demo", "--data", "simulate", "--out", str(tmp_path / "rep"), "--quiet", "--sequence-epochs", "1")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["summary"]["events"] > 0
+    assert {r["strategy"] for r in m["transfer"]} == {"popularity", "segment", "shrinkage"}
+    assert [r["model"] for r in m["next_item"]] == ["popularity", "co-occurrence", "sasrec"]
     assert (tmp_path / "rep" / "report.html").stat().st_size > 1000
 
 
@@ -73,6 +75,22 @@ def test_predict_on_simulated_data():
     r = run("predict", "--data", "simulate")
     assert r.returncode == 0, r.stderr
     assert {"popularity", "last_window", "logreg"} <= set(r.stdout.split())
+
+
+def test_recommend_for_unknown_user_and_item(tmp_path):
+    model = tmp_path / "m.pt"
+    r = run("recommend", "--epochs", "1", "--save", str(model), "--users", "1", "2", "--k", "3")
+    assert r.returncode == 0, r.stderr
+    rows = [l.split() for l in r.stdout.splitlines() if l.split()[:1] in (["1"], ["2"])]
+    assert len(rows) == 6 and model.exists()
+    _one_line_error(run("recommend", "--load", str(model), "--users", "424242"), "424242")
+    _one_line_error(run("recommend", "--load", str(model), "--items", "99999"), "99999")
+
+
+def test_transfer_needs_demographics(tmp_path):
+    f = tmp_path / "UserBehavior.csv"
+    f.write_text("1,10,100,pv,1511544070\n1,10,100,buy,1511544090\n2,11,101,cart,1511544071\n")
+    _one_line_error(run("transfer", "--data", str(f)), "age")
 
 
 def test_profile_needs_categories(tmp_path):

@@ -446,3 +446,18 @@ def test_readonly_contiguous_scores_raise_no_warning():
         r = ranking_metrics(s, [[1]] * 5, k=3)
     assert len(r.users) == 5
     assert isinstance(js_divergence([1, 0], [1, 1]), float)
+
+
+def test_weighted_average_precision_matches_sklearn_under_bootstrap_weights():
+    "The PR-AUC of each bootstrap resample equals sklearn's average_precision_score with those counts as weights."
+    from sklearn.metrics import average_precision_score
+    from interest_migration.metrics import _weighted_ap, classification_report_ci
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 400)
+    s = np.clip(np.round(rng.random(400) * 0.8 + 0.2 * y, 2), 0, 1)     # rounded: many ties
+    W = rng.integers(0, 3, (5, 400))
+    ref = [average_precision_score(y, s, sample_weight=w) for w in W]
+    np.testing.assert_allclose(_weighted_ap(y, s, W), ref, rtol=0, atol=1e-12)
+    rep = classification_report_ci(y, s, n_boot=300).set_index("metric")
+    assert abs(rep.loc["pr_auc", "value"] - average_precision_score(y, s)) < 1e-12
+    assert rep.loc["pr_auc", "ci_low"] < rep.loc["pr_auc", "value"] < rep.loc["pr_auc", "ci_high"]

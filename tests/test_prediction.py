@@ -14,17 +14,10 @@ from interest_migration.prediction import (
     score_detections, transition_matrix, window_edges, windowed_profiles, windowed_profiles_dask,
     windowed_profiles_parquet, WindowedProfiles, bench_profiles)
 
-T0 = pd.Timestamp("2026-01-01", tz="UTC")
+from logs import T0, make_log  # tests/logs.py
+
 ITEMS = pd.DataFrame({"item_id": np.arange(6), "category": list("aabbcc"),
                       "genres": [["a"], ["a", "b"], ["b"], ["b", "c"], ["c"], ["a", "b", "c"]]})
-
-
-def make_log(rows):
-    "A contract log from (user, item, hours since T0, behavior index) tuples."
-    u, i, h, b = (np.array(x) for x in zip(*rows))
-    return pd.DataFrame({"user_id": u.astype("int64"), "item_id": i.astype("int64"),
-                         "timestamp": T0 + pd.to_timedelta(h, unit="h"),
-                         "behavior": pd.Categorical.from_codes(b, categories=list(BEHAVIORS))})
 
 
 logs = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 5), st.floats(0, 24 * 40, allow_nan=False),
