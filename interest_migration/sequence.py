@@ -734,6 +734,12 @@ class _NeuralRecommender(_Recommender):
         return m
 
 # %% ../nbs/07_sequence.ipynb #fa310de5
+def _store_params(obj, values: dict):
+    "Store every constructor argument as the attribute of the same name (scikit-learn convention: no logic in __init__)."
+    for name in inspect.signature(type(obj).__init__).parameters:
+        if name != "self":
+            setattr(obj, name, values[name])
+
 class SASRec(_NeuralRecommender):
     "Self-attentive sequential recommender (causal transformer) trained with full-catalogue cross-entropy."
     def __init__(self,
@@ -757,12 +763,7 @@ class SASRec(_NeuralRecommender):
                  progress: bool = True,  # tqdm progress bar over epochs
                  threads: int | None = None,  # torch CPU threads while training/scoring (None: torch's setting)
                 ):
-        self.embedding_size, self.n_layers, self.n_heads, self.dropout = embedding_size, n_layers, n_heads, dropout
-        self.max_len, self.epochs, self.learning_rate, self.reg = max_len, epochs, learning_rate, reg
-        self.batch_size, self.patience, self.use_category, self.use_behavior = batch_size, patience, use_category, use_behavior
-        self.exclude_history = exclude_history
-        self.behavior_weight, self.time_limit, self.seed, self.device, self.progress = behavior_weight, time_limit, seed, device, progress
-        self.threads = threads
+        _store_params(self, locals())
 
     def _build(self, emb, n_behaviors, behavior_head):
         if self.embedding_size % self.n_heads:
@@ -794,12 +795,7 @@ class GRU4Rec(_NeuralRecommender):
                  progress: bool = True,  # tqdm progress bar
                  threads: int | None = None,  # torch CPU threads while training/scoring (None: torch's setting)
                 ):
-        self.embedding_size, self.hidden_size, self.n_layers, self.dropout = embedding_size, hidden_size, n_layers, dropout
-        self.max_len, self.epochs, self.learning_rate, self.reg = max_len, epochs, learning_rate, reg
-        self.batch_size, self.patience, self.use_category, self.use_behavior = batch_size, patience, use_category, use_behavior
-        self.exclude_history = exclude_history
-        self.behavior_weight, self.time_limit, self.seed, self.device, self.progress = behavior_weight, time_limit, seed, device, progress
-        self.threads = threads
+        _store_params(self, locals())
 
     def _build(self, emb, n_behaviors, behavior_head):
         return _RNNNet(emb, self.embedding_size, self.hidden_size, self.n_layers, self.dropout, self._cell,
