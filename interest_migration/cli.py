@@ -461,11 +461,20 @@ def _cmd_transfer(a):
     _print_table(tr["versus"][["k_first", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "better"]])
     return 0
 
+def _ids_like(values: list, column: pd.Series, flag: str) -> list:
+    "Ids typed on the command line, converted to the log column's type; one that does not convert is a one-line error."
+    if column.dtype.kind not in "iu":
+        return list(values)
+    bad = [v for v in values if not str(v).lstrip("-").isdigit()]
+    if bad:
+        raise CLIError(f"{flag}: {bad} are not integer ids like the log's {column.name}")
+    return [int(v) for v in values]
+
 def _cmd_recommend(a):
     ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed)
     if a.load:
         model = SASRec.load(a.load)
-        exclude = not a.keep_history
+        exclude = model.exclude_history and not a.keep_history        # the choice made when it was trained
         print(f"loaded {a.load}")
     else:
         sq = sequence_step(ds, seed=a.seed, epochs=a.epochs, seconds=a.seconds)
@@ -475,13 +484,10 @@ def _cmd_recommend(a):
             print(f"saved: {model.save(a.save)}")
     ev = ds.events
     if a.items:
-        items = [type(ev["item_id"].iloc[0])(x) if ev["item_id"].dtype.kind in "iu" else x for x in a.items]
-        seqs, users = [np.asarray(items)], ["(new user)"]
+        seqs, users = [np.asarray(_ids_like(a.items, ev["item_id"], "--items"))], ["(new user)"]
     else:
-        users = a.users or list(pd.unique(ev["user_id"].sort_values()))[:3]
+        users = _ids_like(a.users, ev["user_id"], "--users") if a.users else list(pd.unique(ev["user_id"].sort_values()))[:3]
         known = set(pd.unique(ev["user_id"]))
-        if ev["user_id"].dtype.kind in "iu":
-            users = [int(u) for u in users]
         missing = [u for u in users if u not in known]
         if missing:
             raise CLIError(f"--users: {missing} not in {ds.name}'s log; pass --items for a new user's sequence")

@@ -11,7 +11,9 @@ import json
 import random
 import resource
 import time
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,8 @@ __all__ = ['BEHAVIORS', 'EVENT_COLUMNS', 'RECBOLE_INSTALL', 'ML100K_GENRES', 'ML
            'validate_users', 'validate_items', 'Dataset', 'movielens_100k_path', 'load_movielens_100k',
            'read_grouplens', 'iter_taobao', 'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'sim_categories',
            'SimTruth', 'SimulatedLog', 'user_partition', 'simulate_log', 'read_simulated', 'Split', 'temporal_split',
-           'leave_last_out', 'user_cold_start_split', 'IdEncoder', 'bench_simulate']
+           'leave_last_out', 'user_cold_start_split', 'IdEncoder', 'PeakRSS', 'maxrss_mb', 'torch_threads',
+           'bench_simulate']
 
 # %% ../nbs/00_data.ipynb #0f5f810d
 BEHAVIORS = ("view", "cart", "fav", "buy", "search", "rate")  # categories of `behavior`, in this order
@@ -1077,6 +1080,59 @@ class IdEncoder:
     def __repr__(self):
         return f"IdEncoder(n_={len(self.classes_):,})" if hasattr(self, "classes_") else "IdEncoder(not fitted)"
 
+# %% ../nbs/00_data.ipynb #93b93ab7
+def _rss_bytes() -> int:
+    "Current resident memory of this process (Linux /proc; 0 where unavailable)."
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return 0
+
+class PeakRSS:
+    "Context manager sampling this process' resident memory every few ms in a thread: `.start` and `.peak` in bytes."
+    def __init__(self,
+                 every: float = 0.005,  # seconds between samples
+                ):
+        self.every, self.peak = every, 0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._stop, self.start = threading.Event(), _rss_bytes()
+        self.peak = self.start
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set(); self._t.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+def maxrss_mb() -> float:
+    "Peak resident memory of this process so far, in MiB (the kernel's high-water mark)."
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 2**10
+
+@contextmanager
+def torch_threads(
+    n: int | None,  # torch intra-op threads inside the block; None or 0: leave torch's setting
+):
+    "Run a block with `n` torch CPU threads, restoring the previous setting afterwards."
+    if not n:
+        yield
+        return
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 # %% ../nbs/00_data.ipynb #f311134d
 def _simulate_naive(w: dict, # the world from _sim_world
                     n_events: int, # events to generate
@@ -1110,28 +1166,6 @@ def _simulate_naive(w: dict, # the world from _sim_world
     df["behavior"] = pd.Categorical(df["behavior"], categories=list(BEHAVIORS))
     return df.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
 
-def _rss_bytes() -> int:
-    "Current resident memory of this process (Linux /proc; 0 where unavailable)."
-    try:
-        with open("/proc/self/statm") as f: return int(f.read().split()[1]) * resource.getpagesize()
-    except OSError: return 0
-
-class _PeakRSS:
-    "Context manager sampling this process' resident memory every few ms in a thread; `.peak` in bytes."
-    def __init__(self, every: float = 0.005): self.every, self.peak = every, 0
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            self._stop.wait(self.every)
-    def __enter__(self):
-        self._stop, self.start = threading.Event(), _rss_bytes()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-    def __exit__(self, *exc):
-        self._stop.set(); self._t.join()
-        self.peak = max(self.peak, _rss_bytes())
-
 def bench_simulate(
     n_events: int = 10_000_000,  # events to simulate with simulate_log
     seed: int = 0,  # random seed
@@ -1147,7 +1181,7 @@ def bench_simulate(
     _simulate_naive(w, naive_events, seed)
     naive_s = time.perf_counter() - t
     del w
-    with _PeakRSS() as mem:
+    with PeakRSS() as mem:
         t = time.perf_counter()
         log = simulate_log(n_users=n_users, n_items=n_items, n_events=n_events, seed=seed)
         ours_s = time.perf_counter() - t
@@ -1158,7 +1192,7 @@ def bench_simulate(
            "speedup": (n / ours_s) / (naive_events / naive_s),
            "peak_rss_gib": mem.peak / 2**30, "rss_before_gib": mem.start / 2**30,
            "peak_rss_increase_gib": (mem.peak - mem.start) / 2**30,
-           "process_max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30}
+           "process_max_rss_gib": maxrss_mb() / 2**10}
     print(f"{'':28}{'events':>12}{'seconds':>10}{'events/s':>14}\n"
           f"{'simulate_log (vectorised)':28}{n:>12,}{ours_s:>10.2f}{res['events_per_s']:>14,.0f}\n"
           f"{'per-event Python loop':28}{naive_events:>12,}{naive_s:>10.2f}{res['naive_events_per_s']:>14,.0f}\n"

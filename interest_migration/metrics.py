@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 import tracemalloc
 import warnings
@@ -16,6 +15,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
+
+from .data import maxrss_mb
 
 # %% auto #0
 __all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', 'ranking_metrics', 'reference_ranking_metrics',
@@ -1182,15 +1183,6 @@ def _peak_mb(f):
         tracemalloc.stop()
     return r, peak / 2**20
 
-def _maxrss_mb() -> float:
-    "Peak resident memory of this process in MiB (NaN where the platform has no `resource` module)."
-    try:
-        import resource
-    except ImportError:  # pragma: no cover (Windows)
-        return float("nan")
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 2**20 if sys.platform == "darwin" else r / 2**10
-
 def _best_time(f, repeat: int) -> tuple:
     "(result, wall seconds, CPU seconds) of the fastest of `repeat` runs of f(): other processes only ever add time."
     runs = []
@@ -1228,7 +1220,7 @@ def bench_metrics(
            "metrics": len(ours.per_user), "ours_s": t_ours, "reference_s": t_ref, "ratio": t_ref / t_ours,
            "ours_cpu_s": c_ours, "reference_cpu_s": c_ref, "cpu_ratio": c_ref / max(c_ours, 1e-9),
            "ours_peak_mb": peak_ours, "reference_peak_mb_500_users": peak_ref, "scores_mb": scores.nbytes / 2**20,
-           "maxrss_mb": _maxrss_mb(), "max_abs_diff": diff}
+           "maxrss_mb": maxrss_mb(), "max_abs_diff": diff}
     if verbose:
         print(f"full-ranking metrics: {n_users:,} users x {n_items:,} items, {n_truth} truth items per user, "
               f"{len(RANKING_METRICS)} metrics at k={tuple(k)}")

@@ -5,7 +5,6 @@
 # %% ../nbs/02_prediction.ipynb #d5bbf896
 from __future__ import annotations
 
-import resource
 import time
 import tracemalloc
 import warnings
@@ -29,7 +28,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .data import BEHAVIORS, simulate_log, temporal_split, user_cold_start_split
+from .data import BEHAVIORS, maxrss_mb, simulate_log, temporal_split, user_cold_start_split
 from .metrics import (bootstrap_ci, calibration_curve, classification_metrics,
                                        classification_report_ci, expected_calibration_error, js_divergence)
 
@@ -1389,7 +1388,7 @@ def bench_profiles(
            "simulate_s": sim_s, "ours_s": ours_s, "ours_events_per_s": len(ev) / ours_s,
            "ref_events": int(len(part)), "ref_s": ref_s, "ref_events_per_s": len(part) / ref_s,
            "speedup": (len(ev) / ours_s) / (len(part) / ref_s), "ours_peak_traced_gib": peak / 2**30,
-           "process_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+           "process_peak_rss_gib": maxrss_mb() / 2**10,
            "agree_on_slice": bool(agree), "migration_pairs": int(matrix.attrs["pairs"])}
     if verbose:
         print(f"bench profiles: windowed profiles + migration scores + matrix ({out['windows']} windows of {freq})")

@@ -21,7 +21,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 from tqdm import tqdm
 
-from .data import BEHAVIORS, IdEncoder, leave_last_out, load_movielens_100k, _PeakRSS
+from .data import BEHAVIORS, IdEncoder, leave_last_out, load_movielens_100k, PeakRSS, torch_threads
 from .metrics import evaluate, ranking_metrics, topk_items
 
 # %% auto #0
@@ -265,17 +265,6 @@ def default_device(
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
-class _threads:
-    "Context manager: torch.set_num_threads(n) inside, the previous value restored after (n=None: unchanged)."
-    def __init__(self, n: int | None):
-        self.n = n
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        if self.n:
-            torch.set_num_threads(int(self.n))
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
-
 class _Recommender:
     "Shared life cycle of every sequence recommender here: parameters, sequence conversion, scoring, top-k."
     def get_params(self,
@@ -337,7 +326,7 @@ class _Recommender:
              ) -> torch.Tensor:  # (n, n_items) float32 scores on the CPU, column c - 1 = item code c
         "Scores of every catalogue item as the next item of each sequence."
         seqs = self.as_sequences(sequences)
-        with _threads(getattr(self, "threads", None)):
+        with torch_threads(getattr(self, "threads", None)):
             out = [self._score_block(seqs, np.arange(s, min(s + batch_size, len(seqs))))
                    for s in range(0, len(seqs), batch_size)]
         return torch.cat(out) if out else torch.zeros((0, self.catalog_.n_items))
@@ -354,7 +343,7 @@ class _Recommender:
                  ) -> np.ndarray:  # (n, k) original item ids, best first (ties: lower item id)
         "Top-k next items for each sequence over the full catalogue, in batches, history masked."
         seqs = self.as_sequences(sequences)
-        with _threads(getattr(self, "threads", None)):
+        with torch_threads(getattr(self, "threads", None)):
             top = topk_items(self._scorer(seqs), k, exclude=seqs.history() if exclude_history else None,
                              batch_size=batch_size, n_users=len(seqs))
         if (top < 0).any():
@@ -567,7 +556,7 @@ class _NeuralRecommender(_Recommender):
             valid: Sequences | None = None,  # validation sequences with targets (default: data.valid for a split)
            ):
         "Train with Adam on next-item cross-entropy over the full catalogue at every position; keep the best epoch."
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             return self._fit(data, valid)
 
     def _fit(self, data, valid):
@@ -690,7 +679,7 @@ class _NeuralRecommender(_Recommender):
             raise ValueError("this model has no behaviour head: its training data had a single behaviour type "
                              "or behavior_weight was 0")
         seqs = self.as_sequences(sequences)
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             out = [self._behavior_proba(seqs, np.arange(s, min(s + batch_size, len(seqs))))
                    for s in range(0, len(seqs), batch_size)]
         p = torch.cat(out).numpy() if out else np.zeros((0, len(self.catalog_.behaviors)), np.float32)
@@ -906,7 +895,7 @@ def bench_sequence(
         kw.update((params or {}).get(name, {}))
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        with _PeakRSS() as mem:
+        with PeakRSS() as mem:
             t0 = time.perf_counter()
             model = cls(**kw).fit(sp)
             fit_s = time.perf_counter() - t0

@@ -11,8 +11,6 @@ import importlib.util
 import json
 import math
 import os
-import resource
-import sys
 import time
 import uuid
 import warnings
@@ -36,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from .data import ML100K_GENRES, load_movielens_100k
+from .data import ML100K_GENRES, load_movielens_100k, maxrss_mb, torch_threads
 from .metrics import (classification_metrics, classification_report_ci, paired_bootstrap,
                                         per_sample_classification)
 from .prediction import best_threshold, windowed_profiles
@@ -238,19 +236,6 @@ def _embed_ids(
             out[torch.from_numpy(b)] = _pool(hidden, None, pooling).float()
     return out
 
-@contextmanager
-def _torch_threads(n: int | None):
-    "Run with `n` torch intra-op threads (None: leave torch's setting), restoring it afterwards."
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 def _text_keys(texts: list) -> np.ndarray:
     "SHA-1 of each text's UTF-8 bytes: the key of the embedding cache."
     return np.array([hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts], dtype=object)
@@ -358,7 +343,7 @@ class TextEncoder(TransformerMixin, BaseEstimator):
         n_cut = 0
         if len(todo):
             ids, lengths, n_cut = _token_ids(self.tokenizer_, [uniq[i] for i in todo], self.max_length_)
-            with _torch_threads(self.num_threads):
+            with torch_threads(self.num_threads):
                 e = _embed_ids(self.model_, ids, lengths, int(self.batch_size), self.pooling,
                                self.progress if self.progress is not None else len(todo) > 5000)
                 if self.normalize:
@@ -892,7 +877,7 @@ class FineTunedBertTagger(_Tagger):
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
         Yt = torch.from_numpy(Y.astype(np.float32))
         history, best, best_state = [], np.inf, None
-        with _torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):
+        with torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = _BertHead(encoder, T, self.pooling, self.dropout)
             with torch.no_grad():   # start from the tag frequencies: the first steps need not learn them
@@ -956,7 +941,7 @@ class FineTunedBertTagger(_Tagger):
 
     def _proba(self, X):
         ids, lengths, _ = self._ids(X)
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return torch.sigmoid(self._logits(ids, lengths)).numpy()
 
 # %% ../nbs/05_tagging.ipynb #59a9ccdc
@@ -1118,10 +1103,6 @@ def top_user_tags(
     return _top_k_frame(profile.to_numpy(), np.asarray(profile.columns, dtype=object), k, profile.index)
 
 # %% ../nbs/05_tagging.ipynb #b94b93ed
-def _maxrss_mb() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 2**20 if sys.platform == "darwin" else r / 2**10
-
 def bench_tagging(
     n_texts: int | None = None,      # the first n MovieLens-100K titles; None: all 1,682
     repeat: int = 5,                 # timed runs of each encoder, interleaved (the best of each is kept)
@@ -1139,7 +1120,7 @@ def bench_tagging(
     titles = load_movielens_100k().items["title"].astype(str).tolist()
     titles = titles[:n_texts] if n_texts else titles
     path = default_model_path()
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         t0 = time.perf_counter()
         ours = TextEncoder(batch_size=batch_size, cache=False).fit()
         t_load_ours = time.perf_counter() - t0
@@ -1160,7 +1141,7 @@ def bench_tagging(
            "ours_s": min(t_ours), "st_s": min(t_st), "ours_texts_per_s": n / min(t_ours), "st_texts_per_s": n / min(t_st),
            "ratio": min(t_st) / min(t_ours), "ratio_median": float(np.median(t_st) / np.median(t_ours)),
            "max_abs_diff": diff, "equal_1e-5": diff <= 1e-5, "load_ours_s": t_load_ours, "load_st_s": t_load_st,
-           "maxrss_mb": _maxrss_mb()}
+           "maxrss_mb": maxrss_mb()}
     if verbose:
         print(f"encode {n:,} MovieLens-100K titles ({out['distinct_texts']:,} distinct) with all-MiniLM-L6-v2, "
               f"{out['threads']} torch thread(s), best of {max(1, repeat)} interleaved runs")
