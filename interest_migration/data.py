@@ -25,12 +25,12 @@ from tqdm import tqdm
 # %% auto #0
 __all__ = ['BEHAVIORS', 'EVENT_COLUMNS', 'RECBOLE_INSTALL', 'ML100K_GENRES', 'ML1M_OCCUPATIONS', 'TAOBAO_BEHAVIORS',
            'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'SIM_CATEGORIES', 'SIM_WORDS', 'SIM_GENERIC_WORDS',
-           'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL', 'ValidationReport', 'validate_events',
-           'validate_users', 'validate_items', 'Dataset', 'movielens_100k_path', 'load_movielens_100k',
-           'read_grouplens', 'iter_taobao', 'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'sim_categories',
-           'SimTruth', 'SimulatedLog', 'user_partition', 'simulate_log', 'read_simulated', 'Split', 'temporal_split',
-           'leave_last_out', 'user_cold_start_split', 'IdEncoder', 'PeakRSS', 'maxrss_mb', 'torch_threads',
-           'bench_simulate']
+           'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL', 'ValidationReport', 'DataError',
+           'need_frame', 'need_columns', 'to_utc', 'timestamps_ns', 'validate_events', 'validate_users',
+           'validate_items', 'Dataset', 'movielens_100k_path', 'load_movielens_100k', 'read_grouplens', 'iter_taobao',
+           'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'sim_categories', 'SimTruth', 'SimulatedLog',
+           'user_partition', 'simulate_log', 'read_simulated', 'Split', 'need_log', 'temporal_split', 'leave_last_out',
+           'user_cold_start_split', 'IdEncoder', 'PeakRSS', 'maxrss_mb', 'torch_threads', 'bench_simulate']
 
 # %% ../nbs/00_data.ipynb #0f5f810d
 BEHAVIORS = ("view", "cart", "fav", "buy", "search", "rate")  # categories of `behavior`, in this order
@@ -72,19 +72,26 @@ def _show(df: pd.DataFrame, # the table being checked
     bad = df if mask is None else df.loc[np.asarray(mask, dtype=bool)]
     return f"{len(bad):,} offending row(s); the first {min(n, len(bad))}:\n{bad.head(n).to_string()}"
 
-def _need_frame(df, table: str):
-    "Raise a TypeError unless `df` is a DataFrame."
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{table}: expected a pandas DataFrame, got {type(df).__name__}")
+class DataError(ValueError):
+    "Input that breaks the data contract: the one exception type for bad data across the library (a ValueError)."
 
-def _need_columns(df: pd.DataFrame, cols, table: str):
-    "Raise a ValueError naming the missing columns."
+def need_frame(df, # what the caller passed as a table
+               table: str, # table name, for messages
+              ):
+    "Raise a DataError unless `df` is a DataFrame."
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{table}: expected a pandas DataFrame, got {type(df).__name__}")
+
+def need_columns(df: pd.DataFrame, # the table to check
+                 cols, # column names it must have
+                 table: str, # table name, for messages
+                ):
+    "Raise a DataError naming the missing columns."
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(f"{table}: missing column(s) {missing}; got columns {list(df.columns)}; "
-                         f"the contract needs {list(cols)}")
-
-def _utc(t) -> pd.Timestamp:
+        raise DataError(f"{table}: missing column(s) {missing}; got columns {list(df.columns)}; "
+                        f"the contract needs {list(cols)}")
+def to_utc(t) -> pd.Timestamp:
     "A timestamp in UTC; a naive one is read as UTC."
     t = pd.Timestamp(t)
     return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
@@ -93,7 +100,7 @@ def _utc_from_ns(ns) -> pd.DatetimeIndex:
     "datetime64[ns, UTC] from int64 nanoseconds since the epoch (fast: no parsing)."
     return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
 
-def _ts_int(ts: pd.Series) -> np.ndarray:
+def timestamps_ns(ts: pd.Series) -> np.ndarray:
     "Nanoseconds since the epoch of a datetime64[ns, UTC] column, as int64."
     return np.asarray(ts.values).astype("datetime64[ns]").view("int64")
 
@@ -205,7 +212,7 @@ def _duplicated(df: pd.DataFrame) -> np.ndarray:
 
 def _sort_events(df: pd.DataFrame) -> tuple:
     "Sort by (timestamp, user_id) unless already sorted; returns (frame, number of rows that moved)."
-    t = _ts_int(df["timestamp"])
+    t = timestamps_ns(df["timestamp"])
     u = df["user_id"].to_numpy()
     ukey = u if u.dtype.kind in "iu" else pd.factorize(u, sort=True)[0]
     d = np.diff(t)
@@ -220,9 +227,9 @@ def validate_events(
     behaviors: tuple = BEHAVIORS,  # allowed behaviour labels, in category order
 ) -> tuple:  # (clean copy sorted by timestamp then user_id, ValidationReport)
     "Check a log against the data contract; return a clean copy and a report of every fix and drop."
-    _need_frame(events, "events")
+    need_frame(events, "events")
     behaviors = tuple(behaviors)
-    _need_columns(events, EVENT_COLUMNS, "events")
+    need_columns(events, EVENT_COLUMNS, "events")
     if len(events) == 0:
         raise ValueError(f"events: the log is empty (0 rows; columns {list(events.columns)})")
     n_in, dropped, fixed = len(events), {}, {}
@@ -264,8 +271,8 @@ def _validate_side(df: pd.DataFrame, # a user or item table
                    int_columns: tuple = (), # numeric columns that are integers (e.g. age)
                   ) -> tuple:
     "Shared checks of a side table: ids, numeric attributes, duplicates, one row per id."
-    _need_frame(df, table)
-    _need_columns(df, (key,), table)
+    need_frame(df, table)
+    need_columns(df, (key,), table)
     if len(df) == 0:
         raise ValueError(f"{table}: the table is empty (0 rows; columns {list(df.columns)})")
     n_in, dropped, fixed, notes = len(df), {}, {}, {}
@@ -669,7 +676,7 @@ class SimTruth:
                    time: str | pd.Timestamp,  # a timestamp (naive is read as UTC)
                   ) -> pd.DataFrame:  # user_id x category
         "Each user's true category mixture at `time`."
-        t = _utc(time)
+        t = to_utc(time)
         moved = self.mixture_before.index.isin(self.migrations.loc[self.migrations["time"] <= t, "user_id"])
         return self.mixture_before.where(np.repeat(~moved[:, None], self.mixture_before.shape[1], 1), self.mixture_after)
 
@@ -737,7 +744,7 @@ def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, mig
     first = np.concatenate([[0], np.cumsum(totals)[:-1]])
     within = (csum - first[icat[order]]) / totals[icat[order]]
     within[np.cumsum(np.bincount(icat, minlength=C)) - 1] = 1.0
-    start_ns = _utc(start).value
+    start_ns = to_utc(start).value
     users = pd.DataFrame({"user_id": user_id, "age": age, "gender": np.where(female, "F", "M").astype(object),
                           "region": region, "segment": np.asarray(segments, dtype=object)[seg]})
     items = pd.DataFrame({"item_id": np.arange(1, n_items + 1, dtype=np.int64), "category": np.asarray(cats, dtype=object)[icat],
@@ -857,7 +864,7 @@ def simulate_log(
     if int(days) != days or days < 1: raise ValueError(f"simulate_log: days must be a whole number >= 1, got {days}")
     if not 0 <= migrating_share <= 1: raise ValueError(f"simulate_log: migrating_share must be in [0, 1], got {migrating_share}")
     if not 0 < migration_strength <= 1: raise ValueError(f"simulate_log: migration_strength must be in (0, 1], got {migration_strength}")
-    params = dict(n_users=n_users, n_items=n_items, n_categories=n_categories, n_events=n_events, start=str(_utc(start)),
+    params = dict(n_users=n_users, n_items=n_items, n_categories=n_categories, n_events=n_events, start=str(to_utc(start)),
                   days=int(days), migrating_share=migrating_share, seed=seed, migration_strength=migration_strength,
                   concentration=concentration, chunk_events=chunk_events)
     w = _sim_world(n_users, n_items, n_categories, start, int(days), migrating_share, migration_strength, concentration, seed)
@@ -890,7 +897,7 @@ def simulate_log(
         return SimulatedLog(None, users, items, name, {"events": rev, "users": rus, "items": rit}, w["truth"], str(out))
     ev = pd.concat(chunks, ignore_index=True)
     del chunks
-    ev = ev.iloc[np.lexsort((ev["user_id"].to_numpy(), _ts_int(ev["timestamp"])))].reset_index(drop=True)
+    ev = ev.iloc[np.lexsort((ev["user_id"].to_numpy(), timestamps_ns(ev["timestamp"])))].reset_index(drop=True)
     ev, rev = validate_events(ev)
     return SimulatedLog(ev, users, items, name, {"events": rev, "users": rus, "items": rit}, w["truth"])
 
@@ -947,13 +954,15 @@ class Split:
 
     __repr__ = __str__
 
-def _need_log(events, cols=("user_id", "timestamp")):
-    "Check the columns a split needs and that timestamps are UTC datetimes."
-    _need_frame(events, "events")
-    _need_columns(events, cols, "events")
-    if len(events) == 0: raise ValueError("events: the log is empty (0 rows)")
+def need_log(events, # an interaction log
+             cols=("user_id", "timestamp"), # columns the caller needs
+            ):
+    "Check a log has the columns a step needs and UTC datetime timestamps (DataError otherwise)."
+    need_frame(events, "events")
+    need_columns(events, cols, "events")
+    if len(events) == 0: raise DataError("events: the log is empty (0 rows)")
     if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
-        raise ValueError(f"events: column 'timestamp' has dtype {events['timestamp'].dtype}; run validate_events first")
+        raise DataError(f"events: column 'timestamp' has dtype {events['timestamp'].dtype}; run validate_events first")
 
 def _unseen(train: pd.DataFrame, test: pd.DataFrame, col: str) -> int:
     "Distinct values of `col` in test that train never saw."
@@ -966,14 +975,14 @@ def temporal_split(
     test_frac: float = 0.2,  # share of events in test when test_start is None (the cut-off is that quantile of timestamps)
 ) -> Split:  # train: timestamp < cut-off; test: timestamp >= cut-off
     "Global temporal split at one cut-off time (the leak-free default)."
-    _need_log(events)
-    t = _ts_int(events["timestamp"])
+    need_log(events)
+    t = timestamps_ns(events["timestamp"])
     if test_start is None:
         if not 0 < test_frac < 1: raise ValueError(f"temporal_split: test_frac must be in (0, 1), got {test_frac}")
         k = len(t) - max(1, int(round(len(t) * test_frac)))
         cut = pd.Timestamp(int(np.partition(t, k)[k]), tz="UTC")
     else:
-        cut = _utc(test_start)
+        cut = to_utc(test_start)
     test_mask = t >= cut.value
     train, test = events.loc[~test_mask], events.loc[test_mask]
     if len(train) == 0 or len(test) == 0:
@@ -989,9 +998,9 @@ def leave_last_out(
     n: int = 1,  # events per user held out (the user's last n by timestamp; ties by row order)
 ) -> Split:  # users with <= n events stay entirely in train
     "Per-user split: each user's last `n` events test, the rest trains."
-    _need_log(events)
+    need_log(events)
     if n < 1: raise ValueError(f"leave_last_out: n must be >= 1, got {n}")
-    t = _ts_int(events["timestamp"])
+    t = timestamps_ns(events["timestamp"])
     u = pd.factorize(events["user_id"])[0]
     order = np.lexsort((np.arange(len(t)), t, u))
     counts = np.bincount(u)
@@ -1004,10 +1013,10 @@ def leave_last_out(
     train, test = events.loc[~test_mask], events.loc[test_mask]
     if len(test) == 0:
         raise ValueError(f"leave_last_out: no user has more than n={n} events; nothing to test")
-    first_test = _ts_int(test["timestamp"]).min()
+    first_test = timestamps_ns(test["timestamp"]).min()
     return Split(train, test, {"split": f"leave_last_out(n={n})", "n_train": len(train), "n_test": len(test),
                                "test_users": int((counts > n).sum()), "users_only_in_train": int((counts <= n).sum()),
-                               "train_events_after_first_test_event": int((_ts_int(train["timestamp"]) > first_test).sum()),
+                               "train_events_after_first_test_event": int((timestamps_ns(train["timestamp"]) > first_test).sum()),
                                "test_items_unseen_in_train": _unseen(train, test, "item_id")})
 
 def user_cold_start_split(
@@ -1016,7 +1025,7 @@ def user_cold_start_split(
     seed: int = 0,  # random seed for choosing the test users
 ) -> Split:  # test users never appear in train
     "Split by user: a random share of users (all their events) test, the others train."
-    _need_log(events)
+    need_log(events)
     if not 0 < test_frac < 1: raise ValueError(f"user_cold_start_split: test_frac must be in (0, 1), got {test_frac}")
     users = np.sort(events["user_id"].unique())
     if len(users) < 2: raise ValueError(f"user_cold_start_split: needs at least 2 users, got {len(users)}")

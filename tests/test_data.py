@@ -104,7 +104,7 @@ def test_validate_side_tables():
     assert rep.notes == {"missing_category": 1}
     with pytest.raises(ValueError, match="item_id value\\(s\\) appear on several rows"):
         validate_items(pd.DataFrame({"item_id": [1, 1], "category": ["a", "b"]}))
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="expected a pandas DataFrame"):
         validate_items([1, 2])
 
 
