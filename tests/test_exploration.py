@@ -1,0 +1,154 @@
+"Known-answer tests of the exploration module: environment, bandit statistics, LinUCB ridge, OPE estimators."
+import numpy as np
+import pytest
+import torch
+from interest_migration.data import DataError, _sim_world
+from interest_migration.exploration import (BanditEnv, BetaThompson, DQNPolicy, EpsilonGreedy, LinThompson, LinUCB, RandomPolicy,
+                                            SegmentGreedy, UCB1, context_features, direct_method, doubly_robust, ips, run_policy,
+                                            segment_prior, snips, ope_table)
+
+torch.set_num_threads(1)
+
+@pytest.fixture(scope="module")
+def env():
+    return BanditEnv(n_users=300, horizon=30, seed=0)
+
+def test_env_world_is_the_simulators(env):
+    w = _sim_world(2_000 + 300, 80, 8, "2026-01-01", 120, 0.5, 0.7, 30.0, 0)
+    np.testing.assert_allclose(env.before, w["before"][2_000:])
+    np.testing.assert_allclose(env.after, w["after"][2_000:])
+    assert env.history["user_id"].max() <= 2_000  # the prior is learned from known users only
+
+def test_env_exact_expectations_and_migration(env):
+    env.reset()
+    m0 = env.mixture()
+    np.testing.assert_allclose(env.expected_rewards(), np.minimum(1, 1.5 * m0))
+    movers = np.flatnonzero(np.isfinite(env.mig_step))
+    assert len(movers) > 0 and ((env.mig_step[movers] >= 7) & (env.mig_step[movers] <= 23)).all()  # 25%..75% of 30 steps
+    u = movers[0]
+    env.t = int(env.mig_step[u])
+    np.testing.assert_allclose(env.mixture()[u], env.after[u])
+    env.reset()
+
+def test_env_click_rate_matches_expectation():
+    e = BanditEnv(n_users=20_000, horizon=2, seed=5, n_history_users=500, history_events=5_000)
+    a = np.random.default_rng(0).integers(0, 8, 20_000)
+    o = e.step(a)
+    assert abs(o["click"].mean() - o["expected"].mean()) < 4 * np.sqrt(0.25 / 20_000)
+    assert (o["optimal"] >= o["expected"] - 1e-12).all()
+    assert not o["buy"][~o["cart"]].any() and not o["cart"][~o["click"]].any() and (o["dwell"][~o["click"]] == 0).all()
+
+def test_env_rewards_and_determinism():
+    d = BanditEnv(n_users=100, horizon=3, reward="dwell", seed=2)
+    o1 = d.step(np.zeros(100, int))
+    o2 = BanditEnv(n_users=100, horizon=3, reward="dwell", seed=2).step(np.zeros(100, int))
+    np.testing.assert_array_equal(o1["reward"], o2["reward"])
+    np.testing.assert_allclose(o1["reward"], o1["dwell"] / 60)
+    with pytest.raises(DataError, match="reward must be one of"): BanditEnv(n_users=10, reward="likes")
+    with pytest.raises(DataError, match="actions must be"): d.step(np.zeros(5, int))
+
+def test_contexts_are_snapshots(env):
+    env.reset()
+    c = env.contexts()
+    env.step(np.zeros(env.n_users, int))
+    assert c["shows"].sum() == 0  # a step must not change contexts already handed to a policy
+    env.reset()
+
+def test_ucb1_indices_known_answer():
+    ctx = {"segment": np.array([0, 1])}
+    u = UCB1(2, level="user", c=2.0)
+    u.update(ctx, np.array([0, 1]), np.array([1.0, 0.0])).update(ctx, np.array([1, 1]), np.array([0.0, 1.0]))
+    idx = u.indices(ctx)
+    # user 0: arm 0 1/1, arm 1 0/1, N=2; user 1: arm 1 1/2, arm 0 untried
+    np.testing.assert_allclose(idx[0], [1 + np.sqrt(2 * np.log(2)), 0 + np.sqrt(2 * np.log(2))])
+    assert np.isinf(idx[1, 0]) and np.isclose(idx[1, 1], 0.5 + np.sqrt(2 * np.log(2) / 2))
+    a, p = u.act(ctx)
+    np.testing.assert_array_equal(a, [0, 0]); np.testing.assert_array_equal(p, [1, 1])
+
+def test_beta_posterior_known_answer():
+    ctx = {"segment": np.array([0, 0, 1])}
+    t = BetaThompson(3, level="segment")
+    t.update(ctx, np.array([2, 2, 0]), np.array([1.0, 1.0, 0.0]))
+    a, b = t.posterior(ctx)
+    np.testing.assert_array_equal(a, [[1, 1, 3], [1, 1, 3], [1, 1, 1]])
+    np.testing.assert_array_equal(b, [[1, 1, 1], [1, 1, 1], [2, 1, 1]])
+    # with a prior: prior_weight pseudo-trials at C/2 * prior successes
+    tp = BetaThompson(2, level="user", prior=np.array([[0.8, 0.2]]), prior_weight=2.0)
+    a, b = tp.posterior({"segment": np.array([0])})
+    np.testing.assert_allclose(a, [[1 + 1.6, 1 + 0.4]]); np.testing.assert_allclose(b, [[1 + 0.4, 1 + 1.6]])
+
+def test_thompson_propensity_is_a_probability():
+    ctx = {"segment": np.zeros(1_000, int)}
+    t = BetaThompson(2, level="segment", n_propensity_draws=400, seed=0)
+    t.update({"segment": np.zeros(20, int)}, np.r_[np.zeros(10, int), np.ones(10, int)], np.r_[np.ones(7), np.zeros(3), np.ones(3), np.zeros(7)])
+    a, p = t.act(ctx)
+    # P(arm 0) for Beta(8, 4) vs Beta(4, 8): by Monte Carlo with many draws
+    r = np.random.default_rng(1)
+    p0 = (r.beta(8, 4, 200_000) > r.beta(4, 8, 200_000)).mean()
+    assert abs((a == 0).mean() - p0) < 0.03 and abs(p[a == 0].mean() - p0) < 0.03
+
+def test_linucb_ridge_against_numpy():
+    rng = np.random.default_rng(0)
+    n, C = 500, 3
+    ctx = {"segment": rng.integers(0, 8, n), "region": rng.integers(0, 5, n), "age": rng.normal(37, 12, n),
+           "clicks": rng.random((n, C)), "shows": rng.random((n, C)) * 3, "dwell": rng.random((n, C)), "last_dwell": rng.random(n)}
+    acts, r = rng.integers(0, C, n), rng.random(n)
+    lin = LinUCB(C, alpha=0.7, reg=3.0).update(ctx, acts, r)
+    X = context_features(ctx)
+    for k in range(C):
+        Xa = X[acts == k]
+        theta = np.linalg.solve(3.0 * np.eye(X.shape[1]) + Xa.T @ Xa, Xa.T @ r[acts == k])
+        np.testing.assert_allclose(lin.theta()[k], theta, rtol=1e-8, atol=1e-10)
+        Ainv = np.linalg.inv(3.0 * np.eye(X.shape[1]) + Xa.T @ Xa)
+        m, w = lin.scores(X[:5])
+        np.testing.assert_allclose(w[:, k], np.sqrt(np.einsum("ni,ij,nj->n", X[:5], Ainv, X[:5])), rtol=1e-8)
+        np.testing.assert_allclose(m[:, k], X[:5] @ theta, rtol=1e-8, atol=1e-10)
+
+def test_epsilon_greedy_propensities():
+    e = EpsilonGreedy(4, epsilon=0.2, level="user")
+    ctx = {"segment": np.zeros(3, int)}
+    e.update(ctx, np.array([1, 2, 3]), np.array([1.0, 1.0, 1.0]))
+    p = e.probs(ctx)
+    np.testing.assert_allclose(p[0], [0.05, 0.85, 0.05, 0.05])
+    a, pa = e.act(ctx)
+    np.testing.assert_allclose(pa, p[np.arange(3), a])
+
+def test_ope_estimators_hand_computed():
+    r = np.array([1.0, 0.0, 1.0, 1.0])
+    a = np.array([0, 1, 1, 0])
+    mu = np.array([0.5, 0.5, 0.25, 0.8])
+    pi = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.2, 0.8]])
+    q = np.array([[0.6, 0.3], [0.2, 0.4], [0.5, 0.9], [0.7, 0.1]])
+    w = np.array([2.0, 2.0, 2.0, 0.25])  # pi(a|x) / mu(a|x)
+    assert np.isclose(ips(r, a, mu, pi), (2 + 0 + 2 + 0.25) / 4)
+    assert np.isclose(snips(r, a, mu, pi), 4.25 / 6.25)
+    dm = np.array([0.6, 0.4, 0.7, 0.22])
+    assert np.isclose(direct_method(pi, q), dm.mean())
+    resid = np.array([1 - 0.6, 0 - 0.4, 1 - 0.9, 1 - 0.7])
+    assert np.isclose(doubly_robust(r, a, mu, pi, q), (dm + w * resid).mean())
+    # DR with the true reward function and IPS agree in expectation; with a perfect model DR equals DM when residuals are 0
+    assert np.isclose(doubly_robust(q[np.arange(4), a], a, mu, pi, q), direct_method(pi, q))
+    with pytest.raises(DataError, match="propensities"): ips(r, a, np.array([0.5, 0, 0.5, 0.5]), pi)
+    with pytest.raises(DataError, match="q_hat"): doubly_robust(r, a, mu, pi, q[:, :1])
+
+def test_policies_improve_on_random_and_regret_is_exact():
+    e = BanditEnv(n_users=400, horizon=25, seed=4)
+    pr = segment_prior(e)
+    res = {P.name: run_policy(e, P) for P in [RandomPolicy(8, seed=0), SegmentGreedy(pr), UCB1(8, "user", pr), LinThompson(8, seed=0),
+                                              DQNPolicy(8, pr, batch_size=256, seed=0)]}
+    for name, df in res.items():
+        assert (df["regret"] >= -1e-12).all(), name
+        np.testing.assert_allclose(df["cum_regret"], np.cumsum(df["optimal"] - df["expected"]))
+    for name in ("segment greedy", "UCB1", "linear Thompson", "DQN"):
+        assert res[name]["cum_regret"].iloc[-1] < 0.8 * res["random"]["cum_regret"].iloc[-1], name
+
+def test_dqn_deterministic_under_seed():
+    def go():
+        e = BanditEnv(n_users=100, horizon=6, seed=1)
+        return run_policy(e, DQNPolicy(8, segment_prior(e), batch_size=64, seed=3))["expected"].to_numpy()
+    np.testing.assert_array_equal(go(), go())
+
+def test_ope_table_dr_bias_no_larger_than_ips():
+    tab, runs = ope_table(seeds=range(6), n_users=200, horizon=10)
+    assert set(tab.index) == {"IPS", "SNIPS", "DM", "DR"} and len(runs) == 24
+    assert tab.loc["DR", "rmse"] <= tab.loc["IPS", "rmse"] * 1.05
