@@ -21,8 +21,9 @@ import pandas as pd
 from .data import (Dataset, load_movielens_100k, read_grouplens, read_retailrocket,
                                      read_taobao, simulate_log, temporal_split, IdEncoder, bench_simulate)
 from .metrics import evaluate, bench_metrics
-from .prediction import (windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix,
-                                           next_window_dataset, compare_models, bench_profiles)
+from .profiles import (windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix,
+                                         bench_profiles)
+from .nextwindow import next_window_dataset, compare_models
 from threadpoolctl import threadpool_limits
 from .tagging import (TextEncoder, tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
                                         user_tags, top_user_tags, bench_tagging)

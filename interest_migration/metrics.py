@@ -23,7 +23,7 @@ __all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', '
            'bootstrap_ci', 'paired_bootstrap', 'catalogue_coverage', 'gini_exposure', 'novelty', 'average_popularity',
            'intra_list_diversity', 'evaluate', 'sampled_metrics', 'js_divergence', 'top_category_change',
            'calibration_curve', 'expected_calibration_error', 'classification_metrics', 'per_sample_classification',
-           'classification_report_ci', 'bench_metrics']
+           'classification_report_ci', 'recall_at_k', 'best_threshold', 'bench_metrics']
 
 # %% ../nbs/01_metrics.ipynb #f75e5dcd
 RANKING_METRICS = ("hit", "precision", "recall", "ndcg", "mrr", "map")
@@ -1171,6 +1171,31 @@ def classification_report_ci(
         lo, hi = np.nanquantile(d, [alpha / 2, 1 - alpha / 2]) if np.isfinite(d).any() else (np.nan, np.nan)
         rows.append({"metric": m, "value": full[m], "ci_low": float(lo), "ci_high": float(hi)})
     return pd.DataFrame(rows)
+
+# %% ../nbs/01_metrics.ipynb #246c7b28
+def recall_at_k(
+    y_true,        # (n, n_labels) 0/1 targets
+    y_score,       # (n, n_labels) scores
+    k: int = 3,    # how many top-scored labels count as predicted
+) -> np.ndarray:   # per row: |top-k & true| / |true| (NaN for rows without a true label)
+    "Per-row recall of the k best-scored labels."
+    y, s = np.asarray(y_true), np.asarray(y_score, dtype=float)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(y, top, axis=1).sum(1)
+    n = y.sum(1)
+    return np.where(n > 0, hits / np.maximum(n, 1), np.nan)
+
+def best_threshold(
+    y_true,        # validation targets (0/1, 1-D or 2-D)
+    y_score,       # validation scores in [0, 1]
+    grid: Sequence = (0.01, 0.02, 0.03, 0.04) + tuple(np.round(np.arange(0.05, 0.96, 0.05), 2)),  # thresholds tried
+    metric: str = "f1_micro",  # `classification_metrics` key to maximise ("f1" for binary targets)
+) -> float:
+    "The threshold on the grid with the best validation metric (smallest one on ties)."
+    y_score = np.asarray(y_score)
+    vals = [classification_metrics(y_true, y_score, t, average="micro")[metric] for t in grid]
+    return float(grid[int(np.argmax(vals))])
+
 
 # %% ../nbs/01_metrics.ipynb #dc992e49
 def _peak_mb(f):

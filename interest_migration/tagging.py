@@ -37,7 +37,8 @@ from tqdm import tqdm
 from .data import ML100K_GENRES, load_movielens_100k, maxrss_mb, torch_threads
 from .metrics import (classification_metrics, classification_report_ci, paired_bootstrap,
                                         per_sample_classification)
-from .prediction import best_threshold, windowed_profiles
+from .metrics import best_threshold
+from .profiles import windowed_profiles
 
 # %% auto #0
 __all__ = ['MINILM_PACKAGE', 'ENCODER_MODEL_TYPES', 'SPECIAL_TOKENS', 'THRESHOLD_GRID', 'default_model_path',

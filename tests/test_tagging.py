@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
 from interest_migration.data import BEHAVIORS, load_movielens_100k, simulate_log
-from interest_migration.prediction import interest_profile
+from interest_migration.profiles import interest_profile
 from interest_migration.tagging import (
     FineTunedBertTagger, LinearProbeTagger, MajorityTagger, TextEncoder, TfidfTagger, bench_tagging,
     check_model_folder, cross_val_tag_proba, evaluate_taggers, tag_matrix, tag_thresholds, tagging_data,
