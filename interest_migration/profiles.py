@@ -5,9 +5,6 @@
 # %% ../nbs/02_profiles.ipynb #d5bbf896
 from __future__ import annotations
 
-import time
-import tracemalloc
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import chi2
 
-from .data import (DataError, maxrss_mb, need_columns, need_frame, need_log, simulate_log,
+from .data import (DataError, need_columns, need_frame, need_log,
                                      timestamps_ns, to_utc)
 from .metrics import js_divergence
 
@@ -25,7 +22,7 @@ from .metrics import js_divergence
 __all__ = ['BEHAVIOR_WEIGHTS', 'event_weights', 'event_categories', 'window_edges', 'WindowedProfiles', 'windowed_profiles',
            'interest_profile', 'migration_scores', 'transition_matrix', 'migration_matrix', 'detect_migrations',
            'score_detections', 'plot_category_shares', 'plot_interest_stream', 'plot_migration_matrix', 'profile_cells',
-           'windowed_profiles_parquet', 'windowed_profiles_dask', 'reference_migration', 'bench_profiles']
+           'windowed_profiles_parquet', 'windowed_profiles_dask']
 
 # %% ../nbs/02_profiles.ipynb #3003b0b2
 BEHAVIOR_WEIGHTS = {"view": 1.0, "search": 0.5, "fav": 2.0, "cart": 3.0, "buy": 5.0, "rate": 1.0}
@@ -583,83 +580,3 @@ def windowed_profiles_dask(
     frame = ddf.map_partitions(fn, meta=meta).compute()
     return WindowedProfiles.from_frame(frame, edges, cats, half_life=kwargs.get("half_life"),
                                        report={"partitions": int(ddf.npartitions)})
-
-# %% ../nbs/02_profiles.ipynb #3f833a0f
-def reference_migration(
-    events: pd.DataFrame,                 # log following the data contract
-    items: pd.DataFrame,                  # item table with `category`
-    edges: Sequence,                      # window edges
-    behavior_weights: dict | None = None, # behaviour -> weight
-) -> pd.DataFrame:                        # user_id, window, js, from_category, to_category, switched
-    "The straightforward pandas version of `migration_scores` (groupby-apply per user): the benchmark's reference."
-    weights = BEHAVIOR_WEIGHTS if behavior_weights is None else behavior_weights
-    edges = pd.DatetimeIndex(edges)
-    cats = sorted(items["category"].astype(str).unique())
-    ev = events.merge(items[["item_id", "category"]], on="item_id")
-    ev["w"] = pd.cut(ev["timestamp"], edges, right=False, labels=False)
-    ev["weight"] = ev["behavior"].astype(str).map(weights).astype(float)
-
-    def per_user(g):
-        prof = g.groupby(["w", "category"])["weight"].sum().unstack(fill_value=0.0).reindex(columns=cats, fill_value=0.0)
-        shares = prof.div(prof.sum(axis=1), axis=0)
-        rows = []
-        for (w0, p), (w1, q) in zip(shares.iterrows(), list(shares.iterrows())[1:]):
-            if w1 == w0 + 1:
-                rows.append({"window": edges[int(w1)], "js": float(js_divergence(p.to_numpy(), q.to_numpy())),
-                             "from_category": p.idxmax(), "to_category": q.idxmax()})
-        return pd.DataFrame(rows, columns=["window", "js", "from_category", "to_category"])
-
-    with warnings.catch_warnings():   # pandas warns about concatenating the users with no pair (empty frames)
-        warnings.simplefilter("ignore", FutureWarning)
-        out = ev.groupby("user_id").apply(per_user, include_groups=False).reset_index(level=0).reset_index(drop=True)
-    out["js"] = out["js"].astype(float)
-    out["switched"] = out["from_category"] != out["to_category"]
-    return out
-
-def bench_profiles(
-    n_events: int = 10_000_000,  # events in the simulated log timed with our code
-    ref_events: int = 1_000_000, # events (whole users) timed with the pandas reference
-    freq: str = "30D",           # window length
-    seed: int = 0,               # simulator seed
-    verbose: bool = True,        # print the table
-) -> dict:                       # events/s of both, ratio, peak memory, agreement of the two on the slice
-    "Windowed profiles + migration measures: vectorised code vs a pandas groupby-apply reference, same run."
-    n_users = max(100, n_events // 100)
-    t0 = time.perf_counter()
-    sim = simulate_log(n_users=n_users, n_items=max(1_000, n_users // 10), n_events=n_events, seed=seed)
-    sim_s = time.perf_counter() - t0
-    ev, items = sim.events, sim.items
-    edges = window_edges(ev["timestamp"], freq)
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    wp = windowed_profiles(ev, items, edges=edges)
-    scores = migration_scores(wp)
-    matrix = migration_matrix(scores)
-    ours_s = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    # the reference on whole users covering about ref_events events
-    counts = ev.groupby("user_id").size().sort_index()
-    keep = counts.index[: int(np.searchsorted(counts.cumsum().to_numpy(), ref_events)) + 1]
-    part = ev[ev["user_id"].isin(keep)]
-    t0 = time.perf_counter()
-    ref = reference_migration(part, items, edges)
-    ref_s = time.perf_counter() - t0
-    mine = scores[scores["user_id"].isin(keep)].reset_index(drop=True)
-    agree = (len(mine) == len(ref) and np.allclose(mine["js"], ref["js"], atol=1e-9)
-             and (mine["switched"].to_numpy() == ref["switched"].to_numpy()).all())
-    out = {"n_events": int(len(ev)), "n_users": int(n_users), "windows": int(wp.n_windows),
-           "simulate_s": sim_s, "ours_s": ours_s, "ours_events_per_s": len(ev) / ours_s,
-           "ref_events": int(len(part)), "ref_s": ref_s, "ref_events_per_s": len(part) / ref_s,
-           "speedup": (len(ev) / ours_s) / (len(part) / ref_s), "ours_peak_traced_gib": peak / 2**30,
-           "process_peak_rss_gib": maxrss_mb() / 2**10,
-           "agree_on_slice": bool(agree), "migration_pairs": int(matrix.attrs["pairs"])}
-    if verbose:
-        print(f"bench profiles: windowed profiles + migration scores + matrix ({out['windows']} windows of {freq})")
-        print(f"  {'':<22}{'events':>12}{'seconds':>10}{'events/s':>14}")
-        print(f"  {'ours (vectorised)':<22}{out['n_events']:>12,}{ours_s:>10.2f}{out['ours_events_per_s']:>14,.0f}")
-        print(f"  {'pandas groupby-apply':<22}{out['ref_events']:>12,}{ref_s:>10.2f}{out['ref_events_per_s']:>14,.0f}")
-        print(f"  speed-up per event: {out['speedup']:.1f}x (target >= 10x); same scores on the slice: {agree}")
-        print(f"  peak memory: ours {out['ours_peak_traced_gib']:.2f} GiB traced; process {out['process_peak_rss_gib']:.2f} GiB "
-              f"max RSS incl. simulating {out['n_events']:,} events in {sim_s:.1f}s (target < 3 GiB)")
-    return out

@@ -7,9 +7,10 @@ from hypothesis import given, settings, strategies as st
 from interest_migration.data import BEHAVIORS, DataError, simulate_log
 from interest_migration.metrics import js_divergence
 from interest_migration.profiles import (
-    BEHAVIOR_WEIGHTS, WindowedProfiles, bench_profiles, detect_migrations, event_weights, interest_profile,
-    migration_matrix, migration_scores, reference_migration, score_detections, transition_matrix, window_edges,
+    BEHAVIOR_WEIGHTS, WindowedProfiles, detect_migrations, event_weights, interest_profile,
+    migration_matrix, migration_scores, score_detections, transition_matrix, window_edges,
     windowed_profiles, windowed_profiles_dask, windowed_profiles_parquet)
+from interest_migration.bench import bench_profiles, reference_migration
 
 from logs import T0, make_log  # tests/logs.py
 
