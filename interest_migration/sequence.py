@@ -484,7 +484,7 @@ class _Block(nn.Module):
     "Pre-LayerNorm transformer block with fused scaled-dot-product attention."
     def __init__(self, d, n_heads, dropout, inner):
         super().__init__()
-        self.h, self.p = n_heads, dropout
+        self.h = n_heads
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), nn.Linear(inner, d))
@@ -554,7 +554,7 @@ class _NeuralRecommender(_Recommender):
             data,  # SequenceSplit (trains on .train, early-stops on .valid) or training Sequences
             valid: Sequences | None = None,  # validation sequences with targets (default: data.valid for a split)
            ):
-        "Train with Adam on next-item cross-entropy over the full catalogue at every position; keep the best epoch."
+        "Train with AdamW (decoupled weight decay `reg`) on next-item cross-entropy over the full catalogue at every position; keep the best epoch."
         with torch_threads(self.threads):
             return self._fit(data, valid)
 
@@ -734,10 +734,10 @@ class SASRec(_NeuralRecommender):
                  embedding_size: int = 64,  # item embedding / hidden size
                  n_layers: int = 2,  # transformer blocks
                  n_heads: int = 2,  # attention heads (must divide embedding_size)
-                 dropout: float = 0.2,  # dropout on embeddings, attention and feed-forward
+                 dropout: float = 0.2,  # dropout on embeddings and on the attention-output and feed-forward branches (not on attention weights)
                  max_len: int = 50,  # most recent events the model reads (training windows have this length)
                  epochs: int = 200,  # maximum number of passes over the training windows
-                 learning_rate: float = 3e-3,  # Adam(W) learning rate
+                 learning_rate: float = 3e-3,  # AdamW learning rate
                  reg: float = 0.0,  # weight decay (L2 regularisation)
                  batch_size: int = 64,  # training windows per step
                  patience: int = 10,  # stop after this many epochs without a better validation NDCG@10
@@ -769,7 +769,7 @@ class GRU4Rec(_NeuralRecommender):
                  dropout: float = 0.3,  # dropout on the embeddings and the output
                  max_len: int = 50,  # most recent events the model reads
                  epochs: int = 200,  # maximum number of passes over the training windows
-                 learning_rate: float = 1e-2,  # Adam(W) learning rate
+                 learning_rate: float = 1e-2,  # AdamW learning rate
                  reg: float = 0.0,  # weight decay
                  batch_size: int = 64,  # training windows per step
                  patience: int = 10,  # early-stopping patience in epochs
