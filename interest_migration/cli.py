@@ -19,17 +19,18 @@ import numpy as np
 import pandas as pd
 
 from .data import (Dataset, load_movielens_100k, read_grouplens, read_retailrocket,
-                                     read_taobao, simulate_log, temporal_split, IdEncoder, bench_simulate)
-from .metrics import evaluate, bench_metrics
-from .prediction import (windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix,
-                                           next_window_dataset, compare_models, bench_profiles)
+                                     read_taobao, simulate_log, temporal_split, IdEncoder)
+from .metrics import evaluate
+from .profiles import (windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix,
+                                         )
+from .nextwindow import next_window_dataset, compare_models
 from threadpoolctl import threadpool_limits
 from .tagging import (TextEncoder, tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
-                                        user_tags, top_user_tags, bench_tagging)
+                                        user_tags, top_user_tags)
 from .data import user_cold_start_split
 from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage, evaluate_transfer
-from .sequence import (Popularity, CoOccurrence, SASRec, sequence_split, results_table,
-                                         bench_sequence)
+from .sequence import Popularity, CoOccurrence, SASRec, sequence_split, results_table
+from .bench import bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging
 
 # %% auto #0
 __all__ = ['FORMATS', 'BENCHES', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',

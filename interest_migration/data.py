@@ -30,7 +30,7 @@ __all__ = ['BEHAVIORS', 'EVENT_COLUMNS', 'RECBOLE_INSTALL', 'ML100K_GENRES', 'ML
            'validate_items', 'Dataset', 'movielens_100k_path', 'load_movielens_100k', 'read_grouplens', 'iter_taobao',
            'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'sim_categories', 'SimTruth', 'SimulatedLog',
            'user_partition', 'simulate_log', 'read_simulated', 'Split', 'need_log', 'temporal_split', 'leave_last_out',
-           'user_cold_start_split', 'IdEncoder', 'PeakRSS', 'maxrss_mb', 'torch_threads', 'bench_simulate']
+           'user_cold_start_split', 'IdEncoder', 'torch_threads']
 
 # %% ../nbs/00_data.ipynb #0f5f810d
 BEHAVIORS = ("view", "cart", "fav", "buy", "search", "rate")  # categories of `behavior`, in this order
@@ -1090,42 +1090,6 @@ class IdEncoder:
         return f"IdEncoder(n_={len(self.classes_):,})" if hasattr(self, "classes_") else "IdEncoder(not fitted)"
 
 # %% ../nbs/00_data.ipynb #93b93ab7
-def _rss_bytes() -> int:
-    "Current resident memory of this process (Linux /proc; 0 where unavailable)."
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
-    except OSError:
-        return 0
-
-class PeakRSS:
-    "Context manager sampling this process' resident memory every few ms in a thread: `.start` and `.peak` in bytes."
-    def __init__(self,
-                 every: float = 0.005,  # seconds between samples
-                ):
-        self.every, self.peak = every, 0
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self._stop, self.start = threading.Event(), _rss_bytes()
-        self.peak = self.start
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set(); self._t.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-def maxrss_mb() -> float:
-    "Peak resident memory of this process so far, in MiB (the kernel's high-water mark)."
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 2**20 if sys.platform == "darwin" else r / 2**10
-
 @contextmanager
 def torch_threads(
     n: int | None,  # torch intra-op threads inside the block; None or 0: leave torch's setting
@@ -1141,70 +1105,3 @@ def torch_threads(
         yield
     finally:
         torch.set_num_threads(before)
-
-# %% ../nbs/00_data.ipynb #f311134d
-def _simulate_naive(w: dict, # the world from _sim_world
-                    n_events: int, # events to generate
-                    seed: int = 0, # random seed
-                   ) -> pd.DataFrame:
-    "The same generative model as a per-event Python loop: the reference that bench_simulate compares against."
-    r = random.Random(seed)
-    n_users, C = len(w["activity"]), w["C"]
-    users, cum_act = range(n_users), np.cumsum(w["activity"]).tolist()
-    cats_items = [np.flatnonzero(w["icat"] == c).tolist() for c in range(C)]
-    item_pop = [np.cumsum(np.ones(len(ix))).tolist() for ix in cats_items]
-    hours, cum_hour = range(24), np.cumsum(_SIM_DIURNAL).tolist()
-    before, after, mig = w["before"].tolist(), w["after"].tolist(), w["mig_ms"].tolist()
-    rows = []
-    while len(rows) < n_events:
-        u = r.choices(users, cum_weights=cum_act)[0]
-        t = (r.randrange(w["days"]) * 24 + r.choices(hours, cum_weights=cum_hour)[0] + r.random()) * 3_600_000
-        mix = after[u] if t >= mig[u] else before[u]
-        c = r.choices(range(C), weights=mix)[0]
-        item = r.choices(cats_items[c], cum_weights=item_pop[c])[0]
-        rows.append((u + 1, item + 1, t, "view", r.lognormvariate(np.log(20), 0.6) * (0.5 + 2 * mix[c])))
-        if r.random() < SIM_FUNNEL["cart"]:
-            t += r.expovariate(1 / 120_000)
-            rows.append((u + 1, item + 1, t, "cart", np.nan))
-            if r.random() < SIM_FUNNEL["buy_given_cart"]:
-                rows.append((u + 1, item + 1, t + r.expovariate(1 / 600_000), "buy", w["price"][item]))
-        if r.random() < SIM_FUNNEL["fav"]:
-            rows.append((u + 1, item + 1, t + r.expovariate(1 / 240_000), "fav", np.nan))
-    df = pd.DataFrame(rows[:n_events], columns=["user_id", "item_id", "timestamp", "behavior", "value"])
-    df["timestamp"] = _utc_from_ns(w["start_ns"] + (df["timestamp"].astype(np.int64) * 1_000_000))
-    df["behavior"] = pd.Categorical(df["behavior"], categories=list(BEHAVIORS))
-    return df.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
-
-def bench_simulate(
-    n_events: int = 10_000_000,  # events to simulate with simulate_log
-    seed: int = 0,  # random seed
-    n_users: int | None = None,  # users; default n_events // 100 (at least 2,000)
-    n_items: int | None = None,  # items; default n_events // 500 (at least 1,000)
-    naive_events: int = 20_000,  # events generated by the per-event Python reference
-) -> dict:  # seconds, events per second, ratio, peak memory
-    "Time simulate_log on n_events events against a per-event Python loop of the same model; print and return the figures."
-    n_users = n_users or max(2_000, n_events // 100)
-    n_items = n_items or max(1_000, n_events // 500)
-    w = _sim_world(n_users, n_items, 8, "2026-01-01", 120, 0.5, 0.7, 30.0, seed)
-    t = time.perf_counter()
-    _simulate_naive(w, naive_events, seed)
-    naive_s = time.perf_counter() - t
-    del w
-    with PeakRSS() as mem:
-        t = time.perf_counter()
-        log = simulate_log(n_users=n_users, n_items=n_items, n_events=n_events, seed=seed)
-        ours_s = time.perf_counter() - t
-        n = len(log.events)
-        del log
-    res = {"n_events": n, "n_users": n_users, "n_items": n_items, "seconds": ours_s, "events_per_s": n / ours_s,
-           "naive_events": naive_events, "naive_seconds": naive_s, "naive_events_per_s": naive_events / naive_s,
-           "speedup": (n / ours_s) / (naive_events / naive_s),
-           "peak_rss_gib": mem.peak / 2**30, "rss_before_gib": mem.start / 2**30,
-           "peak_rss_increase_gib": (mem.peak - mem.start) / 2**30,
-           "process_max_rss_gib": maxrss_mb() / 2**10}
-    print(f"{'':28}{'events':>12}{'seconds':>10}{'events/s':>14}\n"
-          f"{'simulate_log (vectorised)':28}{n:>12,}{ours_s:>10.2f}{res['events_per_s']:>14,.0f}\n"
-          f"{'per-event Python loop':28}{naive_events:>12,}{naive_s:>10.2f}{res['naive_events_per_s']:>14,.0f}\n"
-          f"speed-up per event: {res['speedup']:,.1f}x; peak RSS during simulate_log {res['peak_rss_gib']:.2f} GiB "
-          f"({res['peak_rss_increase_gib']:+.2f} GiB over the {res['rss_before_gib']:.2f} GiB before it)")
-    return res

@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import math
-import time
-import tracemalloc
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -16,14 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
 
-from .data import maxrss_mb
-
 # %% auto #0
-__all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', 'ranking_metrics', 'reference_ranking_metrics',
-           'bootstrap_ci', 'paired_bootstrap', 'catalogue_coverage', 'gini_exposure', 'novelty', 'average_popularity',
+__all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', 'ranking_metrics', 'bootstrap_ci',
+           'paired_bootstrap', 'catalogue_coverage', 'gini_exposure', 'novelty', 'average_popularity',
            'intra_list_diversity', 'evaluate', 'sampled_metrics', 'js_divergence', 'top_category_change',
            'calibration_curve', 'expected_calibration_error', 'classification_metrics', 'per_sample_classification',
-           'classification_report_ci', 'bench_metrics']
+           'classification_report_ci', 'recall_at_k', 'best_threshold']
 
 # %% ../nbs/01_metrics.ipynb #f75e5dcd
 RANKING_METRICS = ("hit", "precision", "recall", "ndcg", "mrr", "map")
@@ -504,45 +500,6 @@ def ranking_metrics(
     per_user = _metrics_from_rel(rel, sizes[users], ks, metrics)
     n_tx = int(tr.multiply(ex).nnz) if ex is not None else 0
     return RankingResult(per_user, users, int(n_users - len(users)), int(n_users), topk, n_tx, n_items=int(n_items))
-
-# %% ../nbs/01_metrics.ipynb #dbc9d1ed
-def reference_ranking_metrics(
-    scores: np.ndarray,      # users x items scores (dense numpy)
-    truth: Sequence,         # one int array of relevant item indices per user
-    k=(10,),                 # cut-offs
-    exclude: Sequence | None = None,  # one int array of excluded item indices per user, or None
-) -> dict:                   # (metric, k) -> per-user values over users with non-empty truth
-    "A deliberately plain per-user Python loop computing the same metrics: the cross-check and the bench baseline."
-    ks = sorted(set((k,) if np.ndim(k) == 0 else k))
-    K = max(ks)
-    out = {(m, kk): [] for m in RANKING_METRICS for kk in ks}
-    for u in range(scores.shape[0]):
-        t = set(int(i) for i in truth[u])
-        if not t:
-            continue
-        row = np.array(scores[u], dtype=np.float64)
-        if exclude is not None and len(exclude[u]):
-            row[np.asarray(exclude[u])] = -np.inf
-        order = np.argsort(-row, kind="stable")[:K]     # stable: equal scores keep the lower index first
-        order = [int(i) if row[i] > -np.inf else -1 for i in order]
-        rel = [1 if i in t else 0 for i in order]
-        for kk in ks:
-            r = rel[:kk]
-            hits = sum(r)
-            out[("hit", kk)].append(1.0 if hits else 0.0)
-            out[("precision", kk)].append(hits / kk)
-            out[("recall", kk)].append(hits / len(t))
-            dcg = sum(x / math.log2(j + 2) for j, x in enumerate(r))
-            idcg = sum(1 / math.log2(j + 2) for j in range(min(len(t), kk)))
-            out[("ndcg", kk)].append(dcg / idcg)
-            out[("mrr", kk)].append(next((1 / (j + 1) for j, x in enumerate(r) if x), 0.0))
-            h, ap = 0, 0.0
-            for j, x in enumerate(r):
-                if x:
-                    h += 1
-                    ap += h / (j + 1)
-            out[("map", kk)].append(ap / min(len(t), kk))
-    return {key: np.array(v) for key, v in out.items()}
 
 # %% ../nbs/01_metrics.ipynb #8f4bc856
 def _check_values(values, name: str = "values") -> np.ndarray:
@@ -1172,62 +1129,27 @@ def classification_report_ci(
         rows.append({"metric": m, "value": full[m], "ci_low": float(lo), "ci_high": float(hi)})
     return pd.DataFrame(rows)
 
-# %% ../nbs/01_metrics.ipynb #dc992e49
-def _peak_mb(f):
-    "Run f() under tracemalloc; return (result, peak MiB of Python/numpy allocations)."
-    tracemalloc.start()
-    try:
-        r = f()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return r, peak / 2**20
+# %% ../nbs/01_metrics.ipynb #246c7b28
+def recall_at_k(
+    y_true,        # (n, n_labels) 0/1 targets
+    y_score,       # (n, n_labels) scores
+    k: int = 3,    # how many top-scored labels count as predicted
+) -> np.ndarray:   # per row: |top-k & true| / |true| (NaN for rows without a true label)
+    "Per-row recall of the k best-scored labels."
+    y, s = np.asarray(y_true), np.asarray(y_score, dtype=float)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(y, top, axis=1).sum(1)
+    n = y.sum(1)
+    return np.where(n > 0, hits / np.maximum(n, 1), np.nan)
 
-def _best_time(f, repeat: int) -> tuple:
-    "(result, wall seconds, CPU seconds) of the fastest of `repeat` runs of f(): other processes only ever add time."
-    runs = []
-    for _ in range(max(1, repeat)):
-        t0, c0 = time.perf_counter(), time.process_time()
-        r = f()
-        runs.append((time.perf_counter() - t0, time.process_time() - c0))
-    wall, cpu = min(runs)
-    return r, wall, cpu
+def best_threshold(
+    y_true,        # validation targets (0/1, 1-D or 2-D)
+    y_score,       # validation scores in [0, 1]
+    grid: Sequence = (0.01, 0.02, 0.03, 0.04) + tuple(np.round(np.arange(0.05, 0.96, 0.05), 2)),  # thresholds tried
+    metric: str = "f1_micro",  # `classification_metrics` key to maximise ("f1" for binary targets)
+) -> float:
+    "The threshold on the grid with the best validation metric (smallest one on ties)."
+    y_score = np.asarray(y_score)
+    vals = [classification_metrics(y_true, y_score, t, average="micro")[metric] for t in grid]
+    return float(grid[int(np.argmax(vals))])
 
-def bench_metrics(
-    n_users: int = 6040,     # users (ML-1M has 6,040)
-    n_items: int = 3706,     # items (ML-1M has 3,706)
-    n_truth: int = 20,       # relevant items per user
-    seed: int = 0,           # seed of the random scores and truth
-    k=(10, 20),              # cut-offs
-    repeat: int = 7,         # timed runs of our code (best kept: other processes only ever add time)
-    ref_repeat: int = 2,     # timed runs of the reference (best kept)
-    verbose: bool = True,    # print the table
-) -> dict:                   # sizes, seconds, ratio, peak memory, max abs difference
-    "Time full-ranking metrics against the per-user Python reference on the same random data, and check they agree."
-    rng = np.random.default_rng(seed)
-    scores = rng.random((n_users, n_items))
-    truth_lists = np.argpartition(rng.random((n_users, n_items)), n_truth, axis=1)[:, :n_truth]
-    truth = sparse.csr_matrix((np.ones(truth_lists.size, np.int8),
-                               (np.repeat(np.arange(n_users), n_truth), truth_lists.ravel())), shape=(n_users, n_items))
-    ranking_metrics(scores[:8], truth[:8], k=k)                 # warm-up (imports, thread pools)
-    ours, t_ours, c_ours = _best_time(lambda: ranking_metrics(scores, truth, k=k), repeat)
-    ref, t_ref, c_ref = _best_time(lambda: reference_ranking_metrics(scores, truth_lists, k=k), ref_repeat)
-    diff = max(float(np.max(np.abs(ours.per_user[key] - ref[key]))) for key in ours.per_user)
-    assert diff <= 1e-12, f"vectorised and reference metrics disagree by {diff}"
-    _, peak_ours = _peak_mb(lambda: ranking_metrics(scores, truth, k=k))
-    _, peak_ref = _peak_mb(lambda: reference_ranking_metrics(scores[:500], truth_lists[:500], k=k))
-    out = {"n_users": n_users, "n_items": n_items, "n_truth": n_truth, "k": tuple(k),
-           "metrics": len(ours.per_user), "ours_s": t_ours, "reference_s": t_ref, "ratio": t_ref / t_ours,
-           "ours_cpu_s": c_ours, "reference_cpu_s": c_ref, "cpu_ratio": c_ref / max(c_ours, 1e-9),
-           "ours_peak_mb": peak_ours, "reference_peak_mb_500_users": peak_ref, "scores_mb": scores.nbytes / 2**20,
-           "maxrss_mb": maxrss_mb(), "max_abs_diff": diff}
-    if verbose:
-        print(f"full-ranking metrics: {n_users:,} users x {n_items:,} items, {n_truth} truth items per user, "
-              f"{len(RANKING_METRICS)} metrics at k={tuple(k)}")
-        print(f"  vectorised (best of {max(1, repeat)}) : {t_ours:8.3f} s wall {c_ours:8.3f} s CPU   peak traced memory "
-              f"{peak_ours:6.1f} MiB (the score matrix itself, {out['scores_mb']:.1f} MiB, not counted)")
-        print(f"  reference (best of {max(1, ref_repeat)})    : {t_ref:8.3f} s wall {c_ref:8.3f} s CPU   peak traced memory "
-              f"{peak_ref:6.1f} MiB (first 500 users)")
-        print(f"  ratio                     : {out['ratio']:8.1f}x wall (target >= 20x), {out['cpu_ratio']:.1f}x CPU time")
-        print(f"  max |difference|          : {diff:.1e}   process max RSS {out['maxrss_mb']:.0f} MiB")
-    return out

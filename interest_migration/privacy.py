@@ -21,7 +21,8 @@ from flwr.server.strategy import FedAvg
 from opacus import PrivacyEngine
 from .data import DataError
 from .metrics import bootstrap_ci, classification_report_ci
-from .prediction import TorchMLPClassifier, recall_at_k
+from .nextwindow import TorchMLPClassifier
+from .metrics import recall_at_k
 
 # %% auto #0
 __all__ = ['split_shops', 'numeric_features', 'mlp_from_module', 'ShopClient', 'federated_fit', 'interest_report', 'dp_fit',

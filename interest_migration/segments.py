@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from .data import Split, load_movielens_100k, simulate_log, user_cold_start_split
 from .metrics import bootstrap_ci, evaluate, js_divergence, paired_bootstrap, ranking_metrics
-from .prediction import event_weights, make_preprocessor
+from .nextwindow import make_preprocessor
+from .profiles import event_weights
 
 # %% auto #0
 __all__ = ['AGE_BANDS', 'CATEGORY_METRICS', 'age_band', 'RuleSegmenter', 'first_events', 'KMeansSegmenter', 'plot_silhouette',

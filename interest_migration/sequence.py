@@ -21,14 +21,13 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 from tqdm import tqdm
 
-from .data import BEHAVIORS, IdEncoder, leave_last_out, load_movielens_100k, PeakRSS, torch_threads
+from .data import BEHAVIORS, IdEncoder, leave_last_out, load_movielens_100k, torch_threads
 from .metrics import evaluate, ranking_metrics, topk_items
 
 # %% auto #0
-__all__ = ['SEQUENCE_MODELS', 'RECBOLE_DIR', 'Catalog', 'make_catalog', 'Sequences', 'to_sequences', 'SequenceSplit',
-           'sequence_split', 'pad_sequences', 'training_windows', 'default_device', 'evaluate_sequences',
-           'per_user_metric', 'results_table', 'Popularity', 'CoOccurrence', 'SASRec', 'GRU4Rec', 'LSTMRec',
-           'planted_log', 'read_recbole_json', 'time_to_reach', 'bench_sequence']
+__all__ = ['SEQUENCE_MODELS', 'Catalog', 'make_catalog', 'Sequences', 'to_sequences', 'SequenceSplit', 'sequence_split',
+           'pad_sequences', 'training_windows', 'default_device', 'evaluate_sequences', 'per_user_metric',
+           'results_table', 'Popularity', 'CoOccurrence', 'SASRec', 'GRU4Rec', 'LSTMRec', 'planted_log']
 
 # %% ../nbs/10_sequence.ipynb #1e2dc138
 @dataclass(eq=False, repr=False)
@@ -485,7 +484,7 @@ class _Block(nn.Module):
     "Pre-LayerNorm transformer block with fused scaled-dot-product attention."
     def __init__(self, d, n_heads, dropout, inner):
         super().__init__()
-        self.h, self.p = n_heads, dropout
+        self.h = n_heads
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), nn.Linear(inner, d))
@@ -555,7 +554,7 @@ class _NeuralRecommender(_Recommender):
             data,  # SequenceSplit (trains on .train, early-stops on .valid) or training Sequences
             valid: Sequences | None = None,  # validation sequences with targets (default: data.valid for a split)
            ):
-        "Train with Adam on next-item cross-entropy over the full catalogue at every position; keep the best epoch."
+        "Train with AdamW (decoupled weight decay `reg`) on next-item cross-entropy over the full catalogue at every position; keep the best epoch."
         with torch_threads(self.threads):
             return self._fit(data, valid)
 
@@ -735,10 +734,10 @@ class SASRec(_NeuralRecommender):
                  embedding_size: int = 64,  # item embedding / hidden size
                  n_layers: int = 2,  # transformer blocks
                  n_heads: int = 2,  # attention heads (must divide embedding_size)
-                 dropout: float = 0.2,  # dropout on embeddings, attention and feed-forward
+                 dropout: float = 0.2,  # dropout on embeddings and on the attention-output and feed-forward branches (not on attention weights)
                  max_len: int = 50,  # most recent events the model reads (training windows have this length)
                  epochs: int = 200,  # maximum number of passes over the training windows
-                 learning_rate: float = 3e-3,  # Adam(W) learning rate
+                 learning_rate: float = 3e-3,  # AdamW learning rate
                  reg: float = 0.0,  # weight decay (L2 regularisation)
                  batch_size: int = 64,  # training windows per step
                  patience: int = 10,  # stop after this many epochs without a better validation NDCG@10
@@ -770,7 +769,7 @@ class GRU4Rec(_NeuralRecommender):
                  dropout: float = 0.3,  # dropout on the embeddings and the output
                  max_len: int = 50,  # most recent events the model reads
                  epochs: int = 200,  # maximum number of passes over the training windows
-                 learning_rate: float = 1e-2,  # Adam(W) learning rate
+                 learning_rate: float = 1e-2,  # AdamW learning rate
                  reg: float = 0.0,  # weight decay
                  batch_size: int = 64,  # training windows per step
                  patience: int = 10,  # early-stopping patience in epochs
@@ -814,157 +813,3 @@ def planted_log(
     ts = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(t * 60 + user * 86_400, unit="s")
     beh = pd.Categorical(np.asarray(behaviors, dtype=object)[t % len(behaviors)], categories=list(BEHAVIORS))
     return pd.DataFrame({"user_id": user, "item_id": item, "timestamp": ts, "behavior": beh})
-
-# %% ../nbs/10_sequence.ipynb #9b4bab1c
-RECBOLE_DIR = "bench-out"  # where `make bench-peer` writes recbole_sasrec.json and recbole_gru4rec.json
-
-def read_recbole_json(
-    path: str | Path,  # a JSON file written by tools/bench_peer_recbole.py
-) -> dict | None:  # its content, or None when the file does not exist
-    "The RecBole peer's record (seconds and validation NDCG@10 after each epoch), if `make bench-peer` has run."
-    p = Path(path)
-    if not p.exists():
-        return None
-    d = json.loads(p.read_text())
-    if not d.get("epochs") or "valid_ndcg@10" not in d["epochs"][-1]:
-        raise ValueError(f"{p}: no per-epoch validation NDCG@10; rerun `make bench-peer`")
-    return d
-
-def time_to_reach(
-    history: pd.DataFrame,  # a model's history_ (elapsed_s and valid_ndcg@10 per epoch)
-    target: float,  # validation NDCG@10 to reach
-) -> float:  # seconds from the start of training (training + validation passes), NaN when never reached
-    "Wall time at the end of the first epoch whose validation NDCG@10 is at least `target`."
-    hit = history.loc[history["valid_ndcg@10"] >= target, "elapsed_s"]
-    return float(hit.iloc[0]) if len(hit) else float("nan")
-
-def _split_agreement(sp: SequenceSplit, peer: dict) -> tuple:
-    "How many users have the same validation and test item in RecBole's split as in ours."
-    s = peer["split"]
-    ours_v = pd.Series(sp.catalog.decode(sp.valid.target).astype(str), index=sp.valid.user_id.astype(str))
-    ours_t = pd.Series(sp.catalog.decode(sp.test.target).astype(str), index=sp.test.user_id.astype(str))
-    v = (ours_v.reindex(s["user_id"]).to_numpy() == np.asarray(s["valid_item"])).sum()
-    t = (ours_t.reindex(s["test_user_id"]).to_numpy() == np.asarray(s["test_item"])).sum()
-    return int(v), int(t), len(s["user_id"])
-
-def bench_sequence(
-    recbole_dir: str | Path = RECBOLE_DIR,  # folder holding recbole_sasrec.json / recbole_gru4rec.json (optional)
-    models=("sasrec", "gru4rec", "lstmrec"),  # our models to train (keys of SEQUENCE_MODELS)
-    epochs: int = 200,  # maximum epochs per model
-    patience: int = 10,  # early-stopping patience (epochs without a better validation NDCG@10)
-    time_limit: float | None = 600.0,  # seconds of training per model at most
-    params: dict | None = None,  # extra constructor parameters per model name, e.g. {"sasrec": {"dropout": 0.3}}
-    seed: int = 0,  # seed of training and of the bootstrap
-    device: str | None = None,  # None: CUDA when available
-    threads: int | None = None,  # torch CPU threads for our models (None: as many as the RecBole record used, else torch's default)
-    n_boot: int = 1000,  # bootstrap resamples for the test CIs
-    save: str | Path | None = None,  # also write the numbers (without the models) to this JSON file
-    progress: bool = True,  # tqdm progress bars while training
-    verbose: bool = True,  # print the tables
-) -> dict:  # per model: seconds per epoch, history, time to RecBole's quality, ratio, test metrics, peak memory; "fitted": the models
-    "Train our sequence models on MovieLens-100K beside the RecBole peer's record: time to the same quality, and to convergence."
-    t_all = time.perf_counter()
-    load = [round(x, 2) for x in (os.getloadavg() if hasattr(os, "getloadavg") else (np.nan,) * 3)]
-    ml = load_movielens_100k()
-    sp = sequence_split(ml.events, ml.items)
-    peers = {n: read_recbole_json(Path(recbole_dir) / f"recbole_{n}.json") for n in ("sasrec", "gru4rec")}
-    peers = {n: d for n, d in peers.items() if d is not None}
-    if threads is None and peers:                      # same conditions as the peer: the same number of threads
-        threads = next(iter(peers.values())).get("torch_threads")
-    out = {"device": str(default_device(device)), "torch_threads": threads or torch.get_num_threads(), "load_avg_start": load,
-           "split": dict(sp.report), "peers": {}, "models": {}, "baselines": {}}
-    for n, d in peers.items():
-        v, t, nu = _split_agreement(sp, d)
-        last = d["epochs"][-1]
-        out["peers"][n] = {"epochs": len(d["epochs"]), "seconds_per_epoch": float(np.mean([e["train_s"] + e["valid_s"] for e in d["epochs"]])),
-                           "elapsed_s": last["elapsed_s"], "valid_ndcg@10": last["valid_ndcg@10"],
-                           "valid_ndcg_curve": [(e["elapsed_s"], e["valid_ndcg@10"]) for e in d["epochs"]],
-                           "recbole_own_valid_ndcg@10": last["recbole_valid"].get("ndcg@10"),
-                           "same_valid_item": v, "same_test_item": t, "users": nu,
-                           "load_avg": d.get("load_avg_start"), "threads": d.get("torch_threads"), "test": d.get("test_ours")}
-    for name, m in (("popularity", Popularity()), ("co-occurrence", CoOccurrence())):
-        t0 = time.perf_counter()
-        m.fit(sp)
-        out["baselines"][name] = {"fit_s": time.perf_counter() - t0,
-                                  "test": evaluate_sequences(m, sp.test, n_boot=n_boot, seed=seed).to_dict("records")}
-    fitted = {}
-    for name in models:
-        cls = SEQUENCE_MODELS[name]
-        kw = dict(epochs=epochs, patience=patience, time_limit=time_limit, seed=seed, device=device, progress=progress,
-                  threads=threads)
-        kw.update((params or {}).get(name, {}))
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            model = cls(**kw).fit(sp)
-            fit_s = time.perf_counter() - t0
-        h = model.history_
-        test = evaluate_sequences(model, sp.test, n_boot=n_boot, seed=seed)
-        rec = {"params": model.get_params(), "epochs_run": len(h), "best_epoch": model.best_epoch_,
-               "train_s_per_epoch": float(h["train_s"].mean()), "eval_s_per_epoch": float(h["eval_s"].mean()),
-               "fit_s": fit_s, "best_valid_ndcg@10": float(h["valid_ndcg@10"].max()),
-               "valid_ndcg_curve": list(zip(h["elapsed_s"].round(2), h["valid_ndcg@10"].round(5))),
-               "peak_rss_increase_mib": (mem.peak - mem.start) / 2**20,
-               "test": test.to_dict("records")}
-        if torch.cuda.is_available() and model.device_.type == "cuda":
-            rec["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-        for peer_name, d in out["peers"].items():
-            tt = time_to_reach(h, d["valid_ndcg@10"])
-            rec[f"time_to_recbole_{peer_name}_s"] = tt
-            rec[f"ratio_vs_recbole_{peer_name}"] = d["elapsed_s"] / tt if tt == tt else float("nan")
-        out["models"][name] = rec
-        fitted[name] = model
-    out["wall_s"] = time.perf_counter() - t_all
-    out["load_avg_end"] = [round(x, 2) for x in (os.getloadavg() if hasattr(os, "getloadavg") else (np.nan,) * 3)]
-    if verbose:
-        _print_bench(out)
-    if save is not None:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        Path(save).write_text(json.dumps(out, indent=1, default=str))
-    out["fitted"] = fitted
-    return out
-
-def _print_bench(out: dict):
-    "The bench tables as text."
-    def metric(rec, m):
-        r = next(x for x in rec if x["metric"] == m and x["k"] == 10)
-        return f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-    print(f"MovieLens-100K, leave-last-out, full-catalogue ranking over {out['split']['items']:,} items, history excluded; "
-          f"{out['split']['test_users']} test users; device {out['device']}, {out['torch_threads']} torch threads; "
-          f"load average {out['load_avg_start']} at start, {out['load_avg_end']} at end")
-    if not out["peers"]:
-        print("no RecBole record found: run `make bench-peer` first for the side-by-side comparison")
-    for n, d in out["peers"].items():
-        curve = ", ".join(f"{t:.0f}s: {v:.4f}" for t, v in d["valid_ndcg_curve"])
-        print(f"RecBole {n}: {d['epochs']} epoch(s), {d['seconds_per_epoch']:.1f} s/epoch (train + validation), "
-              f"valid NDCG@10 over time [{curve}] (RecBole's own, unmasked: {d['recbole_own_valid_ndcg@10']:.4f}); "
-              f"same split: {d['same_valid_item']}/{d['users']} validation and {d['same_test_item']}/{d['users']} test items; "
-              f"{d['threads']} torch threads, load average then {d['load_avg']}")
-    rows = []
-    for name, r in out["models"].items():
-        curve = r["valid_ndcg_curve"]
-        pick = sorted({0, 1, 2, 4, 9, 19, len(curve) - 1} & set(range(len(curve))))
-        row = {"model": name, "s/epoch (train)": round(r["train_s_per_epoch"], 2), "s/epoch (valid)": round(r["eval_s_per_epoch"], 2),
-               "epochs (best)": f"{r['epochs_run']} ({r['best_epoch']})",
-               "valid NDCG@10 over time": ", ".join(f"{curve[i][0]:.0f}s: {curve[i][1]:.3f}" for i in pick),
-               "peak RSS +MiB": round(r["peak_rss_increase_mib"])}
-        for n in out["peers"]:
-            t, ratio = r[f"time_to_recbole_{n}_s"], r[f"ratio_vs_recbole_{n}"]
-            row[f"time to RecBole {n} quality"] = "never" if t != t else f"{t:.1f}s"
-            row[f"ratio vs RecBole {n}"] = "-" if ratio != ratio else f"{ratio:.1f}x"
-        rows.append(row)
-    with pd.option_context("display.width", 250, "display.max_colwidth", 120, "display.max_columns", 20):
-        if rows:
-            print("\nTraining (validation NDCG@10 history masked, time = training + validation passes):")
-            print(pd.DataFrame(rows).to_string(index=False))
-        res = [{"model": n, "HR@10": metric(b["test"], "hit"), "NDCG@10": metric(b["test"], "ndcg"),
-                "MRR@10": metric(b["test"], "mrr"), "fit s": f"{b['fit_s']:.2f}"} for n, b in out["baselines"].items()]
-        res += [{"model": n, "HR@10": metric(r["test"], "hit"), "NDCG@10": metric(r["test"], "ndcg"),
-                 "MRR@10": metric(r["test"], "mrr"), "fit s": f"{r['fit_s']:.1f}"} for n, r in out["models"].items()]
-        res += [{"model": f"RecBole {n} ({d['epochs']} ep.)", "HR@10": f"{d['test']['hit@10']:.4f}",
-                 "NDCG@10": f"{d['test']['ndcg@10']:.4f}", "MRR@10": f"{d['test']['mrr@10']:.4f}",
-                 "fit s": f"{d['elapsed_s']:.1f}"} for n, d in out["peers"].items() if d.get("test")]
-        print("\nTest (last event per user), 95% bootstrap CIs over users; ours trained to convergence (early stopping):")
-        print(pd.DataFrame(res).to_string(index=False))
-    print(f"\ntotal wall time {out['wall_s']:.0f} s")

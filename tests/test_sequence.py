@@ -12,9 +12,10 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from interest_migration.data import BEHAVIORS
 from interest_migration.sequence import (
-    CoOccurrence, GRU4Rec, LSTMRec, Popularity, SASRec, Sequences, bench_sequence, make_catalog, pad_sequences,
-    planted_log, read_recbole_json, sequence_split, time_to_reach, to_sequences, training_windows, _split_agreement,
+    CoOccurrence, GRU4Rec, LSTMRec, Popularity, SASRec, Sequences, make_catalog, pad_sequences,
+    planted_log, sequence_split, to_sequences, training_windows,
     evaluate_sequences, default_device)
+from interest_migration.bench import _split_agreement, bench_sequence, read_recbole_json, time_to_reach
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(embedding_size=16, max_len=12, epochs=40, batch_size=16, learning_rate=1e-2, patience=5,

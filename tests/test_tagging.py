@@ -13,11 +13,12 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
 from interest_migration.data import BEHAVIORS, load_movielens_100k, simulate_log
-from interest_migration.prediction import interest_profile
+from interest_migration.profiles import interest_profile
 from interest_migration.tagging import (
-    FineTunedBertTagger, LinearProbeTagger, MajorityTagger, TextEncoder, TfidfTagger, bench_tagging,
+    FineTunedBertTagger, LinearProbeTagger, MajorityTagger, TextEncoder, TfidfTagger,
     check_model_folder, cross_val_tag_proba, evaluate_taggers, tag_matrix, tag_thresholds, tagging_data,
     tiny_bert_folder, top_user_tags, user_tags, _rescale)
+from interest_migration.bench import bench_tagging
 
 ZH_TITLES = ["霸王别姬", "卧虎藏龙", "大话西游之大圣娶亲", "无间道", "英雄", "功夫", "让子弹飞", "流浪地球", "战狼",
              "哪吒之魔童降世", "我不是药神", "疯狂的石头", "唐人街探案", "西虹市首富", "你好，李焕英", "少林足球"]

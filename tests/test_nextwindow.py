@@ -1,0 +1,87 @@
+"Checks of interest_migration.nextwindow that do not belong in the notebook: leakage, cold users, the estimator contract."
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from interest_migration.data import simulate_log, user_cold_start_split
+from interest_migration.nextwindow import (
+    MODELS, FrozenExtractor, PopularityBaseline, TorchMLPClassifier, compare_models, make_model,
+    next_window_dataset, predict_scores)
+from interest_migration.profiles import window_edges
+
+
+def test_next_window_features_never_see_the_future():
+    "Changing every event at or after a window's start leaves the features of that window's rows unchanged."
+    sim = simulate_log(n_users=200, n_items=100, n_events=20_000, seed=4)
+    a = next_window_dataset(sim.events, sim.items, sim.users, freq="20D")
+    edges = window_edges(sim.events.timestamp, "20D")
+    late = sim.events.timestamp >= edges[-2]
+    changed = sim.events.assign(item_id=np.where(late, (sim.events.item_id + 7) % 100 + 1, sim.events.item_id))
+    b = next_window_dataset(changed, sim.items, sim.users, edges=edges)
+    pd.testing.assert_frame_equal(a.part("test")[0], b.part("test")[0])
+    assert not a.part("test")[1].equals(b.part("test")[1])   # the targets did change
+    assert "segment" not in a.X.columns
+
+
+def test_new_users_are_cold_and_predicted():
+    sim = simulate_log(n_users=300, n_items=100, n_events=30_000, seed=6)
+    new = user_cold_start_split(sim.events, test_frac=0.2, seed=0).test.user_id.unique()
+    nw = next_window_dataset(sim.events, sim.items, sim.users, freq="20D", new_users=new)
+    X, Y, meta = nw.part("test")
+    assert meta.cold.any() and set(meta.user_id[meta.cold]) <= set(new)
+    assert nw.report["new_user_events_dropped"] > 0
+    comp = compare_models(nw, ["last_window", "popularity", "logreg"], n_boot=50)
+    assert set(comp.table.part) == {"all", "warm", "cold"}
+    for s in comp.scores.values():
+        assert np.isfinite(s).all() and s.shape == Y.shape
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_estimator_contract(name):
+    "clone, get_params, fit returns self, (n, n_labels) probabilities."
+    sim = simulate_log(n_users=150, n_items=60, n_events=12_000, seed=7)
+    nw = next_window_dataset(sim.events, sim.items, sim.users, freq="20D")
+    X, Y, _ = nw.part("train", "val")
+    params = {"mlp": {"max_epochs": 2, "hidden_sizes": (32, 32)}, "random_forest": {"n_estimators": 10},
+              "hist_gb": {"max_iter": 10}}.get(name, {})
+    est = make_model(name, X, **params)
+    c = clone(est)
+    assert c.get_params().keys() == est.get_params().keys()
+    assert est.fit(X, Y) is est
+    p = predict_scores(est, X)
+    assert p.shape == Y.shape and ((p >= 0) & (p <= 1)).all()
+
+
+def test_torch_mlp_set_params_and_binary_labels():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4)).astype(np.float32)
+    y = np.where(X[:, 0] > 0, "buy", "skip")
+    m = TorchMLPClassifier(hidden_sizes=(8,), max_epochs=3).set_params(dropout=0.2)
+    assert m.get_params()["dropout"] == 0.2
+    m.fit(X, y)
+    assert set(m.predict(X)) <= {"buy", "skip"} and list(m.classes_) == ["buy", "skip"]
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
+        TorchMLPClassifier(max_epochs=1).fit(X, np.arange(200) % 3)
+
+
+def test_frozen_extractor_survives_clone_and_refit():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    src = TorchMLPClassifier(hidden_sizes=(16,), max_epochs=3).fit(X, y)
+    fe = FrozenExtractor(src)
+    before = fe.transform(X).copy()
+    clone(fe).fit(X, 1 - y)
+    np.testing.assert_array_equal(fe.transform(X), before)
+
+
+@pytest.mark.slow
+def test_sklearn_check_estimator():
+    "scikit-learn's own estimator checks: all pass for the MLP; the constant baseline cannot fit its training set."
+    from sklearn.utils.estimator_checks import check_estimator
+    res = check_estimator(TorchMLPClassifier(hidden_sizes=(32,), max_epochs=30, dropout=0.0, learning_rate=1e-2),
+                          on_fail=None)
+    assert [r["check_name"] for r in res if r["status"] == "failed"] == []
+    res = check_estimator(PopularityBaseline(), on_fail=None)
+    assert {r["check_name"] for r in res if r["status"] == "failed"} <= {"check_classifiers_train"}
