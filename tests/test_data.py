@@ -193,7 +193,7 @@ def test_read_taobao_errors(tmp_path):
     (tmp_path / "a.csv").write_text("1,2,3,pv,x\n")
     with pytest.raises(ValueError, match="does not parse as Taobao"):
         read_taobao(tmp_path / "a.csv")
-    (tmp_path / "b.csv").write_text("1,2,3,pv,10\n1,2,3,click,11\n")
+    (tmp_path / "b.csv").write_text("1,2,3,pv,1511544070\n1,2,3,click,1511544071\n")
     with pytest.raises(ValueError, match=r"unknown label\(s\) \['click'\]"):
         read_taobao(tmp_path / "b.csv", chunksize=1)
 
