@@ -543,8 +543,12 @@ def unix_times(values: pd.Series, # Unix times (int or float numbers), indexed b
                 else "no unit puts them in that span: check the timestamp column")
         raise DataError(f"{source}: timestamps read as {TIME_UNITS[u]} fall outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d} "
                         f"(data row {row + 1}: {values[row]}); {hint}")
-    ns = (v.where(ok) * m).round()
-    return pd.Series(pd.to_datetime(ns, unit="ns", utc=True), index=values.index), int((~ok).sum())
+    if pd.api.types.is_integer_dtype(values.dtype):  # exact integer arithmetic: no float rounding of milliseconds
+        ns = values.where(ok, 0).astype("int64").to_numpy() * m
+    else:
+        ns = (v.where(ok, 0) * m).round().astype("int64").to_numpy()
+    out = pd.Series(_utc_from_ns(ns), index=values.index)
+    return out.where(ok.to_numpy()), int((~ok).sum())
 
 def _implausible_report(rep: ValidationReport, # the events report of a reader
                         n_bad: int, # rows whose timestamp was implausible (set to NaT, so dropped as missing)
