@@ -1284,17 +1284,19 @@ def atomic_output(path: str | Path, # the final file or folder
         if kind == "file":
             os.replace(tmp, p)
         else:
-            for _ in range(50):  # another run may swap its folder in between: retry until ours is in place
-                old = p.parent / f".{p.name}.old-{tag}"
+            olds = []
+            for k in range(200):  # another run may swap its folder in between: retry until ours is in place
+                old = p.parent / f".{p.name}.old-{tag}-{k}"
                 try:
-                    if p.exists(): os.rename(p, old)
+                    if p.exists():
+                        os.rename(p, old); olds.append(old)
                     os.rename(tmp, p)
                     break
                 except OSError:
-                    time.sleep(0.05)
+                    time.sleep(0.01)
             else:
                 raise DataError(f"could not move the finished output into {p}: another process keeps writing there")
-            shutil.rmtree(old, ignore_errors=True)
+            for old in olds: shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists(): (shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink())
 

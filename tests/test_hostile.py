@@ -318,3 +318,46 @@ def test_fuzz_validate_events(u, i, t, b, dup):
     assert rep.n_in == len(ev) and rep.n_out + sum(rep.dropped.values()) == len(ev) == len(clean) + sum(rep.dropped.values())
     kept = {str(x) if not isinstance(x, float) else str(int(x)) for x in ev.user_id.dropna()}
     assert {str(x) for x in clean.user_id} <= kept
+
+
+# ------------------------------------------------------------------ atomic outputs
+def test_atomic_output_concurrent_writers(tmp_path):
+    import threading
+    from interest_migration.data import atomic_output
+    target = tmp_path / "out"
+    def writer(tag):
+        for _ in range(20):
+            with atomic_output(target, "folder") as t:
+                for k in range(5): (t / f"f{k}.txt").write_text(tag)
+    ts = [threading.Thread(target=writer, args=(tag,)) for tag in ("A", "B")]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    contents = {p.read_text() for p in target.iterdir()}
+    assert len(contents) == 1 and len(list(target.iterdir())) == 5   # one complete run, never a mix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]      # no temporary left behind
+
+
+def test_out_is_file_refused_before_work(tmp_path, capsys, monkeypatch):
+    import interest_migration.cli as cli
+    monkeypatch.setattr(cli, "run_demo", lambda *a, **k: (_ for _ in ()).throw(AssertionError("computed before checking")))
+    f = tmp_path / "afile"; f.write_text("x")
+    assert main(["demo", "--out", str(f)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_concurrent_demos_leave_one_consistent_run(tmp_path):
+    import base64, json, re
+    exe = str(Path(sys.executable).with_name("interest-migration"))
+    out = tmp_path / "report"
+    procs = [subprocess.Popen([exe, "demo", "--data", "simulate", "--seed", str(s), "--out", str(out), "--quiet",
+                               "--sequence-epochs", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in (1, 2)]
+    for p in procs:
+        _, err = p.communicate(timeout=1800)
+        assert p.returncode == 0 and "Traceback" not in err, err
+    html = (out / "report.html").read_text()
+    m = json.loads((out / "metrics.json").read_text())
+    for png in out.glob("*.png"):  # every figure on disk is the one embedded in this report
+        assert base64.b64encode(png.read_bytes()).decode() in html
+    assert f"{m['summary']['events']}" in html.replace(",", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
