@@ -570,7 +570,8 @@ def _recommendations(ds: Dataset, model, seqs, user_ids, k: int, exclude: bool) 
 
 def _cmd_transfer(a):
     ds = _load(a)
-    _need_users(ds, "segment transfer", n=5)
+    if ds.users is not None and {"age", "gender"} <= set(ds.users):  # without demographics transfer_step says what is missing
+        _need_users(ds, "segment transfer", n=5)
     tr = transfer_step(ds, seed=a.seed)
     _print_table(tr["table"])
     print("\ndifference to global popularity (paired bootstrap):")

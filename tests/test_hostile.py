@@ -76,7 +76,7 @@ CASES = [
     ("tb-single-user-predict", {"UserBehavior.csv": "1,10,100,pv,1511544070\n1,11,100,pv,1511544071\n"},
      ["predict", "--data", "{UserBehavior.csv}"], "1 user"),
     ("tb-single-user-transfer", {"UserBehavior.csv": "1,10,100,pv,1511544070\n1,11,100,pv,1511544071\n"},
-     ["transfer", "--data", "{UserBehavior.csv}"], "1 user"),
+     ["transfer", "--data", "{UserBehavior.csv}"], "needs"),
     ("tb-single-user-recommend", {"UserBehavior.csv": "1,10,100,pv,1511544070\n1,11,100,pv,1511544071\n"},
      ["recommend", "--data", "{UserBehavior.csv}"], "1 user"),
     ("tb-profile-freq-too-long", {"UserBehavior.csv": TB}, ["profile", "--data", "{UserBehavior.csv}", "--freq", "30D"], "--freq"),
