@@ -10,19 +10,21 @@ import base64
 import html
 import io
 import json
+import logging
+import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .data import (Dataset, load_movielens_100k, read_grouplens, read_retailrocket,
+from .data import (DataError, compression_of, check_writable, atomic_output, TIME_UNITS, Dataset, load_movielens_100k, read_grouplens, read_retailrocket,
                                      read_taobao, simulate_log, temporal_split, IdEncoder)
 from .metrics import evaluate
-from .profiles import (windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix,
-                                         )
+from .profiles import windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix
 from .nextwindow import next_window_dataset, compare_models
 from threadpoolctl import threadpool_limits
 from .tagging import (TextEncoder, tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
@@ -31,11 +33,12 @@ from .data import user_cold_start_split
 from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage, evaluate_transfer
 from .sequence import Popularity, CoOccurrence, SASRec, sequence_split, results_table
 from .bench import bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging
+from .exploration import bench_bandits
 
 # %% auto #0
-__all__ = ['FORMATS', 'BENCHES', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',
+__all__ = ['FORMATS', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',
            'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step', 'run_demo',
-           'build_parser', 'main']
+           'profile_window', 'build_parser', 'configure_logging', 'main']
 
 # %% ../nbs/13_cli.ipynb #10e28dd7
 class CLIError(Exception):
@@ -53,14 +56,57 @@ def _guess_format(path: Path) -> str:
         return "retailrocket"
     raise CLIError(f"cannot tell the format of {path}: pass --format {'|'.join(FORMATS)}")
 
+def _first_line(e: BaseException) -> str:
+    "The first non-empty line of an exception's message (its type name when it has none)."
+    lines = [l for l in str(e).strip().splitlines() if l.strip()]
+    return lines[0].strip() if lines else type(e).__name__
+
+def _bad_encoding_line(path: Path, # a text file that failed to decode
+                       encoding: str = "utf-8", # the encoding expected
+                      ) -> str:
+    "Where a file stops being valid text: 'line N (byte 0x..)' (error path only)."
+    import codecs
+    dec = codecs.getincrementaldecoder(encoding)()
+    opener = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma"}.get(compression_of(path))
+    f = __import__(opener).open(path, "rb") if opener else open(path, "rb")
+    with f:
+        for n, line in enumerate(f, 1):
+            try: dec.decode(line)
+            except UnicodeDecodeError as e:
+                return f"line {n} is not valid {encoding} (byte 0x{line[e.start]:02x} at column {e.start + 1}); save the file as {encoding}"
+    return f"the file is not valid {encoding}"
+
+def _check_readable(path: Path, # the --data path
+                    fmt: str, # the format it is read as
+                   ):
+    "A one-line CLIError when `path` cannot be read as `fmt` (a folder where a file is expected, no permission, empty)."
+    if fmt != "grouplens" and path.is_dir():
+        raise CLIError(f"{path} is a folder; --format {fmt} reads a file")
+    if fmt == "grouplens" and not path.is_dir():
+        raise CLIError(f"{path} is a file; --format grouplens reads a folder of GroupLens files")
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK): raise CLIError(f"cannot read the folder {path}: permission denied")
+        return
+    try:
+        with open(path, "rb") as f: head = f.read(1)
+    except OSError as e:
+        raise CLIError(f"cannot read {path}: {e.strerror or e}") from e
+    if not head:
+        raise CLIError(f"{path} is empty (0 bytes)")
+
 def load_data(
     data: str = "movielens",  # `movielens`, `simulate`, or a path to a log file or GroupLens folder
     fmt: str | None = None,   # for a path: grouplens, taobao or retailrocket (guessed from the name if None)
     nrows: int | None = None, # read at most this many rows of a user's file
     seed: int = 0,            # seed of the simulator
     n_events: int = 200_000,  # size of a simulated log
+    time_unit: str | None = None,  # unit of a file's Unix times (s, ms, us); None: the format's own, checked against the values
 ) -> Dataset:
     "Load the log a subcommand works on, turning bad input into a one-line `CLIError`."
+    if nrows is not None and nrows <= 0:
+        raise CLIError(f"--nrows must be 1 or more, got {nrows}")
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise CLIError(f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {time_unit!r}")
     if data == "movielens":
         return load_movielens_100k()
     if data == "simulate":
@@ -71,13 +117,18 @@ def load_data(
     fmt = fmt or _guess_format(path)
     if fmt not in FORMATS:
         raise CLIError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    _check_readable(path, fmt)
     try:
         if fmt == "grouplens":
             return read_grouplens(path)
         reader = read_taobao if fmt == "taobao" else read_retailrocket
-        return reader(path, nrows=nrows)
-    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return reader(path, nrows=nrows, time_unit=time_unit)
+    except UnicodeDecodeError as e:
+        raise CLIError(f"{path} ({fmt}): {_bad_encoding_line(path)}") from e
+    except pd.errors.EmptyDataError as e:
+        raise CLIError(f"{path} ({fmt}): the file has no data rows") from e
+    except (ValueError, KeyError, OSError, EOFError) as e:
+        first = _first_line(e)
         raise CLIError(first if str(path) in first else f"{path} ({fmt}): {first}") from e
 
 # %% ../nbs/13_cli.ipynb #175733e9
@@ -135,11 +186,11 @@ class Report:
     def save(self, out: Path) -> Path:
         "Write report.html, metrics.json and the PNG figures into folder `out`; return the report's path."
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, png in self.figures.items():
-            (out / name).write_bytes(png)
-        (out / "metrics.json").write_text(json.dumps(self.metrics, indent=2, default=str))
-        (out / "report.html").write_text(self.to_html(), encoding="utf-8")
+        with atomic_output(out, "folder") as tmp:  # written beside, renamed into place: never a mix of two runs
+            for name, png in self.figures.items():
+                (tmp / name).write_bytes(png)
+            (tmp / "metrics.json").write_text(json.dumps(self.metrics, indent=2, default=str))
+            (tmp / "report.html").write_text(self.to_html(), encoding="utf-8")
         return out / "report.html"
 
 # %% ../nbs/13_cli.ipynb #ebba37ed
@@ -367,23 +418,65 @@ BENCHES = {
     "profiles": lambda quick: bench_profiles(n_events=1_000_000 if quick else 10_000_000, ref_events=200_000 if quick else 1_000_000),
     "sequence": lambda quick: bench_sequence(models=("sasrec",) if quick else ("sasrec", "gru4rec", "lstmrec"),
                                              time_limit=120 if quick else 600, save="bench-out/sequence_bench.json"),
+    "bandits": lambda quick: bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000),
 }
 
 # %% ../nbs/13_cli.ipynb #290515d4
+def _positive_int(text: str) -> int:
+    "argparse type: an integer of 1 or more."
+    try: v = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v <= 0: raise argparse.ArgumentTypeError(f"must be 1 or more, got {v}")
+    return v
+
+def _nonneg_int(text: str) -> int:
+    "argparse type: an integer of 0 or more."
+    try: v = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0: raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+def _window(text: str) -> str:
+    "argparse type: a positive pandas time length such as 30D, 7D or 12h."
+    try: td = pd.Timedelta(text)
+    except (ValueError, TypeError): raise argparse.ArgumentTypeError(f"{text!r} is not a time length such as 30D, 7D or 12h") from None
+    if td <= pd.Timedelta(0): raise argparse.ArgumentTypeError(f"the window must be longer than zero, got {text!r} (e.g. 30D)")
+    return text
+
+class _Parser(argparse.ArgumentParser):
+    "An ArgumentParser whose usage errors are one line on stderr (status 2), like every other error."
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
 def _add_data_args(p):
     p.add_argument("--data", default="movielens", help="movielens (default), simulate, or a path to your log")
     p.add_argument("--format", dest="fmt", choices=FORMATS, help="format of a --data path (guessed if omitted)")
-    p.add_argument("--nrows", type=int, help="read at most this many rows of a --data file")
+    p.add_argument("--nrows", type=_positive_int, help="read at most this many rows of a --data file")
+    p.add_argument("--time-unit", choices=list(TIME_UNITS), help="unit of the file's Unix times (default: the format's own, checked)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator, splits and bootstrap (default 0)")
 
+def _load(a) -> Dataset:
+    "The data set of a subcommand, with what validation dropped, fixed or noted printed (nothing silent)."
+    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed, time_unit=getattr(a, "time_unit", None))
+    for r in ds.reports.values():
+        if r.dropped or r.fixed or r.notes: print(f"validation: {r}")
+    return ds
+
+def _need_users(ds: Dataset, job: str, n: int = 2):
+    "A one-line CLIError when the log has fewer than `n` users."
+    k = int(ds.events.user_id.nunique())
+    if k < n: raise CLIError(f"{ds.name} has {k} user(s); {job} needs at least {n}")
+
 def _cmd_summary(a):
-    s = summarize(load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed))
+    s = summarize(_load(a))
     width = max(map(len, s))
     for k, v in s.items():
         print(f"{k:<{width}}  {v:,}" if isinstance(v, int) else f"{k:<{width}}  {v}")
     return 0
 
 def _cmd_demo(a):
+    a.quiet = a.quiet or a.log_level == "quiet"
+    check_writable(a.out, "folder")  # before any computation
     rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet, sequence_epochs=a.sequence_epochs)
     path = rep.save(Path(a.out))
     s = rep.metrics["summary"]
@@ -422,21 +515,43 @@ def _need_categories(ds: Dataset) -> str:
 def _print_table(df: pd.DataFrame):
     print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
 
+def profile_window(ds: Dataset, # the data set
+                   freq: str | None, # the user's --freq, or None to pick one from the log's span
+                  ) -> str:
+    "The window of `profile`: 30D when the log spans at least three of them, else a third of its span; an explicit one that leaves fewer than two windows is refused."
+    span = ds.events.timestamp.max() - ds.events.timestamp.min()
+    if freq is None:
+        if span >= pd.Timedelta("90D"): return "30D"
+        days = span / pd.Timedelta("1D")
+        return f"{max(1, int(days // 3))}D" if days >= 2 else f"{max(1, int(span / pd.Timedelta('1h') // 3))}h"
+    if span < 2 * pd.Timedelta(freq) - pd.Timedelta("1ns") and span < pd.Timedelta(freq) * 2:
+        raise CLIError(f"{ds.name} spans {span}; windows of --freq {freq} leave fewer than two to compare: pass a shorter --freq")
+    return freq
+
 def _cmd_profile(a):
-    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed)
-    mig = migration_step(ds, _need_categories(ds), freq=a.freq)
+    ds = _load(a)
+    col = _need_categories(ds)
+    if a.plot: check_writable(a.plot)
+    freq = profile_window(ds, a.freq)
+    if a.freq is None and freq != "30D": print(f"window: {freq} (the log spans {ds.events.timestamp.max() - ds.events.timestamp.min()}; pass --freq to choose)")
+    mig = migration_step(ds, col, freq=freq)
+    if not mig["summary"]["user_window_pairs"]:
+        raise CLIError(f"no user is active in two consecutive {freq} windows of {ds.name}: pass a shorter --freq")
     _print_table(pd.DataFrame([mig["summary"]]))
     if a.plot:
-        mig["figure"].savefig(a.plot, dpi=100, bbox_inches="tight"); print(f"migration matrix: {a.plot}")
+        with atomic_output(a.plot) as tmp:
+            mig["figure"].savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        print(f"migration matrix: {a.plot}")
     return 0
 
 def _cmd_predict(a):
-    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed)
+    ds = _load(a)
+    _need_users(ds, "next-window prediction")
     _print_table(next_window_step(ds, _need_categories(ds), models=tuple(a.models), seed=a.seed))
     return 0
 
 def _cmd_tag(a):
-    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed)
+    ds = _load(a)
     col = _need_categories(ds)
     if "title" not in ds.items:
         raise CLIError(f"{ds.name} has no item titles to tag")
@@ -456,7 +571,10 @@ def _recommendations(ds: Dataset, model, seqs, user_ids, k: int, exclude: bool) 
     return out
 
 def _cmd_transfer(a):
-    tr = transfer_step(load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed), seed=a.seed)
+    ds = _load(a)
+    if ds.users is not None and {"age", "gender"} <= set(ds.users):  # without demographics transfer_step says what is missing
+        _need_users(ds, "segment transfer", n=5)
+    tr = transfer_step(ds, seed=a.seed)
     _print_table(tr["table"])
     print("\ndifference to global popularity (paired bootstrap):")
     _print_table(tr["versus"][["k_first", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "better"]])
@@ -471,18 +589,32 @@ def _ids_like(values: list, column: pd.Series, flag: str) -> list:
         raise CLIError(f"{flag}: {bad} are not integer ids like the log's {column.name}")
     return [int(v) for v in values]
 
+def _load_model(path: str):
+    "A model written by --save, or a one-line CLIError saying why the file is not one."
+    p = Path(path)
+    if not p.exists(): raise CLIError(f"--load: no such file: {path}")
+    if p.is_dir(): raise CLIError(f"--load: {path} is a folder, not a model file")
+    try:
+        return SASRec.load(p)
+    except CLIError: raise
+    except Exception as e:  # torch's unpickler, missing keys, wrong shapes, truncated files: all mean "not a usable model"
+        raise CLIError(f"--load: {path} is not a usable model file ({type(e).__name__}: {_first_line(e)[:200]})") from e
+
 def _cmd_recommend(a):
-    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed)
+    if a.save: check_writable(a.save)
+    ds = _load(a)
     if a.load:
-        model = SASRec.load(a.load)
+        model = _load_model(a.load)
         exclude = model.exclude_history and not a.keep_history        # the choice made when it was trained
         print(f"loaded {a.load}")
     else:
+        _need_users(ds, "training a next-item model")
         sq = sequence_step(ds, seed=a.seed, epochs=a.epochs, seconds=a.seconds)
         model, exclude = sq["model"], sq["exclude_history"] and not a.keep_history
         _print_table(sq["table"])
         if a.save:
-            print(f"saved: {model.save(a.save)}")
+            with atomic_output(a.save) as tmp: model.save(tmp)
+            print(f"saved: {a.save}")
     ev = ds.events
     if a.items:
         seqs, users = [np.asarray(_ids_like(a.items, ev["item_id"], "--items"))], ["(new user)"]
@@ -508,20 +640,28 @@ def _cmd_bench(a):
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `interest-migration`, one subparser per job."
-    p = argparse.ArgumentParser(prog="interest-migration",
-                                description="Model what users are interested in and how that interest migrates.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_mutually_exclusive_group()
+    g.add_argument("--quiet", dest="log_level", action="store_const", const="quiet", default="normal",
+                   help="only errors on stderr (no progress, no library warnings)")
+    g.add_argument("--verbose", dest="log_level", action="store_const", const="verbose", help="the library's INFO log on stderr")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error (for bug reports)")
+    p = _Parser(prog="interest-migration", parents=[common],
+                description="Model what users are interested in and how that interest migrates.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda *args, **kw: _add(*args, parents=[common], **kw)
     s = sub.add_parser("summary", help="validate a log and print its summary")
     _add_data_args(s); s.set_defaults(func=_cmd_summary)
     d = sub.add_parser("demo", help="the main job: every landed topic on one log, with an HTML report")
     _add_data_args(d)
     d.add_argument("--out", default="report", help="report folder (default ./report)")
-    d.add_argument("--quiet", action="store_true", help="no progress messages")
-    d.add_argument("--sequence-epochs", type=int, default=5, help="training epochs of the next-item SASRec (default 5; 0 skips it)")
+    d.set_defaults(quiet=False)
+    d.add_argument("--sequence-epochs", type=_nonneg_int, default=5, help="training epochs of the next-item SASRec (default 5; 0 skips it)")
     d.set_defaults(func=_cmd_demo)
     pr = sub.add_parser("profile", help="interest migration between consecutive windows")
     _add_data_args(pr)
-    pr.add_argument("--freq", default="30D", help="window length (default 30D)")
+    pr.add_argument("--freq", type=_window, help="window length, e.g. 30D (default: 30D, or a third of a shorter log's span)")
     pr.add_argument("--plot", help="write the migration-matrix heatmap to this PNG")
     pr.set_defaults(func=_cmd_profile)
     pd_ = sub.add_parser("predict", help="next-window interest prediction against baselines, with CIs")
@@ -532,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd_.set_defaults(func=_cmd_predict)
     tg = sub.add_parser("tag", help="tag items from their titles with BERT and list users' top tags")
     _add_data_args(tg)
-    tg.add_argument("--users", type=int, default=5, help="how many users' tags to print (default 5)")
+    tg.add_argument("--users", type=_positive_int, default=5, help="how many users' tags to print (default 5)")
     tg.set_defaults(func=_cmd_tag)
     ts = sub.add_parser("transfer", help="segment transfer to held-out new users, with CIs and paired tests")
     _add_data_args(ts); ts.set_defaults(func=_cmd_transfer)
@@ -540,8 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(rc)
     rc.add_argument("--users", nargs="+", help="user ids of the log (default: the first three)")
     rc.add_argument("--items", nargs="+", help="a new user's item ids, oldest first, instead of --users")
-    rc.add_argument("--k", type=int, default=10, help="how many items per user (default 10)")
-    rc.add_argument("--epochs", type=int, default=5, help="SASRec training epochs (default 5)")
+    rc.add_argument("--k", type=_positive_int, default=10, help="how many items per user (default 10)")
+    rc.add_argument("--epochs", type=_positive_int, default=5, help="SASRec training epochs (default 5)")
     rc.add_argument("--seconds", type=float, help="also stop training after this many seconds")
     rc.add_argument("--save", help="write the trained model here (.pt)")
     rc.add_argument("--load", help="use a model written by --save instead of training")
@@ -553,19 +693,39 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
     return p
 
+LOGGER = logging.getLogger("interest_migration")  # the library's logger, configured by `main`
+
+def configure_logging(level: str = "normal", # 'quiet' (errors only), 'normal' (warnings) or 'verbose' (info)
+                      debug: bool = False, # debug messages too
+                     ) -> logging.Logger:
+    "Send the library's log to stderr at the level the flags ask for (one handler, replaced on each call)."
+    for h in [h for h in LOGGER.handlers if getattr(h, "_interest_migration_cli", False)]:
+        LOGGER.removeHandler(h)
+    h = logging.StreamHandler(sys.stderr)
+    h._interest_migration_cli = True
+    h.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    LOGGER.addHandler(h)
+    LOGGER.setLevel(logging.DEBUG if debug else {"quiet": logging.ERROR, "verbose": logging.INFO}.get(level, logging.WARNING))
+    return LOGGER
+
 def main(argv: list | None = None) -> int:
-    "Run `interest-migration` with `argv` (default: the command line); return the exit status."
+    "Run `interest-migration` with `argv` (default: the command line); return the exit status (2 on any error, one line on stderr)."
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.debug)
     if args.command != "bench":
         import matplotlib
         if "inline" not in matplotlib.get_backend():
             matplotlib.use("Agg")
     try:
         return args.func(args)
-    except CLIError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug: traceback.print_exc()
+        known = isinstance(e, (CLIError, ValueError, OSError, EOFError))
+        msg = _first_line(e) if known else (f"unexpected {type(e).__name__}: {_first_line(e)[:300]}; this is a bug: "
+                                            "rerun with --debug and report the traceback")
+        print(f"error: {msg}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as e:
-        msg = str(e).strip().splitlines()
-        print(f"error: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
-        return 2
+

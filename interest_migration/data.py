@@ -24,13 +24,14 @@ from tqdm import tqdm
 
 # %% auto #0
 __all__ = ['BEHAVIORS', 'EVENT_COLUMNS', 'RECBOLE_INSTALL', 'ML100K_GENRES', 'ML1M_OCCUPATIONS', 'TAOBAO_BEHAVIORS',
-           'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'SIM_CATEGORIES', 'SIM_WORDS', 'SIM_GENERIC_WORDS',
-           'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL', 'ValidationReport', 'DataError',
-           'need_frame', 'need_columns', 'to_utc', 'timestamps_ns', 'validate_events', 'validate_users',
-           'validate_items', 'Dataset', 'movielens_100k_path', 'load_movielens_100k', 'read_grouplens', 'iter_taobao',
-           'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'sim_categories', 'SimTruth', 'SimulatedLog',
-           'user_partition', 'simulate_log', 'read_simulated', 'Split', 'need_log', 'temporal_split', 'leave_last_out',
-           'user_cold_start_split', 'IdEncoder', 'torch_threads']
+           'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'TIME_UNITS', 'SIM_CATEGORIES', 'SIM_WORDS',
+           'SIM_GENERIC_WORDS', 'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL', 'ValidationReport',
+           'DataError', 'need_frame', 'need_columns', 'to_utc', 'timestamps_ns', 'validate_events', 'validate_users',
+           'validate_items', 'Dataset', 'movielens_100k_path', 'load_movielens_100k', 'read_grouplens',
+           'plausible_span', 'guess_time_unit', 'unix_times', 'compression_of', 'iter_taobao', 'read_taobao',
+           'iter_retailrocket', 'read_retailrocket', 'sim_categories', 'SimTruth', 'SimulatedLog', 'user_partition',
+           'simulate_log', 'read_simulated', 'Split', 'need_log', 'temporal_split', 'leave_last_out',
+           'user_cold_start_split', 'IdEncoder', 'check_writable', 'atomic_output', 'torch_threads']
 
 # %% ../nbs/00_data.ipynb #0f5f810d
 BEHAVIORS = ("view", "cart", "fav", "buy", "search", "rate")  # categories of `behavior`, in this order
@@ -105,32 +106,51 @@ def timestamps_ns(ts: pd.Series) -> np.ndarray:
     return np.asarray(ts.values).astype("datetime64[ns]").view("int64")
 
 # %% ../nbs/00_data.ipynb #6b3ee341
+_I64 = (-2**63, 2**63 - 1)  # the int64 range
+
 def _id_column(s: pd.Series, # the id column
                table: str, # table name, for messages
                col: str, # column name, for messages
                frame: pd.DataFrame, # the whole table, to show offending rows
               ) -> tuple:
-    "Check an id column: (ids, missing mask, whether to cast to int64); raises ValueError on wrong types."
+    "Check an id column: (ids, missing mask, how to store them: False, 'int64' or 'text'); raises DataError on wrong types."
     if isinstance(s.dtype, pd.CategoricalDtype): s = s.astype(object)
     missing = s.isna().to_numpy()
     if pd.api.types.is_bool_dtype(s.dtype):
-        raise ValueError(f"{table}: column '{col}' holds booleans; ids must be integers or strings. " + _show(frame))
+        raise DataError(f"{table}: column '{col}' holds booleans; ids must be integers or strings. " + _show(frame))
     if pd.api.types.is_integer_dtype(s.dtype):
-        return s, missing, s.dtype != np.int64
+        if s.dtype.kind == "u" or str(s.dtype).startswith("UInt"):
+            big = ~missing & (s.to_numpy(dtype="float64", na_value=0) >= 2.0**63)
+            if big.any(): return s, missing, "text"   # above int64: kept exactly, as decimal text
+        return s, missing, ("int64" if s.dtype != np.int64 else False)
     if pd.api.types.is_float_dtype(s.dtype):
         v = s.to_numpy(dtype="float64", na_value=np.nan)
-        bad = ~missing & (v != np.floor(v))
+        bad = ~missing & ~(v == np.floor(v))
         if bad.any():
-            raise ValueError(f"{table}: column '{col}' has non-integer numbers; ids must be integers or strings. " + _show(frame, bad))
-        return s, missing, True
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{table}: column '{col}' has non-integer numbers (row {first}: {v[first]!r}); "
+                            "ids must be whole numbers or strings. " + _show(frame, bad))
+        big = ~missing & ((v >= 2.0**63) | (v < -2.0**63))
+        return s, missing, ("text" if big.any() else "int64")
     if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
         kind = pd.api.types.infer_dtype(s, skipna=True)
         if kind in ("string", "empty"): return s.astype(object), missing, False
-        if kind == "integer": return s, missing, True
+        if kind == "integer":
+            fits = s[~missing].map(lambda x: _I64[0] <= int(x) <= _I64[1])
+            return s, missing, ("int64" if fits.all() else "text")
         ok = s.map(lambda v: isinstance(v, str)).to_numpy()
-        raise ValueError(f"{table}: column '{col}' mixes types ({kind}); ids must be all integers or all strings. "
+        raise DataError(f"{table}: column '{col}' mixes types ({kind}); ids must be all integers or all strings. "
                          + _show(frame, ~missing & ~ok))
-    raise ValueError(f"{table}: column '{col}' has dtype {s.dtype}; ids must be integers or strings. " + _show(frame))
+    raise DataError(f"{table}: column '{col}' has dtype {s.dtype}; ids must be integers or strings. " + _show(frame))
+
+def _store_ids(s: pd.Series, # id column without missing values, checked by `_id_column`
+               how, # False (keep), 'int64' or 'text' (exact decimal text of each id)
+              ) -> pd.Series:
+    "Ids as int64 when they all fit, else as exact decimal text: never wrapped, rounded or merged."
+    if not how: return s
+    if how == "int64": return s.astype("int64")
+    if pd.api.types.is_float_dtype(s.dtype): return s.map(lambda v: str(int(v))).astype(object)
+    return s.map(lambda v: str(int(v))).astype(object)
 
 def _timestamp_column(s: pd.Series, # the timestamp column
                       table: str, # table name, for messages
@@ -252,8 +272,8 @@ def validate_events(
         raise ValueError(f"events: no rows left after dropping rows with missing fields {dropped}")
     for col, cast in (("user_id", cast_u), ("item_id", cast_i)):
         if cast:
-            df[col] = df[col].astype("int64")
-            fixed[f"{col}_cast_to_int64"] = len(df)
+            df[col] = _store_ids(df[col], cast)
+            fixed[f"{col}_cast_to_int64" if cast == "int64" else f"{col}_beyond_int64_kept_as_text"] = len(df)
     dup = _duplicated(df)
     if dup.any():
         dropped["duplicates"] = int(dup.sum())
@@ -285,8 +305,8 @@ def _validate_side(df: pd.DataFrame, # a user or item table
     if len(out) == 0:
         raise ValueError(f"{table}: no rows left after dropping rows with a missing {key}")
     if cast:
-        out[key] = out[key].astype("int64")
-        fixed[f"{key}_cast_to_int64"] = len(out)
+        out[key] = _store_ids(out[key], cast)
+        fixed[f"{key}_cast_to_int64" if cast == "int64" else f"{key}_beyond_int64_kept_as_text"] = len(out)
     for col in numeric:
         if col not in out.columns: continue
         nullable_int = col in int_columns and out[col].isna().any()
@@ -484,6 +504,92 @@ TAOBAO_BEHAVIORS = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "buy"}  #
 RETAILROCKET_BEHAVIORS = {"view": "view", "addtocart": "cart", "transaction": "buy"}  # events.csv label -> contract label
 RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")  # events.csv header
 
+TIME_UNITS = {"s": "Unix seconds", "ms": "Unix milliseconds", "us": "Unix microseconds", "ns": "Unix nanoseconds"}  # unit -> name
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+def plausible_span() -> tuple:
+    "The time span a real log can fall in: (1990-01-01, tomorrow) in UTC."
+    return pd.Timestamp("1990-01-01", tz="UTC"), pd.Timestamp.now(tz="UTC").normalize() + pd.Timedelta("2D")
+
+def guess_time_unit(values, # Unix times as numbers
+                   ) -> str | None:  # 's', 'ms', 'us', 'ns', or None when no unit makes most of them plausible
+    "The unit under which most of `values` fall between 1990 and tomorrow."
+    v = np.asarray(values, dtype="float64")
+    v = v[~np.isnan(v)]
+    if not len(v): return None
+    lo, hi = (t.value for t in plausible_span())
+    share = {u: float(((v * m >= lo) & (v * m <= hi)).mean()) for u, m in _NS_PER.items()}
+    best = max(share, key=share.get)
+    return best if share[best] > 0.5 else None
+
+def unix_times(values: pd.Series, # Unix times (int or float numbers), indexed by data row
+               unit: str | None, # 's', 'ms', 'us' or 'ns'; None: the source's `default`
+               default: str, # the unit the source documents
+               source: str, # for messages
+              ) -> tuple:  # (datetime64[ns, UTC] series with NaT where implausible, number of implausible rows)
+    "Unix times to UTC datetimes, checked for plausibility: the wrong unit is refused with the unit the values look like."
+    u = unit or default
+    if u not in _NS_PER:
+        raise DataError(f"{source}: unknown time unit {u!r}; choose one of {', '.join(TIME_UNITS)}")
+    v = pd.to_numeric(values, errors="coerce").astype("float64")
+    lo, hi = plausible_span()
+    m = _NS_PER[u]
+    ok = (v >= lo.value / m) & (v <= hi.value / m)
+    if len(v) and ok.mean() <= 0.5:
+        row = v.index[int(np.argmax(~ok.to_numpy()))]
+        look = guess_time_unit(v)
+        hint = (f"the values look like {TIME_UNITS[look]}: pass time_unit='{look}' (CLI: --time-unit {look})" if look and look != u
+                else "no unit puts them in that span: check the timestamp column")
+        raise DataError(f"{source}: timestamps read as {TIME_UNITS[u]} fall outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d} "
+                        f"(data row {row + 1}: {values[row]}); {hint}")
+    if pd.api.types.is_integer_dtype(values.dtype):  # exact integer arithmetic: no float rounding of milliseconds
+        ns = values.where(ok, 0).astype("int64").to_numpy() * m
+    else:
+        ns = (v.where(ok, 0) * m).round().astype("int64").to_numpy()
+    out = pd.Series(_utc_from_ns(ns), index=values.index)
+    return out.where(ok.to_numpy()), int((~ok).sum())
+
+def _implausible_report(rep: ValidationReport, # the events report of a reader
+                        n_bad: int, # rows whose timestamp was implausible (set to NaT, so dropped as missing)
+                       ) -> ValidationReport:
+    "Relabel rows dropped for an implausible timestamp (validate_events saw them as missing)."
+    if not n_bad: return rep
+    d = dict(rep.dropped)
+    d["missing_timestamp"] = d.get("missing_timestamp", 0) - n_bad
+    if d["missing_timestamp"] <= 0: d.pop("missing_timestamp")
+    d["implausible_timestamp"] = n_bad
+    return ValidationReport(rep.table, rep.n_in, rep.n_out, d, rep.fixed, rep.notes)
+
+def compression_of(path, # a file
+                  ) -> str:  # 'gzip', 'bz2', 'zstd', 'xz' or 'infer' (from the name)
+    "Compression of a file from its first bytes, so that gzip data without a .gz name is still read."
+    with open(path, "rb") as f: head = f.read(6)
+    for magic, kind in ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ", "xz")):
+        if head.startswith(magic): return kind
+    return "infer"
+
+@contextmanager
+def _one_line_errors(source: str, # the reader and file, for messages
+                    ):
+    "Any failure while reading becomes a one-line DataError naming the file (UnicodeDecodeError passes, for its line number)."
+    try:
+        yield
+    except (DataError, UnicodeDecodeError):
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, EOFError, OSError) as e:
+        first = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+        raise DataError(f"{source}: the file does not parse ({type(e).__name__}: {first[:200]})") from e
+
+def _unify_id_chunks(chunks: list, # frames read chunk by chunk
+                     cols: tuple, # their id columns
+                    ):
+    "One id dtype across chunks (pandas reads ids above int64 as uint64): int64 when all fit, else exact text."
+    for col in cols:
+        if all(ch[col].dtype == np.int64 for ch in chunks): continue
+        big = any(ch[col].dtype.kind == "u" and (ch[col].to_numpy() > np.uint64(2**63 - 1)).any() for ch in chunks)
+        for ch in chunks:
+            ch[col] = ch[col].map(str).astype(object) if big else ch[col].astype("int64")
+
 def _map_behaviors(labels: pd.Series, # a chunk's behaviour column (categorical)
                    mapping: dict, # source label -> contract label
                    source: str, # for messages
@@ -507,10 +613,16 @@ def _bad_cell(path, read_kw: dict, dtypes: dict) -> str:
         for col, dt in dtypes.items():
             if not str(dt).startswith(("int", "float")) or col not in chunk: continue
             s = chunk[col]
-            bad = pd.to_numeric(s.where(s != "", "nan" if str(dt).startswith("float") else s), errors="coerce").isna()
+            if str(dt).startswith("int"):
+                t = s.str.strip()
+                bad = ~(t.str.fullmatch(r"-?\d{1,19}") | (t.str.fullmatch(r"\d{20}") & (t <= "18446744073709551615")))
+                bad = bad.fillna(True)
+            else:
+                bad = pd.to_numeric(s.where(s != "", "nan"), errors="coerce").isna()
             if bad.any():
                 row = int(bad.idxmax())
-                return f"column {col!r}, data row {row + 1}: {s[row]!r} is not a {'whole ' if str(dt).startswith('int') else ''}number"
+                what = "a whole number within 64 bits" if str(dt).startswith("int") else "a number"
+                return f"column {col!r}, data row {row + 1}: {s[row]!r} is not {what}"
     return ""
 
 def _chunks(reader, source: str, layout: str, path=None, read_kw=None):
@@ -519,27 +631,30 @@ def _chunks(reader, source: str, layout: str, path=None, read_kw=None):
     while True:
         try: chunk = next(it)
         except StopIteration: return
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:
             where = _bad_cell(path, read_kw, read_kw.get("dtype", {})) if path is not None else ""
-            raise ValueError(f"{source}: the file does not parse as {layout}: {where or e}") from e
+            raise DataError(f"{source}: the file does not parse as {layout}: {where or e}") from e
         yield chunk
 
 def iter_taobao(
     path: str | Path,  # Taobao UserBehavior.csv (no header: user, item, category, behavior, unix seconds)
     chunksize: int = 1_000_000,  # rows per chunk
     nrows: int | None = None,  # read only the first nrows rows
+    time_unit: str | None = None,  # unit of the time column (default 's', checked against the values)
 ):  # yields event chunks with an extra int64 `category` column (not yet validated or sorted)
-    "Stream Taobao UserBehavior.csv as contract-shaped event chunks."
+    "Stream Taobao UserBehavior.csv as contract-shaped event chunks (`attrs['implausible']`: rows whose time was set to NaT)."
     kw = dict(header=None, names=["user_id", "item_id", "category", "behavior", "timestamp"],
               dtype={"user_id": "int64", "item_id": "int64", "category": "int64", "behavior": "category",
-                     "timestamp": "int64"}, nrows=nrows)
+                     "timestamp": "int64"}, nrows=nrows, compression=compression_of(path))
     reader = pd.read_csv(path, chunksize=chunksize, **kw)
     layout = "Taobao UserBehavior.csv (no header; user,item,category,pv/cart/fav/buy,unix seconds)"
     for chunk in _chunks(reader, f"taobao {path}", layout, path, kw):
-        yield pd.DataFrame({"user_id": chunk["user_id"], "item_id": chunk["item_id"],
-                            "timestamp": pd.to_datetime(chunk["timestamp"], unit="s", utc=True),
+        ts, n_bad = unix_times(chunk["timestamp"], time_unit, "s", f"taobao {path}")
+        out = pd.DataFrame({"user_id": chunk["user_id"], "item_id": chunk["item_id"], "timestamp": ts,
                             "behavior": _map_behaviors(chunk["behavior"], TAOBAO_BEHAVIORS, f"taobao {path}", chunk),
                             "category": chunk["category"]}, index=chunk.index)
+        out.attrs["implausible"] = n_bad
+        yield out
 
 def _items_from_pairs(pairs: list, # per-chunk frames of distinct (item_id, category)
                      ) -> tuple:
@@ -552,15 +667,19 @@ def read_taobao(
     path: str | Path,  # Taobao UserBehavior.csv (no header: user, item, category, behavior, unix seconds)
     chunksize: int = 1_000_000,  # rows per chunk while reading
     nrows: int | None = None,  # read only the first nrows rows
+    time_unit: str | None = None,  # unit of the time column (default 's', checked against the values)
 ) -> Dataset:  # events (view/cart/fav/buy) and items (item_id, category); no user table
     "Taobao UserBehavior.csv read in chunks, mapped onto the contract (pv->view)."
-    events, pairs = [], []
-    for chunk in tqdm(iter_taobao(path, chunksize, nrows), desc="taobao chunks", disable=None, leave=False):
-        pairs.append(chunk[["item_id", "category"]].drop_duplicates())
-        events.append(chunk.drop(columns="category"))
-    if not events:
-        raise ValueError(f"taobao {path}: the file is empty")
+    with _one_line_errors(f"taobao {path}"):
+        chunks = list(tqdm(iter_taobao(path, chunksize, nrows, time_unit), desc="taobao chunks", disable=None, leave=False))
+    if not chunks:
+        raise DataError(f"taobao {path}: the file is empty")
+    n_bad = sum(ch.attrs.get("implausible", 0) for ch in chunks)
+    _unify_id_chunks(chunks, ("user_id", "item_id"))
+    pairs = [ch[["item_id", "category"]].drop_duplicates() for ch in chunks]
+    events = [ch.drop(columns="category") for ch in chunks]
     ev, rev = validate_events(pd.concat(events, ignore_index=True))
+    rev = _implausible_report(rev, n_bad)
     items, clashes = _items_from_pairs(pairs)
     it, rit = validate_items(items)
     if clashes: rit.notes["items_with_several_categories_first_kept"] = clashes
@@ -570,34 +689,42 @@ def iter_retailrocket(
     path: str | Path,  # RetailRocket events.csv (header timestamp,visitorid,event,itemid,transactionid)
     chunksize: int = 1_000_000,  # rows per chunk
     nrows: int | None = None,  # read only the first nrows rows
+    time_unit: str | None = None,  # unit of the time column (default 'ms', checked against the values)
 ):  # yields event chunks with an extra nullable `transaction_id` column (not yet validated or sorted)
     "Stream RetailRocket events.csv as contract-shaped event chunks."
-    header = pd.read_csv(path, nrows=0).columns
+    header = pd.read_csv(path, nrows=0, compression=compression_of(path)).columns
     missing = [c for c in RETAILROCKET_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"retailrocket {path}: missing column(s) {missing}; got {list(header)}; "
+        raise DataError(f"retailrocket {path}: missing column(s) {missing}; got {list(header)}; "
                          f"expected the header {','.join(RETAILROCKET_COLUMNS)}")
-    kw = dict(usecols=list(RETAILROCKET_COLUMNS), nrows=nrows,
+    kw = dict(usecols=list(RETAILROCKET_COLUMNS), nrows=nrows, compression=compression_of(path),
               dtype={"timestamp": "int64", "visitorid": "int64", "event": "category", "itemid": "int64",
                      "transactionid": "float64"})
     reader = pd.read_csv(path, chunksize=chunksize, **kw)
     for chunk in _chunks(reader, f"retailrocket {path}", "RetailRocket events.csv", path, kw):
-        yield pd.DataFrame({"user_id": chunk["visitorid"], "item_id": chunk["itemid"],
-                            "timestamp": pd.to_datetime(chunk["timestamp"], unit="ms", utc=True),
+        ts, n_bad = unix_times(chunk["timestamp"], time_unit, "ms", f"retailrocket {path}")
+        out = pd.DataFrame({"user_id": chunk["visitorid"], "item_id": chunk["itemid"], "timestamp": ts,
                             "behavior": _map_behaviors(chunk["event"], RETAILROCKET_BEHAVIORS, f"retailrocket {path}", chunk),
                             "transaction_id": chunk["transactionid"].astype("Int64")}, index=chunk.index)
+        out.attrs["implausible"] = n_bad
+        yield out
 
 def read_retailrocket(
     path: str | Path,  # RetailRocket events.csv
     chunksize: int = 1_000_000,  # rows per chunk while reading
     nrows: int | None = None,  # read only the first nrows rows
     properties: str | Path | list | None = None,  # item_properties_part*.csv file(s): gives items their latest `categoryid`
+    time_unit: str | None = None,  # unit of the time column (default 'ms', checked against the values)
 ) -> Dataset:  # events (view/cart/buy, + transaction_id); items only when `properties` is given; no user table
     "RetailRocket events.csv read in chunks, mapped onto the contract (addtocart->cart, transaction->buy)."
-    chunks = list(tqdm(iter_retailrocket(path, chunksize, nrows), desc="retailrocket chunks", disable=None, leave=False))
+    with _one_line_errors(f"retailrocket {path}"):
+        chunks = list(tqdm(iter_retailrocket(path, chunksize, nrows, time_unit), desc="retailrocket chunks", disable=None, leave=False))
     if not chunks:
-        raise ValueError(f"retailrocket {path}: the file has a header but no rows")
+        raise DataError(f"retailrocket {path}: the file has a header but no rows")
+    n_bad = sum(ch.attrs.get("implausible", 0) for ch in chunks)
+    _unify_id_chunks(chunks, ("user_id", "item_id"))
     ev, rev = validate_events(pd.concat(chunks, ignore_index=True))
+    rev = _implausible_report(rev, n_bad)
     reports, items = {"events": rev}, None
     if properties is not None:
         items, reports["items"] = validate_items(_retailrocket_categories(properties, chunksize))
@@ -1039,16 +1166,45 @@ def user_cold_start_split(
                                "test_items_unseen_in_train": _unseen(train, test, "item_id")})
 
 # %% ../nbs/00_data.ipynb #23c81531
+def _id_values(values, # ids: array, Series, Index or list (huge ints, floats, strings)
+               who: str, # for messages
+              ) -> np.ndarray:
+    "Ids as a 1-d array that keeps each one exactly (a list of ints beyond int64 stays a list of Python ints)."
+    if isinstance(values, (pd.Series, pd.Index, pd.Categorical)): values = values.to_numpy()
+    elif not isinstance(values, np.ndarray):
+        values = list(values)
+        kinds = {type(v) for v in values}
+        if any(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and not _I64[0] <= int(v) <= _I64[1] for v in values) \
+                or len(kinds) > 1:
+            values = np.array(values + [None], dtype=object)[:-1]   # no silent cast to float or uint64
+        else:
+            values = np.asarray(values)
+    a = np.asarray(values)
+    if a.ndim != 1: a = a.ravel()
+    if a.dtype.kind == "b" or (a.dtype == object and any(isinstance(v, (bool, np.bool_)) for v in a)):
+        raise DataError(f"{who}: booleans are not ids")
+    miss = pd.isna(a) if a.dtype.kind in "fOUS" else np.zeros(len(a), bool)
+    if np.any(miss): raise DataError(f"{who}: {int(np.sum(miss))} missing id(s); validate the log first")
+    fl = a.dtype.kind == "f" or (a.dtype == object and any(isinstance(v, (float, np.floating)) for v in a))
+    if fl:
+        bad = [v for v in a if isinstance(v, (float, np.floating)) and not float(v).is_integer()]
+        if bad: raise DataError(f"{who}: fractional id(s) {bad[:3]}; ids must be whole numbers or strings")
+    return a
+
 class IdEncoder:
     "Contiguous int64 codes 0..n-1 for ids (sorted order), with the inverse."
     def fit(self,
             values,  # ids (array-like): user_id or item_id column
            ) -> "IdEncoder":
         "Learn the sorted distinct ids."
-        v = pd.Series(np.asarray(values))
-        if v.isna().any(): raise ValueError(f"IdEncoder.fit: {int(v.isna().sum())} missing id(s); validate the log first")
-        self.classes_ = np.sort(v.unique())
-        self.index_ = pd.Index(self.classes_)
+        v = _id_values(values, "IdEncoder.fit")
+        u = pd.unique(v)
+        try: self.classes_ = np.sort(u)
+        except TypeError:  # ids of several kinds (numbers and text): numbers first, each kind sorted
+            self.classes_ = np.array(sorted(u, key=lambda x: (isinstance(x, str), x if not isinstance(x, str) else 0, str(x))), dtype=object)
+        self.index_ = pd.Index(self.classes_, dtype=self.classes_.dtype if self.classes_.dtype != object else object, tupleize_cols=False)
+        if not self.index_.is_unique:
+            raise DataError("IdEncoder.fit: ids that compare equal but differ in type (e.g. 1 and 1.0); use one type per id column")
         return self
 
     @property
@@ -1065,10 +1221,11 @@ class IdEncoder:
                  ) -> np.ndarray:  # int64 codes
         "Codes of `values`; raises ValueError naming ids never seen in fit."
         self._check()
-        codes = self.index_.get_indexer(np.asarray(values))
+        values = _id_values(values, "IdEncoder.transform")
+        codes = self.index_.get_indexer(values)
         if (codes < 0).any():
-            bad = pd.unique(np.asarray(values)[codes < 0])
-            raise ValueError(f"IdEncoder.transform: {int((codes < 0).sum()):,} value(s) never seen in fit, "
+            bad = pd.unique(values[codes < 0])
+            raise DataError(f"IdEncoder.transform: {int((codes < 0).sum()):,} value(s) never seen in fit, "
                              f"e.g. {bad[:5].tolist()} ({len(bad):,} distinct)")
         return codes.astype(np.int64)
 
@@ -1088,6 +1245,59 @@ class IdEncoder:
 
     def __repr__(self):
         return f"IdEncoder(n_={len(self.classes_):,})" if hasattr(self, "classes_") else "IdEncoder(not fitted)"
+
+# %% ../nbs/00_data.ipynb #5639718d
+import os
+import shutil
+import uuid
+
+def check_writable(path: str | Path, # where an output will go
+                   kind: str = "file", # 'file' or 'folder'
+                  ) -> Path:
+    "Raise a one-line DataError at once when `path` cannot be written as a `kind`."
+    p = Path(path)
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise DataError(f"{p} exists and is a file; a folder is needed there")
+    if kind == "file" and p.is_dir():
+        raise DataError(f"{p} is a folder; a file is needed there")
+    q = p if (kind == "folder" and p.is_dir()) else p.parent
+    while not q.exists(): q = q.parent
+    if not q.is_dir():
+        raise DataError(f"{q} is a file; cannot create {p} under it")
+    if not os.access(q, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write to {q}: permission denied")
+    return p
+
+@contextmanager
+def atomic_output(path: str | Path, # the final file or folder
+                  kind: str = "file", # 'file' or 'folder'
+                 ):
+    "Yield a temporary path beside `path`; when the block succeeds, rename it into place (a folder replaces the old one whole)."
+    p = check_writable(path, kind)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = p.parent / f".{p.name}.tmp-{tag}"
+    if kind == "folder": tmp.mkdir()
+    try:
+        yield tmp
+        if kind == "file":
+            os.replace(tmp, p)
+        else:
+            olds = []
+            for k in range(200):  # another run may swap its folder in between: retry until ours is in place
+                old = p.parent / f".{p.name}.old-{tag}-{k}"
+                try:
+                    if p.exists():
+                        os.rename(p, old); olds.append(old)
+                    os.rename(tmp, p)
+                    break
+                except OSError:
+                    time.sleep(0.01)
+            else:
+                raise DataError(f"could not move the finished output into {p}: another process keeps writing there")
+            for old in olds: shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists(): (shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink())
 
 # %% ../nbs/00_data.ipynb #93b93ab7
 @contextmanager

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from interest_migration.data import (
-    BEHAVIORS, IdEncoder, ML100K_GENRES, RECBOLE_INSTALL, Split, ValidationReport, bench_simulate, leave_last_out,
+    BEHAVIORS, IdEncoder, ML100K_GENRES, RECBOLE_INSTALL, Split, ValidationReport, leave_last_out,
     load_movielens_100k, read_grouplens, read_retailrocket, read_simulated, read_taobao, simulate_log,
     temporal_split, user_cold_start_split, user_partition, validate_events, validate_items, validate_users,
 )
@@ -193,7 +193,7 @@ def test_read_taobao_errors(tmp_path):
     (tmp_path / "a.csv").write_text("1,2,3,pv,x\n")
     with pytest.raises(ValueError, match="does not parse as Taobao"):
         read_taobao(tmp_path / "a.csv")
-    (tmp_path / "b.csv").write_text("1,2,3,pv,10\n1,2,3,click,11\n")
+    (tmp_path / "b.csv").write_text("1,2,3,pv,1511544070\n1,2,3,click,1511544071\n")
     with pytest.raises(ValueError, match=r"unknown label\(s\) \['click'\]"):
         read_taobao(tmp_path / "b.csv", chunksize=1)
 
