@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from interest_migration.bench import bench_simulate
 from interest_migration.data import (
     BEHAVIORS, IdEncoder, ML100K_GENRES, RECBOLE_INSTALL, Split, ValidationReport, leave_last_out,
     load_movielens_100k, read_grouplens, read_retailrocket, read_simulated, read_taobao, simulate_log,
