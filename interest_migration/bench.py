@@ -35,7 +35,7 @@ __all__ = ['RECBOLE_DIR', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'reference_r
            'reference_migration', 'bench_profiles', 'bench_tagging', 'read_recbole_json', 'time_to_reach',
            'bench_sequence']
 
-# %% ../nbs/12_bench.ipynb #ef6e25b2
+# %% ../nbs/12_bench.ipynb #1f0cd236
 def _rss_bytes() -> int:
     "Current resident memory of this process (Linux /proc; 0 where unavailable)."
     try:
@@ -44,6 +44,7 @@ def _rss_bytes() -> int:
     except OSError:
         return 0
 
+# %% ../nbs/12_bench.ipynb #4ffd7b9b
 class PeakRSS:
     "Context manager sampling this process' resident memory every few ms in a thread: `.start` and `.peak` in bytes."
     def __init__(self,
@@ -67,13 +68,13 @@ class PeakRSS:
         self._stop.set(); self._t.join()
         self.peak = max(self.peak, _rss_bytes())
 
+# %% ../nbs/12_bench.ipynb #2b7160c6
 def maxrss_mb() -> float:
     "Peak resident memory of this process so far, in MiB (the kernel's high-water mark)."
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == "darwin" else r / 2**10
 
-
-# %% ../nbs/12_bench.ipynb #f311134d
+# %% ../nbs/12_bench.ipynb #9f6bbbf0
 def _simulate_naive(w: dict, # the world from _sim_world
                     n_events: int, # events to generate
                     seed: int = 0, # random seed
@@ -106,6 +107,7 @@ def _simulate_naive(w: dict, # the world from _sim_world
     df["behavior"] = pd.Categorical(df["behavior"], categories=list(BEHAVIORS))
     return df.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
 
+# %% ../nbs/12_bench.ipynb #f5df4b96
 def bench_simulate(
     n_events: int = 10_000_000,  # events to simulate with simulate_log
     seed: int = 0,  # random seed
@@ -179,7 +181,7 @@ def reference_ranking_metrics(
             out[("map", kk)].append(ap / min(len(t), kk))
     return {key: np.array(v) for key, v in out.items()}
 
-# %% ../nbs/12_bench.ipynb #dc992e49
+# %% ../nbs/12_bench.ipynb #72d94f15
 def _peak_mb(f):
     "Run f() under tracemalloc; return (result, peak MiB of Python/numpy allocations)."
     tracemalloc.start()
@@ -190,6 +192,7 @@ def _peak_mb(f):
         tracemalloc.stop()
     return r, peak / 2**20
 
+# %% ../nbs/12_bench.ipynb #4102ad31
 def _best_time(f, repeat: int) -> tuple:
     "(result, wall seconds, CPU seconds) of the fastest of `repeat` runs of f(): other processes only ever add time."
     runs = []
@@ -200,6 +203,7 @@ def _best_time(f, repeat: int) -> tuple:
     wall, cpu = min(runs)
     return r, wall, cpu
 
+# %% ../nbs/12_bench.ipynb #cf75aa87
 def bench_metrics(
     n_users: int = 6040,     # users (ML-1M has 6,040)
     n_items: int = 3706,     # items (ML-1M has 3,706)
@@ -239,7 +243,7 @@ def bench_metrics(
         print(f"  max |difference|          : {diff:.1e}   process max RSS {out['maxrss_mb']:.0f} MiB")
     return out
 
-# %% ../nbs/12_bench.ipynb #3f833a0f
+# %% ../nbs/12_bench.ipynb #9050ae3d
 def reference_migration(
     events: pd.DataFrame,                 # log following the data contract
     items: pd.DataFrame,                  # item table with `category`
@@ -271,6 +275,7 @@ def reference_migration(
     out["switched"] = out["from_category"] != out["to_category"]
     return out
 
+# %% ../nbs/12_bench.ipynb #0f8f0fc5
 def bench_profiles(
     n_events: int = 10_000_000,  # events in the simulated log timed with our code
     ref_events: int = 1_000_000, # events (whole users) timed with the pandas reference
@@ -370,7 +375,7 @@ def bench_tagging(
               f"{t_load_st:.2f} s; process max RSS {out['maxrss_mb']:.0f} MiB")
     return out
 
-# %% ../nbs/12_bench.ipynb #9b4bab1c
+# %% ../nbs/12_bench.ipynb #652627fb
 RECBOLE_DIR = "bench-out"  # where `make bench-peer` writes recbole_sasrec.json and recbole_gru4rec.json
 
 def read_recbole_json(
@@ -385,6 +390,7 @@ def read_recbole_json(
         raise ValueError(f"{p}: no per-epoch validation NDCG@10; rerun `make bench-peer`")
     return d
 
+# %% ../nbs/12_bench.ipynb #f3cbaf33
 def time_to_reach(
     history: pd.DataFrame,  # a model's history_ (elapsed_s and valid_ndcg@10 per epoch)
     target: float,  # validation NDCG@10 to reach
@@ -393,6 +399,7 @@ def time_to_reach(
     hit = history.loc[history["valid_ndcg@10"] >= target, "elapsed_s"]
     return float(hit.iloc[0]) if len(hit) else float("nan")
 
+# %% ../nbs/12_bench.ipynb #f4f0a93a
 def _split_agreement(sp: SequenceSplit, peer: dict) -> tuple:
     "How many users have the same validation and test item in RecBole's split as in ours."
     s = peer["split"]
@@ -402,6 +409,7 @@ def _split_agreement(sp: SequenceSplit, peer: dict) -> tuple:
     t = (ours_t.reindex(s["test_user_id"]).to_numpy() == np.asarray(s["test_item"])).sum()
     return int(v), int(t), len(s["user_id"])
 
+# %% ../nbs/12_bench.ipynb #a15bd95b
 def bench_sequence(
     recbole_dir: str | Path = RECBOLE_DIR,  # folder holding recbole_sasrec.json / recbole_gru4rec.json (optional)
     models=("sasrec", "gru4rec", "lstmrec"),  # our models to train (keys of SEQUENCE_MODELS)
@@ -480,6 +488,7 @@ def bench_sequence(
     out["fitted"] = fitted
     return out
 
+# %% ../nbs/12_bench.ipynb #f4d05acb
 def _print_bench(out: dict):
     "The bench tables as text."
     def metric(rec, m):

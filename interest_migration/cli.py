@@ -40,10 +40,11 @@ __all__ = ['FORMATS', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize',
            'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step', 'run_demo',
            'profile_window', 'build_parser', 'configure_logging', 'main']
 
-# %% ../nbs/13_cli.ipynb #10e28dd7
+# %% ../nbs/13_cli.ipynb #5e14ab34
 class CLIError(Exception):
     "A user-facing error: `main` prints its one-line message and exits with status 2."
 
+# %% ../nbs/13_cli.ipynb #dacd99c0
 FORMATS = ("grouplens", "taobao", "retailrocket")
 
 def _guess_format(path: Path) -> str:
@@ -56,11 +57,13 @@ def _guess_format(path: Path) -> str:
         return "retailrocket"
     raise CLIError(f"cannot tell the format of {path}: pass --format {'|'.join(FORMATS)}")
 
+# %% ../nbs/13_cli.ipynb #dfb2ea4e
 def _first_line(e: BaseException) -> str:
     "The first non-empty line of an exception's message (its type name when it has none)."
     lines = [l for l in str(e).strip().splitlines() if l.strip()]
     return lines[0].strip() if lines else type(e).__name__
 
+# %% ../nbs/13_cli.ipynb #9d549d96
 def _bad_encoding_line(path: Path, # a text file that failed to decode
                        encoding: str = "utf-8", # the encoding expected
                       ) -> str:
@@ -76,6 +79,7 @@ def _bad_encoding_line(path: Path, # a text file that failed to decode
                 return f"line {n} is not valid {encoding} (byte 0x{line[e.start]:02x} at column {e.start + 1}); save the file as {encoding}"
     return f"the file is not valid {encoding}"
 
+# %% ../nbs/13_cli.ipynb #3dcf4295
 def _check_readable(path: Path, # the --data path
                     fmt: str, # the format it is read as
                    ):
@@ -94,6 +98,7 @@ def _check_readable(path: Path, # the --data path
     if not head:
         raise CLIError(f"{path} is empty (0 bytes)")
 
+# %% ../nbs/13_cli.ipynb #f884b52e
 def load_data(
     data: str = "movielens",  # `movielens`, `simulate`, or a path to a log file or GroupLens folder
     fmt: str | None = None,   # for a path: grouplens, taobao or retailrocket (guessed from the name if None)
@@ -193,7 +198,7 @@ class Report:
             (tmp / "report.html").write_text(self.to_html(), encoding="utf-8")
         return out / "report.html"
 
-# %% ../nbs/13_cli.ipynb #ebba37ed
+# %% ../nbs/13_cli.ipynb #913d2d04
 def _events_figure(ds: Dataset):
     import matplotlib.pyplot as plt
     weekly = ds.events.set_index("timestamp").resample("W").size()
@@ -203,6 +208,7 @@ def _events_figure(ds: Dataset):
     fig.autofmt_xdate()
     return fig
 
+# %% ../nbs/13_cli.ipynb #4414ca8c
 def ranking_baselines(
     train: pd.DataFrame,  # training events (data contract)
     test: pd.DataFrame,   # test events; only users seen in training are evaluated
@@ -230,12 +236,13 @@ def ranking_baselines(
     df = pd.concat(out, ignore_index=True)
     return df[["model"] + [c for c in df.columns if c != "model"]]
 
-# %% ../nbs/13_cli.ipynb #99e9b593
+# %% ../nbs/13_cli.ipynb #356d87c2
 def _category_column(ds: Dataset) -> str | None:
     "The item column holding interest categories: MovieLens' genre lists, else `category`, else None."
     if ds.items is None: return None
     return "genres" if "genres" in ds.items else ("category" if "category" in ds.items else None)
 
+# %% ../nbs/13_cli.ipynb #13b14d4f
 def migration_step(
     ds: Dataset,              # validated data set with an item table
     category_col: str,        # item column with the category (or list of categories)
@@ -251,6 +258,7 @@ def migration_step(
     ax = plot_migration_matrix(mm, title=f"{ds.name}: dominant category, window to next window")
     return {"summary": summary, "figure": ax.figure}
 
+# %% ../nbs/13_cli.ipynb #aced7f58
 def next_window_step(
     ds: Dataset,              # validated data set with an item table
     category_col: str,        # item column with the category (or list of categories)
@@ -305,7 +313,7 @@ def transfer_step(
     vs = vs[(vs.strategy != "popularity") & vs.metric.isin(["ndcg@10", "recall@10", "top1"])].reset_index(drop=True)
     return {"table": t, "versus": vs, "report": ev.report}
 
-# %% ../nbs/13_cli.ipynb #2a3b984f
+# %% ../nbs/13_cli.ipynb #5b5af7e0
 def repeat_share(
     seqs,  # training Sequences (sequence module)
 ) -> float:  # share of events whose item the same user already had earlier, in [0, 1]
@@ -313,6 +321,7 @@ def repeat_share(
     n = len(seqs.items)
     return 0.0 if n == 0 else 1.0 - seqs.history().nnz / n
 
+# %% ../nbs/13_cli.ipynb #ea948aeb
 def sequence_step(
     ds: Dataset,               # data set; an item `category` column becomes a side feature when present
     seed: int = 0,             # seed of training and of the bootstrap
@@ -329,11 +338,12 @@ def sequence_step(
     table = results_table(models, sp.test, k=10, exclude_history=exclude, seed=seed)
     return {"table": table, "split": sp, "model": models["sasrec"], "exclude_history": exclude}
 
-# %% ../nbs/13_cli.ipynb #58a28f7f
+# %% ../nbs/13_cli.ipynb #b9d80c48
 def _progress(msg: str, quiet: bool):
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
 
+# %% ../nbs/13_cli.ipynb #4dbbfc01
 def run_demo(
     data: str = "movielens",   # see `load_data`
     fmt: str | None = None,    # see `load_data`
@@ -421,7 +431,7 @@ BENCHES = {
     "bandits": lambda quick: bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000),
 }
 
-# %% ../nbs/13_cli.ipynb #290515d4
+# %% ../nbs/13_cli.ipynb #964e7379
 def _positive_int(text: str) -> int:
     "argparse type: an integer of 1 or more."
     try: v = int(text)
@@ -429,6 +439,7 @@ def _positive_int(text: str) -> int:
     if v <= 0: raise argparse.ArgumentTypeError(f"must be 1 or more, got {v}")
     return v
 
+# %% ../nbs/13_cli.ipynb #55c40e86
 def _nonneg_int(text: str) -> int:
     "argparse type: an integer of 0 or more."
     try: v = int(text)
@@ -436,6 +447,7 @@ def _nonneg_int(text: str) -> int:
     if v < 0: raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
     return v
 
+# %% ../nbs/13_cli.ipynb #6ca0e006
 def _window(text: str) -> str:
     "argparse type: a positive pandas time length such as 30D, 7D or 12h."
     try: td = pd.Timedelta(text)
@@ -443,11 +455,13 @@ def _window(text: str) -> str:
     if td <= pd.Timedelta(0): raise argparse.ArgumentTypeError(f"the window must be longer than zero, got {text!r} (e.g. 30D)")
     return text
 
+# %% ../nbs/13_cli.ipynb #e546a46f
 class _Parser(argparse.ArgumentParser):
     "An ArgumentParser whose usage errors are one line on stderr (status 2), like every other error."
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
+# %% ../nbs/13_cli.ipynb #1c706a82
 def _add_data_args(p):
     p.add_argument("--data", default="movielens", help="movielens (default), simulate, or a path to your log")
     p.add_argument("--format", dest="fmt", choices=FORMATS, help="format of a --data path (guessed if omitted)")
@@ -455,6 +469,7 @@ def _add_data_args(p):
     p.add_argument("--time-unit", choices=list(TIME_UNITS), help="unit of the file's Unix times (default: the format's own, checked)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator, splits and bootstrap (default 0)")
 
+# %% ../nbs/13_cli.ipynb #78cf5b50
 def _load(a) -> Dataset:
     "The data set of a subcommand, with what validation dropped, fixed or noted printed (nothing silent)."
     ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed, time_unit=getattr(a, "time_unit", None))
@@ -462,11 +477,13 @@ def _load(a) -> Dataset:
         if r.dropped or r.fixed or r.notes: print(f"validation: {r}")
     return ds
 
+# %% ../nbs/13_cli.ipynb #c86d204f
 def _need_users(ds: Dataset, job: str, n: int = 2):
     "A one-line CLIError when the log has fewer than `n` users."
     k = int(ds.events.user_id.nunique())
     if k < n: raise CLIError(f"{ds.name} has {k} user(s); {job} needs at least {n}")
 
+# %% ../nbs/13_cli.ipynb #37aa0020
 def _cmd_summary(a):
     s = summarize(_load(a))
     width = max(map(len, s))
@@ -474,6 +491,7 @@ def _cmd_summary(a):
         print(f"{k:<{width}}  {v:,}" if isinstance(v, int) else f"{k:<{width}}  {v}")
     return 0
 
+# %% ../nbs/13_cli.ipynb #dfd94a79
 def _cmd_demo(a):
     a.quiet = a.quiet or a.log_level == "quiet"
     check_writable(a.out, "folder")  # before any computation
@@ -506,15 +524,18 @@ def _cmd_demo(a):
     print(f"\nreport: {path}  ({rep.metrics['seconds']} s)")
     return 0
 
+# %% ../nbs/13_cli.ipynb #5fcd9573
 def _need_categories(ds: Dataset) -> str:
     col = _category_column(ds)
     if col is None:
         raise CLIError(f"{ds.name} has no item categories: this job needs an item table with `category`")
     return col
 
+# %% ../nbs/13_cli.ipynb #160b0656
 def _print_table(df: pd.DataFrame):
     print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
 
+# %% ../nbs/13_cli.ipynb #89476999
 def profile_window(ds: Dataset, # the data set
                    freq: str | None, # the user's --freq, or None to pick one from the log's span
                   ) -> str:
@@ -528,6 +549,7 @@ def profile_window(ds: Dataset, # the data set
         raise CLIError(f"{ds.name} spans {span}; windows of --freq {freq} leave fewer than two to compare: pass a shorter --freq")
     return freq
 
+# %% ../nbs/13_cli.ipynb #77ddcfe1
 def _cmd_profile(a):
     ds = _load(a)
     col = _need_categories(ds)
@@ -544,12 +566,14 @@ def _cmd_profile(a):
         print(f"migration matrix: {a.plot}")
     return 0
 
+# %% ../nbs/13_cli.ipynb #0de8df8e
 def _cmd_predict(a):
     ds = _load(a)
     _need_users(ds, "next-window prediction")
     _print_table(next_window_step(ds, _need_categories(ds), models=tuple(a.models), seed=a.seed))
     return 0
 
+# %% ../nbs/13_cli.ipynb #6ae0a458
 def _cmd_tag(a):
     ds = _load(a)
     col = _need_categories(ds)
@@ -561,6 +585,7 @@ def _cmd_tag(a):
     print(tg["users"].head(a.users).to_string(float_format=lambda x: f"{x:.3f}"))
     return 0
 
+# %% ../nbs/13_cli.ipynb #164b66a4
 def _recommendations(ds: Dataset, model, seqs, user_ids, k: int, exclude: bool) -> pd.DataFrame:
     "One row per (user, rank) with the item id and, when the item table has one, its title."
     top = model.recommend(seqs, k=k, exclude_history=exclude)
@@ -570,6 +595,7 @@ def _recommendations(ds: Dataset, model, seqs, user_ids, k: int, exclude: bool) 
         out["title"] = out["item_id"].map(ds.items.drop_duplicates("item_id").set_index("item_id")["title"])
     return out
 
+# %% ../nbs/13_cli.ipynb #aab0ef24
 def _cmd_transfer(a):
     ds = _load(a)
     if ds.users is not None and {"age", "gender"} <= set(ds.users):  # without demographics transfer_step says what is missing
@@ -580,6 +606,7 @@ def _cmd_transfer(a):
     _print_table(tr["versus"][["k_first", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "better"]])
     return 0
 
+# %% ../nbs/13_cli.ipynb #46f14c80
 def _ids_like(values: list, column: pd.Series, flag: str) -> list:
     "Ids typed on the command line, converted to the log column's type; one that does not convert is a one-line error."
     if column.dtype.kind not in "iu":
@@ -589,6 +616,7 @@ def _ids_like(values: list, column: pd.Series, flag: str) -> list:
         raise CLIError(f"{flag}: {bad} are not integer ids like the log's {column.name}")
     return [int(v) for v in values]
 
+# %% ../nbs/13_cli.ipynb #c812ee57
 def _load_model(path: str):
     "A model written by --save, or a one-line CLIError saying why the file is not one."
     p = Path(path)
@@ -600,6 +628,7 @@ def _load_model(path: str):
     except Exception as e:  # torch's unpickler, missing keys, wrong shapes, truncated files: all mean "not a usable model"
         raise CLIError(f"--load: {path} is not a usable model file ({type(e).__name__}: {_first_line(e)[:200]})") from e
 
+# %% ../nbs/13_cli.ipynb #18cf32c6
 def _cmd_recommend(a):
     if a.save: check_writable(a.save)
     ds = _load(a)
@@ -631,6 +660,7 @@ def _cmd_recommend(a):
     print(recs.to_string(index=False))
     return 0
 
+# %% ../nbs/13_cli.ipynb #53af9f6a
 def _cmd_bench(a):
     names = list(BENCHES) if a.name == "all" else [a.name]
     for n in names:
@@ -638,6 +668,7 @@ def _cmd_bench(a):
         BENCHES[n](a.quick)
     return 0
 
+# %% ../nbs/13_cli.ipynb #d8566b63
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `interest-migration`, one subparser per job."
     common = argparse.ArgumentParser(add_help=False)
@@ -693,6 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
     return p
 
+# %% ../nbs/13_cli.ipynb #71869cd2
 LOGGER = logging.getLogger("interest_migration")  # the library's logger, configured by `main`
 
 def configure_logging(level: str = "normal", # 'quiet' (errors only), 'normal' (warnings) or 'verbose' (info)
@@ -708,6 +740,7 @@ def configure_logging(level: str = "normal", # 'quiet' (errors only), 'normal' (
     LOGGER.setLevel(logging.DEBUG if debug else {"quiet": logging.ERROR, "verbose": logging.INFO}.get(level, logging.WARNING))
     return LOGGER
 
+# %% ../nbs/13_cli.ipynb #99774564
 def main(argv: list | None = None) -> int:
     "Run `interest-migration` with `argv` (default: the command line); return the exit status (2 on any error, one line on stderr)."
     args = build_parser().parse_args(argv)
@@ -728,4 +761,3 @@ def main(argv: list | None = None) -> int:
                                             "rerun with --debug and report the traceback")
         print(f"error: {msg}", file=sys.stderr)
         return 2
-

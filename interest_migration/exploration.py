@@ -13,6 +13,7 @@ from .data import DataError, _sim_world, _sim_chunk, SIM_FUNNEL, SIM_REGIONS
 from .metrics import bootstrap_ci
 from .segments import SegmentPopularity
 from sklearn.linear_model import LogisticRegression
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['REWARDS', 'BanditEnv', 'segment_prior', 'context_features', 'Policy', 'RandomPolicy', 'SegmentGreedy',
@@ -21,7 +22,7 @@ __all__ = ['REWARDS', 'BanditEnv', 'segment_prior', 'context_features', 'Policy'
            'doubly_robust', 'FrozenPolicy', 'log_policy', 'reward_model', 'ope_table', 'movielens_contexts',
            'replay_evaluate', 'bench_bandits']
 
-# %% ../nbs/06_exploration.ipynb #a9ca90aa
+# %% ../nbs/06_exploration.ipynb #0bac4d31
 _DWELL_MEAN = 20 * np.exp(0.6 ** 2 / 2)  # mean of the simulator's lognormal(log 20, 0.6) dwell factor
 REWARDS = ("click", "buy", "dwell")  # reward kinds of BanditEnv
 
@@ -61,67 +62,77 @@ class BanditEnv:
         self.history_users = w["users"].iloc[:n_history_users].reset_index(drop=True)
         self.reset()
 
-    def reset(self) -> "BanditEnv":
-        "Back to step 0 with the same outcome stream."
-        self.t, self._rng = 0, np.random.default_rng([self.seed, 3])
-        C = self.C
-        self.clicks_ = np.zeros((self.n_users, C))  # decayed clicks per category
-        self.shows_ = np.zeros((self.n_users, C))  # decayed impressions per category
-        self.dwell_ = np.zeros((self.n_users, C))  # decayed dwell (minutes) per category
-        self.clicks_total_ = np.zeros((self.n_users, C))  # all clicks per category so far
-        self.shows_total_ = np.zeros((self.n_users, C))  # all impressions per category so far
-        self.last_action_ = np.full(self.n_users, -1)
-        self.last_dwell_ = np.zeros(self.n_users)
-        return self
+# %% ../nbs/06_exploration.ipynb #3888f8a5
+@patch
+def reset(self: BanditEnv) -> "BanditEnv":
+    "Back to step 0 with the same outcome stream."
+    self.t, self._rng = 0, np.random.default_rng([self.seed, 3])
+    C = self.C
+    self.clicks_ = np.zeros((self.n_users, C))  # decayed clicks per category
+    self.shows_ = np.zeros((self.n_users, C))  # decayed impressions per category
+    self.dwell_ = np.zeros((self.n_users, C))  # decayed dwell (minutes) per category
+    self.clicks_total_ = np.zeros((self.n_users, C))  # all clicks per category so far
+    self.shows_total_ = np.zeros((self.n_users, C))  # all impressions per category so far
+    self.last_action_ = np.full(self.n_users, -1)
+    self.last_dwell_ = np.zeros(self.n_users)
+    return self
 
-    def mixture(self) -> np.ndarray:
-        "Users x categories: each user's true interest mixture at the current step."
-        moved = self.t >= self.mig_step
-        return np.where(moved[:, None], self.after, self.before)
+# %% ../nbs/06_exploration.ipynb #a3ab4bf3
+@patch
+def mixture(self: BanditEnv) -> np.ndarray:
+    "Users x categories: each user's true interest mixture at the current step."
+    moved = self.t >= self.mig_step
+    return np.where(moved[:, None], self.after, self.before)
 
-    def expected_rewards(self) -> np.ndarray:
-        "Users x categories: the exact expected reward of showing each category now."
-        m = self.mixture()
-        p = np.minimum(1.0, self.click_scale * m)
-        if self.reward == "click": return p
-        if self.reward == "buy": return p * SIM_FUNNEL["cart"] * SIM_FUNNEL["buy_given_cart"]
-        return p * _DWELL_MEAN * (0.5 + 2 * m) / 60
+# %% ../nbs/06_exploration.ipynb #0b9be4b2
+@patch
+def expected_rewards(self: BanditEnv) -> np.ndarray:
+    "Users x categories: the exact expected reward of showing each category now."
+    m = self.mixture()
+    p = np.minimum(1.0, self.click_scale * m)
+    if self.reward == "click": return p
+    if self.reward == "buy": return p * SIM_FUNNEL["cart"] * SIM_FUNNEL["buy_given_cart"]
+    return p * _DWELL_MEAN * (0.5 + 2 * m) / 60
 
-    def contexts(self) -> dict:
-        "What a policy may see: user attributes and recent behaviour (decayed clicks, impressions, dwell per category)."
-        return {"segment": self.segment, "age": self.users["age"].to_numpy(float),
-                "female": (self.users["gender"] == "F").to_numpy(float),
-                "region": pd.Index(SIM_REGIONS).get_indexer(self.users["region"]),
-                "clicks": self.clicks_.copy(), "shows": self.shows_.copy(), "dwell": self.dwell_.copy(),
-                "clicks_total": self.clicks_total_.copy(), "shows_total": self.shows_total_.copy(),
-                "last_action": self.last_action_.copy(), "last_dwell": self.last_dwell_.copy(), "t": self.t}  # copies: step() must not change them
+# %% ../nbs/06_exploration.ipynb #5a083cb1
+@patch
+def contexts(self: BanditEnv) -> dict:
+    "What a policy may see: user attributes and recent behaviour (decayed clicks, impressions, dwell per category)."
+    return {"segment": self.segment, "age": self.users["age"].to_numpy(float),
+            "female": (self.users["gender"] == "F").to_numpy(float),
+            "region": pd.Index(SIM_REGIONS).get_indexer(self.users["region"]),
+            "clicks": self.clicks_.copy(), "shows": self.shows_.copy(), "dwell": self.dwell_.copy(),
+            "clicks_total": self.clicks_total_.copy(), "shows_total": self.shows_total_.copy(),
+            "last_action": self.last_action_.copy(), "last_dwell": self.last_dwell_.copy(), "t": self.t}  # copies: step() must not change them
 
-    def step(self,
-             actions: np.ndarray,  # one category index per user
-            ) -> dict:  # reward, expected, optimal (per user), click, cart, buy, dwell
-        "Show each user a category; the user views (clicks), carts, buys or leaves, with a dwell time, from the planted truth."
-        a = np.asarray(actions)
-        if a.shape != (self.n_users,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= self.C:
-            raise DataError(f"BanditEnv.step: actions must be {self.n_users} integers in 0..{self.C - 1}, "
-                            f"got shape {a.shape}, dtype {a.dtype}" + (f", values {a.min()}..{a.max()}" if a.size else ""))
-        if self.t >= self.horizon: raise DataError(f"BanditEnv.step: the horizon ({self.horizon}) is over; call reset()")
-        n, rows = self.n_users, np.arange(self.n_users)
-        m = self.mixture()[rows, a]
-        er = self.expected_rewards()
-        r = self._rng.random((3, n))
-        click = r[0] < np.minimum(1.0, self.click_scale * m)
-        cart = click & (r[1] < SIM_FUNNEL["cart"])
-        buy = cart & (r[2] < SIM_FUNNEL["buy_given_cart"])
-        dwell = np.where(click, np.round(self._rng.lognormal(np.log(20), 0.6, n) * (0.5 + 2 * m), 1), 0.0)
-        reward = {"click": click.astype(float), "buy": buy.astype(float), "dwell": dwell / 60}[self.reward]
-        decay = 0.8
-        self.clicks_ *= decay; self.shows_ *= decay; self.dwell_ *= decay
-        self.shows_[rows, a] += 1; self.clicks_[rows, a] += click; self.dwell_[rows, a] += dwell / 60
-        self.shows_total_[rows, a] += 1; self.clicks_total_[rows, a] += click
-        self.last_action_, self.last_dwell_ = a.copy(), dwell / 60
-        out = {"reward": reward, "expected": er[rows, a], "optimal": er.max(1), "click": click, "cart": cart, "buy": buy, "dwell": dwell}
-        self.t += 1
-        return out
+# %% ../nbs/06_exploration.ipynb #86b674ff
+@patch
+def step(self: BanditEnv,
+         actions: np.ndarray,  # one category index per user
+        ) -> dict:  # reward, expected, optimal (per user), click, cart, buy, dwell
+    "Show each user a category; the user views (clicks), carts, buys or leaves, with a dwell time, from the planted truth."
+    a = np.asarray(actions)
+    if a.shape != (self.n_users,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= self.C:
+        raise DataError(f"BanditEnv.step: actions must be {self.n_users} integers in 0..{self.C - 1}, "
+                        f"got shape {a.shape}, dtype {a.dtype}" + (f", values {a.min()}..{a.max()}" if a.size else ""))
+    if self.t >= self.horizon: raise DataError(f"BanditEnv.step: the horizon ({self.horizon}) is over; call reset()")
+    n, rows = self.n_users, np.arange(self.n_users)
+    m = self.mixture()[rows, a]
+    er = self.expected_rewards()
+    r = self._rng.random((3, n))
+    click = r[0] < np.minimum(1.0, self.click_scale * m)
+    cart = click & (r[1] < SIM_FUNNEL["cart"])
+    buy = cart & (r[2] < SIM_FUNNEL["buy_given_cart"])
+    dwell = np.where(click, np.round(self._rng.lognormal(np.log(20), 0.6, n) * (0.5 + 2 * m), 1), 0.0)
+    reward = {"click": click.astype(float), "buy": buy.astype(float), "dwell": dwell / 60}[self.reward]
+    decay = 0.8
+    self.clicks_ *= decay; self.shows_ *= decay; self.dwell_ *= decay
+    self.shows_[rows, a] += 1; self.clicks_[rows, a] += click; self.dwell_[rows, a] += dwell / 60
+    self.shows_total_[rows, a] += 1; self.clicks_total_[rows, a] += click
+    self.last_action_, self.last_dwell_ = a.copy(), dwell / 60
+    out = {"reward": reward, "expected": er[rows, a], "optimal": er.max(1), "click": click, "cart": cart, "buy": buy, "dwell": dwell}
+    self.t += 1
+    return out
 
 # %% ../nbs/06_exploration.ipynb #18f558de
 def segment_prior(env: BanditEnv,  # the environment whose known users' log is used
@@ -369,7 +380,7 @@ class QNet(nn.Module):
     def forward(self, s):
         return self.mlp(s) + self.scale * s[:, self.rate_start:self.rate_start + self.n_actions]
 
-# %% ../nbs/06_exploration.ipynb #e9d1579e
+# %% ../nbs/06_exploration.ipynb #50ddaaa4
 class DQNPolicy(Policy):
     "Double DQN (van Hasselt et al., 2016) over sessions: replay buffer, target network, epsilon-greedy actions."
     name = "DQN"
@@ -395,70 +406,84 @@ class DQNPolicy(Policy):
         self.q_ = None
         self._pending = None
 
-    def _build(self, ctx, d):
-        g = torch.Generator().manual_seed(int(self.seed))
-        torch.manual_seed(int(self.seed))
-        self.gen_ = g
-        rate_start = context_features(ctx).shape[1] + self.C  # dqn_state: context features, prior, then the click-rate estimates
-        self.q_ = QNet(d, self.C, rate_start, self.hidden)
-        self.target_ = QNet(d, self.C, rate_start, self.hidden)
-        self.target_.load_state_dict(self.q_.state_dict())
-        self.opt_ = torch.optim.Adam(self.q_.parameters(), lr=self.learning_rate)
-        B = self.buffer_size
-        self.buf_ = {"s": torch.zeros(B, d), "a": torch.zeros(B, dtype=torch.long), "r": torch.zeros(B),
-                     "s2": torch.zeros(B, d), "done": torch.zeros(B)}
-        self.size_, self.pos_, self.n_updates_, self.step_ = 0, 0, 0, 0
-        self.losses_ = []
+# %% ../nbs/06_exploration.ipynb #c41b5fda
+@patch
+def _build(self: DQNPolicy, ctx, d):
+    g = torch.Generator().manual_seed(int(self.seed))
+    torch.manual_seed(int(self.seed))
+    self.gen_ = g
+    rate_start = context_features(ctx).shape[1] + self.C  # dqn_state: context features, prior, then the click-rate estimates
+    self.q_ = QNet(d, self.C, rate_start, self.hidden)
+    self.target_ = QNet(d, self.C, rate_start, self.hidden)
+    self.target_.load_state_dict(self.q_.state_dict())
+    self.opt_ = torch.optim.Adam(self.q_.parameters(), lr=self.learning_rate)
+    B = self.buffer_size
+    self.buf_ = {"s": torch.zeros(B, d), "a": torch.zeros(B, dtype=torch.long), "r": torch.zeros(B),
+                 "s2": torch.zeros(B, d), "done": torch.zeros(B)}
+    self.size_, self.pos_, self.n_updates_, self.step_ = 0, 0, 0, 0
+    self.losses_ = []
 
-    def _eps(self):
-        f = min(self.step_ / max(self.epsilon_steps, 1), 1.0)
-        return self.epsilon_start + f * (self.epsilon - self.epsilon_start)
+# %% ../nbs/06_exploration.ipynb #e9ce6e82
+@patch
+def _eps(self: DQNPolicy):
+    f = min(self.step_ / max(self.epsilon_steps, 1), 1.0)
+    return self.epsilon_start + f * (self.epsilon - self.epsilon_start)
 
-    def probs(self, ctx) -> np.ndarray:
-        "Users x categories action probabilities (epsilon-greedy over Q)."
-        s = torch.from_numpy(dqn_state(ctx, self.prior))
-        if self.q_ is None: self._build(ctx, s.shape[1])
-        with torch.no_grad(): q = self.q_(s).numpy()
-        e = self._eps()
-        return (1 - e) * np.eye(self.C)[q.argmax(1)] + e / self.C
+# %% ../nbs/06_exploration.ipynb #759185fe
+@patch
+def probs(self: DQNPolicy, ctx) -> np.ndarray:
+    "Users x categories action probabilities (epsilon-greedy over Q)."
+    s = torch.from_numpy(dqn_state(ctx, self.prior))
+    if self.q_ is None: self._build(ctx, s.shape[1])
+    with torch.no_grad(): q = self.q_(s).numpy()
+    e = self._eps()
+    return (1 - e) * np.eye(self.C)[q.argmax(1)] + e / self.C
 
-    def act(self, ctx):
-        p = self.probs(ctx)
-        a = (p.cumsum(1) > self.rng.random((len(p), 1))).argmax(1)
-        a = np.minimum(a, self.C - 1)
-        return a, p[np.arange(len(a)), a]
+# %% ../nbs/06_exploration.ipynb #7b3ab023
+@patch
+def act(self: DQNPolicy, ctx):
+    p = self.probs(ctx)
+    a = (p.cumsum(1) > self.rng.random((len(p), 1))).argmax(1)
+    a = np.minimum(a, self.C - 1)
+    return a, p[np.arange(len(a)), a]
 
-    def _push(self, s, a, r, s2, done):
-        n, B = len(a), self.buffer_size
-        idx = (self.pos_ + np.arange(n)) % B
-        for k, v in (("s", s), ("a", a), ("r", r), ("s2", s2), ("done", done)): self.buf_[k][idx] = v
-        self.pos_, self.size_ = (self.pos_ + n) % B, min(self.size_ + n, B)
+# %% ../nbs/06_exploration.ipynb #cbb485b9
+@patch
+def _push(self: DQNPolicy, s, a, r, s2, done):
+    n, B = len(a), self.buffer_size
+    idx = (self.pos_ + np.arange(n)) % B
+    for k, v in (("s", s), ("a", a), ("r", r), ("s2", s2), ("done", done)): self.buf_[k][idx] = v
+    self.pos_, self.size_ = (self.pos_ + n) % B, min(self.size_ + n, B)
 
-    def _learn(self):
-        for _ in range(self.updates_per_step):
-            i = torch.randint(0, self.size_, (self.batch_size,), generator=self.gen_)
-            s, a, r, s2, done = (self.buf_[k][i] for k in ("s", "a", "r", "s2", "done"))
-            with torch.no_grad():
-                a2 = self.q_(s2).argmax(1, keepdim=True)  # double DQN: the online net chooses, the target net evaluates
-                y = r + self.gamma * (1 - done) * self.target_(s2).gather(1, a2)[:, 0]
-            loss = nn.functional.smooth_l1_loss(self.q_(s).gather(1, a[:, None])[:, 0], y)
-            self.opt_.zero_grad(); loss.backward(); self.opt_.step()
-            self.n_updates_ += 1
-            if self.n_updates_ % self.target_every == 0: self.target_.load_state_dict(self.q_.state_dict())
-            self.losses_.append(float(loss.detach()))
+# %% ../nbs/06_exploration.ipynb #e0d79aac
+@patch
+def _learn(self: DQNPolicy):
+    for _ in range(self.updates_per_step):
+        i = torch.randint(0, self.size_, (self.batch_size,), generator=self.gen_)
+        s, a, r, s2, done = (self.buf_[k][i] for k in ("s", "a", "r", "s2", "done"))
+        with torch.no_grad():
+            a2 = self.q_(s2).argmax(1, keepdim=True)  # double DQN: the online net chooses, the target net evaluates
+            y = r + self.gamma * (1 - done) * self.target_(s2).gather(1, a2)[:, 0]
+        loss = nn.functional.smooth_l1_loss(self.q_(s).gather(1, a[:, None])[:, 0], y)
+        self.opt_.zero_grad(); loss.backward(); self.opt_.step()
+        self.n_updates_ += 1
+        if self.n_updates_ % self.target_every == 0: self.target_.load_state_dict(self.q_.state_dict())
+        self.losses_.append(float(loss.detach()))
 
-    def update(self, ctx, actions, rewards):
-        "Store (state, action, reward) of this step; the previous step's transitions are completed with this state."
-        s = torch.from_numpy(dqn_state(ctx, self.prior))
-        if self.q_ is None: self._build(ctx, s.shape[1])
-        if self._pending is not None:
-            ps, pa, pr, pt = self._pending
-            done = torch.full((len(pa),), float((pt + 1) % self.session_length == 0))
-            self._push(ps, pa, pr, s, done)
-        self._pending = (s, torch.as_tensor(np.asarray(actions), dtype=torch.long), torch.as_tensor(np.asarray(rewards, np.float32)), ctx["t"])
-        self.step_ += 1
-        if self.size_ >= self.batch_size: self._learn()
-        return self
+# %% ../nbs/06_exploration.ipynb #72ec335d
+@patch
+def update(self: DQNPolicy, ctx, actions, rewards):
+    "Store (state, action, reward) of this step; the previous step's transitions are completed with this state."
+    s = torch.from_numpy(dqn_state(ctx, self.prior))
+    if self.q_ is None: self._build(ctx, s.shape[1])
+    if self._pending is not None:
+        ps, pa, pr, pt = self._pending
+        done = torch.full((len(pa),), float((pt + 1) % self.session_length == 0))
+        self._push(ps, pa, pr, s, done)
+    self._pending = (s, torch.as_tensor(np.asarray(actions), dtype=torch.long), torch.as_tensor(np.asarray(rewards, np.float32)), ctx["t"])
+    self.step_ += 1
+    if self.size_ >= self.batch_size: self._learn()
+    return self
 
 # %% ../nbs/06_exploration.ipynb #457c1ff8
 def run_policy(env: BanditEnv,  # the environment (reset here)

@@ -20,7 +20,7 @@ from .profiles import event_categories
 # %% auto #0
 __all__ = ['IntentData', 'purchase_intent_dataset', 'compare_binary', 'plot_calibration']
 
-# %% ../nbs/04_intent.ipynb #fbd14f9c
+# %% ../nbs/04_intent.ipynb #7547f757
 @dataclass(repr=False)
 class IntentData(SplitRows):
     "Rows (one per view), features, binary labels and facts for purchase-intent prediction."
@@ -33,6 +33,7 @@ class IntentData(SplitRows):
         return (f"IntentData({len(self.X)} views x {self.X.shape[1]} features; positive rate "
                 f"{self.y.mean():.3%}; {self.meta.split.value_counts().to_dict()})")
 
+# %% ../nbs/04_intent.ipynb #3e3350d2
 def purchase_intent_dataset(
     events: pd.DataFrame,               # log with view and buy events (simulator, Taobao, RetailRocket)
     items: pd.DataFrame,                # item table with `category` (and optionally `price`)
@@ -123,7 +124,7 @@ def purchase_intent_dataset(
               "positive_rate_test": float(y[meta.split.eq("test").to_numpy()].mean())}
     return IntentData(X, y, meta, report)
 
-# %% ../nbs/04_intent.ipynb #ddaa4db3
+# %% ../nbs/04_intent.ipynb #112f7f01
 def _ap_statistic(v, axis=0):
     "Average precision of packed (label, score) rows, in the `statistic(values, axis=)` form of `bootstrap_ci`."
     from sklearn.metrics import average_precision_score
@@ -132,6 +133,7 @@ def _ap_statistic(v, axis=0):
         return np.array([a, a])
     return np.array([[average_precision_score(r[:, 0], r[:, 1])] * 2 for r in v])
 
+# %% ../nbs/04_intent.ipynb #5f589b75
 def compare_binary(
     models: dict,               # name -> estimator with predict_proba (fitted unless X_train is given)
     X_test,                     # test features
@@ -159,6 +161,7 @@ def compare_binary(
                   "ci_high": np.nan}]
     return pd.DataFrame(rows), scores
 
+# %% ../nbs/04_intent.ipynb #4f7e63f5
 def plot_calibration(
     y_true,                # 0/1 test labels
     scores: dict,          # model name -> predicted probabilities

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', 'ranking_metrics', 'bootstrap_ci',
@@ -21,7 +22,7 @@ __all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', '
            'calibration_curve', 'expected_calibration_error', 'classification_metrics', 'per_sample_classification',
            'classification_report_ci', 'recall_at_k', 'best_threshold']
 
-# %% ../nbs/01_metrics.ipynb #f75e5dcd
+# %% ../nbs/01_metrics.ipynb #8cec939f
 RANKING_METRICS = ("hit", "precision", "recall", "ndcg", "mrr", "map")
 BEYOND_METRICS = ("coverage", "gini", "novelty", "diversity", "popularity")
 
@@ -33,9 +34,11 @@ def _torch():
     except ImportError:  # pragma: no cover
         return None
 
+# %% ../nbs/01_metrics.ipynb #d9045178
 def _is_torch(x) -> bool:
     return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
 
+# %% ../nbs/01_metrics.ipynb #9bd87a79
 def _to_numpy(x, name: str = "input") -> np.ndarray:
     "A numpy view of an array-like, a torch tensor or a pandas object."
     if _is_torch(x):
@@ -46,6 +49,7 @@ def _to_numpy(x, name: str = "input") -> np.ndarray:
         raise ValueError(f"{name} must be dense here, got a scipy.sparse matrix")
     return np.asarray(x)
 
+# %% ../nbs/01_metrics.ipynb #daf33df6
 def _check_k(k, limit: int | None, what: str = "the catalogue") -> tuple:
     "Validated, sorted, de-duplicated tuple of cut-offs."
     ks = (k,) if np.ndim(k) == 0 else tuple(k)
@@ -62,6 +66,7 @@ def _check_k(k, limit: int | None, what: str = "the catalogue") -> tuple:
         out.append(int(x))
     return tuple(sorted(set(out)))
 
+# %% ../nbs/01_metrics.ipynb #d9b058cc
 def _as_csr(obj, name: str, n_users: int | None, n_items: int | None) -> sparse.csr_matrix:
     "Truth or exclude sets (sparse users x items, or one int array of item indices per user) as a binary CSR."
     if sparse.issparse(obj):
@@ -96,6 +101,7 @@ def _as_csr(obj, name: str, n_users: int | None, n_items: int | None) -> sparse.
     m.sum_duplicates(); m.data[:] = 1; m.sort_indices()
     return m
 
+# %% ../nbs/01_metrics.ipynb #2d28635c
 def _check_item_ids(cols: np.ndarray, user: np.ndarray, name: str, n_items: int | None, allow_pad: bool = False):
     "Raise a ValueError naming the first item index outside [0, n_items) (or -1 padding when allowed)."
     bad = (cols < (-1 if allow_pad else 0))
@@ -107,11 +113,13 @@ def _check_item_ids(cols: np.ndarray, user: np.ndarray, name: str, n_items: int 
         raise ValueError(f"{name} has item index {int(cols[j])} for user row {int(user[j])}, {where} "
                          f"({int(bad.sum())} such entries)")
 
+# %% ../nbs/01_metrics.ipynb #957dbd60
 def _keys(m: sparse.csr_matrix) -> np.ndarray:
     "Sorted int64 keys row * n_cols + col of a CSR matrix with sorted indices."
     rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
     return rows * m.shape[1] + m.indices.astype(np.int64)
 
+# %% ../nbs/01_metrics.ipynb #b8d5b327
 def _member(keys: np.ndarray, n_cols: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     "Vectorised membership: is (rows[i], cols[i, j]) a stored entry? -1 columns are never members."
     q = rows.reshape(-1, *([1] * (cols.ndim - 1))).astype(np.int64) * n_cols + cols
@@ -120,7 +128,7 @@ def _member(keys: np.ndarray, n_cols: int, rows: np.ndarray, cols: np.ndarray) -
     pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
     return (keys[pos] == q) & (cols >= 0) & (cols < n_cols)
 
-# %% ../nbs/01_metrics.ipynb #c99a3fc8
+# %% ../nbs/01_metrics.ipynb #912a644b
 class _Scores:
     "Uniform access to scores: a numpy array, a torch tensor, a callable `rows -> block` or an iterator of row blocks."
     def __init__(self, scores, n_users: int | None, n_items: int | None):
@@ -159,57 +167,64 @@ class _Scores:
         if n_items is not None and self.n_items != n_items:
             raise ValueError(f"scores have {self.n_items} columns but the catalogue has {n_items} items")
 
-    def _call(self, rows):
-        block = self.obj(rows)
-        shape, want = tuple(np.shape(block)), (len(rows), getattr(self, "n_items", None))
-        if len(shape) != 2 or shape[0] != want[0] or (want[1] is not None and shape[1] != want[1]):
-            raise ValueError(f"the score callable returned shape {shape} for {len(rows)} rows; "
-                             f"expected ({len(rows)}, {want[1] or 'n_items'})")
-        return block
+# %% ../nbs/01_metrics.ipynb #bfeb3da9
+@patch
+def _call(self: _Scores, rows):
+    block = self.obj(rows)
+    shape, want = tuple(np.shape(block)), (len(rows), getattr(self, "n_items", None))
+    if len(shape) != 2 or shape[0] != want[0] or (want[1] is not None and shape[1] != want[1]):
+        raise ValueError(f"the score callable returned shape {shape} for {len(rows)} rows; "
+                         f"expected ({len(rows)}, {want[1] or 'n_items'})")
+    return block
 
-    def blocks(self, rows: np.ndarray, batch_size: int):
-        "Yield (row indices, block of scores for those rows, whether the block is a private copy), batch_size rows at most."
-        if self.kind == "iter":
-            yield from self._iter_blocks(rows, batch_size)
-            return
-        for s in range(0, len(rows), batch_size):
-            r = rows[s:s + batch_size]
-            if self.kind == "callable":
-                b, owned = self._call(r), False
-            elif len(r) and r[-1] - r[0] + 1 == len(r):   # a contiguous range: a view, no copy
-                b, owned = self.obj[int(r[0]):int(r[-1]) + 1], False
-            else:
-                b = self.obj[r] if self.kind == "array" else self.obj[_torch().as_tensor(r)]
-                owned = True
-            yield r, b, owned
-            b = None            # drop our reference before the next block is made: one block alive at a time
+# %% ../nbs/01_metrics.ipynb #8d04ec0b
+@patch
+def blocks(self: _Scores, rows: np.ndarray, batch_size: int):
+    "Yield (row indices, block of scores for those rows, whether the block is a private copy), batch_size rows at most."
+    if self.kind == "iter":
+        yield from self._iter_blocks(rows, batch_size)
+        return
+    for s in range(0, len(rows), batch_size):
+        r = rows[s:s + batch_size]
+        if self.kind == "callable":
+            b, owned = self._call(r), False
+        elif len(r) and r[-1] - r[0] + 1 == len(r):   # a contiguous range: a view, no copy
+            b, owned = self.obj[int(r[0]):int(r[-1]) + 1], False
+        else:
+            b = self.obj[r] if self.kind == "array" else self.obj[_torch().as_tensor(r)]
+            owned = True
+        yield r, b, owned
+        b = None            # drop our reference before the next block is made: one block alive at a time
 
-    def _iter_blocks(self, rows, batch_size):
-        off, need = 0, np.zeros(self.n_users, bool)
-        need[rows] = True
-        blocks = [self.first]
-        while blocks:
-            b = blocks.pop()
-            shape = tuple(np.shape(b))
-            if len(shape) != 2 or shape[1] != self.n_items:
-                raise ValueError(f"score block at row {off} has shape {shape}; expected (rows, {self.n_items})")
-            if off + shape[0] > self.n_users:
-                raise ValueError(f"score blocks give more than the {self.n_users} users of truth")
-            local = np.flatnonzero(need[off:off + shape[0]])
-            if len(local):
-                for s in range(0, len(local), batch_size):
-                    l = local[s:s + batch_size]
-                    sub = b[l] if not _is_torch(b) else b[_torch().as_tensor(l)]
-                    yield l + off, sub, True
-                    sub = None
-            off += shape[0]
-            b = None
-            nxt = next(self.it, None)
-            if nxt is not None:
-                blocks.append(nxt)
-        if off != self.n_users:
-            raise ValueError(f"score blocks gave {off} rows but truth has {self.n_users} users")
+# %% ../nbs/01_metrics.ipynb #8982e37c
+@patch
+def _iter_blocks(self: _Scores, rows, batch_size):
+    off, need = 0, np.zeros(self.n_users, bool)
+    need[rows] = True
+    blocks = [self.first]
+    while blocks:
+        b = blocks.pop()
+        shape = tuple(np.shape(b))
+        if len(shape) != 2 or shape[1] != self.n_items:
+            raise ValueError(f"score block at row {off} has shape {shape}; expected (rows, {self.n_items})")
+        if off + shape[0] > self.n_users:
+            raise ValueError(f"score blocks give more than the {self.n_users} users of truth")
+        local = np.flatnonzero(need[off:off + shape[0]])
+        if len(local):
+            for s in range(0, len(local), batch_size):
+                l = local[s:s + batch_size]
+                sub = b[l] if not _is_torch(b) else b[_torch().as_tensor(l)]
+                yield l + off, sub, True
+                sub = None
+        off += shape[0]
+        b = None
+        nxt = next(self.it, None)
+        if nxt is not None:
+            blocks.append(nxt)
+    if off != self.n_users:
+        raise ValueError(f"score blocks gave {off} rows but truth has {self.n_users} users")
 
+# %% ../nbs/01_metrics.ipynb #027a1784
 def _all_finite(a) -> bool:
     "Whether a float block (numpy or CPU torch) has no NaN/inf: one multi-threaded min/max pass, no temporary mask."
     torch = _torch()
@@ -226,6 +241,7 @@ def _all_finite(a) -> bool:
     lo, hi = torch.aminmax(t)                          # NaN propagates to both; -inf shows in the min, +inf in the max
     return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
+# %% ../nbs/01_metrics.ipynb #b44ee638
 def _prepare_block(b, rows: np.ndarray, exclude: sparse.csr_matrix | None, owned: bool = False):
     "Float version of a score block, checked finite, with excluded items set to -inf (on a copy unless `owned`)."
     torch = _torch()
@@ -256,11 +272,13 @@ def _prepare_block(b, rows: np.ndarray, exclude: sparse.csr_matrix | None, owned
             a[r, c] = -np.inf
     return a
 
+# %% ../nbs/01_metrics.ipynb #cba5e224
 def _excluded_cells(exclude: sparse.csr_matrix, rows: np.ndarray):
     sub = exclude[rows]
     r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
     return r, sub.indices
 
+# %% ../nbs/01_metrics.ipynb #27a09d17
 def _raise_nonfinite(a: np.ndarray, rows: np.ndarray):
     bad = ~np.isfinite(a)
     i, j = np.argwhere(bad)[0]
@@ -268,7 +286,7 @@ def _raise_nonfinite(a: np.ndarray, rows: np.ndarray):
                      f"({int(bad.sum())} non-finite values in this batch): NaN/inf scores cannot be ranked; "
                      f"fix the model output, or mask items through `exclude`")
 
-# %% ../nbs/01_metrics.ipynb #08a3cf58
+# %% ../nbs/01_metrics.ipynb #496808eb
 def _topk_block(a, k: int) -> np.ndarray:
     "Top-k item indices of each row of a finite/-inf score block, best first, ties to the lower index, -1 for -inf."
     n = a.shape[1]
@@ -311,6 +329,7 @@ def _topk_block(a, k: int) -> np.ndarray:
     idx[vals == -np.inf] = -1
     return idx
 
+# %% ../nbs/01_metrics.ipynb #d873557f
 def topk_items(
     scores,                  # users x items scores: numpy array, torch tensor, callable `rows -> block` or iterator of row blocks
     k: int,                  # list length
@@ -333,6 +352,7 @@ def topk_items(
         del b
     return out
 
+# %% ../nbs/01_metrics.ipynb #b2533139
 def _check_batch(batch_size):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -366,7 +386,7 @@ class RankingResult:
         return (f"RankingResult({self.label}: {len(self.users)} users evaluated, {self.n_empty_truth} with empty "
                 f"truth left out; metrics {ms} at k={ks})")
 
-# %% ../nbs/01_metrics.ipynb #81b6aa11
+# %% ../nbs/01_metrics.ipynb #980ba3ba
 def _is_topk_input(x, is_topk) -> bool:
     if is_topk is not None:
         return bool(is_topk)
@@ -378,6 +398,7 @@ def _is_topk_input(x, is_topk) -> bool:
         return np.asarray(x).dtype.kind in "iu"
     return False
 
+# %% ../nbs/01_metrics.ipynb #9ff4b51e
 def _clean_topk(topk, exclude: sparse.csr_matrix | None, n_items: int | None) -> np.ndarray:
     "Validate top-k lists (-1 = padding); drop excluded items, shifting the rest forward."
     t = np.asarray(_to_numpy(topk, "topk"))
@@ -399,6 +420,7 @@ def _clean_topk(topk, exclude: sparse.csr_matrix | None, n_items: int | None) ->
             t = np.take_along_axis(t, np.argsort(t < 0, axis=1, kind="stable"), 1)
     return t
 
+# %% ../nbs/01_metrics.ipynb #21eb3d26
 def _metrics_from_rel(rel: np.ndarray, m: np.ndarray, ks: tuple, metrics: tuple) -> dict:
     "All ranking metrics at every k from a (users, K) relevance matrix and the truth sizes m."
     K = rel.shape[1]
@@ -422,6 +444,7 @@ def _metrics_from_rel(rel: np.ndarray, m: np.ndarray, ks: tuple, metrics: tuple)
             out[(name, k)] = f[name]()
     return {(n, k): out[(n, k)] for n in metrics for k in ks}
 
+# %% ../nbs/01_metrics.ipynb #93829961
 def _check_metrics(metrics, allowed) -> tuple:
     ms = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     bad = [m for m in ms if m not in allowed]
@@ -429,6 +452,7 @@ def _check_metrics(metrics, allowed) -> tuple:
         raise ValueError(f"unknown metric(s) {bad}: choose from {list(allowed)}")
     return tuple(dict.fromkeys(ms))
 
+# %% ../nbs/01_metrics.ipynb #ac092f20
 def _infer_shape(scores_or_topk, truth, n_items, topk_in):
     "(n_users, n_items) from the inputs, checking that they agree."
     n_users = None
@@ -449,6 +473,7 @@ def _infer_shape(scores_or_topk, truth, n_items, topk_in):
         n_users = len(truth)
     return n_users, n_items
 
+# %% ../nbs/01_metrics.ipynb #65a7d4c2
 def ranking_metrics(
     scores_or_topk,          # users x items scores (numpy, torch, callable `rows -> block`, iterator of row blocks) or (users, K) int top-k lists
     truth,                   # relevant items: sparse users x items (nonzero = relevant) or one int array of item indices per user
@@ -501,7 +526,7 @@ def ranking_metrics(
     n_tx = int(tr.multiply(ex).nnz) if ex is not None else 0
     return RankingResult(per_user, users, int(n_users - len(users)), int(n_users), topk, n_tx, n_items=int(n_items))
 
-# %% ../nbs/01_metrics.ipynb #8f4bc856
+# %% ../nbs/01_metrics.ipynb #217fa825
 def _check_values(values, name: str = "values") -> np.ndarray:
     v = np.asarray(_to_numpy(values, name), dtype=np.float64)
     if v.ndim not in (1, 2):
@@ -514,6 +539,7 @@ def _check_values(values, name: str = "values") -> np.ndarray:
                          f"drop undefined samples explicitly before bootstrapping")
     return v
 
+# %% ../nbs/01_metrics.ipynb #016cae4d
 def _resample_weights(n: int, n_boot: int, seed: int, max_cells: int = 5_000_000):
     "Yield (b, n) count matrices of bootstrap resamples (rows sum to n), in chunks of bounded memory."
     rng = np.random.default_rng(seed)
@@ -524,6 +550,7 @@ def _resample_weights(n: int, n_boot: int, seed: int, max_cells: int = 5_000_000
         idx += (np.arange(b) * n)[:, None]
         yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
 
+# %% ../nbs/01_metrics.ipynb #bc79ec63
 def _boot_dist(v: np.ndarray, n_boot: int, seed: int, statistic=np.mean) -> np.ndarray:
     "(n_boot, metrics) bootstrap distribution of `statistic` over the rows of 2-D v."
     n = v.shape[0]
@@ -537,6 +564,7 @@ def _boot_dist(v: np.ndarray, n_boot: int, seed: int, statistic=np.mean) -> np.n
         out.append(np.asarray(statistic(v[idx], axis=1)))
     return np.concatenate(out, 0)
 
+# %% ../nbs/01_metrics.ipynb #c7e44153
 def bootstrap_ci(
     values,                  # per-sample values (e.g. per-user NDCG): 1-D, or 2-D samples x metrics
     n_boot: int = 1000,      # bootstrap resamples (0: no interval, NaN bounds)
@@ -593,7 +621,7 @@ def paired_bootstrap(
     return {"diff": diff, "ci_low": float(lo), "ci_high": float(hi), "p_value": float(p),
             "t_stat": t_stat, "t_p_value": t_p, "n": int(len(d))}
 
-# %% ../nbs/01_metrics.ipynb #749d85ad
+# %% ../nbs/01_metrics.ipynb #f91c7487
 def _check_topk(topk, n_items: int | None = None) -> np.ndarray:
     t = np.asarray(_to_numpy(topk, "topk"))
     if t.ndim != 2 or t.dtype.kind not in "iu":
@@ -602,6 +630,7 @@ def _check_topk(topk, n_items: int | None = None) -> np.ndarray:
     _check_item_ids(t.ravel(), np.repeat(np.arange(t.shape[0]), t.shape[1]), "topk", n_items, allow_pad=True)
     return t
 
+# %% ../nbs/01_metrics.ipynb #a3b85851
 def _item_array(x, n_min: int, name: str) -> np.ndarray:
     v = np.asarray(_to_numpy(x, name), dtype=np.float64).ravel()
     if v.size < n_min:
@@ -611,6 +640,7 @@ def _item_array(x, n_min: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be finite and >= 0; item {j} has {v[j]}")
     return v
 
+# %% ../nbs/01_metrics.ipynb #777d269b
 def _per_user_mean(vals: np.ndarray, valid: np.ndarray, per_user: bool):
     n = valid.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -620,6 +650,7 @@ def _per_user_mean(vals: np.ndarray, valid: np.ndarray, per_user: bool):
         return u
     return float(np.nanmean(u)) if np.isfinite(u).any() else np.nan
 
+# %% ../nbs/01_metrics.ipynb #bb10f134
 def catalogue_coverage(
     topk,                    # (users, k) recommended item indices, -1 = empty slot
     n_items: int,            # catalogue size
@@ -628,6 +659,7 @@ def catalogue_coverage(
     t = _check_topk(topk, n_items)
     return float(np.unique(t[t >= 0]).size / n_items)
 
+# %% ../nbs/01_metrics.ipynb #411dcfec
 def gini_exposure(
     topk,                    # (users, k) recommended item indices, -1 = empty slot
     n_items: int,            # catalogue size (items never recommended count as zero exposure)
@@ -640,6 +672,7 @@ def gini_exposure(
     i = np.arange(1, n_items + 1)
     return float(np.sum((2 * i - n_items - 1) * c) / (n_items * c.sum()))
 
+# %% ../nbs/01_metrics.ipynb #f6abad7f
 def novelty(
     topk,                    # (users, k) recommended item indices, -1 = empty slot
     item_popularity,         # interaction count (or share) of each item in training, indexed by item
@@ -651,6 +684,7 @@ def novelty(
     info = -np.log2((c + 1.0) / (c.sum() + c.size))
     return _per_user_mean(info[np.maximum(t, 0)], t >= 0, per_user)
 
+# %% ../nbs/01_metrics.ipynb #f48f2d9b
 def average_popularity(
     topk,                    # (users, k) recommended item indices, -1 = empty slot
     item_popularity,         # interaction count of each item in training, indexed by item
@@ -661,6 +695,7 @@ def average_popularity(
     c = _item_array(item_popularity, int(t.max()) + 1 if t.size else 0, "item_popularity")
     return _per_user_mean(c[np.maximum(t, 0)], t >= 0, per_user)
 
+# %% ../nbs/01_metrics.ipynb #3da85c62
 def intra_list_diversity(
     topk,                    # (users, k) recommended item indices, -1 = empty slot
     item_category,           # category of each item (any labels), indexed by item
@@ -824,7 +859,7 @@ def sampled_metrics(
     return RankingResult(per, users, int(n_users - len(users)), int(n_users), None, 0,
                          f"sampled: 1 positive vs {n_negatives} negatives", n_items=int(n_items))
 
-# %% ../nbs/01_metrics.ipynb #6737d98e
+# %% ../nbs/01_metrics.ipynb #7a13c030
 def _dist_pair(p, q):
     "Two distribution arrays of equal shape; DataFrames are aligned on their (union of) columns."
     if isinstance(p, pd.DataFrame) and isinstance(q, pd.DataFrame):
@@ -844,6 +879,7 @@ def _dist_pair(p, q):
             raise ValueError(f"{name} must be finite and non-negative; {name}{list(i)} = {X[i]}")
     return P, Q
 
+# %% ../nbs/01_metrics.ipynb #08c26502
 def js_divergence(
     p,                       # interest distributions: 1-D, or 2-D users x categories (rows need not sum to 1)
     q,                       # distributions to compare with, same shape (DataFrames: columns aligned by name)
@@ -864,6 +900,7 @@ def js_divergence(
     js[empty] = np.nan
     return np.float64(js[0]) if one else js
 
+# %% ../nbs/01_metrics.ipynb #e8a1d4b5
 def top_category_change(
     p,                       # interest distributions at time 1: users x categories
     q,                       # interest distributions at time 2, same shape
@@ -885,7 +922,7 @@ def top_category_change(
         changed = np.where(zero, np.nan, changed.astype(np.float64))
     return changed[0] if P.ndim == 1 else changed
 
-# %% ../nbs/01_metrics.ipynb #75b822b4
+# %% ../nbs/01_metrics.ipynb #8d5613c7
 def _clf_inputs(y_true, y_score):
     "Validated 0/1 labels and probabilities of equal shape: 1-D binary or 2-D multi-label."
     y = np.asarray(_to_numpy(y_true, "y_true"))
@@ -905,6 +942,7 @@ def _clf_inputs(y_true, y_score):
                          f"({int(bad.sum())} such values; apply a sigmoid to logits)")
     return y.astype(np.int64), p
 
+# %% ../nbs/01_metrics.ipynb #d04e953a
 def _prf(tp, fp, fn):
     "Precision, recall, F1 from counts (any shape), 0 where undefined (scikit-learn's zero_division=0)."
     tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
@@ -914,6 +952,7 @@ def _prf(tp, fp, fn):
         f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
     return prec, rec, f1
 
+# %% ../nbs/01_metrics.ipynb #a521bf69
 def _nanmean(x, axis=None):
     "Mean ignoring NaN; NaN (no warning) where everything is NaN."
     x = np.asarray(x, dtype=np.float64)
@@ -922,6 +961,7 @@ def _nanmean(x, axis=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, np.where(ok, x, 0.0).sum(axis) / n, np.nan)
 
+# %% ../nbs/01_metrics.ipynb #9bc9ffc3
 def _auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     "ROC-AUC of each column (Mann-Whitney with mid-ranks for ties); NaN where a column has one class only."
     r = stats.rankdata(s, axis=0)
@@ -932,6 +972,7 @@ def _auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     auc[(npos == 0) | (nneg == 0)] = np.nan
     return auc
 
+# %% ../nbs/01_metrics.ipynb #25e0dd0f
 def _ap_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     "Average precision of each column, as scikit-learn (step-wise, tied scores form one threshold); NaN without positives."
     n = y.shape[0]
@@ -949,11 +990,12 @@ def _ap_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     ap[npos == 0] = np.nan
     return ap
 
+# %% ../nbs/01_metrics.ipynb #3c1bf002
 def _log_loss_cells(y, p):
     eps = np.finfo(np.float64).eps
     return -(y * np.log(np.clip(p, eps, 1 - eps)) + (1 - y) * np.log(np.clip(1 - p, eps, 1 - eps)))
 
-# %% ../nbs/01_metrics.ipynb #cd7f6d6a
+# %% ../nbs/01_metrics.ipynb #51388240
 def calibration_curve(
     y_true,                  # 0/1 labels (2-D multi-label input is pooled over all cells)
     y_prob,                  # predicted probabilities, same shape
@@ -974,6 +1016,7 @@ def calibration_curve(
                              "mean_predicted": np.where(n > 0, sp / n, np.nan),
                              "fraction_positive": np.where(n > 0, st / n, np.nan)})
 
+# %% ../nbs/01_metrics.ipynb #4990f181
 def expected_calibration_error(
     y_true,                  # 0/1 labels (2-D multi-label input is pooled over all cells)
     y_prob,                  # predicted probabilities, same shape
@@ -1060,7 +1103,7 @@ def per_sample_classification(
                          "log_loss": _log_loss_cells(y, p).mean(1), "brier": ((p - y) ** 2).mean(1),
                          "n_true": y.sum(1), "n_pred": pred.sum(1)})
 
-# %% ../nbs/01_metrics.ipynb #f1dadcf0
+# %% ../nbs/01_metrics.ipynb #8a223093
 def _weighted_auc(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
     "ROC-AUC of one binary column under each row of sample weights W (n_boot x n); ties count one half."
     o = np.argsort(s, kind="stable")
@@ -1072,6 +1115,7 @@ def _weighted_auc(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
 
+# %% ../nbs/01_metrics.ipynb #665886b3
 def _weighted_ap(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
     "Average precision (PR-AUC, scikit-learn's step definition) of one binary column under each row of sample weights W."
     o = np.argsort(-s, kind="stable")
@@ -1084,6 +1128,7 @@ def _weighted_ap(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
         prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         return (pos * prec).sum(1) / tp[:, -1]                    # sum of precision x recall increment
 
+# %% ../nbs/01_metrics.ipynb #c546521e
 def classification_report_ci(
     y_true,                  # 0/1 labels: 1-D binary or 2-D samples x labels
     y_score,                 # predicted probabilities, same shape
@@ -1129,7 +1174,7 @@ def classification_report_ci(
         rows.append({"metric": m, "value": full[m], "ci_low": float(lo), "ci_high": float(hi)})
     return pd.DataFrame(rows)
 
-# %% ../nbs/01_metrics.ipynb #246c7b28
+# %% ../nbs/01_metrics.ipynb #47e1332d
 def recall_at_k(
     y_true,        # (n, n_labels) 0/1 targets
     y_score,       # (n, n_labels) scores
@@ -1142,6 +1187,7 @@ def recall_at_k(
     n = y.sum(1)
     return np.where(n > 0, hits / np.maximum(n, 1), np.nan)
 
+# %% ../nbs/01_metrics.ipynb #fd5a8a4f
 def best_threshold(
     y_true,        # validation targets (0/1, 1-D or 2-D)
     y_score,       # validation scores in [0, 1]
@@ -1152,4 +1198,3 @@ def best_threshold(
     y_score = np.asarray(y_score)
     vals = [classification_metrics(y_true, y_score, t, average="micro")[metric] for t in grid]
     return float(grid[int(np.argmax(vals))])
-

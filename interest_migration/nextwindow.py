@@ -28,6 +28,7 @@ from .data import DataError
 from .metrics import (best_threshold, bootstrap_ci, classification_report_ci, js_divergence,
                                         recall_at_k)
 from .profiles import WindowedProfiles, window_edges, windowed_profiles
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MODELS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores', 'PopularityBaseline',
@@ -44,7 +45,7 @@ class SplitRows:
         m = self.meta["split"].isin(splits).to_numpy()
         return self.X[m], getattr(self, self._target)[m], self.meta[m]
 
-# %% ../nbs/03_nextwindow.ipynb #85598ae1
+# %% ../nbs/03_nextwindow.ipynb #ca08a661
 @dataclass(repr=False)
 class NextWindowData(SplitRows):
     "Features, multi-label targets and row facts for next-window interest prediction."
@@ -60,6 +61,7 @@ class NextWindowData(SplitRows):
         return (f"NextWindowData({len(self.X)} rows x {self.X.shape[1]} features, {len(self.categories)} labels; "
                 f"{self.meta.split.value_counts().to_dict()}; cold rows {int(self.meta.cold.sum())})")
 
+# %% ../nbs/03_nextwindow.ipynb #d75c8a97
 def next_window_dataset(
     events: pd.DataFrame,                 # interaction log following the data contract
     items: pd.DataFrame,                  # item table with `item_id` and `category_col`
@@ -144,7 +146,7 @@ def next_window_dataset(
               "cold_rows": int(meta["cold"].sum())}
     return NextWindowData(X, Y, meta, wp.categories, wp, report)
 
-# %% ../nbs/03_nextwindow.ipynb #30c8b390
+# %% ../nbs/03_nextwindow.ipynb #afde9668
 def predict_scores(
     model,              # fitted multi-label classifier (or Pipeline)
     X,                  # features
@@ -159,6 +161,7 @@ def predict_scores(
         return np.column_stack(cols)
     return np.asarray(p, dtype=float)
 
+# %% ../nbs/03_nextwindow.ipynb #482e5cf6
 def _sigmoid_target(y) -> tuple:
     "(float32 targets (n, n_outputs), multilabel?, classes_) for binary or multi-label y; other targets refused."
     kind = type_of_target(y)
@@ -176,6 +179,7 @@ def _sigmoid_target(y) -> tuple:
                          f"{kind} with classes {np.unique(y).tolist()[:10]}: one-hot encode it into a multi-label matrix")
     raise ValueError(f"Unknown label type: {kind}. Sigmoid outputs need a binary target or a multi-label 0/1 matrix")
 
+# %% ../nbs/03_nextwindow.ipynb #83ff3a9c
 def _multilabel_y(Y) -> np.ndarray:
     "Y as a 2-D 0/1 int array, with a clear error otherwise."
     y = np.asarray(Y)
@@ -185,6 +189,7 @@ def _multilabel_y(Y) -> np.ndarray:
         raise ValueError("multi-label target must hold only 0 and 1")
     return y.astype(np.int8)
 
+# %% ../nbs/03_nextwindow.ipynb #789faa39
 class PopularityBaseline(ClassifierMixin, BaseEstimator):
     "Baseline: every row gets each label's training frequency (the base rate for a binary target)."
     def __init__(self, threshold: float = 0.5):  # probability above which `predict` says 1
@@ -219,6 +224,7 @@ class PopularityBaseline(ClassifierMixin, BaseEstimator):
         p = self.predict_proba(X)
         return (p >= self.threshold).astype(int) if self.multilabel_ else self.classes_[(p[:, 1] >= self.threshold).astype(int)]
 
+# %% ../nbs/03_nextwindow.ipynb #c7920399
 class LastWindowProfile(ClassifierMixin, BaseEstimator):
     "Baseline: next window's categories scored by the user's most recent active window; popularity when cold."
     def __init__(self,
@@ -254,7 +260,7 @@ class LastWindowProfile(ClassifierMixin, BaseEstimator):
         "0/1 labels: score at or above `threshold`."
         return (self.predict_proba(X) >= self.threshold).astype(int)
 
-# %% ../nbs/03_nextwindow.ipynb #1a151012
+# %% ../nbs/03_nextwindow.ipynb #daed4eb2
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     "MLP (hidden layers, ReLU, dropout; sigmoid outputs, BCE loss) with temporal early stopping, as a sklearn classifier."
     def __init__(self,
@@ -286,102 +292,116 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
-    def _X(self, X, reset: bool) -> np.ndarray:
-        X = validate_data(self, X, reset=reset, accept_sparse=True, dtype=np.float32, ensure_all_finite=True)
-        return X.toarray() if sp.issparse(X) else np.ascontiguousarray(X)
+# %% ../nbs/03_nextwindow.ipynb #911b7020
+@patch
+def _X(self: TorchMLPClassifier, X, reset: bool) -> np.ndarray:
+    X = validate_data(self, X, reset=reset, accept_sparse=True, dtype=np.float32, ensure_all_finite=True)
+    return X.toarray() if sp.issparse(X) else np.ascontiguousarray(X)
 
-    def _network(self, n_in: int, n_out: int) -> torch.nn.Module:
-        layers, width = [], n_in
-        for h in self.hidden_sizes:
-            layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(self.dropout)]
-            width = h
-        return torch.nn.Sequential(torch.nn.Sequential(*layers), torch.nn.Linear(width, n_out))
+# %% ../nbs/03_nextwindow.ipynb #27e52670
+@patch
+def _network(self: TorchMLPClassifier, n_in: int, n_out: int) -> torch.nn.Module:
+    layers, width = [], n_in
+    for h in self.hidden_sizes:
+        layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(self.dropout)]
+        width = h
+    return torch.nn.Sequential(torch.nn.Sequential(*layers), torch.nn.Linear(width, n_out))
 
-    def fit(self, X, y, validation_mask=None):
-        "Train with Adam on BCE; early-stop on the validation rows (temporal); keep the best epoch."
-        X, y = validate_data(self, X, y, accept_sparse=True, dtype=np.float32, multi_output=True)
-        X = X.toarray() if sp.issparse(X) else np.ascontiguousarray(X)
-        Y, self.multilabel_, self.classes_ = _sigmoid_target(y)
-        n = len(X)
-        if validation_mask is not None:
-            val = np.asarray(validation_mask, dtype=bool)
-            if val.shape != (n,):
-                raise ValueError(f"validation_mask must be a boolean array of length {n}")
-        elif self.early_stopping:
-            val = np.zeros(n, bool); val[n - max(1, int(round(n * self.validation_fraction))):] = True
-        else:
-            val = np.zeros(n, bool)
-        if val.all():
-            raise ValueError("validation_mask leaves no training rows")
-        torch.manual_seed(self.random_state)
-        gen = torch.Generator().manual_seed(self.random_state)
-        dev = torch.device(self.device)
-        net = self._network(X.shape[1], Y.shape[1]).to(dev)
-        opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
-        Xtr, Ytr = torch.from_numpy(X[~val]).to(dev), torch.from_numpy(Y[~val]).to(dev)
-        Xva, Yva = torch.from_numpy(X[val]).to(dev), torch.from_numpy(Y[val]).to(dev)
-        best, best_state, bad, self.history_ = np.inf, None, 0, []
-        for epoch in range(self.max_epochs):
-            net.train()
-            order = torch.randperm(len(Xtr), generator=gen).to(dev)
-            total = 0.0
-            for i in range(0, len(Xtr), self.batch_size):
-                idx = order[i:i + self.batch_size]
-                opt.zero_grad()
-                loss = loss_fn(net(Xtr[idx]), Ytr[idx])
-                loss.backward(); opt.step()
-                total += loss.item() * len(idx)
-            rec = {"epoch": epoch + 1, "train_loss": total / len(Xtr)}
-            if val.any():
-                net.eval()
-                with torch.no_grad():
-                    rec["val_loss"] = loss_fn(net(Xva), Yva).item()
-            self.history_.append(rec)
-            if self.epoch_callback is not None:
-                self.epoch_callback(dict(rec))
-            if self.verbose:
-                print(rec)
-            if val.any():
-                if rec["val_loss"] < best - 1e-6:
-                    best, bad = rec["val_loss"], 0
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
-                    bad += 1
-                    if bad >= self.patience:
-                        break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        self.best_epoch_ = (min(self.history_, key=lambda r: r["val_loss"])["epoch"] if val.any()
-                            else len(self.history_))
-        self.module_ = net.eval()
-        return self
+# %% ../nbs/03_nextwindow.ipynb #07012f33
+@patch
+def fit(self: TorchMLPClassifier, X, y, validation_mask=None):
+    "Train with Adam on BCE; early-stop on the validation rows (temporal); keep the best epoch."
+    X, y = validate_data(self, X, y, accept_sparse=True, dtype=np.float32, multi_output=True)
+    X = X.toarray() if sp.issparse(X) else np.ascontiguousarray(X)
+    Y, self.multilabel_, self.classes_ = _sigmoid_target(y)
+    n = len(X)
+    if validation_mask is not None:
+        val = np.asarray(validation_mask, dtype=bool)
+        if val.shape != (n,):
+            raise ValueError(f"validation_mask must be a boolean array of length {n}")
+    elif self.early_stopping:
+        val = np.zeros(n, bool); val[n - max(1, int(round(n * self.validation_fraction))):] = True
+    else:
+        val = np.zeros(n, bool)
+    if val.all():
+        raise ValueError("validation_mask leaves no training rows")
+    torch.manual_seed(self.random_state)
+    gen = torch.Generator().manual_seed(self.random_state)
+    dev = torch.device(self.device)
+    net = self._network(X.shape[1], Y.shape[1]).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    Xtr, Ytr = torch.from_numpy(X[~val]).to(dev), torch.from_numpy(Y[~val]).to(dev)
+    Xva, Yva = torch.from_numpy(X[val]).to(dev), torch.from_numpy(Y[val]).to(dev)
+    best, best_state, bad, self.history_ = np.inf, None, 0, []
+    for epoch in range(self.max_epochs):
+        net.train()
+        order = torch.randperm(len(Xtr), generator=gen).to(dev)
+        total = 0.0
+        for i in range(0, len(Xtr), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            opt.zero_grad()
+            loss = loss_fn(net(Xtr[idx]), Ytr[idx])
+            loss.backward(); opt.step()
+            total += loss.item() * len(idx)
+        rec = {"epoch": epoch + 1, "train_loss": total / len(Xtr)}
+        if val.any():
+            net.eval()
+            with torch.no_grad():
+                rec["val_loss"] = loss_fn(net(Xva), Yva).item()
+        self.history_.append(rec)
+        if self.epoch_callback is not None:
+            self.epoch_callback(dict(rec))
+        if self.verbose:
+            print(rec)
+        if val.any():
+            if rec["val_loss"] < best - 1e-6:
+                best, bad = rec["val_loss"], 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    self.best_epoch_ = (min(self.history_, key=lambda r: r["val_loss"])["epoch"] if val.any()
+                        else len(self.history_))
+    self.module_ = net.eval()
+    return self
 
-    def _forward(self, X, part: int | None = None) -> np.ndarray:
-        check_is_fitted(self, "module_")
-        X = torch.from_numpy(self._X(X, reset=False))
-        net = self.module_ if part is None else self.module_[part]
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(X), 8192):
-                out.append(net(X[i:i + 8192].to(self.device)).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+# %% ../nbs/03_nextwindow.ipynb #4bfe933f
+@patch
+def _forward(self: TorchMLPClassifier, X, part: int | None = None) -> np.ndarray:
+    check_is_fitted(self, "module_")
+    X = torch.from_numpy(self._X(X, reset=False))
+    net = self.module_ if part is None else self.module_[part]
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(X), 8192):
+            out.append(net(X[i:i + 8192].to(self.device)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
-    def predict_proba(self, X) -> np.ndarray:
-        "Multi-label: (n, n_labels) probabilities; binary: (n, 2) like any scikit-learn classifier."
-        p = 1 / (1 + np.exp(-self._forward(X).astype(np.float64)))
-        return p if self.multilabel_ else np.column_stack([1 - p[:, 0], p[:, 0]])
+# %% ../nbs/03_nextwindow.ipynb #e4b087f9
+@patch
+def predict_proba(self: TorchMLPClassifier, X) -> np.ndarray:
+    "Multi-label: (n, n_labels) probabilities; binary: (n, 2) like any scikit-learn classifier."
+    p = 1 / (1 + np.exp(-self._forward(X).astype(np.float64)))
+    return p if self.multilabel_ else np.column_stack([1 - p[:, 0], p[:, 0]])
 
-    def predict(self, X) -> np.ndarray:
-        "Multi-label: 0/1 per label at 0.5; binary: the predicted class."
-        p = self.predict_proba(X)
-        return (p >= 0.5).astype(int) if self.multilabel_ else self.classes_[(p[:, 1] >= 0.5).astype(int)]
+# %% ../nbs/03_nextwindow.ipynb #834c7155
+@patch
+def predict(self: TorchMLPClassifier, X) -> np.ndarray:
+    "Multi-label: 0/1 per label at 0.5; binary: the predicted class."
+    p = self.predict_proba(X)
+    return (p >= 0.5).astype(int) if self.multilabel_ else self.classes_[(p[:, 1] >= 0.5).astype(int)]
 
-    def embed(self, X) -> np.ndarray:
-        "Activations of the last hidden layer: this network used as a (frozen) feature extractor."
-        return self._forward(X, part=0)
+# %% ../nbs/03_nextwindow.ipynb #90174c86
+@patch
+def embed(self: TorchMLPClassifier, X) -> np.ndarray:
+    "Activations of the last hidden layer: this network used as a (frozen) feature extractor."
+    return self._forward(X, part=0)
 
-# %% ../nbs/03_nextwindow.ipynb #17aba620
+# %% ../nbs/03_nextwindow.ipynb #975ef490
 def make_preprocessor(
     X: pd.DataFrame,     # a frame with the model's columns (used only to tell numeric from categorical)
     scale: bool = True,  # standard-scale numeric columns
@@ -395,6 +415,7 @@ def make_preprocessor(
                          ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
     return ColumnTransformer([("num", num_pipe, num), ("cat", cat_pipe, cat)], sparse_threshold=0.0)
 
+# %% ../nbs/03_nextwindow.ipynb #8fb87c55
 MODELS = ("last_window", "popularity", "logreg", "random_forest", "hist_gb", "mlp")
 
 def make_model(
@@ -420,7 +441,7 @@ def make_model(
         raise ValueError(f"unknown model {name!r}: choose one of {MODELS}")
     return Pipeline([("prep", make_preprocessor(X)), ("model", models[name]())])
 
-# %% ../nbs/03_nextwindow.ipynb #84429d32
+# %% ../nbs/03_nextwindow.ipynb #30b83cce
 @dataclass(repr=False)
 class Comparison:
     "Fitted models, thresholds, test scores and the tidy results table of `compare_models`."
@@ -443,6 +464,7 @@ class Comparison:
         out.columns.name = f"{part} test users (n={int(t.n.iloc[0])})"
         return out
 
+# %% ../nbs/03_nextwindow.ipynb #f998ef0e
 def compare_models(
     data: NextWindowData,       # rows from `next_window_dataset`
     models: Sequence = MODELS,  # names from `MODELS`, or a dict name -> unfitted estimator
@@ -488,7 +510,7 @@ def compare_models(
                              "ci_low": float(lo), "ci_high": float(hi), "n": int(m.sum())})
     return Comparison(pd.DataFrame(rows), fitted, thresholds, scores, seconds)
 
-# %% ../nbs/03_nextwindow.ipynb #174cce8f
+# %% ../nbs/03_nextwindow.ipynb #34efb543
 class FrozenExtractor(TransformerMixin, BaseEstimator):
     "A pretrained feature extractor as a Pipeline step that fitting never changes (frozen)."
     def __init__(self,
@@ -525,6 +547,7 @@ class FrozenExtractor(TransformerMixin, BaseEstimator):
             return np.concatenate(out)
         return ex.transform(X)
 
+# %% ../nbs/03_nextwindow.ipynb #7b4aae86
 def transfer_head(
     extractor,                 # the pretrained extractor (see `FrozenExtractor`)
     **mlp_params,              # parameters of the head's `TorchMLPClassifier`

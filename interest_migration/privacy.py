@@ -61,7 +61,7 @@ def numeric_features(
         raise DataError(f"numeric_features: infinite value in column {X.columns[c]!r}, row {r}")
     return np.nan_to_num(A, nan=0.0)
 
-# %% ../nbs/11_privacy.ipynb #7fc642e3
+# %% ../nbs/11_privacy.ipynb #7da1d910
 def mlp_from_module(
     net: torch.nn.Module,         # a network built by `TorchMLPClassifier._network`, trained elsewhere
     n_features: int,              # input width
@@ -74,10 +74,12 @@ def mlp_from_module(
     m.n_features_in_, m.history_, m.best_epoch_ = n_features, [], None
     return m
 
+# %% ../nbs/11_privacy.ipynb #8beed4e0
 def _new_net(n_in, n_out, hidden_sizes, dropout, seed):
     torch.manual_seed(seed)
     return TorchMLPClassifier(hidden_sizes=hidden_sizes, dropout=dropout)._network(n_in, n_out)
 
+# %% ../nbs/11_privacy.ipynb #4ef2124a
 def _train(net, X, Y, epochs, learning_rate, batch_size, seed) -> float:
     "Plain Adam on BCE for a few epochs (a shop's local update); returns the mean loss of the last epoch."
     Xt, Yt = torch.from_numpy(np.ascontiguousarray(X, np.float32)), torch.from_numpy(np.asarray(Y, np.float32))
@@ -237,7 +239,7 @@ def gaussian_rdp_epsilon(
     eps = rdp + np.log1p(-1 / a) - (np.log(delta) + np.log(a)) / (a - 1)     # Balle et al. 2020, Prop. 12 (Opacus' conversion)
     return float(np.nanmin(eps))
 
-# %% ../nbs/11_privacy.ipynb #7459f3ae
+# %% ../nbs/11_privacy.ipynb #820aa414
 def laplace_scale(
     sensitivity: float,  # L1 sensitivity of the released vector
     epsilon: float,      # privacy budget
@@ -246,11 +248,13 @@ def laplace_scale(
     if sensitivity <= 0 or epsilon <= 0: raise ValueError(f"laplace_scale: sensitivity ({sensitivity}) and epsilon ({epsilon}) must be > 0")
     return sensitivity / epsilon
 
+# %% ../nbs/11_privacy.ipynb #149ab3eb
 def _gauss_delta(sigma, sensitivity, epsilon):
     "delta of the Gaussian mechanism with this sigma at this epsilon (Balle & Wang 2018, Theorem 8)."
     a, b = sensitivity / (2 * sigma), epsilon * sigma / sensitivity
     return norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b)
 
+# %% ../nbs/11_privacy.ipynb #21c1d6a9
 def gaussian_sigma(
     sensitivity: float,       # L2 sensitivity of the released vector
     epsilon: float,           # privacy budget
@@ -271,7 +275,7 @@ def gaussian_sigma(
         lo, hi = (mid, hi) if _gauss_delta(mid, sensitivity, epsilon) > delta else (lo, mid)
     return hi
 
-# %% ../nbs/11_privacy.ipynb #d4bc6892
+# %% ../nbs/11_privacy.ipynb #281159bc
 def clip_rows(
     V,                 # (n, d) per-user contributions
     bound: float,      # largest norm a row may keep
@@ -284,6 +288,7 @@ def clip_rows(
     nrm = np.linalg.norm(V, ord=ord, axis=1)
     return V * np.minimum(1.0, bound / np.maximum(nrm, 1e-300))[:, None]
 
+# %% ../nbs/11_privacy.ipynb #cccd7206
 def private_segment_sums(
     V,                         # (n_users, d) per-user contributions (e.g. category shares; rows are clipped here)
     labels,                    # segment of each user (length n_users)

@@ -17,6 +17,7 @@ from scipy.stats import chi2
 from .data import (DataError, need_columns, need_frame, need_log,
                                      timestamps_ns, to_utc)
 from .metrics import js_divergence
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['BEHAVIOR_WEIGHTS', 'event_weights', 'event_categories', 'window_edges', 'WindowedProfiles', 'windowed_profiles',
@@ -57,7 +58,7 @@ def event_weights(
         w = w * v
     return w
 
-# %% ../nbs/02_profiles.ipynb #8824ab49
+# %% ../nbs/02_profiles.ipynb #7c17cf8e
 def _item_category_table(
     items: pd.DataFrame,          # item table with `item_id` and `category_col`
     category_col: str,            # one category per item, or a list of categories per item (e.g. genres)
@@ -91,6 +92,7 @@ def _item_category_table(
     frac = 1.0 / np.repeat(np.maximum(counts, 1), counts)
     return item_index, indptr, codes.astype(np.int64), frac, cat_index.rename("category")
 
+# %% ../nbs/02_profiles.ipynb #37cd8cfe
 def event_categories(
     events: pd.DataFrame,             # log following the data contract
     items: pd.DataFrame,              # item table with `item_id` and `category_col`
@@ -138,7 +140,7 @@ def window_edges(
         edges = pd.DatetimeIndex([start]).append(edges)
     return edges.append(pd.DatetimeIndex([edges[-1] + off])).as_unit("ns")
 
-# %% ../nbs/02_profiles.ipynb #05e0b4c9
+# %% ../nbs/02_profiles.ipynb #83f066cb
 @dataclass(repr=False)
 class WindowedProfiles:
     "Behaviour-weighted engagement per user x window x category, stored sparse as (users*windows) x categories."
@@ -149,82 +151,102 @@ class WindowedProfiles:
     half_life: pd.Timedelta | None = None  # decay applied inside each window (towards its end), if any
     report: dict = field(default_factory=dict)  # counts of events used and left out, with reasons
 
-    @property
-    def n_users(self): return len(self.users)
-    @property
-    def n_windows(self): return len(self.edges) - 1
-    @property
-    def n_categories(self): return len(self.categories)
-    @property
-    def windows(self) -> pd.DatetimeIndex:
-        "Start of each window."
-        return self.edges[:-1]
-
     def __repr__(self):
         return (f"WindowedProfiles({self.n_users} users x {self.n_windows} windows x {self.n_categories} categories, "
                 f"{self.matrix.nnz} non-zero, {self.edges[0].date()}..{self.edges[-1].date()})")
 
-    def intensity(self, users: slice = slice(None)) -> np.ndarray:
-        "Dense users x windows x categories engagement for a block of users (all by default)."
-        a, b, _ = users.indices(self.n_users)
-        W = self.n_windows
-        return self.matrix[a * W:b * W].toarray().reshape(b - a, W, self.n_categories)
+# %% ../nbs/02_profiles.ipynb #55c734f7
+@patch(as_prop=True)
+def n_users(self: WindowedProfiles): return len(self.users)
 
-    def shares(self, users: slice = slice(None)) -> np.ndarray:
-        "Dense users x windows x categories shares; a window with no activity is all zeros."
-        x = self.intensity(users)
-        tot = x.sum(-1, keepdims=True)
-        return np.divide(x, tot, out=np.zeros_like(x), where=tot > 0)
+# %% ../nbs/02_profiles.ipynb #fa486e5a
+@patch(as_prop=True)
+def n_windows(self: WindowedProfiles): return len(self.edges) - 1
 
-    def totals(self) -> np.ndarray:
-        "Total engagement per user and window (users x windows)."
-        return np.asarray(self.matrix.sum(axis=1)).reshape(self.n_users, self.n_windows)
+# %% ../nbs/02_profiles.ipynb #ac9decf1
+@patch(as_prop=True)
+def n_categories(self: WindowedProfiles): return len(self.categories)
 
-    def window(self, w: int, normalize: bool = True) -> pd.DataFrame:
-        "Profile of window `w` as a users x categories frame (shares if `normalize`)."
-        x = self.matrix[np.arange(self.n_users) * self.n_windows + w].toarray()
-        if normalize:
-            tot = x.sum(1, keepdims=True)
-            x = np.divide(x, tot, out=np.zeros_like(x), where=tot > 0)
-        return pd.DataFrame(x, index=self.users, columns=self.categories)
+# %% ../nbs/02_profiles.ipynb #8829d798
+@patch(as_prop=True)
+def windows(self: WindowedProfiles) -> pd.DatetimeIndex:
+    "Start of each window."
+    return self.edges[:-1]
 
-    def user_blocks(self, max_cells: int = 2**24):
-        "Slices of users whose dense block has at most `max_cells` cells, to bound memory."
-        step = max(1, max_cells // max(1, self.n_windows * self.n_categories))
-        for a in range(0, self.n_users, step):
-            yield slice(a, min(a + step, self.n_users))
+# %% ../nbs/02_profiles.ipynb #aa747285
+@patch
+def intensity(self: WindowedProfiles, users: slice = slice(None)) -> np.ndarray:
+    "Dense users x windows x categories engagement for a block of users (all by default)."
+    a, b, _ = users.indices(self.n_users)
+    W = self.n_windows
+    return self.matrix[a * W:b * W].toarray().reshape(b - a, W, self.n_categories)
 
-    def to_frame(self) -> pd.DataFrame:
-        "Tidy frame of the non-zero cells: user_id, window (start), category, intensity, share."
-        m = self.matrix.tocoo()
-        tot = np.asarray(self.matrix.sum(axis=1)).ravel()
-        return pd.DataFrame({"user_id": self.users.to_numpy()[m.row // self.n_windows],
-                             "window": self.windows[m.row % self.n_windows],
-                             "category": pd.Categorical.from_codes(m.col, categories=self.categories),
-                             "intensity": m.data, "share": m.data / tot[m.row]})
+# %% ../nbs/02_profiles.ipynb #12864b43
+@patch
+def shares(self: WindowedProfiles, users: slice = slice(None)) -> np.ndarray:
+    "Dense users x windows x categories shares; a window with no activity is all zeros."
+    x = self.intensity(users)
+    tot = x.sum(-1, keepdims=True)
+    return np.divide(x, tot, out=np.zeros_like(x), where=tot > 0)
 
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame, edges: pd.DatetimeIndex, categories: Sequence,
-                   users: Sequence | None = None, half_life=None, report: dict | None = None) -> "WindowedProfiles":
-        "Rebuild from a tidy (user_id, window, category, intensity) frame, summing repeated cells."
-        edges = pd.DatetimeIndex(edges).as_unit("ns")
-        categories = pd.Index([str(c) for c in categories], name="category")
-        users = (pd.Index(np.sort(frame["user_id"].unique()), name="user_id") if users is None
-                 else pd.Index(users, name="user_id"))
-        u = users.get_indexer(frame["user_id"])
-        w = edges[:-1].get_indexer(pd.DatetimeIndex(frame["window"]).as_unit("ns"))
-        c = categories.get_indexer(frame["category"].astype(str))
-        for name, codes in (("user_id", u), ("window", w), ("category", c)):
-            if (codes < 0).any():
-                bad = frame[name].to_numpy()[codes < 0][:5].tolist()
-                raise ValueError(f"frame column {name!r} has values {bad} outside the given {name}s")
-        W = len(edges) - 1
-        m = sp.coo_array((frame["intensity"].to_numpy(float), (u * W + w, c)),
-                         shape=(len(users) * W, len(categories))).tocsr()
-        m.sum_duplicates()
-        return cls(m, users, edges, categories, half_life, dict(report or {}))
+# %% ../nbs/02_profiles.ipynb #e0f79dff
+@patch
+def totals(self: WindowedProfiles) -> np.ndarray:
+    "Total engagement per user and window (users x windows)."
+    return np.asarray(self.matrix.sum(axis=1)).reshape(self.n_users, self.n_windows)
 
-# %% ../nbs/02_profiles.ipynb #b2429e78
+# %% ../nbs/02_profiles.ipynb #850b75a0
+@patch
+def window(self: WindowedProfiles, w: int, normalize: bool = True) -> pd.DataFrame:
+    "Profile of window `w` as a users x categories frame (shares if `normalize`)."
+    x = self.matrix[np.arange(self.n_users) * self.n_windows + w].toarray()
+    if normalize:
+        tot = x.sum(1, keepdims=True)
+        x = np.divide(x, tot, out=np.zeros_like(x), where=tot > 0)
+    return pd.DataFrame(x, index=self.users, columns=self.categories)
+
+# %% ../nbs/02_profiles.ipynb #52a8408f
+@patch
+def user_blocks(self: WindowedProfiles, max_cells: int = 2**24):
+    "Slices of users whose dense block has at most `max_cells` cells, to bound memory."
+    step = max(1, max_cells // max(1, self.n_windows * self.n_categories))
+    for a in range(0, self.n_users, step):
+        yield slice(a, min(a + step, self.n_users))
+
+# %% ../nbs/02_profiles.ipynb #50c66246
+@patch
+def to_frame(self: WindowedProfiles) -> pd.DataFrame:
+    "Tidy frame of the non-zero cells: user_id, window (start), category, intensity, share."
+    m = self.matrix.tocoo()
+    tot = np.asarray(self.matrix.sum(axis=1)).ravel()
+    return pd.DataFrame({"user_id": self.users.to_numpy()[m.row // self.n_windows],
+                         "window": self.windows[m.row % self.n_windows],
+                         "category": pd.Categorical.from_codes(m.col, categories=self.categories),
+                         "intensity": m.data, "share": m.data / tot[m.row]})
+
+# %% ../nbs/02_profiles.ipynb #a363215f
+@patch(cls_method=True)
+def from_frame(cls: WindowedProfiles, frame: pd.DataFrame, edges: pd.DatetimeIndex, categories: Sequence,
+               users: Sequence | None = None, half_life=None, report: dict | None = None) -> "WindowedProfiles":
+    "Rebuild from a tidy (user_id, window, category, intensity) frame, summing repeated cells."
+    edges = pd.DatetimeIndex(edges).as_unit("ns")
+    categories = pd.Index([str(c) for c in categories], name="category")
+    users = (pd.Index(np.sort(frame["user_id"].unique()), name="user_id") if users is None
+             else pd.Index(users, name="user_id"))
+    u = users.get_indexer(frame["user_id"])
+    w = edges[:-1].get_indexer(pd.DatetimeIndex(frame["window"]).as_unit("ns"))
+    c = categories.get_indexer(frame["category"].astype(str))
+    for name, codes in (("user_id", u), ("window", w), ("category", c)):
+        if (codes < 0).any():
+            bad = frame[name].to_numpy()[codes < 0][:5].tolist()
+            raise ValueError(f"frame column {name!r} has values {bad} outside the given {name}s")
+    W = len(edges) - 1
+    m = sp.coo_array((frame["intensity"].to_numpy(float), (u * W + w, c)),
+                     shape=(len(users) * W, len(categories))).tocsr()
+    m.sum_duplicates()
+    return cls(m, users, edges, categories, half_life, dict(report or {}))
+
+# %% ../nbs/02_profiles.ipynb #ffcbf470
 def _build_profiles(events, items, edges, half_life, behavior_weights, category_col, categories, users,
                     use_value, dense_limit=50_000_000) -> WindowedProfiles:
     "Shared kernel of `windowed_profiles` and `interest_profile`: one bincount over (user, window, category)."
@@ -271,6 +293,7 @@ def _build_profiles(events, items, edges, half_life, behavior_weights, category_
     return WindowedProfiles(matrix, users, edges, cat_index,
                             None if half_life is None else pd.Timedelta(half_life), report)
 
+# %% ../nbs/02_profiles.ipynb #0f4a69d9
 def windowed_profiles(
     events: pd.DataFrame,                 # interaction log following the data contract
     items: pd.DataFrame,                  # item table with `item_id` and `category_col`
@@ -319,7 +342,7 @@ def interest_profile(
     out.attrs.update(wp.report, at=at)
     return out
 
-# %% ../nbs/02_profiles.ipynb #ce1df783
+# %% ../nbs/02_profiles.ipynb #4bb4a897
 def migration_scores(
     wp: WindowedProfiles,   # windowed profiles (from `windowed_profiles`)
     min_weight: float = 0.0, # a window counts as active when its total engagement exceeds this
@@ -342,6 +365,7 @@ def migration_scores(
                          "to_category": pd.Categorical.from_codes(d["to"].to_numpy(int), categories=cats),
                          "switched": (d["from"] != d["to"]).to_numpy()})
 
+# %% ../nbs/02_profiles.ipynb #5e959a86
 def transition_matrix(
     before: pd.DataFrame,    # users x categories (shares or intensities) at the earlier time
     after: pd.DataFrame,     # users x categories at the later time (same columns)
@@ -364,6 +388,7 @@ def transition_matrix(
                      users_not_in_both=int(len(before.index.union(after.index)) - len(common)))
     return out
 
+# %% ../nbs/02_profiles.ipynb #535d2756
 def migration_matrix(
     scores: pd.DataFrame,    # output of `migration_scores`
     normalize: bool = True,  # row shares (P(to | from)) instead of counts of user-window pairs
@@ -380,11 +405,12 @@ def migration_matrix(
         out = out.div(out.sum(1).replace(0, np.nan), axis=0).fillna(0.0)
     return out
 
-# %% ../nbs/02_profiles.ipynb #ec5f9b7b
+# %% ../nbs/02_profiles.ipynb #d89c37c8
 def _xlogx(x):
     "x * log(x) with 0 log 0 = 0."
     return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
 
+# %% ../nbs/02_profiles.ipynb #10ce3898
 def detect_migrations(
     wp: WindowedProfiles,    # windowed profiles built with unit weights and no decay (counts)
     alpha: float = 0.01,     # family-wise level of the likelihood-ratio test per user
@@ -426,6 +452,7 @@ def detect_migrations(
                          "from_category": pd.Categorical.from_codes(d["from"].to_numpy(int), categories=cats),
                          "to_category": pd.Categorical.from_codes(d["to"].to_numpy(int), categories=cats)})
 
+# %% ../nbs/02_profiles.ipynb #8241aad7
 def score_detections(
     detections: pd.DataFrame,  # output of `detect_migrations` (rows with detected=True are used)
     truth: pd.DataFrame,       # planted migrations: user_id, time
@@ -449,7 +476,7 @@ def score_detections(
             "true_positives": int(tp_det), "median_abs_error_days": best["err"].median() / pd.Timedelta("1D")
             if len(best) else float("nan")}
 
-# %% ../nbs/02_profiles.ipynb #d8aa8fd0
+# %% ../nbs/02_profiles.ipynb #446f32b6
 def plot_category_shares(
     wp: WindowedProfiles,  # windowed profiles
     top: int = 8,          # show the `top` categories overall, the rest as "other"
@@ -474,6 +501,7 @@ def plot_category_shares(
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, .5))
     return ax
 
+# %% ../nbs/02_profiles.ipynb #16d79405
 def plot_interest_stream(
     wp: WindowedProfiles,  # windowed profiles
     user_id,               # the user to draw
@@ -500,6 +528,7 @@ def plot_interest_stream(
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, .5))
     return ax
 
+# %% ../nbs/02_profiles.ipynb #2f303d91
 def plot_migration_matrix(
     matrix: pd.DataFrame,  # from `migration_matrix` or `transition_matrix` (row shares)
     title: str = "Migration matrix",  # plot title
@@ -519,7 +548,7 @@ def plot_migration_matrix(
     ax.figure.colorbar(im, ax=ax, label="share of users")
     return ax
 
-# %% ../nbs/02_profiles.ipynb #d8d994ad
+# %% ../nbs/02_profiles.ipynb #358809a4
 def profile_cells(
     part: pd.DataFrame,                   # one partition of the log
     items: pd.DataFrame,                  # the full item table
@@ -536,6 +565,7 @@ def profile_cells(
     return pd.DataFrame({"user_id": f["user_id"].to_numpy(np.int64), "window": f["window"].dt.as_unit("ns"),
                          "category": f["category"].astype(str).to_numpy(object), "intensity": f["intensity"].to_numpy()})
 
+# %% ../nbs/02_profiles.ipynb #eef20da7
 def _partition_groups(path: Path) -> list:
     "Lists of parquet files, one list per partition (a `partition=...` folder or a single file)."
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
@@ -544,6 +574,7 @@ def _partition_groups(path: Path) -> list:
         groups.setdefault(f.parent if f.parent.name.startswith("partition=") else f, []).append(f)
     return list(groups.values())
 
+# %% ../nbs/02_profiles.ipynb #ca38cd95
 def windowed_profiles_parquet(
     path: str | Path,                   # folder of parquet files (e.g. simulate_log(out_dir=...)'s `events`)
     items: pd.DataFrame,                # the full item table
@@ -565,6 +596,7 @@ def windowed_profiles_parquet(
     return WindowedProfiles.from_frame(frame, edges, cats, half_life=kwargs.get("half_life"),
                                        report={"partitions": len(groups)})
 
+# %% ../nbs/02_profiles.ipynb #bd8048a1
 def windowed_profiles_dask(
     ddf,                                # dask DataFrame of the log (any partitioning; hashed by user is cheapest)
     items: pd.DataFrame,                # the full item table

@@ -22,6 +22,7 @@ from .data import Split, load_movielens_100k, simulate_log, user_cold_start_spli
 from .metrics import bootstrap_ci, evaluate, js_divergence, paired_bootstrap, ranking_metrics
 from .nextwindow import make_preprocessor
 from .profiles import event_weights
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['AGE_BANDS', 'CATEGORY_METRICS', 'age_band', 'RuleSegmenter', 'first_events', 'KMeansSegmenter', 'plot_silhouette',
@@ -29,7 +30,7 @@ __all__ = ['AGE_BANDS', 'CATEGORY_METRICS', 'age_band', 'RuleSegmenter', 'first_
            'FoldInSVD', 'OracleSegmentProfile', 'category_metrics', 'warmup_split', 'TransferEval', 'evaluate_transfer',
            'gap_recovered', 'plot_warmup', 'plot_segment_gain']
 
-# %% ../nbs/05_segments.ipynb #22d0d527
+# %% ../nbs/05_segments.ipynb #03c18979
 AGE_BANDS = (25, 35, 50)
 
 def _need(df, cols, table):
@@ -39,6 +40,7 @@ def _need(df, cols, table):
     if miss:
         raise ValueError(f"{table} has no column(s) {miss} (columns: {list(df.columns)})")
 
+# %% ../nbs/05_segments.ipynb #423fad0b
 def age_band(age, bands: Sequence = AGE_BANDS) -> np.ndarray:
     "Age band labels such as '<25', '25-34', '35-49', '50+' from the band edges; missing ages give 'unknown'."
     a = pd.to_numeric(pd.Series(np.asarray(age, dtype=object)), errors="coerce").to_numpy(float)
@@ -52,7 +54,7 @@ def age_band(age, bands: Sequence = AGE_BANDS) -> np.ndarray:
     out[np.isnan(a)] = "unknown"
     return out
 
-# %% ../nbs/05_segments.ipynb #cb4554c0
+# %% ../nbs/05_segments.ipynb #1e2e9dbc
 def _user_rows(users: pd.DataFrame, ids, table: str = "users") -> pd.DataFrame:
     "Rows of `users` for `ids`, in that order; raises naming ids the table lacks."
     _need(users, ["user_id"], table)
@@ -63,6 +65,7 @@ def _user_rows(users: pd.DataFrame, ids, table: str = "users") -> pd.DataFrame:
         raise ValueError(f"{table}: {len(bad):,} user_id value(s) have no row in the users table, e.g. {bad[:5].tolist()}")
     return u.iloc[pos].reset_index()
 
+# %% ../nbs/05_segments.ipynb #96335c82
 class RuleSegmenter(TransformerMixin, BaseEstimator):
     "Segments from user attributes: age bands, gender, occupation, region, or any combination of columns."
     def __init__(self,
@@ -116,7 +119,7 @@ def first_events(
     ev = events.iloc[order]
     return ev.loc[ev.groupby("user_id", sort=False).cumcount().to_numpy() < k]
 
-# %% ../nbs/05_segments.ipynb #4185f110
+# %% ../nbs/05_segments.ipynb #02222ba4
 class KMeansSegmenter(TransformerMixin, BaseEstimator):
     "Learned segments: K-means on demographics plus early behaviour (category shares of the first events), k by silhouette."
     def __init__(self,
@@ -131,81 +134,94 @@ class KMeansSegmenter(TransformerMixin, BaseEstimator):
         self.n_clusters, self.k_range, self.columns, self.n_early = n_clusters, k_range, columns, n_early
         self.behaviour_weight, self.seed, self.max_silhouette = behaviour_weight, seed, max_silhouette
 
-    def _cols(self, X):
-        return [c for c in X.columns if c not in ("user_id", "segment", "zip")] if self.columns is None else list(self.columns)
+# %% ../nbs/05_segments.ipynb #af3f198a
+@patch
+def _cols(self: KMeansSegmenter, X):
+    return [c for c in X.columns if c not in ("user_id", "segment", "zip")] if self.columns is None else list(self.columns)
 
-    def _behaviour(self, X, events):
-        "Users x categories shares of the first n_early events; users without events get the training mean."
-        B = np.tile(self.mean_share_, (len(X), 1))
-        if events is None or self.n_early == 0 or len(events) == 0: return B
-        ev = first_events(events, self.n_early)
-        pos = pd.Index(X["user_id"]).get_indexer(ev["user_id"])
-        cat = self.item_category_.reindex(ev["item_id"].to_numpy()).to_numpy()
-        ok = (pos >= 0) & (cat >= 0)
-        C = len(self.categories_)
-        cnt = np.bincount(pos[ok] * C + cat[ok].astype(np.int64), minlength=len(X) * C).reshape(len(X), C)
-        tot = cnt.sum(1, keepdims=True)
-        return np.where(tot > 0, cnt / np.maximum(tot, 1), B)
+# %% ../nbs/05_segments.ipynb #d6c3ad76
+@patch
+def _behaviour(self: KMeansSegmenter, X, events):
+    "Users x categories shares of the first n_early events; users without events get the training mean."
+    B = np.tile(self.mean_share_, (len(X), 1))
+    if events is None or self.n_early == 0 or len(events) == 0: return B
+    ev = first_events(events, self.n_early)
+    pos = pd.Index(X["user_id"]).get_indexer(ev["user_id"])
+    cat = self.item_category_.reindex(ev["item_id"].to_numpy()).to_numpy()
+    ok = (pos >= 0) & (cat >= 0)
+    C = len(self.categories_)
+    cnt = np.bincount(pos[ok] * C + cat[ok].astype(np.int64), minlength=len(X) * C).reshape(len(X), C)
+    tot = cnt.sum(1, keepdims=True)
+    return np.where(tot > 0, cnt / np.maximum(tot, 1), B)
 
-    def _features(self, X, events):
-        D = self.prep_.transform(X[self._cols(X)])
-        Bz = (self._behaviour(X, events) - self.b_mean_) / self.b_std_
-        return np.hstack([D, self.behaviour_weight * Bz])
+# %% ../nbs/05_segments.ipynb #3b15efe4
+@patch
+def _features(self: KMeansSegmenter, X, events):
+    D = self.prep_.transform(X[self._cols(X)])
+    Bz = (self._behaviour(X, events) - self.b_mean_) / self.b_std_
+    return np.hstack([D, self.behaviour_weight * Bz])
 
-    def fit(self,
-            X: pd.DataFrame,             # users table
-            y=None,                      # ignored
-            events: pd.DataFrame | None = None,  # their events (the first n_early per user are used); None: demographics only
-            items: pd.DataFrame | None = None,   # item table with `category` (needed with events)
-           ) -> "KMeansSegmenter":
-        "Fit the preprocessing and K-means; with n_clusters=None try each k in k_range and keep the best silhouette."
-        _need(X, ["user_id"] + self._cols(X), "users")
-        self.prep_ = make_preprocessor(X[self._cols(X)]).fit(X[self._cols(X)])
-        if events is not None:
-            if items is None: raise ValueError("KMeansSegmenter.fit: events were given without items (need their category)")
-            _need(items, ["item_id", "category"], "items")
-            codes, cats = pd.factorize(items["category"], sort=True)
-            self.item_category_ = pd.Series(codes, index=items["item_id"].to_numpy())
-            self.categories_ = pd.Index(cats, name="category")
-            self.mean_share_ = np.zeros(len(cats))
-            B = self._behaviour(X, events)
-            has = np.isin(X["user_id"].to_numpy(), events["user_id"].unique())
-            self.mean_share_ = B[has].mean(0) if has.any() else np.full(len(cats), 1 / len(cats))
-            B = self._behaviour(X, events)
-        else:
-            self.item_category_, self.categories_, self.mean_share_ = pd.Series(dtype=np.int64), pd.Index([]), np.zeros(0)
-            B = np.zeros((len(X), 0))
-        self.b_mean_, self.b_std_ = B.mean(0), np.where(B.std(0) > 0, B.std(0), 1.0)
-        Z = self._features(X, events)
-        ks = [self.n_clusters] if self.n_clusters is not None else [k for k in self.k_range if 2 <= k < len(X)]
-        if not ks: raise ValueError(f"KMeansSegmenter: no k in k_range {list(self.k_range)} fits {len(X)} users")
-        sil, models = {}, {}
-        for k in ks:
-            with threadpool_limits(1):    # tiny problems: threads only contend on a shared CPU
-                m = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(Z)
-            models[k] = m
-            if len(ks) > 1:
-                sil[k] = silhouette_score(Z, m.labels_, sample_size=min(len(Z), self.max_silhouette), random_state=self.seed)
-        self.silhouette_ = pd.Series(sil, name="silhouette", dtype=float).rename_axis("k")
-        self.k_ = int(self.silhouette_.idxmax()) if len(ks) > 1 else ks[0]
-        self.kmeans_ = models[self.k_]
-        self.segments_ = pd.Index([f"cluster {j}" for j in range(self.k_)], name="segment")
-        self.sizes_ = pd.Series(np.bincount(self.kmeans_.labels_, minlength=self.k_), index=self.segments_)
-        return self
+# %% ../nbs/05_segments.ipynb #c5dc3754
+@patch
+def fit(self: KMeansSegmenter,
+        X: pd.DataFrame,             # users table
+        y=None,                      # ignored
+        events: pd.DataFrame | None = None,  # their events (the first n_early per user are used); None: demographics only
+        items: pd.DataFrame | None = None,   # item table with `category` (needed with events)
+       ) -> "KMeansSegmenter":
+    "Fit the preprocessing and K-means; with n_clusters=None try each k in k_range and keep the best silhouette."
+    _need(X, ["user_id"] + self._cols(X), "users")
+    self.prep_ = make_preprocessor(X[self._cols(X)]).fit(X[self._cols(X)])
+    if events is not None:
+        if items is None: raise ValueError("KMeansSegmenter.fit: events were given without items (need their category)")
+        _need(items, ["item_id", "category"], "items")
+        codes, cats = pd.factorize(items["category"], sort=True)
+        self.item_category_ = pd.Series(codes, index=items["item_id"].to_numpy())
+        self.categories_ = pd.Index(cats, name="category")
+        self.mean_share_ = np.zeros(len(cats))
+        B = self._behaviour(X, events)
+        has = np.isin(X["user_id"].to_numpy(), events["user_id"].unique())
+        self.mean_share_ = B[has].mean(0) if has.any() else np.full(len(cats), 1 / len(cats))
+        B = self._behaviour(X, events)
+    else:
+        self.item_category_, self.categories_, self.mean_share_ = pd.Series(dtype=np.int64), pd.Index([]), np.zeros(0)
+        B = np.zeros((len(X), 0))
+    self.b_mean_, self.b_std_ = B.mean(0), np.where(B.std(0) > 0, B.std(0), 1.0)
+    Z = self._features(X, events)
+    ks = [self.n_clusters] if self.n_clusters is not None else [k for k in self.k_range if 2 <= k < len(X)]
+    if not ks: raise ValueError(f"KMeansSegmenter: no k in k_range {list(self.k_range)} fits {len(X)} users")
+    sil, models = {}, {}
+    for k in ks:
+        with threadpool_limits(1):    # tiny problems: threads only contend on a shared CPU
+            m = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(Z)
+        models[k] = m
+        if len(ks) > 1:
+            sil[k] = silhouette_score(Z, m.labels_, sample_size=min(len(Z), self.max_silhouette), random_state=self.seed)
+    self.silhouette_ = pd.Series(sil, name="silhouette", dtype=float).rename_axis("k")
+    self.k_ = int(self.silhouette_.idxmax()) if len(ks) > 1 else ks[0]
+    self.kmeans_ = models[self.k_]
+    self.segments_ = pd.Index([f"cluster {j}" for j in range(self.k_)], name="segment")
+    self.sizes_ = pd.Series(np.bincount(self.kmeans_.labels_, minlength=self.k_), index=self.segments_)
+    return self
 
-    def transform(self,
-                  X: pd.DataFrame,   # users table
-                  events: pd.DataFrame | None = None,  # their first events, if any (missing behaviour is imputed)
-                 ) -> pd.DataFrame:  # one column `segment`, same index as X
-        "Nearest learned segment of each user."
-        check_is_fitted(self, "kmeans_")
-        with threadpool_limits(1):
-            lab = self.kmeans_.predict(self._features(X, events))
-        return pd.DataFrame({"segment": self.segments_.to_numpy()[lab]}, index=X.index)
+# %% ../nbs/05_segments.ipynb #e852d8f6
+@patch
+def transform(self: KMeansSegmenter,
+              X: pd.DataFrame,   # users table
+              events: pd.DataFrame | None = None,  # their first events, if any (missing behaviour is imputed)
+             ) -> pd.DataFrame:  # one column `segment`, same index as X
+    "Nearest learned segment of each user."
+    check_is_fitted(self, "kmeans_")
+    with threadpool_limits(1):
+        lab = self.kmeans_.predict(self._features(X, events))
+    return pd.DataFrame({"segment": self.segments_.to_numpy()[lab]}, index=X.index)
 
-    def fit_transform(self, X, y=None, events=None, items=None):
-        return self.fit(X, events=events, items=items).transform(X, events=events)
+# %% ../nbs/05_segments.ipynb #fdba5757
+@patch
+def fit_transform(self: KMeansSegmenter, X, y=None, events=None, items=None):
+    return self.fit(X, events=events, items=items).transform(X, events=events)
 
+# %% ../nbs/05_segments.ipynb #781493c5
 def plot_silhouette(
     segmenter: KMeansSegmenter,  # a fitted KMeansSegmenter that searched over k
     ax=None,                     # matplotlib axes; None makes a new figure
@@ -221,7 +237,7 @@ def plot_silhouette(
     ax.legend()
     return ax
 
-# %% ../nbs/05_segments.ipynb #cc48159c
+# %% ../nbs/05_segments.ipynb #76ed36ef
 def _row_normalize(M):
     "Rows scaled to sum to 1 (all-zero rows stay zero); works for dense and sparse."
     if sp.issparse(M):
@@ -230,6 +246,7 @@ def _row_normalize(M):
     s = M.sum(1, keepdims=True)
     return np.divide(M, s, out=np.zeros_like(M, dtype=float), where=s > 0)
 
+# %% ../nbs/05_segments.ipynb #b2c5a12c
 def _credibility(P, M, n) -> float:
     "Buhlmann credibility constant K (pseudo-counts of the prior) from observed shares P, prior means M, exposures n."
     ok = n > 1
@@ -240,156 +257,183 @@ def _credibility(P, M, n) -> float:
     between = ((P - M) ** 2).sum(1).mean() - (s2 / n).mean()
     return float(np.clip(within / max(between, 1e-12), 0.5, 1e4))
 
+# %% ../nbs/05_segments.ipynb #0a3bedfb
 def _dirichlet_mean(prior, observed, n, tau):
     "Posterior mean (tau * prior + n * observed) / (tau + n) per row; rows with tau + n = 0 keep the prior."
     d = (tau + n)[:, None]
     return np.where(d > 0, (tau * prior + n[:, None] * observed) / np.where(d > 0, d, 1), prior)
 
+# %% ../nbs/05_segments.ipynb #19f20c91
 class ColdStartStrategy(BaseEstimator):
     """Base of the transfer strategies. fit(events, users, items) on known users; then for new users (a users table,
     optionally their first events) `predict_profile` gives users x categories and `score_items` users x items."""
     prior_strength = "auto"
 
-    def _check_events(self, events, name):
-        _need(events, ["user_id", "item_id", "timestamp", "behavior"], name)
-        pos = self.item_index_.get_indexer(events["item_id"])
-        if (pos < 0).any():
-            bad = pd.unique(events["item_id"].to_numpy()[pos < 0])
-            raise ValueError(f"{name}: {int((pos < 0).sum()):,} event(s) have an item_id not in items, e.g. {bad[:5].tolist()}")
-        return pos
+# %% ../nbs/05_segments.ipynb #eb5d0d94
+@patch
+def _check_events(self: ColdStartStrategy, events, name):
+    _need(events, ["user_id", "item_id", "timestamp", "behavior"], name)
+    pos = self.item_index_.get_indexer(events["item_id"])
+    if (pos < 0).any():
+        bad = pd.unique(events["item_id"].to_numpy()[pos < 0])
+        raise ValueError(f"{name}: {int((pos < 0).sum()):,} event(s) have an item_id not in items, e.g. {bad[:5].tolist()}")
+    return pos
 
-    def fit(self,
-            events: pd.DataFrame,  # training log of the known users (data contract)
-            users: pd.DataFrame,   # users table covering every user in events (user_id + attributes)
-            items: pd.DataFrame,   # the catalogue: item_id + category; scores come in sorted item_id order
-           ):
-        "Learn from the known users; returns self."
-        _need(items, ["item_id", "category"], "items")
-        if items["category"].isna().any():
-            raise ValueError(f"items: column 'category' is missing for {int(items['category'].isna().sum())} item(s), "
-                             f"e.g. item_id {items.loc[items['category'].isna(), 'item_id'].head().tolist()}")
-        it = items.drop_duplicates("item_id").sort_values("item_id")
-        self.item_ids_ = it["item_id"].to_numpy()
-        self.item_index_ = pd.Index(self.item_ids_, name="item_id")
-        codes, cats = pd.factorize(it["category"], sort=True)
-        self.item_cat_, self.categories_ = codes.astype(np.int64), pd.Index(cats, name="category")
-        ipos = self._check_events(events, "events")
-        ucode, uniq = pd.factorize(events["user_id"], sort=True)
-        self.train_users_ = pd.Index(uniq, name="user_id")
-        self.train_user_table_ = _user_rows(users, uniq)
-        w = event_weights(events)
-        U, I, C = len(uniq), len(self.item_ids_), len(cats)
-        X = sp.csr_matrix((w, (ucode, ipos)), shape=(U, I))
-        X.sum_duplicates()
-        self.n_train_ = np.asarray(X.sum(1)).ravel()
-        self.P_ = _row_normalize(X).tocsr()                                   # user x item shares
-        self.Y_ = np.asarray((self.P_ @ sp.csr_matrix((np.ones(I), (np.arange(I), self.item_cat_)), shape=(I, C))).todense())
-        self.global_items_ = np.asarray(self.P_.mean(0)).ravel()              # every known user counts equally
-        self.global_profile_ = self.Y_.mean(0)
-        self._fit(events, users, items)
-        if isinstance(self.prior_strength, str):
-            if self.prior_strength != "auto": raise ValueError(f"prior_strength must be a number, 'auto' or None, got {self.prior_strength!r}")
-            self.prior_strength_ = self._tune_prior_strength(events)
-        else:
-            if self.prior_strength is not None and self.prior_strength < 0: raise ValueError(f"prior_strength must be >= 0, got {self.prior_strength}")
-            self.prior_strength_ = None if self.prior_strength is None else float(self.prior_strength)
-        return self
+# %% ../nbs/05_segments.ipynb #f17f899a
+@patch
+def fit(self: ColdStartStrategy,
+        events: pd.DataFrame,  # training log of the known users (data contract)
+        users: pd.DataFrame,   # users table covering every user in events (user_id + attributes)
+        items: pd.DataFrame,   # the catalogue: item_id + category; scores come in sorted item_id order
+       ):
+    "Learn from the known users; returns self."
+    _need(items, ["item_id", "category"], "items")
+    if items["category"].isna().any():
+        raise ValueError(f"items: column 'category' is missing for {int(items['category'].isna().sum())} item(s), "
+                         f"e.g. item_id {items.loc[items['category'].isna(), 'item_id'].head().tolist()}")
+    it = items.drop_duplicates("item_id").sort_values("item_id")
+    self.item_ids_ = it["item_id"].to_numpy()
+    self.item_index_ = pd.Index(self.item_ids_, name="item_id")
+    codes, cats = pd.factorize(it["category"], sort=True)
+    self.item_cat_, self.categories_ = codes.astype(np.int64), pd.Index(cats, name="category")
+    ipos = self._check_events(events, "events")
+    ucode, uniq = pd.factorize(events["user_id"], sort=True)
+    self.train_users_ = pd.Index(uniq, name="user_id")
+    self.train_user_table_ = _user_rows(users, uniq)
+    w = event_weights(events)
+    U, I, C = len(uniq), len(self.item_ids_), len(cats)
+    X = sp.csr_matrix((w, (ucode, ipos)), shape=(U, I))
+    X.sum_duplicates()
+    self.n_train_ = np.asarray(X.sum(1)).ravel()
+    self.P_ = _row_normalize(X).tocsr()                                   # user x item shares
+    self.Y_ = np.asarray((self.P_ @ sp.csr_matrix((np.ones(I), (np.arange(I), self.item_cat_)), shape=(I, C))).todense())
+    self.global_items_ = np.asarray(self.P_.mean(0)).ravel()              # every known user counts equally
+    self.global_profile_ = self.Y_.mean(0)
+    self._fit(events, users, items)
+    if isinstance(self.prior_strength, str):
+        if self.prior_strength != "auto": raise ValueError(f"prior_strength must be a number, 'auto' or None, got {self.prior_strength!r}")
+        self.prior_strength_ = self._tune_prior_strength(events)
+    else:
+        if self.prior_strength is not None and self.prior_strength < 0: raise ValueError(f"prior_strength must be >= 0, got {self.prior_strength}")
+        self.prior_strength_ = None if self.prior_strength is None else float(self.prior_strength)
+    return self
 
-    def _tune_prior_strength(self, events, reveal=(1, 3, 5, 10), grid=np.geomspace(0.25, 2000, 36)) -> float:
-        "Empirical Bayes by replay: on known users, reveal their first m events and pick the pseudo-count that best predicts the rest."
-        ev = first_events(events, len(events))
-        r = ev.groupby("user_id", sort=False).cumcount().to_numpy()
-        later = ev.loc[r >= max(reveal)]
-        tu = self.train_user_table_
-        C = len(self.categories_)
-        upos = pd.Index(tu["user_id"]).get_indexer(later["user_id"])
-        T = np.bincount(upos * C + self.item_cat_[self.item_index_.get_indexer(later["item_id"])], weights=event_weights(later),
-                        minlength=len(tu) * C).reshape(len(tu), C)
-        ok = T.sum(1) > 0
-        if ok.sum() < 10: return float(_credibility(self.Y_, self._prior(tu, None)[0], self.n_train_))
-        T = _row_normalize(T[ok])
-        A = self._prior(tu, None)[0][ok]
-        loss = np.zeros(len(grid))
-        for m in reveal:
-            E, n = self._evidence_profile(tu, ev.loc[r < m])
-            E, n = E[ok], n[ok]
-            for j, tau in enumerate(grid):
-                loss[j] += (((tau * A + n[:, None] * E) / (tau + n)[:, None] - T) ** 2).sum()
-        self.prior_strength_loss_ = pd.Series(loss / len(reveal) / ok.sum(), index=pd.Index(grid, name="prior_strength"))
-        return float(grid[np.argmin(loss)])
+# %% ../nbs/05_segments.ipynb #a9834f75
+@patch
+def _tune_prior_strength(self: ColdStartStrategy, events, reveal=(1, 3, 5, 10), grid=np.geomspace(0.25, 2000, 36)) -> float:
+    "Empirical Bayes by replay: on known users, reveal their first m events and pick the pseudo-count that best predicts the rest."
+    ev = first_events(events, len(events))
+    r = ev.groupby("user_id", sort=False).cumcount().to_numpy()
+    later = ev.loc[r >= max(reveal)]
+    tu = self.train_user_table_
+    C = len(self.categories_)
+    upos = pd.Index(tu["user_id"]).get_indexer(later["user_id"])
+    T = np.bincount(upos * C + self.item_cat_[self.item_index_.get_indexer(later["item_id"])], weights=event_weights(later),
+                    minlength=len(tu) * C).reshape(len(tu), C)
+    ok = T.sum(1) > 0
+    if ok.sum() < 10: return float(_credibility(self.Y_, self._prior(tu, None)[0], self.n_train_))
+    T = _row_normalize(T[ok])
+    A = self._prior(tu, None)[0][ok]
+    loss = np.zeros(len(grid))
+    for m in reveal:
+        E, n = self._evidence_profile(tu, ev.loc[r < m])
+        E, n = E[ok], n[ok]
+        for j, tau in enumerate(grid):
+            loss[j] += (((tau * A + n[:, None] * E) / (tau + n)[:, None] - T) ** 2).sum()
+    self.prior_strength_loss_ = pd.Series(loss / len(reveal) / ok.sum(), index=pd.Index(grid, name="prior_strength"))
+    return float(grid[np.argmin(loss)])
 
-    def _fit(self, events, users, items):
-        pass
+# %% ../nbs/05_segments.ipynb #1978547d
+@patch
+def _fit(self: ColdStartStrategy, events, users, items):
+    pass
 
-    def _within(self, q):
-        "Item distribution(s) q -> P(item | its category), falling back to global where a category has no mass."
-        q = np.atleast_2d(q)
-        C = len(self.categories_)
-        tot = np.stack([np.bincount(self.item_cat_, weights=r, minlength=C) for r in q])   # (rows, C): few rows
-        g = np.bincount(self.item_cat_, weights=self.global_items_, minlength=C)
-        gw = self.global_items_ / np.where(g > 0, g, 1)[self.item_cat_]
-        t = tot[:, self.item_cat_]
-        return np.where(t > 0, q / np.where(t > 0, t, 1), gw)
+# %% ../nbs/05_segments.ipynb #80c3013e
+@patch
+def _within(self: ColdStartStrategy, q):
+    "Item distribution(s) q -> P(item | its category), falling back to global where a category has no mass."
+    q = np.atleast_2d(q)
+    C = len(self.categories_)
+    tot = np.stack([np.bincount(self.item_cat_, weights=r, minlength=C) for r in q])   # (rows, C): few rows
+    g = np.bincount(self.item_cat_, weights=self.global_items_, minlength=C)
+    gw = self.global_items_ / np.where(g > 0, g, 1)[self.item_cat_]
+    t = tot[:, self.item_cat_]
+    return np.where(t > 0, q / np.where(t > 0, t, 1), gw)
 
-    def _prior(self, users, first):
-        "(users x categories prior profile, users x items P(item | category)) -- defined by each strategy."
-        raise NotImplementedError
+# %% ../nbs/05_segments.ipynb #36786d01
+@patch
+def _prior(self: ColdStartStrategy, users, first):
+    "(users x categories prior profile, users x items P(item | category)) -- defined by each strategy."
+    raise NotImplementedError
 
-    def _evidence(self, users, first):
-        "Behaviour-weighted category counts (users x categories) of the new users' first events, and their totals."
-        C = len(self.categories_)
-        cnt = np.zeros((len(users), C))
-        if first is None or len(first) == 0: return cnt, cnt.sum(1)
-        ipos = self._check_events(first, "first_events")
-        upos = pd.Index(users["user_id"]).get_indexer(first["user_id"])
-        if (upos < 0).any():
-            bad = pd.unique(first["user_id"].to_numpy()[upos < 0])
-            raise ValueError(f"first_events: {int((upos < 0).sum()):,} event(s) of users not in the users table, e.g. {bad[:5].tolist()}")
-        w = event_weights(first)
-        cnt = np.bincount(upos * C + self.item_cat_[ipos], weights=w, minlength=len(users) * C).reshape(len(users), C)
-        return cnt, cnt.sum(1)
+# %% ../nbs/05_segments.ipynb #46546809
+@patch
+def _evidence(self: ColdStartStrategy, users, first):
+    "Behaviour-weighted category counts (users x categories) of the new users' first events, and their totals."
+    C = len(self.categories_)
+    cnt = np.zeros((len(users), C))
+    if first is None or len(first) == 0: return cnt, cnt.sum(1)
+    ipos = self._check_events(first, "first_events")
+    upos = pd.Index(users["user_id"]).get_indexer(first["user_id"])
+    if (upos < 0).any():
+        bad = pd.unique(first["user_id"].to_numpy()[upos < 0])
+        raise ValueError(f"first_events: {int((upos < 0).sum()):,} event(s) of users not in the users table, e.g. {bad[:5].tolist()}")
+    w = event_weights(first)
+    cnt = np.bincount(upos * C + self.item_cat_[ipos], weights=w, minlength=len(users) * C).reshape(len(users), C)
+    return cnt, cnt.sum(1)
 
-    def _evidence_profile(self, users, first):
-        "(users x categories shares of the first events, their total weight n)."
-        cnt, n = self._evidence(users, first)
-        return _row_normalize(cnt), n
+# %% ../nbs/05_segments.ipynb #7c37e9b0
+@patch
+def _evidence_profile(self: ColdStartStrategy, users, first):
+    "(users x categories shares of the first events, their total weight n)."
+    cnt, n = self._evidence(users, first)
+    return _row_normalize(cnt), n
 
-    def _posterior(self, users, first):
-        "(profile users x categories, item scores users x items): the prior updated by the first events (Dirichlet mean)."
-        prior, within = self._prior(users, first)
-        if self.prior_strength_ is not None:
-            E, n = self._evidence_profile(users, first)
-            prior = _dirichlet_mean(prior, E, n, self.prior_strength_)
-        return prior, prior[:, self.item_cat_] * within
+# %% ../nbs/05_segments.ipynb #29d96f54
+@patch
+def _posterior(self: ColdStartStrategy, users, first):
+    "(profile users x categories, item scores users x items): the prior updated by the first events (Dirichlet mean)."
+    prior, within = self._prior(users, first)
+    if self.prior_strength_ is not None:
+        E, n = self._evidence_profile(users, first)
+        prior = _dirichlet_mean(prior, E, n, self.prior_strength_)
+    return prior, prior[:, self.item_cat_] * within
 
-    def _users(self, users):
-        check_is_fitted(self, "categories_")
-        _need(users, ["user_id"], "users")
-        if users["user_id"].duplicated().any():
-            raise ValueError(f"users: duplicated user_id {users.loc[users['user_id'].duplicated(), 'user_id'].head().tolist()}")
-        return users.reset_index(drop=True)
+# %% ../nbs/05_segments.ipynb #06d8981e
+@patch
+def _users(self: ColdStartStrategy, users):
+    check_is_fitted(self, "categories_")
+    _need(users, ["user_id"], "users")
+    if users["user_id"].duplicated().any():
+        raise ValueError(f"users: duplicated user_id {users.loc[users['user_id'].duplicated(), 'user_id'].head().tolist()}")
+    return users.reset_index(drop=True)
 
-    def predict_profile(self,
-                        users: pd.DataFrame,  # new users: user_id + the attributes the strategy uses
-                        first_events: pd.DataFrame | None = None,  # their first events, if any (data contract)
-                       ) -> pd.DataFrame:     # users x categories, rows sum to 1, index user_id in the given order
-        "Predicted category interest profile of each new user."
-        users = self._users(users)
-        if first_events is not None and self.prior_strength_ is None: self._evidence(users, first_events)  # validate anyway
-        prof, _ = self._posterior(users, first_events)
-        prof = _row_normalize(np.asarray(prof, dtype=float))
-        return pd.DataFrame(prof, index=pd.Index(users["user_id"].to_numpy(), name="user_id"), columns=self.categories_)
+# %% ../nbs/05_segments.ipynb #2b95f53a
+@patch
+def predict_profile(self: ColdStartStrategy,
+                    users: pd.DataFrame,  # new users: user_id + the attributes the strategy uses
+                    first_events: pd.DataFrame | None = None,  # their first events, if any (data contract)
+                   ) -> pd.DataFrame:     # users x categories, rows sum to 1, index user_id in the given order
+    "Predicted category interest profile of each new user."
+    users = self._users(users)
+    if first_events is not None and self.prior_strength_ is None: self._evidence(users, first_events)  # validate anyway
+    prof, _ = self._posterior(users, first_events)
+    prof = _row_normalize(np.asarray(prof, dtype=float))
+    return pd.DataFrame(prof, index=pd.Index(users["user_id"].to_numpy(), name="user_id"), columns=self.categories_)
 
-    def score_items(self,
-                    users: pd.DataFrame,  # new users
-                    first_events: pd.DataFrame | None = None,  # their first events, if any
-                   ) -> np.ndarray:       # users x items scores, columns in `self.item_ids_` order (higher = better)
-        "Score every catalogue item for each new user (items already seen are NOT removed: rank with exclude=)."
-        users = self._users(users)
-        if first_events is not None and self.prior_strength_ is None: self._evidence(users, first_events)  # validate anyway
-        _, s = self._posterior(users, first_events)
-        return np.asarray(s, dtype=float) + 1e-9 * self.global_items_ / max(self.global_items_.max(), 1e-300)
+# %% ../nbs/05_segments.ipynb #cc4c1d26
+@patch
+def score_items(self: ColdStartStrategy,
+                users: pd.DataFrame,  # new users
+                first_events: pd.DataFrame | None = None,  # their first events, if any
+               ) -> np.ndarray:       # users x items scores, columns in `self.item_ids_` order (higher = better)
+    "Score every catalogue item for each new user (items already seen are NOT removed: rank with exclude=)."
+    users = self._users(users)
+    if first_events is not None and self.prior_strength_ is None: self._evidence(users, first_events)  # validate anyway
+    _, s = self._posterior(users, first_events)
+    return np.asarray(s, dtype=float) + 1e-9 * self.global_items_ / max(self.global_items_.max(), 1e-300)
 
+# %% ../nbs/05_segments.ipynb #3a47a7b4
 class GlobalPopularity(ColdStartStrategy):
     "Everyone gets the global item popularity and category profile (the baseline every strategy must beat)."
     def __init__(self,
@@ -400,7 +444,7 @@ class GlobalPopularity(ColdStartStrategy):
     def _prior(self, users, first):
         return np.tile(self.global_profile_, (len(users), 1)), np.tile(self._within(self.global_items_), (len(users), 1))
 
-# %% ../nbs/05_segments.ipynb #a88da624
+# %% ../nbs/05_segments.ipynb #a2367b07
 def _buhlmann_tau(V, labels, n_seg) -> float:
     "Buhlmann-Straub credibility constant of group means: within-group variance / between-group variance (rows of V)."
     V = V.toarray() if sp.issparse(V) else np.asarray(V)
@@ -415,6 +459,7 @@ def _buhlmann_tau(V, labels, n_seg) -> float:
     a = ((n[used, None] * (m[used] - g) ** 2).sum() - (S - 1) * v_w) / (N - (n[used] ** 2).sum() / N)
     return float(v_w / a) if a > 0 else np.inf
 
+# %% ../nbs/05_segments.ipynb #37c76bf9
 class SegmentPopularity(ColdStartStrategy):
     "A new user gets the popularity and category profile of the known users of the same segment."
     def __init__(self,
@@ -467,6 +512,7 @@ class SegmentPopularity(ColdStartStrategy):
         within = np.where((pos >= 0)[:, None], self.segment_within_[np.maximum(pos, 0)], self._within(self.global_items_))
         return prof, within
 
+# %% ../nbs/05_segments.ipynb #a4f466ed
 class HierarchicalShrinkage(SegmentPopularity):
     "Segment estimates shrunk towards the global ones by segment size (empirical Bayes, Buhlmann credibility)."
     def __init__(self,
@@ -477,12 +523,13 @@ class HierarchicalShrinkage(SegmentPopularity):
                 ):
         super().__init__(segmenter, shrinkage, min_users, prior_strength)
 
-# %% ../nbs/05_segments.ipynb #a7fd3454
+# %% ../nbs/05_segments.ipynb #07515290
 def _demographics(users: pd.DataFrame, columns) -> pd.DataFrame:
     cols = [c for c in users.columns if c not in ("user_id", "segment", "zip")] if columns is None else list(columns)
     _need(users, cols, "users")
     return users[cols]
 
+# %% ../nbs/05_segments.ipynb #1c3f7e33
 class SegmentForest(HierarchicalShrinkage):
     "One random forest per segment (the seed's per-group model): demographics -> category profile; shrunk segment items."
     def __init__(self,
@@ -631,7 +678,7 @@ def warmup_split(
     return Split(head, rest, {"split": f"warmup(n_first={n_first})", "users": len(keep),
                               "users_dropped_too_few_events": n_drop, "n_first_events": len(head), "n_target_events": len(rest)})
 
-# %% ../nbs/05_segments.ipynb #133c3bd9
+# %% ../nbs/05_segments.ipynb #de1c107e
 @dataclass(repr=False)
 class TransferEval:
     "Per-user results of cold-start strategies at each number of revealed first events, with summary views."
@@ -707,6 +754,7 @@ class TransferEval:
                              "verdict": "baseline" if s == baseline else verdict})
         return pd.DataFrame(rows)
 
+# %% ../nbs/05_segments.ipynb #66e4d5fc
 def evaluate_transfer(
     strategies: dict,            # name -> strategy (any object with fit(events, users, items), predict_profile, score_items)
     train: pd.DataFrame,         # events of the known users
@@ -786,9 +834,11 @@ def evaluate_transfer(
     ranking = pd.concat(tables, ignore_index=True)[["strategy", "k_first", "metric", "k", "value", "ci_low", "ci_high", "n_users"]]
     return TransferEval(per_user, ranking, (f"ndcg@{k}", f"recall@{k}") + CATEGORY_METRICS, report)
 
+# %% ../nbs/05_segments.ipynb #c4e71948
 def _head_report(head, rest, test) -> dict:
     return {"test_users": int(test["user_id"].nunique()), "n_first": int(head.groupby("user_id").size().max()) if len(head) else 0}
 
+# %% ../nbs/05_segments.ipynb #8b862fe9
 def gap_recovered(
     ev: TransferEval,               # result of evaluate_transfer holding the three strategies
     strategy: str,                  # the transfer strategy
@@ -812,6 +862,7 @@ def gap_recovered(
     return {"fraction": float(v[0]), "ci_low": float(lo[0]), "ci_high": float(hi[0]),
             "baseline": float(m[1]), "strategy": float(m[0]), "oracle": float(m[2])}
 
+# %% ../nbs/05_segments.ipynb #95503494
 def plot_warmup(
     ev: TransferEval,          # result of evaluate_transfer
     metric: str = "ndcg@10",   # metric column
@@ -830,6 +881,7 @@ def plot_warmup(
     ax.legend(fontsize=7)
     return ax
 
+# %% ../nbs/05_segments.ipynb #0fd12ace
 def plot_segment_gain(
     seg: pd.DataFrame,   # TransferEval.per_segment output
     strategy: str,       # which strategy to draw

