@@ -421,6 +421,12 @@ def run_demo(
     return rep
 
 # %% ../nbs/13_cli.ipynb #0402d05b
+def _print_bandits(table: pd.DataFrame) -> pd.DataFrame:
+    "Print bench_bandits' table and its speed ratios (ours / MABWiser)."
+    print(table.round(3).to_string())
+    print("decisions per second, ours / MABWiser: " + ", ".join(f"{k} {v:,.1f}x" for k, v in table.attrs["speedup"].items()))
+    return table
+
 BENCHES = {
     "simulate": lambda quick: bench_simulate(n_events=1_000_000 if quick else 10_000_000),
     "metrics": lambda quick: bench_metrics(n_users=1_000 if quick else 6_040),
@@ -428,7 +434,7 @@ BENCHES = {
     "profiles": lambda quick: bench_profiles(n_events=1_000_000 if quick else 10_000_000, ref_events=200_000 if quick else 1_000_000),
     "sequence": lambda quick: bench_sequence(models=("sasrec",) if quick else ("sasrec", "gru4rec", "lstmrec"),
                                              time_limit=120 if quick else 600, save="bench-out/sequence_bench.json"),
-    "bandits": lambda quick: bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000),
+    "bandits": lambda quick: _print_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000)),
 }
 
 # %% ../nbs/13_cli.ipynb #964e7379

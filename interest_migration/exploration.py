@@ -792,6 +792,4 @@ def bench_bandits(seeds=range(10),  # environment and policy seeds
     for alg in ("UCB1", "Thompson", "LinUCB"):
         ratios[alg] = table.loc[f"{alg} (ours)", "decisions_per_s"] / table.loc[f"{alg} (MABWiser)", "decisions_per_s"]
     table.attrs["speedup"] = ratios
-    print(table.round(3).to_string())
-    print("decisions per second, ours / MABWiser: " + ", ".join(f"{k} {v:,.1f}x" for k, v in ratios.items()))
     return table

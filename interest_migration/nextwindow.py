@@ -4,6 +4,7 @@
 
 # %% ../nbs/03_nextwindow.ipynb #802c32fb
 from __future__ import annotations
+import logging
 
 import time
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from .metrics import (best_threshold, bootstrap_ci, classification_report_ci, js
 from .profiles import WindowedProfiles, window_edges, windowed_profiles
 from fastcore.basics import patch
 
+logger = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['MODELS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores', 'PopularityBaseline',
+__all__ = ['logger', 'MODELS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores', 'PopularityBaseline',
            'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor', 'make_model', 'Comparison', 'compare_models',
            'FrozenExtractor', 'transfer_head', 'plot_comparison']
 
@@ -353,7 +356,7 @@ def fit(self: TorchMLPClassifier, X, y, validation_mask=None):
         if self.epoch_callback is not None:
             self.epoch_callback(dict(rec))
         if self.verbose:
-            print(rec)
+            logger.info("epoch %s", rec)
         if val.any():
             if rec["val_loss"] < best - 1e-6:
                 best, bad = rec["val_loss"], 0
