@@ -19,7 +19,8 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .data import Split, load_movielens_100k, simulate_log, user_cold_start_split
-from .metrics import bootstrap_ci, evaluate, js_divergence, paired_bootstrap, ranking_metrics
+from .metrics import bootstrap_ci, js_divergence, paired_bootstrap
+from .ranking import evaluate, ranking_metrics
 from .nextwindow import make_preprocessor
 from .profiles import event_weights
 from fastcore.basics import patch
