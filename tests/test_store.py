@@ -6,6 +6,8 @@ import pytest
 from interest_migration.data import DataError, validate_events
 from interest_migration.store import open_store, SCHEMA_VERSION
 
+from pg import pg_server, pg_url  # noqa: F401  (fixtures: a real PostgreSQL server, tests/pg.py)
+
 
 def _log(n=200, seed=0, users=20, items=30):
     rng = np.random.default_rng(seed)
@@ -15,9 +17,15 @@ def _log(n=200, seed=0, users=20, items=30):
                          "behavior": rng.choice(["view", "cart", "buy"], n)})
 
 
-@pytest.fixture(params=["sqlite"])
-def store(request, tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/t.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    "The same suite on both backends: a fresh SQLite file or a fresh PostgreSQL database."
+    return f"sqlite:///{tmp_path}/t.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(url):
+    s = open_store(url)
     yield s
     s.close()
 
