@@ -111,3 +111,94 @@ def test_migrate_idempotent_and_durable_settings(store):
     if store.dialect == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2   # FULL
+
+
+def test_users_round_trip(store):
+    assert store.get_user(7) is None
+    store.put_user(7, {"age": 31, "gender": "F", "occupation": "writer"})
+    store.put_user(3, {"age": np.int64(54), "gender": "M"})
+    store.put_user(7, {"age": 32, "gender": "F"})           # replaces
+    assert store.get_user(7) == {"age": 32, "gender": "F"}
+    u = store.users()
+    assert u.user_id.tolist() == [3, 7] and u.age.tolist() == [54, 32]
+    with pytest.raises(DataError, match="attribute 'tags' of user 9 is list"):
+        store.put_user(9, {"tags": [1, 2]})
+    with pytest.raises(DataError, match="holds strings but this store's user_ids are integers"):
+        store.put_user("u9", {"age": 3})
+
+
+def _impressions(n_req=3, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    t0 = pd.Timestamp("2024-02-01", tz="UTC")
+    rows = [{"request_id": f"r{r}", "user_id": int(rng.integers(1, 5)), "timestamp": t0 + pd.Timedelta(minutes=r),
+             "model_version": "m1", "item_id": int(rng.integers(1, 50)), "position": p + 1,
+             "propensity": 1 / (p + 2), "policy": "eps-greedy"} for r in range(n_req) for p in range(k)]
+    return pd.DataFrame(rows)
+
+
+def test_impressions_round_trip_and_idempotent(store):
+    imp = _impressions()
+    assert store.log_impressions(imp) == dict(received=12, stored=12, duplicates=0)
+    assert store.log_impressions(imp.iloc[:5]) == dict(received=5, stored=0, duplicates=5)
+    back = store.impressions()
+    pd.testing.assert_frame_equal(back, imp.astype({"position": np.int64}), check_dtype=True)
+    det = imp.assign(request_id="d1", propensity=np.nan, policy=None).drop_duplicates("position")
+    store.log_impressions(det)
+    assert store.impressions().propensity.isna().sum() == 4
+    bad = imp.assign(request_id="x").copy(); bad.loc[2, "propensity"] = 1.5
+    with pytest.raises(DataError, match=r"propensity.*row 2 has 1.5"):
+        store.log_impressions(bad)
+    bad = imp.assign(request_id="y").copy(); bad.loc[1, "model_version"] = None
+    with pytest.raises(DataError, match="impressions: field 'model_version' is missing .* row 1"):
+        store.log_impressions(bad)
+    assert len(store.impressions()) == 16
+
+
+def test_tail_follows_arrivals_exactly_once(store):
+    log = _log(100).assign(event_id=[f"e{k}" for k in range(100)])
+    store.add_events(log.iloc[:60])
+    a, last = store.tail(0)
+    store.add_events(log.iloc[40:])                       # 20 repeated
+    b, last2 = store.tail(last)
+    c, last3 = store.tail(last2)
+    assert len(a) == 60 and len(b) == 40 and len(c) == 0 and last3 == last2
+    both = pd.concat([a, b], ignore_index=True)
+    pd.testing.assert_frame_equal(both, log.drop(columns="event_id").astype({"behavior": both.behavior.dtype}))
+
+
+def test_export_parquet_partitions_by_user_atomically(store, tmp_path):
+    from interest_migration.data import user_partition
+    log = _log(500)
+    store.add_events(log)
+    store.put_user(1, {"age": 20})
+    store.log_impressions(_impressions())
+    out = store.export_parquet(tmp_path / "exp", n_partitions=4)
+    parts = [pd.read_parquet(p) for p in sorted(out.glob("events/partition=*/part-0.parquet"))]
+    assert len(parts) == 4
+    for k, p in enumerate(sorted(out.glob("events/partition=*"))):
+        df = pd.read_parquet(p)
+        assert (user_partition(df.user_id.to_numpy(), 4) == int(p.name.split("=")[1])).all()
+    allp = pd.concat(parts).sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
+    allp["behavior"] = pd.Categorical(allp.behavior.astype(object), categories=store.events().behavior.cat.categories)
+    pd.testing.assert_frame_equal(allp, store.events())
+    assert len(pd.read_parquet(out / "impressions.parquet")) == 12
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exp")]   # no temporary left behind
+    store.export_parquet(tmp_path / "exp", n_partitions=2)                    # replaced whole
+    assert len(list(out.glob("events/partition=*"))) == 2
+
+
+def test_upgrade_from_v1_database(url):
+    s = open_store(url, migrate=False)
+    assert s.migrate(to=1) == 1
+    s.add_events(_log(20))
+    with pytest.raises(Exception):
+        s.put_user(1, {"age": 3})          # no users table in v1
+    s.close()
+    s = open_store(url)                    # upgrades
+    assert s.schema_version() == SCHEMA_VERSION == 2
+    assert s.n_events() == 20
+    s.put_user(1, {"age": 3})
+    assert s.get_user(1) == {"age": 3}
+    versions = [r[0] for r in s._all("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == [1, 2]
+    s.close()
