@@ -202,3 +202,100 @@ def test_upgrade_from_v1_database(url):
     versions = [r[0] for r in s._all("SELECT version FROM schema_version ORDER BY version")]
     assert versions == [1, 2]
     s.close()
+
+
+# ---- IncrementalProfiles: incremental equals batch -------------------------------------------------------------------
+from hypothesis import given, settings, strategies as st, HealthCheck  # noqa: E402
+
+from interest_migration.profiles import interest_profile, windowed_profiles, migration_scores  # noqa: E402
+from interest_migration.store import IncrementalProfiles  # noqa: E402
+
+
+def _profile_log(seed, n=400, users=15, multi=False):
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame({"item_id": np.arange(1, 41), "category": rng.choice(list("abcde"), 40)})
+    if multi:
+        items["category"] = [list(rng.choice(list("abcde"), rng.integers(1, 3), replace=False)) for _ in range(40)]
+    t0 = pd.Timestamp("2024-01-03 05:00", tz="UTC")
+    ev = pd.DataFrame({"user_id": rng.integers(1, users + 1, n), "item_id": rng.integers(1, 41, n),
+                       "timestamp": t0 + pd.to_timedelta(rng.integers(0, 100 * 86400 * 10**3, n), unit="ms"),
+                       "behavior": pd.Categorical(rng.choice(["view", "cart", "buy", "fav"], n),
+                                                  categories=["view", "cart", "fav", "buy", "search", "rate"])})
+    return ev, items
+
+
+def _arrivals(ev, seed, n_batches, jitter_days):
+    "Split into batches in a nearly sorted arrival order (each event up to `jitter_days` late)."
+    rng = np.random.default_rng(seed)
+    key = ev.timestamp + pd.to_timedelta(rng.uniform(0, jitter_days * 86400, len(ev)), unit="s")
+    arr = ev.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
+    cuts = np.sort(rng.choice(np.arange(1, len(arr)), n_batches - 1, replace=False)) if n_batches > 1 else []
+    bounds = [0, *cuts, len(arr)]
+    return [arr.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _chunks(df, n):
+    bounds = np.linspace(0, len(df), n + 1).astype(int)
+    return [df.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _check_equal(prof, ev, items, whl=None):
+    inc = prof.profile()
+    bat = interest_profile(ev, items, half_life="14D")
+    assert inc.index.tolist() == bat.index.tolist()
+    np.testing.assert_allclose(inc.to_numpy(), bat.to_numpy(), atol=1e-9, rtol=0)
+    raw_i, raw_b = prof.profile(normalize=False), interest_profile(ev, items, half_life="14D", normalize=False)
+    np.testing.assert_allclose(raw_i.to_numpy(), raw_b.to_numpy(), rtol=1e-9, atol=1e-12)
+    later = ev.timestamp.max() + pd.Timedelta("3D")
+    np.testing.assert_allclose(prof.profile(at=later, normalize=False).to_numpy(),
+                               interest_profile(ev, items, half_life="14D", at=later, normalize=False).to_numpy(),
+                               rtol=1e-9, atol=1e-12)
+    edges = prof.edges()
+    ms = migration_scores(windowed_profiles(ev, items, edges=edges, half_life=whl))
+    want = ms[ms.window == edges[-2]].reset_index(drop=True)
+    got = prof.migration()
+    got = got.sort_values("user_id").reset_index(drop=True)
+    assert got.user_id.tolist() == want.user_id.tolist() and len(got) > 0
+    np.testing.assert_allclose(got.js.to_numpy(), want.js.to_numpy(), atol=1e-9, rtol=0)
+    assert (got.switched.to_numpy() == want.switched.to_numpy()).all()
+    assert (got.window == want.window).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n_batches=st.integers(1, 25), jitter=st.sampled_from([0, 1, 10, 45]),
+       multi=st.booleans(), whl=st.sampled_from([None, "5D"]))
+def test_incremental_profiles_equal_batch(seed, n_batches, jitter, multi, whl):
+    ev, items = _profile_log(seed, multi=multi)
+    prof = IncrementalProfiles(items, half_life="14D", freq="30D", window_half_life=whl)
+    for b in _arrivals(ev, seed + 1, n_batches, jitter):
+        prof.update(b)
+    _check_equal(prof, ev, items, whl)
+
+
+def test_incremental_profiles_far_apart_rebase_and_refusals():
+    ev, items = _profile_log(3)
+    far = ev.assign(timestamp=ev.timestamp + pd.Timedelta(days=30 * 365))     # ~780 half-lives later: rebases
+    both = pd.concat([ev, far], ignore_index=True)
+    prof = IncrementalProfiles(items, half_life="14D")
+    for b in _chunks(both, 7):
+        prof.update(b)
+    assert prof.report["rebases"] >= 1
+    _check_equal(prof, both, items)
+    with pytest.raises(DataError, match="before the latest event absorbed"):
+        prof.profile(at=both.timestamp.max() - pd.Timedelta("1D"))
+    with pytest.raises(DataError, match="no row in items"):
+        prof.update(ev.head(3).assign(item_id=999))
+    assert prof.report["events"] == len(both)                                 # the refused batch changed nothing
+    with pytest.raises(DataError, match="fixed length"):
+        IncrementalProfiles(items, freq="MS")
+
+
+def test_incremental_profiles_follow_the_store(store):
+    ev, items = _profile_log(5)
+    prof = IncrementalProfiles(items)
+    for k, b in enumerate(_chunks(ev.assign(event_id=np.arange(len(ev))), 6)):
+        store.add_events(b)
+        store.add_events(b)                                 # a retry: stored nothing, so the profile sees nothing twice
+        prof.sync(store)
+    _check_equal(prof, ev, items)
+    np.testing.assert_allclose(prof.profile(users=[2, 999]).to_numpy()[1], 0)
