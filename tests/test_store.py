@@ -299,3 +299,50 @@ def test_incremental_profiles_follow_the_store(store):
         prof.sync(store)
     _check_equal(prof, ev, items)
     np.testing.assert_allclose(prof.profile(users=[2, 999]).to_numpy()[1], 0)
+
+
+# ---- crash safety -----------------------------------------------------------------------------------------------------
+CRASH_CHILD = """
+import sys, numpy as np, pandas as pd
+from interest_migration.store import open_store
+store = open_store(sys.argv[1])
+rng, n, t0 = np.random.default_rng(0), int(sys.argv[2]), pd.Timestamp('2024-01-01', tz='UTC')
+for k in range(100_000):
+    b = pd.DataFrame({'user_id': rng.integers(1, 500, n), 'item_id': rng.integers(1, 900, n),
+                      'timestamp': t0 + pd.to_timedelta(rng.integers(0, 10**9, n), unit='s'), 'behavior': 'view',
+                      'event_id': [f'{k}-{i}' for i in range(n)]})
+    ack = store.add_events(b)
+    assert ack['stored'] == n
+    sys.stdout.write(' '.join(b.event_id) + '\\n'); sys.stdout.flush()     # the acknowledged event ids
+"""
+
+
+@pytest.mark.parametrize("kill_after", [5])
+def test_sigkill_mid_ingestion_keeps_acknowledged_batches_whole(url, kill_after):
+    import signal
+    import subprocess
+    import sys
+    import time
+    batch = 2_000
+    open_store(url).close()                     # schema in place before the child starts
+    child = subprocess.Popen([sys.executable, "-c", CRASH_CHILD, url, str(batch)], stdout=subprocess.PIPE, text=True)
+    acked = []
+    for line in child.stdout:
+        acked.append(line.split())
+        if len(acked) >= kill_after:
+            time.sleep(0.005 * kill_after)      # land the kill somewhere inside the next batch
+            child.send_signal(signal.SIGKILL)
+            break
+    acked += [line.split() for line in child.stdout]   # acknowledgements already written before the kill
+    assert child.wait() == -signal.SIGKILL
+    s = open_store(url)
+    stored = pd.Series([r[0] for r in s._all("SELECT event_id FROM events")])
+    assert not stored.duplicated().any()
+    ids = set(stored)
+    for ack in acked:
+        assert len(ack) == batch and all(e in ids for e in ack), "an acknowledged batch is missing"
+    per_batch = stored.str.split("-").str[0].astype(int).value_counts()
+    assert (per_batch == batch).all(), f"partial batch: {per_batch[per_batch != batch].to_dict()}"
+    assert len(acked) <= len(per_batch) <= len(acked) + 1
+    assert s.n_events() == len(stored)
+    s.close()
