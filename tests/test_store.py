@@ -346,3 +346,47 @@ def test_sigkill_mid_ingestion_keeps_acknowledged_batches_whole(url, kill_after)
     assert len(acked) <= len(per_batch) <= len(acked) + 1
     assert s.n_events() == len(stored)
     s.close()
+
+
+# ---- off-policy evaluation from the store -----------------------------------------------------------------------------
+from interest_migration.store import ope_from_store, logged_decisions  # noqa: E402
+
+
+def _hand_store(store):
+    T = pd.Timestamp("2024-05-01", tz="UTC")
+    store.log_impressions(pd.DataFrame({
+        "request_id": ["a", "b", "c", "d", "e"], "user_id": [1, 2, 3, 4, 5], "timestamp": [T] * 5, "model_version": "m0",
+        "item_id": [10, 20, 10, 20, 10], "position": 1, "propensity": [0.5, 0.25, 0.5, 0.8, np.nan], "policy": "eps"}))
+    store.add_events(pd.DataFrame({
+        "user_id": [1, 3, 4, 2, 1, 5], "item_id": [10, 10, 20, 20, 20, 10], "behavior": ["buy", "cart", "buy", "view", "buy", "buy"],
+        "timestamp": [T + pd.Timedelta("1h"), T + pd.Timedelta("3h"), T + pd.Timedelta("2D"), T + pd.Timedelta("1h"),
+                      T + pd.Timedelta("1h"), T + pd.Timedelta("1h")]}))
+    return T
+
+
+def test_ope_from_store_known_answers(store):
+    _hand_store(store)
+    d, actions, counts = logged_decisions(store)
+    assert counts["no_propensity"] == 1 and len(d) == 4                   # the deterministic impression is left out, counted
+    assert actions.tolist() == [10, 20] and d.reward.tolist() == [1, 0, 1, 0]   # user 1's buy of item 20 is not a reward for 10
+    uniform = np.full((4, 2), 0.5)
+    tab = ope_from_store(store, uniform, n_boot=0)
+    # by hand: w = pi/mu = [1, 2, 1, 0.625]; r = [1, 0, 1, 0]
+    assert tab.loc["IPS", "estimate"] == pytest.approx((1 + 0 + 1 + 0) / 4)
+    assert tab.loc["SNIPS", "estimate"] == pytest.approx(2 / (1 + 2 + 1 + 0.625))
+    assert tab.loc["DM", "estimate"] == pytest.approx(0.5 * 1 + 0.5 * 0)   # per-item means: q10 = 1, q20 = 0
+    assert tab.loc["DR", "estimate"] == pytest.approx(0.5)                   # residuals all zero
+    assert tab.attrs["logged_value"] == pytest.approx(0.5) and tab.attrs["no_propensity"] == 1
+    # a reward per behaviour and a longer horizon change the rewards: view = 0.2, and user 4's buy at +2 days counts
+    d2, _, _ = logged_decisions(store, reward={"view": 0.2, "buy": 1.0}, horizon="3D")
+    assert d2.reward.tolist() == [1, 0.2, 0, 1]                             # user 3's cart is worth 0 under this reward
+    q = np.array([[0.9, 0.1]] * 4)
+    tab = ope_from_store(store, uniform, q_hat=q, reward={"view": 0.2, "buy": 1.0}, horizon="3D", n_boot=0)
+    r, w = np.array([1, 0.2, 0, 1]), np.array([1, 2, 1, 0.625])
+    qa = np.array([0.9, 0.1, 0.9, 0.1])
+    assert tab.loc["IPS", "estimate"] == pytest.approx((w * r).mean())
+    assert tab.loc["DR", "estimate"] == pytest.approx((0.5 + w * (r - qa)).mean())
+    with pytest.raises(DataError, match="target_probs must be 4 rows x 2 actions"):
+        ope_from_store(store, np.full((3, 2), 0.5))
+    with pytest.raises(DataError, match="not in `actions`"):
+        ope_from_store(store, uniform, actions=[10])
