@@ -390,3 +390,35 @@ def test_ope_from_store_known_answers(store):
         ope_from_store(store, np.full((3, 2), 0.5))
     with pytest.raises(DataError, match="not in `actions`"):
         ope_from_store(store, uniform, actions=[10])
+
+
+def test_concurrent_writers_store_each_event_once(url):
+    "Four writers on their own connections (as uvicorn workers would be), overlapping event ids: each event stored once."
+    from concurrent.futures import ThreadPoolExecutor
+    open_store(url).close()
+    log = _log(4000, seed=1).assign(event_id=[f"c{k}" for k in range(4000)])
+
+    def writer(w):
+        s = open_store(url)
+        acks = [s.add_events(log.iloc[a:a + 250]) for a in range(w * 500, min(4000, w * 500 + 2000), 250)]
+        s.close()
+        return acks
+
+    with ThreadPoolExecutor(4) as ex:
+        acks = [a for r in ex.map(writer, range(4)) for a in r]
+    s = open_store(url)
+    assert s.n_events() == 3500                      # writers cover c0..c3499, with overlaps
+    assert sum(a["stored"] for a in acks) == 3500
+    assert sum(a["duplicates"] for a in acks) == sum(a["received"] for a in acks) - 3500
+    back, _ = s.tail(0)
+    assert len(back) == 3500
+    s.close()
+
+
+def test_one_store_shared_by_threads(store):
+    from concurrent.futures import ThreadPoolExecutor
+    log = _log(2000, seed=2).assign(event_id=[f"t{k}" for k in range(2000)])
+    with ThreadPoolExecutor(4) as ex:
+        acks = list(ex.map(lambda a: store.add_events(log.iloc[a:a + 400]), [0, 200, 400, 800, 1200, 1600, 1600]))
+    assert store.n_events() == 2000 and sum(a["stored"] for a in acks) == 2000
+    assert len(store.events(users=[1, 2])) == int(log.user_id.isin([1, 2]).sum())
