@@ -36,8 +36,10 @@ test-slow: $(STAMP) docs chromium
 bench: $(STAMP)
 	$(BIN)/interest-migration bench all
 
-# The RecBole peer for `interest-migration bench sequence` (its own .venv-recbole; hours at RecBole's speed, so not in CI).
+# The peers, each in its own virtualenv: RecBole for `interest-migration bench sequence` (.venv-recbole; hours at
+# RecBole's speed, so not in CI) and Microsoft Recommenders for `interest-migration bench metrics` (.venv-msr).
 bench-peer: $(STAMP)
+	$(PYTHON) tools/bench_peer_msr.py --setup-only
 	$(PYTHON) tools/bench_peer_recbole.py --epochs 2
 
 # The documentation site under _docs/ (notebooks executed, processed by nbdev, rendered by nbconvert).

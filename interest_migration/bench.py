@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from .data import BEHAVIORS, SIM_FUNNEL, _SIM_DIURNAL, _sim_world, _utc_from_ns, load_movielens_100k, simulate_log, torch_threads  # the private simulator pieces feed the per-event reference
+from .data import BEHAVIORS, _utc_from_ns, load_movielens_100k, torch_threads
+from .simulate import SIM_FUNNEL, _SIM_DIURNAL, _sim_world, simulate_log  # the private simulator pieces feed the per-event reference
 from .metrics import RANKING_METRICS, js_divergence, ranking_metrics
 from .profiles import BEHAVIOR_WEIGHTS, migration_matrix, migration_scores, window_edges, windowed_profiles
 from .tagging import TextEncoder, _quiet_loading, default_model_path

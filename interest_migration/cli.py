@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import (DataError, compression_of, check_writable, atomic_output, TIME_UNITS, Dataset, load_movielens_100k, read_grouplens, read_retailrocket,
-                                     read_taobao, simulate_log, temporal_split, IdEncoder)
+from .data import (DataError, check_writable, atomic_output, Dataset, load_movielens_100k,
+                                     temporal_split, IdEncoder)
+from .readers import compression_of, TIME_UNITS, read_grouplens, read_retailrocket, read_taobao
+from .simulate import simulate_log
 from .metrics import evaluate
 from .profiles import windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix
 from .nextwindow import next_window_dataset, compare_models

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .data import DataError, _sim_world, _sim_chunk, SIM_FUNNEL, SIM_REGIONS
+from .data import DataError
+from .simulate import _sim_world, _sim_chunk, SIM_FUNNEL, SIM_REGIONS
 from .metrics import bootstrap_ci
 from .segments import SegmentPopularity
 from sklearn.linear_model import LogisticRegression

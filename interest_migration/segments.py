@@ -18,7 +18,8 @@ from sklearn.metrics import silhouette_score
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from .data import Split, load_movielens_100k, simulate_log, user_cold_start_split
+from .data import Split, load_movielens_100k, user_cold_start_split
+from .simulate import simulate_log
 from .metrics import bootstrap_ci, evaluate, js_divergence, paired_bootstrap, ranking_metrics
 from .nextwindow import make_preprocessor
 from .profiles import event_weights

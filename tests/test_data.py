@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from interest_migration.bench import bench_simulate
-from interest_migration.data import (
-    BEHAVIORS, IdEncoder, ML100K_GENRES, RECBOLE_INSTALL, Split, ValidationReport, leave_last_out,
-    load_movielens_100k, read_grouplens, read_retailrocket, read_simulated, read_taobao, simulate_log,
-    temporal_split, user_cold_start_split, user_partition, validate_events, validate_items, validate_users,
-)
+from interest_migration.data import (BEHAVIORS, IdEncoder, ML100K_GENRES, RECBOLE_INSTALL, Split, ValidationReport,
+                                     leave_last_out, load_movielens_100k, temporal_split, user_cold_start_split,
+                                     validate_events, validate_items, validate_users)
+from interest_migration.readers import read_grouplens, read_retailrocket, read_taobao
+from interest_migration.simulate import read_simulated, simulate_log, user_partition
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 import torch
-from interest_migration.data import DataError, _sim_world
+from interest_migration.data import DataError
+from interest_migration.simulate import _sim_world
 from interest_migration.exploration import (BanditEnv, BetaThompson, DQNPolicy, EpsilonGreedy, LinThompson, LinUCB, RandomPolicy,
                                             SegmentGreedy, UCB1, context_features, direct_method, doubly_robust, ips, run_policy,
                                             segment_prior, snips, ope_table)

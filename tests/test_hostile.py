@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from interest_migration.cli import main
-from interest_migration.data import (DataError, IdEncoder, read_retailrocket, read_taobao, validate_events,
-                                     unix_times, guess_time_unit, compression_of)
+from interest_migration.data import DataError, IdEncoder, validate_events
+from interest_migration.readers import read_retailrocket, read_taobao, unix_times, guess_time_unit, compression_of
 
 TB = "1,10,100,pv,1511544070\n2,11,100,cart,1511544071\n2,11,100,buy,1511544090\n3,12,101,fav,1511544100\n"
 RR_HEAD = "timestamp,visitorid,event,itemid,transactionid\n"

@@ -1,5 +1,5 @@
 "Checks of interest_migration.intent on the real data sets' file layouts."
-from interest_migration.data import read_retailrocket, read_taobao
+from interest_migration.readers import read_retailrocket, read_taobao
 from interest_migration.intent import purchase_intent_dataset
 
 

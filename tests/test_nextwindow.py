@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from interest_migration.data import simulate_log, user_cold_start_split
+from interest_migration.data import user_cold_start_split
+from interest_migration.simulate import simulate_log
 from interest_migration.nextwindow import (
     MODELS, FrozenExtractor, PopularityBaseline, TorchMLPClassifier, compare_models, make_model,
     next_window_dataset, predict_scores)

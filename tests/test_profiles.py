@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from interest_migration.data import BEHAVIORS, DataError, simulate_log
+from interest_migration.data import BEHAVIORS, DataError
+from interest_migration.simulate import simulate_log
 from interest_migration.metrics import js_divergence
 from interest_migration.profiles import (
     BEHAVIOR_WEIGHTS, WindowedProfiles, detect_migrations, event_weights, interest_profile,

@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from interest_migration.data import BEHAVIORS, simulate_log, user_cold_start_split
+from interest_migration.data import BEHAVIORS, user_cold_start_split
+from interest_migration.simulate import simulate_log
 from interest_migration.segments import (
     FoldInSVD, GlobalPopularity, HierarchicalShrinkage, KMeansSegmenter, OracleSegmentProfile, RuleSegmenter,
     SegmentForest, SegmentPopularity, age_band, category_metrics, evaluate_transfer, first_events, gap_recovered,

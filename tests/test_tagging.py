@@ -12,7 +12,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
-from interest_migration.data import BEHAVIORS, load_movielens_100k, simulate_log
+from interest_migration.data import BEHAVIORS, load_movielens_100k
+from interest_migration.simulate import simulate_log
 from interest_migration.profiles import interest_profile
 from interest_migration.tagging import (
     FineTunedBertTagger, LinearProbeTagger, MajorityTagger, TextEncoder, TfidfTagger,

@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 
 optuna = pytest.importorskip("optuna")
 
-from interest_migration.data import simulate_log
+from interest_migration.simulate import simulate_log
 from interest_migration.nextwindow import TorchMLPClassifier, make_model, next_window_dataset
 from interest_migration.tuning import (
     SoftVote, TemporalSplit, TemporalStacking, UserStatistics, best_params, blend_scores, interest_scorer,

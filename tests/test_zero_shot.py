@@ -9,7 +9,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 
-from interest_migration.data import simulate_log, user_cold_start_split
+from interest_migration.data import user_cold_start_split
+from interest_migration.simulate import simulate_log
 from interest_migration.segments import GlobalPopularity, evaluate_transfer
 from interest_migration.tagging import TextEncoder, evaluate_taggers
 from interest_migration.zero_shot import (
