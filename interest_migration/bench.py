@@ -25,9 +25,10 @@ from scipy import sparse
 
 from .data import BEHAVIORS, _utc_from_ns, load_movielens_100k, torch_threads
 from .simulate import SIM_FUNNEL, _SIM_DIURNAL, _sim_world, simulate_log  # the private simulator pieces feed the per-event reference
-from .metrics import RANKING_METRICS, js_divergence, ranking_metrics
+from .metrics import js_divergence
+from .ranking import RANKING_METRICS, ranking_metrics
 from .profiles import BEHAVIOR_WEIGHTS, migration_matrix, migration_scores, window_edges, windowed_profiles
-from .tagging import TextEncoder, _quiet_loading, default_model_path
+from .encoders import TextEncoder, _quiet_loading, default_model_path
 from .sequence import (SEQUENCE_MODELS, CoOccurrence, Popularity, SequenceSplit, default_device,
                                         evaluate_sequences, sequence_split)
 

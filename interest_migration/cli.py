@@ -25,11 +25,12 @@ from .data import (DataError, check_writable, atomic_output, Dataset, load_movie
                                      temporal_split, IdEncoder)
 from .readers import compression_of, TIME_UNITS, read_grouplens, read_retailrocket, read_taobao
 from .simulate import simulate_log
-from .metrics import evaluate
+from .ranking import evaluate
 from .profiles import windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix
 from .nextwindow import next_window_dataset, compare_models
 from threadpoolctl import threadpool_limits
-from .tagging import (TextEncoder, tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
+from .encoders import TextEncoder
+from .tagging import (tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
                                         user_tags, top_user_tags)
 from .data import user_cold_start_split
 from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage, evaluate_transfer

@@ -5,34 +5,17 @@
 # %% ../nbs/01_metrics.ipynb #1e4258d0
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
-from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', 'ranking_metrics', 'bootstrap_ci',
-           'paired_bootstrap', 'catalogue_coverage', 'gini_exposure', 'novelty', 'average_popularity',
-           'intra_list_diversity', 'evaluate', 'sampled_metrics', 'js_divergence', 'top_category_change',
-           'calibration_curve', 'expected_calibration_error', 'classification_metrics', 'per_sample_classification',
+__all__ = ['js_divergence', 'top_category_change', 'bootstrap_ci', 'paired_bootstrap', 'calibration_curve',
+           'expected_calibration_error', 'classification_metrics', 'per_sample_classification',
            'classification_report_ci', 'recall_at_k', 'best_threshold']
-
-# %% ../nbs/01_metrics.ipynb #8cec939f
-RANKING_METRICS = ("hit", "precision", "recall", "ndcg", "mrr", "map")
-BEYOND_METRICS = ("coverage", "gini", "novelty", "diversity", "popularity")
-
-def _torch():
-    "torch if it is installed (it is optional here: an input type and a fast top-k), else None."
-    try:
-        import torch
-        return torch
-    except ImportError:  # pragma: no cover
-        return None
 
 # %% ../nbs/01_metrics.ipynb #d9045178
 def _is_torch(x) -> bool:
@@ -49,482 +32,68 @@ def _to_numpy(x, name: str = "input") -> np.ndarray:
         raise ValueError(f"{name} must be dense here, got a scipy.sparse matrix")
     return np.asarray(x)
 
-# %% ../nbs/01_metrics.ipynb #daf33df6
-def _check_k(k, limit: int | None, what: str = "the catalogue") -> tuple:
-    "Validated, sorted, de-duplicated tuple of cut-offs."
-    ks = (k,) if np.ndim(k) == 0 else tuple(k)
-    if not ks:
-        raise ValueError("k is empty: give at least one cut-off, e.g. k=(10,)")
-    out = []
-    for x in ks:
-        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
-            raise ValueError(f"k must be positive integers, got {x!r}")
-        if x <= 0:
-            raise ValueError(f"k must be positive, got k={x}")
-        if limit is not None and x > limit:
-            raise ValueError(f"k={x} is larger than {what} ({limit} items)")
-        out.append(int(x))
-    return tuple(sorted(set(out)))
+# %% ../nbs/01_metrics.ipynb #7a13c030
+def _dist_pair(p, q):
+    "Two distribution arrays of equal shape; DataFrames are aligned on their (union of) columns."
+    if isinstance(p, pd.DataFrame) and isinstance(q, pd.DataFrame):
+        if not p.index.equals(q.index):
+            raise ValueError("p and q are DataFrames with different indexes: align the users first "
+                             "(e.g. q = q.reindex(p.index, fill_value=0))")
+        cols = p.columns.union(q.columns, sort=False)
+        p, q = p.reindex(columns=cols, fill_value=0), q.reindex(columns=cols, fill_value=0)
+    P = np.asarray(_to_numpy(p, "p"), dtype=np.float64)
+    Q = np.asarray(_to_numpy(q, "q"), dtype=np.float64)
+    if P.shape != Q.shape or P.ndim not in (1, 2):
+        raise ValueError(f"p and q must have the same 1-D or 2-D shape, got {P.shape} and {Q.shape}")
+    for name, X in (("p", P), ("q", Q)):
+        bad = ~np.isfinite(X) | (X < 0)
+        if bad.any():
+            i = tuple(int(x) for x in np.argwhere(bad)[0])
+            raise ValueError(f"{name} must be finite and non-negative; {name}{list(i)} = {X[i]}")
+    return P, Q
 
-# %% ../nbs/01_metrics.ipynb #d9b058cc
-def _as_csr(obj, name: str, n_users: int | None, n_items: int | None) -> sparse.csr_matrix:
-    "Truth or exclude sets (sparse users x items, or one int array of item indices per user) as a binary CSR."
-    if sparse.issparse(obj):
-        m = sparse.csr_matrix(obj, copy=True)
-        if n_users is not None and m.shape[0] != n_users:
-            raise ValueError(f"{name} has {m.shape[0]} rows but the scores have {n_users} users")
-        if n_items is not None and m.shape[1] != n_items:
-            raise ValueError(f"{name} has {m.shape[1]} columns but the catalogue has {n_items} items")
-        if m.nnz and not np.isfinite(m.data).all():
-            raise ValueError(f"{name} holds NaN/inf entries; nonzero means relevant, use 1")
-        m.eliminate_zeros()
-        m.sum_duplicates()
-        m.sort_indices()
-        m.data = np.ones(m.nnz, dtype=np.int8)
-        return m
-    arr = np.asarray(obj) if isinstance(obj, np.ndarray) else None
-    if arr is not None and arr.ndim == 2 and arr.dtype == bool:   # a dense indicator matrix
-        return _as_csr(sparse.csr_matrix(arr), name, n_users, n_items)
-    rows = list(obj) if arr is None else list(arr)
-    if n_users is not None and len(rows) != n_users:
-        raise ValueError(f"{name} has {len(rows)} users but the scores have {n_users} rows")
-    lens = np.fromiter((np.size(r) for r in rows), dtype=np.int64, count=len(rows))
-    cols = np.concatenate([np.asarray(r).ravel() for r in rows]) if lens.sum() else np.zeros(0, np.int64)
-    if cols.size and not np.issubdtype(cols.dtype, np.integer):
-        if not (np.issubdtype(cols.dtype, np.floating) and np.isfinite(cols).all() and (cols == np.round(cols)).all()):
-            raise ValueError(f"{name} must hold integer item indices, got dtype {cols.dtype}")
-    cols = cols.astype(np.int64)
-    user = np.repeat(np.arange(len(rows)), lens)
-    _check_item_ids(cols, user, name, n_items)
-    n_cols = n_items if n_items is not None else (int(cols.max()) + 1 if cols.size else 0)
-    m = sparse.csr_matrix((np.ones(cols.size, np.int8), (user, cols)), shape=(len(rows), n_cols))
-    m.sum_duplicates(); m.data[:] = 1; m.sort_indices()
-    return m
+# %% ../nbs/01_metrics.ipynb #08c26502
+def js_divergence(
+    p,                       # interest distributions: 1-D, or 2-D users x categories (rows need not sum to 1)
+    q,                       # distributions to compare with, same shape (DataFrames: columns aligned by name)
+    base: float = 2,         # log base: 2 gives values in [0, 1]
+) -> np.ndarray:             # one value per row (a scalar for 1-D input); NaN where p or q is an all-zero row
+    "Jensen-Shannon divergence between rows of p and q, after normalising each row to sum to 1."
+    P, Q = _dist_pair(p, q)
+    one = P.ndim == 1
+    P2, Q2 = (P[None], Q[None]) if one else (P, Q)
+    sp, sq = P2.sum(1, keepdims=True), Q2.sum(1, keepdims=True)
+    empty = (sp[:, 0] == 0) | (sq[:, 0] == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        P2, Q2 = P2 / sp, Q2 / sq
+    P2[empty], Q2[empty] = 0.0, 0.0
+    M = (P2 + Q2) / 2
+    js = 0.5 * (special.rel_entr(P2, M).sum(1) + special.rel_entr(Q2, M).sum(1)) / np.log(base)
+    js = np.maximum(js, 0.0)
+    js[empty] = np.nan
+    return np.float64(js[0]) if one else js
 
-# %% ../nbs/01_metrics.ipynb #2d28635c
-def _check_item_ids(cols: np.ndarray, user: np.ndarray, name: str, n_items: int | None, allow_pad: bool = False):
-    "Raise a ValueError naming the first item index outside [0, n_items) (or -1 padding when allowed)."
-    bad = (cols < (-1 if allow_pad else 0))
-    if n_items is not None:
-        bad |= cols >= n_items
-    if bad.any():
-        j = int(np.flatnonzero(bad)[0])
-        where = f"outside the catalogue of {n_items} items" if n_items is not None else "negative"
-        raise ValueError(f"{name} has item index {int(cols[j])} for user row {int(user[j])}, {where} "
-                         f"({int(bad.sum())} such entries)")
-
-# %% ../nbs/01_metrics.ipynb #957dbd60
-def _keys(m: sparse.csr_matrix) -> np.ndarray:
-    "Sorted int64 keys row * n_cols + col of a CSR matrix with sorted indices."
-    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-    return rows * m.shape[1] + m.indices.astype(np.int64)
-
-# %% ../nbs/01_metrics.ipynb #b8d5b327
-def _member(keys: np.ndarray, n_cols: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    "Vectorised membership: is (rows[i], cols[i, j]) a stored entry? -1 columns are never members."
-    q = rows.reshape(-1, *([1] * (cols.ndim - 1))).astype(np.int64) * n_cols + cols
-    if keys.size == 0:
-        return np.zeros(cols.shape, bool)
-    pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
-    return (keys[pos] == q) & (cols >= 0) & (cols < n_cols)
-
-# %% ../nbs/01_metrics.ipynb #912a644b
-class _Scores:
-    "Uniform access to scores: a numpy array, a torch tensor, a callable `rows -> block` or an iterator of row blocks."
-    def __init__(self, scores, n_users: int | None, n_items: int | None):
-        self.obj, self.kind = scores, None
-        if _is_torch(scores) or isinstance(scores, np.ndarray) or isinstance(scores, pd.DataFrame):
-            if isinstance(scores, pd.DataFrame):
-                self.obj = scores.to_numpy()
-            if self.obj.ndim != 2:
-                raise ValueError(f"scores must be 2-D (users x items), got shape {tuple(self.obj.shape)}")
-            self.kind = "torch" if _is_torch(self.obj) else "array"
-            self.n_users, self.n_items = (int(s) for s in self.obj.shape)
-        elif callable(scores):
-            self.kind, self.n_users, self.n_items = "callable", n_users, n_items
-            if n_users is None:
-                raise ValueError("a score callable needs the number of users: pass truth as a sparse matrix or a list")
-            if n_items is None:
-                self.n_items = int(self._call(np.arange(1)).shape[1])
-        elif isinstance(scores, Iterable) and not isinstance(scores, (str, bytes, list, tuple)):
-            self.kind, self.n_users = "iter", n_users
-            self.it = iter(scores)
-            first = next(self.it, None)
-            if first is None:
-                raise ValueError("the score block iterator is empty")
-            self.first = first
-            self.n_items = int(np.shape(first)[1]) if len(np.shape(first)) == 2 else None
-            if self.n_items is None:
-                raise ValueError(f"score blocks must be 2-D (rows x items), got shape {np.shape(first)}")
-        else:
-            arr = np.asarray(scores)
-            if arr.ndim != 2:
-                raise ValueError(f"scores must be 2-D (users x items), got shape {arr.shape}")
-            self.obj, self.kind = arr, "array"
-            self.n_users, self.n_items = arr.shape
-        if n_users is not None and self.n_users != n_users:
-            raise ValueError(f"scores have {self.n_users} rows but truth has {n_users} users")
-        if n_items is not None and self.n_items != n_items:
-            raise ValueError(f"scores have {self.n_items} columns but the catalogue has {n_items} items")
-
-# %% ../nbs/01_metrics.ipynb #bfeb3da9
-@patch
-def _call(self: _Scores, rows):
-    block = self.obj(rows)
-    shape, want = tuple(np.shape(block)), (len(rows), getattr(self, "n_items", None))
-    if len(shape) != 2 or shape[0] != want[0] or (want[1] is not None and shape[1] != want[1]):
-        raise ValueError(f"the score callable returned shape {shape} for {len(rows)} rows; "
-                         f"expected ({len(rows)}, {want[1] or 'n_items'})")
-    return block
-
-# %% ../nbs/01_metrics.ipynb #8d04ec0b
-@patch
-def blocks(self: _Scores, rows: np.ndarray, batch_size: int):
-    "Yield (row indices, block of scores for those rows, whether the block is a private copy), batch_size rows at most."
-    if self.kind == "iter":
-        yield from self._iter_blocks(rows, batch_size)
-        return
-    for s in range(0, len(rows), batch_size):
-        r = rows[s:s + batch_size]
-        if self.kind == "callable":
-            b, owned = self._call(r), False
-        elif len(r) and r[-1] - r[0] + 1 == len(r):   # a contiguous range: a view, no copy
-            b, owned = self.obj[int(r[0]):int(r[-1]) + 1], False
-        else:
-            b = self.obj[r] if self.kind == "array" else self.obj[_torch().as_tensor(r)]
-            owned = True
-        yield r, b, owned
-        b = None            # drop our reference before the next block is made: one block alive at a time
-
-# %% ../nbs/01_metrics.ipynb #8982e37c
-@patch
-def _iter_blocks(self: _Scores, rows, batch_size):
-    off, need = 0, np.zeros(self.n_users, bool)
-    need[rows] = True
-    blocks = [self.first]
-    while blocks:
-        b = blocks.pop()
-        shape = tuple(np.shape(b))
-        if len(shape) != 2 or shape[1] != self.n_items:
-            raise ValueError(f"score block at row {off} has shape {shape}; expected (rows, {self.n_items})")
-        if off + shape[0] > self.n_users:
-            raise ValueError(f"score blocks give more than the {self.n_users} users of truth")
-        local = np.flatnonzero(need[off:off + shape[0]])
-        if len(local):
-            for s in range(0, len(local), batch_size):
-                l = local[s:s + batch_size]
-                sub = b[l] if not _is_torch(b) else b[_torch().as_tensor(l)]
-                yield l + off, sub, True
-                sub = None
-        off += shape[0]
-        b = None
-        nxt = next(self.it, None)
-        if nxt is not None:
-            blocks.append(nxt)
-    if off != self.n_users:
-        raise ValueError(f"score blocks gave {off} rows but truth has {self.n_users} users")
-
-# %% ../nbs/01_metrics.ipynb #027a1784
-def _all_finite(a) -> bool:
-    "Whether a float block (numpy or CPU torch) has no NaN/inf: one multi-threaded min/max pass, no temporary mask."
-    torch = _torch()
-    if _is_torch(a):
-        t = a
-    elif torch is None or a.size == 0:
-        return bool(np.isfinite(a).all())
-    else:
-        with warnings.catch_warnings():               # a read-only array is fine: nothing is written
-            warnings.simplefilter("ignore", UserWarning)
-            t = torch.from_numpy(a)
-    if t.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(t)                          # NaN propagates to both; -inf shows in the min, +inf in the max
-    return math.isfinite(float(lo)) and math.isfinite(float(hi))
-
-# %% ../nbs/01_metrics.ipynb #b44ee638
-def _prepare_block(b, rows: np.ndarray, exclude: sparse.csr_matrix | None, owned: bool = False):
-    "Float version of a score block, checked finite, with excluded items set to -inf (on a copy unless `owned`)."
-    torch = _torch()
-    if _is_torch(b):
-        t = b.detach()
-        if t.device.type != "cpu":
-            t, owned = t.cpu(), True
-        if not torch.is_floating_point(t) or t.dtype in (torch.float16, torch.bfloat16):
-            t, owned = t.float(), True
-        if not _all_finite(t):
-            _raise_nonfinite(t.numpy(), rows)
-        if exclude is not None:
-            r, c = _excluded_cells(exclude, rows)
-            if len(r):
-                t = t if owned else t.clone()
-                t[torch.as_tensor(r), torch.as_tensor(c)] = -math.inf
-        return t
-    a = np.asarray(b)
-    if a.dtype.kind not in "f" or a.dtype == np.float16:
-        a, owned = a.astype(np.float64 if a.dtype.kind in "iub" else np.float32), True
-    if not _all_finite(a):
-        _raise_nonfinite(a, rows)
-    if exclude is not None:
-        r, c = _excluded_cells(exclude, rows)
-        if len(r):
-            if not owned or not a.flags.writeable:
-                a = a.copy()
-            a[r, c] = -np.inf
-    return a
-
-# %% ../nbs/01_metrics.ipynb #cba5e224
-def _excluded_cells(exclude: sparse.csr_matrix, rows: np.ndarray):
-    sub = exclude[rows]
-    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    return r, sub.indices
-
-# %% ../nbs/01_metrics.ipynb #27a09d17
-def _raise_nonfinite(a: np.ndarray, rows: np.ndarray):
-    bad = ~np.isfinite(a)
-    i, j = np.argwhere(bad)[0]
-    raise ValueError(f"scores contain {a[i, j]} at user row {int(rows[i])}, item {int(j)} "
-                     f"({int(bad.sum())} non-finite values in this batch): NaN/inf scores cannot be ranked; "
-                     f"fix the model output, or mask items through `exclude`")
-
-# %% ../nbs/01_metrics.ipynb #496808eb
-def _topk_block(a, k: int) -> np.ndarray:
-    "Top-k item indices of each row of a finite/-inf score block, best first, ties to the lower index, -1 for -inf."
-    n = a.shape[1]
-    kk = min(k + 1, n)          # one extra to see whether the k-th place is tied with the next
-    torch = _torch()
-    if torch is not None:
-        if _is_torch(a):
-            t = a
-        else:
-            with warnings.catch_warnings():   # a read-only array is fine: topk does not write to it
-                warnings.simplefilter("ignore", UserWarning)
-                t = torch.from_numpy(np.ascontiguousarray(a))
-        v, i = torch.topk(t, kk, dim=1, largest=True, sorted=True)
-        vals, idx = v.numpy().astype(np.float64, copy=False), i.numpy()
-        a_np = t.numpy() if not _is_torch(a) else a.numpy()
-    else:                       # numpy fallback
-        a_np = a
-        part = np.argpartition(a_np, n - kk, axis=1)[:, n - kk:]
-        pv = np.take_along_axis(a_np, part, 1)
-        o = np.argsort(-pv, axis=1, kind="stable")
-        idx, vals = np.take_along_axis(part, o, 1), np.take_along_axis(pv, o, 1).astype(np.float64)
-    if kk > k:                  # rows where places k and k+1 tie: the set itself depends on the tie rule
-        tied = np.flatnonzero((vals[:, k - 1] == vals[:, k]) & (vals[:, k - 1] > -np.inf))
-    else:
-        tied = np.zeros(0, np.int64)
-    idx, vals = idx[:, :k].astype(np.int64), vals[:, :k]
-    if len(tied):
-        s = np.asarray(a_np[tied], dtype=np.float64)
-        th = vals[tied, k - 1][:, None]
-        gt, eq = s > th, s == th
-        need = k - gt.sum(1)
-        sel = gt | (eq & (np.cumsum(eq, 1) <= need[:, None]))
-        ti = np.nonzero(sel)[1].reshape(len(tied), k)
-        idx[tied], vals[tied] = ti, np.take_along_axis(s, ti, 1)
-    fix = np.flatnonzero((vals[:, 1:] == vals[:, :-1]).any(1)) if k > 1 else np.zeros(0, np.int64)
-    fix = np.union1d(fix, tied)
-    if len(fix):                # equal scores inside a list: order them by item index
-        order = np.lexsort((idx[fix], -vals[fix]), axis=-1)
-        idx[fix], vals[fix] = np.take_along_axis(idx[fix], order, 1), np.take_along_axis(vals[fix], order, 1)
-    idx[vals == -np.inf] = -1
-    return idx
-
-# %% ../nbs/01_metrics.ipynb #d873557f
-def topk_items(
-    scores,                  # users x items scores: numpy array, torch tensor, callable `rows -> block` or iterator of row blocks
-    k: int,                  # list length
-    exclude=None,            # items never to recommend (e.g. seen in training): sparse users x items or per-user index arrays
-    batch_size: int = 4096,  # rows scored and ranked at a time: bounds the memory to batch_size x items
-    n_users: int | None = None,  # number of users, needed only for a callable or an iterator without `exclude`
-) -> np.ndarray:             # (users, k) item indices, best first; -1 where fewer than k items are allowed
-    "Top-k items per user over the full catalogue, ties broken by the lower item index, in row batches."
-    if n_users is None and exclude is not None and not isinstance(scores, np.ndarray) and not _is_torch(scores):
-        n_users = exclude.shape[0] if sparse.issparse(exclude) else len(exclude)
-    src = _Scores(scores, n_users, None)
-    k = _check_k(k, src.n_items)[0] if np.ndim(k) == 0 else None
-    if k is None:
-        raise ValueError("topk_items takes a single k (an int)")
-    _check_batch(batch_size)
-    ex = None if exclude is None else _as_csr(exclude, "exclude", src.n_users, src.n_items)
-    out = np.empty((src.n_users, k), np.int64)
-    for r, b, owned in src.blocks(np.arange(src.n_users), batch_size):
-        out[r] = _topk_block(_prepare_block(b, r, ex, owned), k)
-        del b
-    return out
-
-# %% ../nbs/01_metrics.ipynb #b2533139
-def _check_batch(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-# %% ../nbs/01_metrics.ipynb #4f343704
-@dataclass
-class RankingResult:
-    "Per-user ranking metrics of the evaluated users (those with non-empty truth), ready for bootstrapping."
-    per_user: dict          # (metric, k) -> float array over `users`
-    users: np.ndarray       # row indices of the evaluated users, ascending
-    n_empty_truth: int      # users left out because their truth set is empty
-    n_users: int            # rows given (evaluated + empty truth)
-    topk: np.ndarray | None = None  # (len(users), max k) recommended item indices, -1 = nothing allowed
-    n_truth_excluded: int = 0       # truth entries that `exclude` also masks (they can never be hit)
-    label: str = "full ranking"     # what was ranked: full catalogue, or a sampled-negative protocol
-    n_items: int | None = None      # catalogue size
-
-    def mean(self) -> pd.DataFrame:
-        "Mean of each metric over the evaluated users: metric, k, value, n_users."
-        return pd.DataFrame([{"metric": m, "k": k, "value": float(v.mean()) if len(v) else np.nan,
-                              "n_users": len(v)} for (m, k), v in self.per_user.items()])
-
-    def to_frame(self) -> pd.DataFrame:
-        "Per-user values, one column per `metric@k`, indexed by user row."
-        return pd.DataFrame({f"{m}@{k}": v for (m, k), v in self.per_user.items()},
-                            index=pd.Index(self.users, name="user"))
-
-    def __repr__(self):
-        ks = sorted({k for _, k in self.per_user})
-        ms = list(dict.fromkeys(m for m, _ in self.per_user))
-        return (f"RankingResult({self.label}: {len(self.users)} users evaluated, {self.n_empty_truth} with empty "
-                f"truth left out; metrics {ms} at k={ks})")
-
-# %% ../nbs/01_metrics.ipynb #980ba3ba
-def _is_topk_input(x, is_topk) -> bool:
-    if is_topk is not None:
-        return bool(is_topk)
-    if _is_torch(x):
-        return not (x.is_floating_point() or x.dtype == _torch().bool)
-    if isinstance(x, (np.ndarray, pd.DataFrame)):
-        return np.asarray(x).dtype.kind in "iu"
-    if isinstance(x, (list, tuple)):
-        return np.asarray(x).dtype.kind in "iu"
-    return False
-
-# %% ../nbs/01_metrics.ipynb #9ff4b51e
-def _clean_topk(topk, exclude: sparse.csr_matrix | None, n_items: int | None) -> np.ndarray:
-    "Validate top-k lists (-1 = padding); drop excluded items, shifting the rest forward."
-    t = np.asarray(_to_numpy(topk, "topk"))
-    if t.ndim != 2:
-        raise ValueError(f"top-k lists must be 2-D (users x k), got shape {t.shape}")
-    t = t.astype(np.int64)
-    _check_item_ids(t.ravel(), np.repeat(np.arange(t.shape[0]), t.shape[1]), "topk", n_items, allow_pad=True)
-    s = np.sort(t, axis=1)
-    dup = (s[:, 1:] == s[:, :-1]) & (s[:, 1:] >= 0)
-    if dup.any():
-        u = int(np.flatnonzero(dup.any(1))[0])
-        j = int(np.flatnonzero(dup[u])[0])
-        raise ValueError(f"top-k list of user row {u} holds item {int(s[u, j])} twice; "
-                         f"(integer scores? pass them as float, or is_topk=False)")
-    if exclude is not None and exclude.nnz:
-        drop = _member(_keys(exclude), exclude.shape[1], np.arange(t.shape[0]), np.where(t >= 0, t, -1))
-        if drop.any():
-            t = np.where(drop, -1, t)
-            t = np.take_along_axis(t, np.argsort(t < 0, axis=1, kind="stable"), 1)
-    return t
-
-# %% ../nbs/01_metrics.ipynb #21eb3d26
-def _metrics_from_rel(rel: np.ndarray, m: np.ndarray, ks: tuple, metrics: tuple) -> dict:
-    "All ranking metrics at every k from a (users, K) relevance matrix and the truth sizes m."
-    K = rel.shape[1]
-    pos = np.arange(1, K + 1)
-    cum = np.cumsum(rel, 1)
-    disc = 1.0 / np.log2(pos + 1)
-    dcg = np.cumsum(rel * disc, 1)
-    idcg = np.cumsum(disc)
-    first = np.where(rel.any(1), rel.argmax(1), K)
-    ap = np.cumsum(rel * (cum / pos), 1)
-    out = {}
-    for k in ks:
-        hits, mk = cum[:, k - 1], np.minimum(m, k)
-        f = {"hit": lambda: (hits > 0).astype(np.float64),
-             "precision": lambda: hits / k,
-             "recall": lambda: hits / m,
-             "ndcg": lambda: dcg[:, k - 1] / idcg[mk - 1],
-             "mrr": lambda: np.where(first < k, 1.0 / (first + 1), 0.0),
-             "map": lambda: ap[:, k - 1] / mk}
-        for name in metrics:
-            out[(name, k)] = f[name]()
-    return {(n, k): out[(n, k)] for n in metrics for k in ks}
-
-# %% ../nbs/01_metrics.ipynb #93829961
-def _check_metrics(metrics, allowed) -> tuple:
-    ms = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    bad = [m for m in ms if m not in allowed]
-    if bad or not ms:
-        raise ValueError(f"unknown metric(s) {bad}: choose from {list(allowed)}")
-    return tuple(dict.fromkeys(ms))
-
-# %% ../nbs/01_metrics.ipynb #ac092f20
-def _infer_shape(scores_or_topk, truth, n_items, topk_in):
-    "(n_users, n_items) from the inputs, checking that they agree."
-    n_users = None
-    if isinstance(scores_or_topk, (np.ndarray, pd.DataFrame)) or _is_torch(scores_or_topk):
-        n_users = int(scores_or_topk.shape[0])
-        if not topk_in and scores_or_topk.ndim == 2:
-            w = int(scores_or_topk.shape[1])
-            if n_items is not None and n_items != w:
-                raise ValueError(f"scores have {w} columns but n_items={n_items}")
-            n_items = w
-    if sparse.issparse(truth):
-        if n_users is not None and truth.shape[0] != n_users:
-            raise ValueError(f"truth has {truth.shape[0]} rows but the scores have {n_users} users")
-        if n_items is not None and truth.shape[1] != n_items:
-            raise ValueError(f"truth has {truth.shape[1]} columns but the catalogue has {n_items} items")
-        n_users, n_items = truth.shape
-    elif n_users is None:
-        n_users = len(truth)
-    return n_users, n_items
-
-# %% ../nbs/01_metrics.ipynb #65a7d4c2
-def ranking_metrics(
-    scores_or_topk,          # users x items scores (numpy, torch, callable `rows -> block`, iterator of row blocks) or (users, K) int top-k lists
-    truth,                   # relevant items: sparse users x items (nonzero = relevant) or one int array of item indices per user
-    k=(10,),                 # one cut-off or several, computed in one pass
-    metrics=RANKING_METRICS, # any of hit, precision, recall, ndcg, mrr, map
-    exclude=None,            # items never ranked for a user (seen in training), same formats as truth
-    batch_size: int = 4096,  # users ranked at a time: memory is bounded by batch_size x items
-    n_items: int | None = None,  # catalogue size, when neither scores nor a sparse truth tell it
-    is_topk: bool | None = None, # force the reading of the first argument (default: integer dtype = top-k lists)
-) -> RankingResult:
-    "Full-catalogue hit, precision, recall, NDCG, MRR and MAP at several k, per user, with no per-user loop."
-    metrics = _check_metrics(metrics, RANKING_METRICS)
-    _check_batch(batch_size)
-    topk_in = _is_topk_input(scores_or_topk, is_topk)
-    n_users, n_items = _infer_shape(scores_or_topk, truth, n_items, topk_in)
-    src = None if topk_in else _Scores(scores_or_topk, n_users, n_items)
-    if src is not None:
-        n_items = src.n_items
-    tr = _as_csr(truth, "truth", n_users, n_items)
-    ex = None if exclude is None else _as_csr(exclude, "exclude", n_users, n_items)
-    if topk_in:
-        raw = np.asarray(_to_numpy(scores_or_topk, "topk"))
-        if n_items is None:   # the implied catalogue: the largest index seen anywhere
-            n_items = int(max(tr.shape[1], ex.shape[1] if ex is not None else 0,
-                              (raw.max() + 1) if raw.size else 0))
-            tr.resize((n_users, n_items))
-            if ex is not None:
-                ex.resize((n_users, n_items))
-        topk_all = _clean_topk(raw, ex, n_items)
-        if topk_all.shape[0] != n_users:
-            raise ValueError(f"top-k lists have {topk_all.shape[0]} rows but truth has {n_users} users")
-        ks = _check_k(k, topk_all.shape[1], "the width of the top-k lists")
-        _check_k(ks, n_items)
-    else:
-        ks = _check_k(k, n_items)
-    sizes = np.diff(tr.indptr)
-    users = np.flatnonzero(sizes > 0)
-    K = max(ks)
-    if topk_in:
-        topk = topk_all[users, :K]
-    else:
-        topk = np.empty((len(users), K), np.int64)
-        pos = np.zeros(n_users, np.int64); pos[users] = np.arange(len(users))
-        for r, b, owned in src.blocks(users, batch_size):
-            topk[pos[r]] = _topk_block(_prepare_block(b, r, ex, owned), K)
-            del b
-    keys = _keys(tr)
-    rel = _member(keys, tr.shape[1], users, topk)
-    per_user = _metrics_from_rel(rel, sizes[users], ks, metrics)
-    n_tx = int(tr.multiply(ex).nnz) if ex is not None else 0
-    return RankingResult(per_user, users, int(n_users - len(users)), int(n_users), topk, n_tx, n_items=int(n_items))
+# %% ../nbs/01_metrics.ipynb #e8a1d4b5
+def top_category_change(
+    p,                       # interest distributions at time 1: users x categories
+    q,                       # interest distributions at time 2, same shape
+    empty: str = "raise",    # rows where p or q is all zero: 'raise', or 'nan' (float output, NaN there)
+) -> np.ndarray:             # per row: did the top category (argmax; ties -> first column) change?
+    "Row-wise flag: is the user's top interest category different between p and q?"
+    P, Q = _dist_pair(p, q)
+    P2, Q2 = (P[None], Q[None]) if P.ndim == 1 else (P, Q)
+    zero = (P2.sum(1) == 0) | (Q2.sum(1) == 0)
+    changed = P2.argmax(1) != Q2.argmax(1)
+    if empty not in ("raise", "nan"):
+        raise ValueError(f"empty must be 'raise' or 'nan', got {empty!r}")
+    if zero.any():
+        if empty == "raise":
+            raise ValueError(f"{int(zero.sum())} rows have no interest mass in p or q (first: row "
+                             f"{int(np.flatnonzero(zero)[0])}); they have no top category: drop them, "
+                             f"or pass empty='nan'")
+    if empty == "nan":
+        changed = np.where(zero, np.nan, changed.astype(np.float64))
+    return changed[0] if P.ndim == 1 else changed
 
 # %% ../nbs/01_metrics.ipynb #217fa825
 def _check_values(values, name: str = "values") -> np.ndarray:
@@ -620,307 +189,6 @@ def paired_bootstrap(
         t_stat, t_p = 0.0, 1.0
     return {"diff": diff, "ci_low": float(lo), "ci_high": float(hi), "p_value": float(p),
             "t_stat": t_stat, "t_p_value": t_p, "n": int(len(d))}
-
-# %% ../nbs/01_metrics.ipynb #f91c7487
-def _check_topk(topk, n_items: int | None = None) -> np.ndarray:
-    t = np.asarray(_to_numpy(topk, "topk"))
-    if t.ndim != 2 or t.dtype.kind not in "iu":
-        raise ValueError(f"topk must be a 2-D integer array (users x k), got shape {t.shape} dtype {t.dtype}")
-    t = t.astype(np.int64)
-    _check_item_ids(t.ravel(), np.repeat(np.arange(t.shape[0]), t.shape[1]), "topk", n_items, allow_pad=True)
-    return t
-
-# %% ../nbs/01_metrics.ipynb #a3b85851
-def _item_array(x, n_min: int, name: str) -> np.ndarray:
-    v = np.asarray(_to_numpy(x, name), dtype=np.float64).ravel()
-    if v.size < n_min:
-        raise ValueError(f"{name} has {v.size} entries but the lists recommend item index {n_min - 1}")
-    if not np.isfinite(v).all() or (v < 0).any():
-        j = int(np.flatnonzero(~np.isfinite(v) | (v < 0))[0])
-        raise ValueError(f"{name} must be finite and >= 0; item {j} has {v[j]}")
-    return v
-
-# %% ../nbs/01_metrics.ipynb #777d269b
-def _per_user_mean(vals: np.ndarray, valid: np.ndarray, per_user: bool):
-    n = valid.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        u = np.where(valid, vals, 0.0).sum(1) / n
-    u[n == 0] = np.nan
-    if per_user:
-        return u
-    return float(np.nanmean(u)) if np.isfinite(u).any() else np.nan
-
-# %% ../nbs/01_metrics.ipynb #bb10f134
-def catalogue_coverage(
-    topk,                    # (users, k) recommended item indices, -1 = empty slot
-    n_items: int,            # catalogue size
-) -> float:                  # share of the catalogue recommended to at least one user
-    "Fraction of all items that appear in at least one list."
-    t = _check_topk(topk, n_items)
-    return float(np.unique(t[t >= 0]).size / n_items)
-
-# %% ../nbs/01_metrics.ipynb #411dcfec
-def gini_exposure(
-    topk,                    # (users, k) recommended item indices, -1 = empty slot
-    n_items: int,            # catalogue size (items never recommended count as zero exposure)
-) -> float:                  # 0 = every item equally exposed, (n_items - 1) / n_items = one item gets everything
-    "Gini coefficient of how often each catalogue item is recommended."
-    t = _check_topk(topk, n_items)
-    c = np.sort(np.bincount(t[t >= 0], minlength=n_items)).astype(np.float64)
-    if c.sum() == 0:
-        return np.nan
-    i = np.arange(1, n_items + 1)
-    return float(np.sum((2 * i - n_items - 1) * c) / (n_items * c.sum()))
-
-# %% ../nbs/01_metrics.ipynb #f6abad7f
-def novelty(
-    topk,                    # (users, k) recommended item indices, -1 = empty slot
-    item_popularity,         # interaction count (or share) of each item in training, indexed by item
-    per_user: bool = False,  # return one value per list (for bootstrapping) instead of the mean
-):
-    "Mean self-information -log2 p(i) of recommended items, p(i) the add-one smoothed share of training interactions."
-    t = _check_topk(topk)
-    c = _item_array(item_popularity, int(t.max()) + 1 if t.size else 0, "item_popularity")
-    info = -np.log2((c + 1.0) / (c.sum() + c.size))
-    return _per_user_mean(info[np.maximum(t, 0)], t >= 0, per_user)
-
-# %% ../nbs/01_metrics.ipynb #f48f2d9b
-def average_popularity(
-    topk,                    # (users, k) recommended item indices, -1 = empty slot
-    item_popularity,         # interaction count of each item in training, indexed by item
-    per_user: bool = False,  # return one value per list instead of the mean
-):
-    "Average popularity of recommended items (ARP): high means the lists repeat the head of the catalogue."
-    t = _check_topk(topk)
-    c = _item_array(item_popularity, int(t.max()) + 1 if t.size else 0, "item_popularity")
-    return _per_user_mean(c[np.maximum(t, 0)], t >= 0, per_user)
-
-# %% ../nbs/01_metrics.ipynb #3da85c62
-def intra_list_diversity(
-    topk,                    # (users, k) recommended item indices, -1 = empty slot
-    item_category,           # category of each item (any labels), indexed by item
-    per_user: bool = False,  # return one value per list (NaN for lists with < 2 items) instead of the mean
-):
-    "Share of item pairs within a list that belong to different categories (0 = one category, 1 = all different)."
-    t = _check_topk(topk)
-    cat = pd.Series(_to_numpy(item_category, "item_category").ravel())
-    if cat.size < (int(t.max()) + 1 if t.size else 0):
-        raise ValueError(f"item_category has {cat.size} entries but the lists recommend item index {int(t.max())}")
-    codes = pd.factorize(cat)[0]
-    used = np.unique(t[t >= 0])
-    if (codes[used] < 0).any():
-        j = int(used[codes[used] < 0][0])
-        raise ValueError(f"item_category is missing for recommended item {j} "
-                         f"({int((codes[used] < 0).sum())} such items)")
-    c = np.where(t >= 0, codes[np.maximum(t, 0)], -1)
-    c = np.sort(c, axis=1)
-    m = (c >= 0).sum(1)
-    # same-category pairs: for each position, how many earlier positions in the sorted row hold the same code
-    j = np.arange(c.shape[1])
-    start = np.concatenate([np.ones((c.shape[0], 1), bool), c[:, 1:] != c[:, :-1]], 1)
-    run_start = np.maximum.accumulate(np.where(start, j, 0), axis=1)
-    same = np.where(c >= 0, j - run_start, 0).sum(1)
-    pairs = m * (m - 1) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        u = 1.0 - same / pairs
-    u[m < 2] = np.nan
-    if per_user:
-        return u
-    return float(np.nanmean(u)) if np.isfinite(u).any() else np.nan
-
-# %% ../nbs/01_metrics.ipynb #2fc69f0f
-def evaluate(
-    scores_or_topk,          # users x items scores (numpy, torch, callable, iterator of blocks) or int top-k lists
-    truth,                   # relevant items: sparse users x items or one int array of item indices per user
-    metrics=RANKING_METRICS, # ranking metrics and, given the side data, coverage, gini, novelty, diversity, popularity
-    k=(5, 10, 20),           # cut-offs
-    exclude=None,            # items never ranked for a user (seen in training)
-    n_boot: int = 1000,      # bootstrap resamples over users for the CIs (0: none)
-    alpha: float = 0.05,     # 1 - confidence level
-    seed: int = 0,           # bootstrap seed: same seed and users -> the same resamples for every model
-    batch_size: int = 4096,  # users ranked at a time
-    n_items: int | None = None,      # catalogue size, when the inputs do not tell it
-    item_popularity=None,    # training interaction count per item (novelty, popularity)
-    item_category=None,      # category per item (diversity)
-    is_topk: bool | None = None,     # force the reading of the first argument
-) -> pd.DataFrame:           # metric, k, value, ci_low, ci_high, n_users, n_empty_truth
-    "Ranking (and beyond-accuracy) metrics at several k with bootstrap CIs over users, as one tidy table."
-    ms = _check_metrics(metrics, RANKING_METRICS + BEYOND_METRICS)
-    rank_ms = tuple(m for m in ms if m in RANKING_METRICS) or ("hit",)
-    res = ranking_metrics(scores_or_topk, truth, k=k, metrics=rank_ms, exclude=exclude,
-                          batch_size=batch_size, n_items=n_items, is_topk=is_topk)
-    ks = sorted({kk for _, kk in res.per_user})
-    n_items = res.n_items
-    cols = {key: v for key, v in res.per_user.items() if key[0] in ms}
-    rows = []
-    for m in ms:
-        if m not in BEYOND_METRICS:
-            continue
-        need = {"novelty": item_popularity, "popularity": item_popularity, "diversity": item_category,
-                "coverage": n_items, "gini": n_items}[m]
-        if need is None:
-            arg = {"novelty": "item_popularity", "popularity": "item_popularity", "diversity": "item_category"}.get(m, "n_items")
-            raise ValueError(f"metric {m!r} needs {arg}=...")
-        for kk in ks:
-            t = res.topk[:, :kk]
-            if m in ("coverage", "gini"):
-                f = catalogue_coverage if m == "coverage" else gini_exposure
-                rows.append({"metric": m, "k": kk, "value": f(t, n_items), "ci_low": np.nan, "ci_high": np.nan,
-                             "n_users": len(res.users)})
-            else:
-                f = {"novelty": novelty, "popularity": average_popularity, "diversity": intra_list_diversity}[m]
-                cols[(m, kk)] = f(t, need, per_user=True)
-    table = []
-    full = [key for key, v in cols.items() if np.isfinite(v).all()]
-    if full and len(res.users):
-        V = np.column_stack([cols[key] for key in full])
-        val, lo, hi = bootstrap_ci(V, n_boot=n_boot, alpha=alpha, seed=seed)
-        table += [{"metric": m, "k": kk, "value": val[j], "ci_low": lo[j], "ci_high": hi[j], "n_users": len(res.users)}
-                  for j, (m, kk) in enumerate(full)]
-    for key, v in cols.items():
-        if key in full:
-            continue
-        ok = np.isfinite(v)
-        if ok.any():
-            val, lo, hi = bootstrap_ci(v[ok], n_boot=n_boot, alpha=alpha, seed=seed)
-        else:
-            val = lo = hi = np.nan
-        table.append({"metric": key[0], "k": key[1], "value": val, "ci_low": lo, "ci_high": hi, "n_users": int(ok.sum())})
-    out = pd.DataFrame(table + rows, columns=["metric", "k", "value", "ci_low", "ci_high", "n_users"])
-    order = {m: i for i, m in enumerate(ms)}
-    out = out.sort_values(["metric", "k"], key=lambda s: s.map(order) if s.name == "metric" else s, kind="stable")
-    out = out.reset_index(drop=True)
-    out["n_users"] = out["n_users"].astype(int)
-    out["n_empty_truth"] = res.n_empty_truth
-    out.attrs.update(n_empty_truth=res.n_empty_truth, n_truth_excluded=res.n_truth_excluded, alpha=alpha, n_boot=n_boot)
-    return out
-
-# %% ../nbs/01_metrics.ipynb #8cdd2993
-def sampled_metrics(
-    scores,                  # users x items scores (numpy array, torch tensor or callable `rows -> block`)
-    truth,                   # relevant items: sparse users x items or one int array of item indices per user
-    n_negatives: int = 100,  # negatives sampled per positive, uniformly among the user's non-relevant, non-excluded items
-    k=(10,),                 # cut-offs (<= n_negatives + 1)
-    seed: int = 0,           # sampling seed
-    exclude=None,            # items never used as negatives (seen in training)
-    metrics=("hit", "ndcg", "mrr"),  # hit, ndcg and/or mrr of the positive among the 1 + n_negatives candidates
-    batch_size: int = 4096,  # users scored at a time
-) -> RankingResult:          # per-user means over the user's positives; label says 'sampled'
-    "EXTRA, for comparison with papers only: rank each positive against n sampled negatives instead of the full catalogue."
-    metrics = _check_metrics(metrics, ("hit", "ndcg", "mrr"))
-    n_users, n_items = _infer_shape(scores, truth, None, False)
-    src = _Scores(scores, n_users, n_items)
-    n_items = src.n_items
-    tr = _as_csr(truth, "truth", n_users, n_items)
-    ex = None if exclude is None else _as_csr(exclude, "exclude", n_users, n_items)
-    if isinstance(n_negatives, bool) or not isinstance(n_negatives, (int, np.integer)) or n_negatives <= 0:
-        raise ValueError(f"n_negatives must be a positive integer, got {n_negatives!r}")
-    ks = _check_k(k, n_negatives + 1, "the candidate list (1 positive + n_negatives)")
-    _check_k(ks, n_items)
-    banned = tr if ex is None else ((tr + ex) > 0).astype(np.int8).tocsr()
-    banned.sort_indices()
-    free = n_items - np.diff(banned.indptr)
-    sizes = np.diff(tr.indptr)
-    users = np.flatnonzero(sizes > 0)
-    if (free[users] <= 0).any():
-        u = int(users[free[users] <= 0][0])
-        raise ValueError(f"user row {u} has no item left to sample as a negative (all are relevant or excluded)")
-    pu = np.repeat(np.arange(n_users), sizes)            # one row per (user, positive) pair
-    pi = tr.indices.astype(np.int64)
-    rng = np.random.default_rng(seed)
-    neg = rng.integers(0, n_items, size=(len(pu), n_negatives))
-    bkeys = _keys(banned)
-    bad = _member(bkeys, n_items, pu, neg)
-    while bad.any():                                      # rejection rounds (vectorised), not a loop over users
-        rb, cb = np.nonzero(bad)
-        neg[rb, cb] = rng.integers(0, n_items, size=len(rb))
-        bad[rb, cb] = _member(bkeys, n_items, pu[rb], neg[rb, cb])
-    rank = np.empty(len(pu), np.int64)
-    starts = tr.indptr
-    for r, b, _ in src.blocks(users, batch_size):
-        a = _prepare_block(b, r, None)
-        a = a.numpy() if _is_torch(a) else np.asarray(a)
-        lo, hi = starts[r[0]], starts[r[-1] + 1]
-        local = np.repeat(np.arange(len(r)), sizes[r])
-        ps = a[local, pi[lo:hi]][:, None]
-        ns = a[local[:, None], neg[lo:hi]]
-        rank[lo:hi] = 1 + (ns > ps).sum(1) + ((ns == ps) & (neg[lo:hi] < pi[lo:hi, None])).sum(1)
-        del a, b
-    per = {}
-    cnt = sizes[users].astype(np.float64)
-    for kk in ks:
-        inside = rank <= kk
-        vals = {"hit": inside.astype(np.float64),
-                "ndcg": np.where(inside, 1.0 / np.log2(rank + 1), 0.0),
-                "mrr": np.where(inside, 1.0 / rank, 0.0)}
-        for m in metrics:
-            per[(m, kk)] = np.bincount(pu, weights=vals[m], minlength=n_users)[users] / cnt
-    per = {(m, kk): per[(m, kk)] for m in metrics for kk in ks}
-    return RankingResult(per, users, int(n_users - len(users)), int(n_users), None, 0,
-                         f"sampled: 1 positive vs {n_negatives} negatives", n_items=int(n_items))
-
-# %% ../nbs/01_metrics.ipynb #7a13c030
-def _dist_pair(p, q):
-    "Two distribution arrays of equal shape; DataFrames are aligned on their (union of) columns."
-    if isinstance(p, pd.DataFrame) and isinstance(q, pd.DataFrame):
-        if not p.index.equals(q.index):
-            raise ValueError("p and q are DataFrames with different indexes: align the users first "
-                             "(e.g. q = q.reindex(p.index, fill_value=0))")
-        cols = p.columns.union(q.columns, sort=False)
-        p, q = p.reindex(columns=cols, fill_value=0), q.reindex(columns=cols, fill_value=0)
-    P = np.asarray(_to_numpy(p, "p"), dtype=np.float64)
-    Q = np.asarray(_to_numpy(q, "q"), dtype=np.float64)
-    if P.shape != Q.shape or P.ndim not in (1, 2):
-        raise ValueError(f"p and q must have the same 1-D or 2-D shape, got {P.shape} and {Q.shape}")
-    for name, X in (("p", P), ("q", Q)):
-        bad = ~np.isfinite(X) | (X < 0)
-        if bad.any():
-            i = tuple(int(x) for x in np.argwhere(bad)[0])
-            raise ValueError(f"{name} must be finite and non-negative; {name}{list(i)} = {X[i]}")
-    return P, Q
-
-# %% ../nbs/01_metrics.ipynb #08c26502
-def js_divergence(
-    p,                       # interest distributions: 1-D, or 2-D users x categories (rows need not sum to 1)
-    q,                       # distributions to compare with, same shape (DataFrames: columns aligned by name)
-    base: float = 2,         # log base: 2 gives values in [0, 1]
-) -> np.ndarray:             # one value per row (a scalar for 1-D input); NaN where p or q is an all-zero row
-    "Jensen-Shannon divergence between rows of p and q, after normalising each row to sum to 1."
-    P, Q = _dist_pair(p, q)
-    one = P.ndim == 1
-    P2, Q2 = (P[None], Q[None]) if one else (P, Q)
-    sp, sq = P2.sum(1, keepdims=True), Q2.sum(1, keepdims=True)
-    empty = (sp[:, 0] == 0) | (sq[:, 0] == 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        P2, Q2 = P2 / sp, Q2 / sq
-    P2[empty], Q2[empty] = 0.0, 0.0
-    M = (P2 + Q2) / 2
-    js = 0.5 * (special.rel_entr(P2, M).sum(1) + special.rel_entr(Q2, M).sum(1)) / np.log(base)
-    js = np.maximum(js, 0.0)
-    js[empty] = np.nan
-    return np.float64(js[0]) if one else js
-
-# %% ../nbs/01_metrics.ipynb #e8a1d4b5
-def top_category_change(
-    p,                       # interest distributions at time 1: users x categories
-    q,                       # interest distributions at time 2, same shape
-    empty: str = "raise",    # rows where p or q is all zero: 'raise', or 'nan' (float output, NaN there)
-) -> np.ndarray:             # per row: did the top category (argmax; ties -> first column) change?
-    "Row-wise flag: is the user's top interest category different between p and q?"
-    P, Q = _dist_pair(p, q)
-    P2, Q2 = (P[None], Q[None]) if P.ndim == 1 else (P, Q)
-    zero = (P2.sum(1) == 0) | (Q2.sum(1) == 0)
-    changed = P2.argmax(1) != Q2.argmax(1)
-    if empty not in ("raise", "nan"):
-        raise ValueError(f"empty must be 'raise' or 'nan', got {empty!r}")
-    if zero.any():
-        if empty == "raise":
-            raise ValueError(f"{int(zero.sum())} rows have no interest mass in p or q (first: row "
-                             f"{int(np.flatnonzero(zero)[0])}); they have no top category: drop them, "
-                             f"or pass empty='nan'")
-    if empty == "nan":
-        changed = np.where(zero, np.nan, changed.astype(np.float64))
-    return changed[0] if P.ndim == 1 else changed
 
 # %% ../nbs/01_metrics.ipynb #8d5613c7
 def _clf_inputs(y_true, y_score):

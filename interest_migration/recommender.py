@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import sparse
 
 from .data import DataError, atomic_output, need_columns, need_frame
-from .metrics import evaluate, topk_items
+from .ranking import evaluate, topk_items
 from fastcore.basics import patch
 
 # %% auto #0

@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from .data import Split, load_movielens_100k, user_cold_start_split
 from .simulate import simulate_log
-from .metrics import bootstrap_ci, evaluate, js_divergence, paired_bootstrap, ranking_metrics
+from .metrics import bootstrap_ci, js_divergence, paired_bootstrap
+from .ranking import evaluate, ranking_metrics
 from .nextwindow import make_preprocessor
 from .profiles import event_weights
 from fastcore.basics import patch

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import BEHAVIORS, IdEncoder, leave_last_out, load_movielens_100k, torch_threads
-from .metrics import evaluate, ranking_metrics, topk_items
+from .ranking import evaluate, ranking_metrics, topk_items
 from fastcore.basics import patch
 
 # %% auto #0

@@ -23,7 +23,8 @@ from sklearn.model_selection import (BaseCrossValidator, GridSearchCV, HalvingRa
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from .metrics import bootstrap_ci, paired_bootstrap, ranking_metrics
+from .metrics import bootstrap_ci, paired_bootstrap
+from .ranking import ranking_metrics
 from .metrics import recall_at_k
 from .nextwindow import TorchMLPClassifier, predict_scores
 

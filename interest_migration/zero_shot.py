@@ -20,10 +20,11 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .data import IdEncoder, Split, need_log, timestamps_ns
-from .metrics import evaluate
+from .ranking import evaluate
 from .nextwindow import make_preprocessor
 from .segments import ColdStartStrategy, _demographics
-from .tagging import TextEncoder, _Tagger
+from .encoders import TextEncoder
+from .tagging import _Tagger
 from fastcore.basics import patch
 
 # %% auto #0

@@ -12,10 +12,13 @@ from scipy.spatial.distance import jensenshannon
 import sklearn.metrics as skm
 
 import interest_migration.metrics as M
+import interest_migration.ranking as R
 from interest_migration.metrics import (
-    RANKING_METRICS, topk_items, ranking_metrics, evaluate, bootstrap_ci, paired_bootstrap, js_divergence,
+    bootstrap_ci, paired_bootstrap, js_divergence,
     top_category_change, classification_metrics, per_sample_classification, classification_report_ci,
-    calibration_curve, expected_calibration_error, catalogue_coverage, gini_exposure, novelty,
+    calibration_curve, expected_calibration_error)
+from interest_migration.ranking import (
+    RANKING_METRICS, topk_items, ranking_metrics, evaluate, catalogue_coverage, gini_exposure, novelty,
     intra_list_diversity, average_popularity, sampled_metrics)
 from interest_migration.bench import bench_metrics, reference_ranking_metrics
 
@@ -76,12 +79,12 @@ def test_topk_matches_stable_sort_with_and_without_torch(case):
         row[exclude[u]] = -np.inf
         o = np.argsort(-row, kind="stable")[:k]
         np.testing.assert_array_equal(got[u], np.where(row[o] > -np.inf, o, -1))
-    orig = M._torch
+    orig = R._torch
     try:
-        M._torch = lambda: None                               # the numpy fallback must agree exactly
+        R._torch = lambda: None                               # the numpy fallback must agree exactly
         np.testing.assert_array_equal(topk_items(scores, k, exclude=exclude, batch_size=batch), got)
     finally:
-        M._torch = orig
+        R._torch = orig
 
 
 def test_float32_and_constant_scores():

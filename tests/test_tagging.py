@@ -15,10 +15,11 @@ from sklearn.model_selection import GridSearchCV
 from interest_migration.data import BEHAVIORS, load_movielens_100k
 from interest_migration.simulate import simulate_log
 from interest_migration.profiles import interest_profile
+from interest_migration.encoders import TextEncoder, check_model_folder, tiny_bert_folder
 from interest_migration.tagging import (
-    FineTunedBertTagger, LinearProbeTagger, MajorityTagger, TextEncoder, TfidfTagger,
-    check_model_folder, cross_val_tag_proba, evaluate_taggers, tag_matrix, tag_thresholds, tagging_data,
-    tiny_bert_folder, top_user_tags, user_tags, _rescale)
+    FineTunedBertTagger, LinearProbeTagger, MajorityTagger, TfidfTagger,
+    cross_val_tag_proba, evaluate_taggers, tag_matrix, tag_thresholds, tagging_data,
+    top_user_tags, user_tags, _rescale)
 from interest_migration.bench import bench_tagging
 
 ZH_TITLES = ["霸王别姬", "卧虎藏龙", "大话西游之大圣娶亲", "无间道", "英雄", "功夫", "让子弹飞", "流浪地球", "战狼",

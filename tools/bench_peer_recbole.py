@@ -73,7 +73,7 @@ def run_model(model_name: str, epochs: int, out_dir: Path, seed: int | None, thr
     from recbole.utils import get_model, init_logger, init_seed
 
     sys.path.insert(0, str(ROOT))                         # our metrics only (numpy/pandas/scipy): one metric code
-    from interest_migration.metrics import ranking_metrics
+    from interest_migration.ranking import ranking_metrics
 
     t_all = time.perf_counter()
     load_start = os.getloadavg()
