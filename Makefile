@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: venv demo test test-slow bench bench-peer docs chromium lab export clean-venv
+.PHONY: serve venv demo test test-slow bench bench-peer docs chromium lab export clean-venv
 
 # (Re)build the environment when it is missing or settings.ini / setup.py / Makefile changed.
 $(STAMP): settings.ini setup.py Makefile
@@ -59,3 +59,11 @@ export: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The service on MovieLens-100K: trains and exports the model (and loads the log into a local SQLite store) when the
+# models folder is missing, then serves on http://127.0.0.1:8000 (GET /health, /users/1/recommendations, /docs).
+MODELS ?= models
+DB ?= sqlite:///serve.db
+serve: $(STAMP)
+	@test -f $(MODELS)/manifest.json || $(BIN)/interest-migration export --data movielens --out $(MODELS) --db $(DB) --epochs 20
+	$(BIN)/interest-migration serve --models $(MODELS) --db $(DB)

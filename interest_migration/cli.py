@@ -41,7 +41,7 @@ from .exploration import bench_bandits
 # %% auto #0
 __all__ = ['FORMATS', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',
            'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step', 'run_demo',
-           'profile_window', 'build_parser', 'configure_logging', 'main']
+           'profile_window', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
 
 # %% ../nbs/13_cli.ipynb #5e14ab34
 class CLIError(Exception):
@@ -770,3 +770,90 @@ def main(argv: list | None = None) -> int:
                                             "rerun with --debug and report the traceback")
         print(f"error: {msg}", file=sys.stderr)
         return 2
+
+# %% ../nbs/13_cli.ipynb #fac0c997
+def _cmd_export(a):
+    from interest_migration.serving import train_serving_model
+    from interest_migration.recommender import read_manifest
+    ds = _load(a)
+    if ds.items is None or "category" not in ds.items.columns:
+        raise CLIError(f"export needs an items table with a category column; {ds.name} has none")
+    folder = train_serving_model(ds.events, ds.items, a.out, users=ds.users, model=a.model, epochs=a.epochs,
+                                 max_len=a.max_len, time_limit=a.seconds, seed=a.seed)
+    man = read_manifest(folder)
+    ndcg = man["metrics"].get("test_ndcg@10", {})
+    print(f"wrote {folder}: {man['params']['model']}, {man['catalogue']['n_items']:,} items, test NDCG@10 "
+          f"{ndcg.get('value', float('nan')):.4f} [{ndcg.get('ci_low', float('nan')):.4f}, {ndcg.get('ci_high', float('nan')):.4f}]")
+    if a.db:
+        from interest_migration.store import open_store
+        store = open_store(a.db)
+        try:
+            res = store.add_events(ds.events)
+        finally:
+            store.close()
+        print(f"store {a.db}: {res}")
+    return 0
+
+# %% ../nbs/13_cli.ipynb #9e49da69
+def _cmd_serve(a):
+    import uvicorn
+    from interest_migration.serving import ENV_DB, ENV_MODELS, ENV_POLICY, ENV_TOKEN, load_serving_model
+    from interest_migration.store import open_store
+    sm = load_serving_model(a.models)            # a clear error now rather than in every worker
+    open_store(a.db).close()
+    os.environ.update({ENV_MODELS: str(Path(a.models).resolve()), ENV_DB: a.db, ENV_POLICY: a.policy})
+    if a.token: os.environ[ENV_TOKEN] = a.token
+    print(f"serving {sm.version} from {a.models} on http://{a.host}:{a.port} ({a.workers} worker(s), store {a.db})", flush=True)
+    uvicorn.run("interest_migration.serving:app_from_env", factory=True, host=a.host, port=a.port, workers=a.workers,
+                timeout_worker_healthcheck=120, log_level="warning" if a.log_level != "verbose" else "info")
+    return 0
+
+# %% ../nbs/13_cli.ipynb #eb18ffaa
+def _cmd_retrain(a):
+    from interest_migration.serving import load_serving_model, retrain_from_store
+    folder = retrain_from_store(a.db, a.models, out=a.out, epochs=a.epochs, time_limit=a.seconds, seed=a.seed)
+    print(f"wrote {folder}: {load_serving_model(folder).version}; POST /admin/reload to serve it")
+    return 0
+
+# %% ../nbs/13_cli.ipynb #216a1b6c
+def add_serving_commands(sub):  # the sub-parsers action of build_parser
+    "Register the export, serve and retrain sub-commands."
+    e = sub.add_parser("export", help="train a next-item model and write a serving model folder (ONNX + manifest)")
+    _add_data_args(e)
+    e.add_argument("--out", default="models", help="model folder to write (default ./models)")
+    e.add_argument("--model", default="sasrec", choices=["sasrec", "gru4rec", "lstmrec"], help="sequence model")
+    e.add_argument("--epochs", type=_positive_int, default=20, help="maximum training epochs (default 20)")
+    e.add_argument("--max-len", type=_positive_int, default=50, help="most recent events the model reads (default 50)")
+    e.add_argument("--seconds", type=float, help="also stop training after this many seconds")
+    e.add_argument("--db", help="also load the log into this event store (sqlite:///path.db or postgresql://...)")
+    e.set_defaults(func=_cmd_export)
+    s = sub.add_parser("serve", help="serve a model folder over HTTP (FastAPI + uvicorn) with an event store")
+    s.add_argument("--models", required=True, help="model folder written by export or retrain")
+    s.add_argument("--db", required=True, help="event store URL: sqlite:///path.db or postgresql://user@host:port/db")
+    s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
+    s.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    s.add_argument("--workers", type=_positive_int, default=1, help="uvicorn worker processes (default 1)")
+    s.add_argument("--token", help="bearer token for writes and admin (default: $INTEREST_MIGRATION_TOKEN; none: open)")
+    s.add_argument("--policy", default="segment", choices=["segment", "thompson"], help="cold-start policy")
+    s.set_defaults(func=_cmd_serve)
+    r = sub.add_parser("retrain", help="retrain the served model from the event store and write a new model folder")
+    r.add_argument("--db", required=True, help="event store URL")
+    r.add_argument("--models", required=True, help="the served model folder (its catalogue is kept)")
+    r.add_argument("--out", help="write here instead of replacing --models")
+    r.add_argument("--epochs", type=_positive_int, default=20, help="maximum training epochs (default 20)")
+    r.add_argument("--seconds", type=float, help="also stop training after this many seconds")
+    r.add_argument("--seed", type=int, default=0, help="seed of the model (default 0)")
+    r.set_defaults(func=_cmd_retrain)
+
+# %% ../nbs/13_cli.ipynb #311fb980
+def _with_serving_commands(base):  # a parser factory such as build_parser
+    "Wrap a parser factory so its parser also has the serving sub-commands."
+    def build() -> argparse.ArgumentParser:
+        p = base()
+        add_serving_commands(next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)))
+        return p
+    build.__doc__, build._with_serving = base.__doc__, True
+    return build
+
+if not getattr(build_parser, "_with_serving", False):
+    build_parser = _with_serving_commands(build_parser)

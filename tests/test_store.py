@@ -167,7 +167,7 @@ def test_tail_follows_arrivals_exactly_once(store):
 
 
 def test_export_parquet_partitions_by_user_atomically(store, tmp_path):
-    from interest_migration.data import user_partition
+    from interest_migration.simulate import user_partition
     log = _log(500)
     store.add_events(log)
     store.put_user(1, {"age": 20})

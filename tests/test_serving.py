@@ -1,0 +1,219 @@
+"The serving module: ONNX parity, the model folder, the HTTP service (FastAPI TestClient), uvicorn load and crash tests."
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from interest_migration.simulate import simulate_log  # noqa: E402
+from interest_migration.nextwindow import TorchMLPClassifier  # noqa: E402
+from interest_migration.profiles import interest_profile  # noqa: E402
+from interest_migration.recommender import ModelFileError  # noqa: E402
+from interest_migration.sequence import GRU4Rec, SASRec, planted_log, sequence_split  # noqa: E402
+from interest_migration.serving import (  # noqa: E402
+    _items_table, crash_test, free_port, load_serving_model, load_test, make_app, mlp_to_onnx, onnx_parity,
+    ort_session, rank_from_events, sequence_to_onnx, start_server, stop_server, top_k, train_serving_model)
+from interest_migration.store import open_store  # noqa: E402
+
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return sequence_split(planted_log(n_users=120, n_items=30, length=12))
+
+
+@pytest.mark.parametrize("cls", [SASRec, GRU4Rec])
+def test_onnx_parity_every_length(cls, planted, tmp_path):
+    "ONNX Runtime equals PyTorch to 1e-5 on 1,000 sequences of every length up to max_len."
+    m = cls(embedding_size=16, max_len=8, epochs=1, progress=False, seed=0).fit(planted)
+    par = onnx_parity(m, sequence_to_onnx(m, tmp_path / "m.onnx"), n=1000)
+    assert list(par["length"]) == list(range(1, 9)) and (par["n"] == 1000).all()
+    assert par["parity"].all() and par["max_abs_diff"].max() < 1e-5, par
+
+
+def test_mlp_parity(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 6)).astype(np.float32)
+    Y = (X[:, :2] > 0).astype(int)
+    clf = TorchMLPClassifier(hidden_sizes=(16,), max_epochs=2).fit(X, Y)
+    got = ort_session(mlp_to_onnx(clf, tmp_path / "mlp.onnx")).run(["proba"], {"features": X})[0]
+    np.testing.assert_allclose(got, clf.predict_proba(X), rtol=1e-5, atol=1e-5)
+
+
+def test_top_k_known_answer():
+    s = np.array([0.5, 0.9, 0.9, 0.1, 0.7])
+    assert top_k(s, 3).tolist() == [2, 3, 5]                  # codes are 1-based; the tie goes to the lower code
+    assert top_k(s, 3, exclude=np.array([2])).tolist() == [3, 5, 1]
+    assert top_k(s, 10, exclude=np.array([1, 2, 3])).tolist() == [5, 4]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    work = tmp_path_factory.mktemp("serve")
+    sim = simulate_log(n_users=200, n_items=120, n_categories=5, n_events=6_000, days=60, seed=0)
+    folder = train_serving_model(sim.events, sim.items, work / "model", users=sim.users, epochs=2, max_len=10,
+                                 embedding_size=16, seed=0)
+    app = make_app(folder, f"sqlite:///{work / 'events.db'}", token=TOKEN)
+    client = TestClient(app)
+    hist = sim.events[sim.events.user_id.isin([1, 2, 3, 4])]
+    batch = [{"user_id": int(r.user_id), "item_id": int(r.item_id), "timestamp": r.timestamp.isoformat(),
+              "behavior": str(r.behavior), "event_id": f"h{i}"} for i, r in enumerate(hist.itertuples())]
+    r = client.post("/events", json={"events": batch}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    return {"sim": sim, "folder": folder, "app": app, "client": client, "hist": hist, "batch": batch, "work": work}
+
+
+def test_model_folder_and_manifest(served, tmp_path):
+    folder = served["folder"]
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["kind"] == "sequence-serving" and set(man["files"]) >= {"sequence.onnx", "catalog.json", "cold_start.npz"}
+    assert "test_ndcg@10" in man["metrics"] and man["data"]["n_events"] == len(served["sim"].events)
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    (bad / "catalog.json").write_text((bad / "catalog.json").read_text().replace("1", "2", 1))
+    with pytest.raises(ModelFileError):
+        load_serving_model(bad)
+
+
+def test_events_idempotent_and_durable(served):
+    c, batch = served["client"], served["batch"]
+    r = c.post("/events", json={"events": batch[:10]}, headers=AUTH).json()
+    assert r == {"received": 10, "stored": 0, "duplicates": 10}
+    store = open_store(served["app"].state.service.store.url)
+    assert store.n_events() == len(batch)                   # visible to another connection: committed
+    store.close()
+
+
+@pytest.mark.parametrize("field, value, where", [("timestamp", "2026-01-01T00:00:00", "events[1].timestamp"),
+                                                 ("behavior", "teleport", "events[1].behavior"),
+                                                 ("user_id", "", "events[1].user_id"),
+                                                 ("item_id", True, "events[1].item_id"),
+                                                 ("colour", "red", "events[1].colour")])
+def test_422_names_field_and_index(served, field, value, where):
+    c, batch = served["client"], served["batch"]
+    r = c.post("/events", json={"events": [batch[0], {**batch[1], field: value}]}, headers=AUTH)
+    assert r.status_code == 422 and where in r.json()["detail"], r.text
+
+
+def test_bad_requests_right_4xx_and_still_serving(served):
+    c, batch = served["client"], served["batch"]
+    r = c.post("/events", content=b'{"events": [', headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
+    assert c.post("/events", json={"events": batch[:1]}).status_code == 401
+    assert c.post("/events", json={"events": batch[:1]}, headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert c.put("/users/5", json={"age": 30}).status_code == 401
+    assert c.post("/admin/reload").status_code == 401
+    r = c.post("/events", content=b"x" * (9 * 2**20), headers=AUTH)
+    assert r.status_code == 413 and "exceeds" in r.json()["detail"]
+    assert c.post("/events", json={"events": []}, headers=AUTH).status_code == 422
+    assert c.get("/users/1/recommendations", params={"k": 0}).status_code == 422
+    assert c.get("/users/99999/interests").status_code == 404
+    assert c.get("/users/99999/recommendations").status_code == 404
+    assert c.get("/items/1/tags").status_code == 404 and "no item tags" in c.get("/items/1/tags").json()["detail"]
+    assert c.get("/health").json()["status"] == "ok"
+
+
+def test_recommendations_warm_cold_and_impressions(served):
+    c, hist, app = served["client"], served["hist"], served["app"]
+    svc = app.state.service
+    before = len(svc.store.impressions())
+    r = c.get("/users/1/recommendations", params={"k": 7}).json()
+    assert r["policy"] == "sequence" and len(r["items"]) == 7
+    seen = set(hist[hist.user_id == 1].item_id)
+    ids = [i["item_id"] for i in r["items"]]
+    assert not set(ids) & seen
+    assert ids == rank_from_events(svc.model, hist[hist.user_id == 1], k=7)["item_id"].tolist()
+    assert c.put("/users/7001", json={"age": 22, "gender": "M"}, headers=AUTH).status_code == 200
+    cold = c.get("/users/7001/recommendations", params={"k": 5}).json()
+    assert cold["policy"] == "segment" and all(i["propensity"] == 1.0 for i in cold["items"])
+    imp = svc.store.impressions()
+    assert len(imp) == before + 12 and set(imp["model_version"]) == {svc.model.version}
+    assert sorted(imp[imp["request_id"] == r["request_id"]]["position"].tolist()) == list(range(1, 8))
+
+
+def test_thompson_cold_start_logs_propensities(served):
+    app = make_app(served["folder"], served["app"].state.service.store.url, token=TOKEN, policy="thompson", seed=3)
+    c = TestClient(app)
+    c.put("/users/7002", json={"age": 40, "gender": "F"}, headers=AUTH)
+    r = c.get("/users/7002/recommendations", params={"k": 6}).json()
+    p = [i["propensity"] for i in r["items"]]
+    assert r["policy"] == "thompson" and len(p) == 6 and all(0 < x <= 1 for x in p)
+    imp = app.state.service.store.impressions()
+    np.testing.assert_allclose(imp[imp["request_id"] == r["request_id"]].sort_values("position")["propensity"], p)
+
+
+def test_interests_equal_batch_profile(served):
+    c, hist, svc = served["client"], served["hist"], served["app"].state.service
+    got = c.get("/users/2/interests").json()
+    ref = interest_profile(hist[hist.user_id == 2], _items_table(svc.model), half_life="14D").iloc[0]
+    np.testing.assert_allclose(pd.Series(got["profile"]).reindex(ref.index, fill_value=0.0), ref, atol=1e-9, rtol=0)
+
+
+def test_reload_swaps_and_refuses_corrupt(served, tmp_path):
+    c, svc = served["client"], served["app"].state.service
+    old = svc.model
+    new_folder = tmp_path / "m2"
+    shutil.copytree(served["folder"], new_folder)
+    man = json.loads((new_folder / "manifest.json").read_text())
+    man["metrics"]["note"] = "copy"
+    (new_folder / "manifest.json").write_text(json.dumps(man))
+    r = c.post("/admin/reload", json={"folder": str(new_folder)}, headers=AUTH).json()
+    assert r["previous"] == old.version and r["model_version"] != old.version
+    assert rank_from_events(old, served["hist"][served["hist"].user_id == 1], k=3).shape == (3, 3)  # in-flight: old still works
+    (new_folder / "sequence.onnx").write_bytes(b"broken")
+    r = c.post("/admin/reload", headers=AUTH)
+    assert r.status_code == 409 and "still serving" in r.json()["detail"]
+    assert c.get("/health").json()["model_version"] == svc.model.version != old.version
+    c.post("/admin/reload", json={"folder": str(served["folder"])}, headers=AUTH)
+
+
+def test_metrics_prometheus(served):
+    c = served["client"]
+    c.get("/health")
+    text = c.get("/metrics").text
+    assert 'im_requests_total{method="GET",route="/health",status="200"}' in text
+    assert "im_request_seconds_bucket" in text and "im_events_stored" in text and "im_model_info{version=" in text
+
+
+def _short_load(served, seconds, clients=8):
+    work = served["work"]
+    db = f"sqlite:///{work / 'load.db'}"
+    st = open_store(db); st.add_events(served["sim"].events); n0 = st.n_events(); st.close()
+    port = free_port()
+    proc = start_server(served["folder"], db, port, workers=2)
+    try:
+        users, items = served["sim"].users["user_id"].to_numpy(), served["sim"].items["item_id"].to_numpy()
+        tab, raw, acked = load_test(f"http://127.0.0.1:{port}", users, items, clients=clients, seconds=seconds, batch=50)
+    finally:
+        stop_server(proc)
+    st = open_store(db); stored = st.n_events() - n0; st.close()
+    return tab, raw, acked, stored
+
+
+def test_load_short_no_5xx_exactly_once(served):
+    "A few seconds of 8 clients against uvicorn --workers 2: no 5xx, every acknowledged event stored exactly once."
+    tab, raw, acked, stored = _short_load(served, seconds=3)
+    assert (raw["status"] >= 500).sum() == 0 and (raw["status"] < 0).sum() == 0, tab
+    assert acked > 0 and stored == acked, (acked, stored)
+
+
+def test_crash_kill9_every_acknowledged_event_once(served):
+    sim = served["sim"]
+    res = crash_test(served["folder"], f"sqlite:///{served['work'] / 'crash.db'}", sim.users["user_id"].to_numpy(),
+                     sim.items["item_id"].to_numpy(), seconds_before_kill=1.5, clients=3, batch=100)
+    assert res["events_acknowledged"] > 0, res
+    assert res["acknowledged_present_once"] and not res["partial_batch"] and res["exactly_once_after_retries"], res
+
+
+@pytest.mark.slow
+def test_bench_serve_full():
+    from interest_migration.serving import bench_serve
+    res = bench_serve(quick=False)
+    assert res["no_5xx"] and res["exactly_once"] and res["crash"]["acknowledged_present_once"]
