@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .data import (BEHAVIORS, DataError, Dataset, ML100K_GENRES, ML1M_OCCUPATIONS, ValidationReport,
                                      _genre_lists, _movielens_dataset, _show, _utc_from_ns, load_movielens_100k,
-                                     validate_events, validate_items)
+                                     validate_events, validate_items, validate_users)
 
 # %% auto #0
 __all__ = ['TAOBAO_BEHAVIORS', 'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'TIME_UNITS', 'CONTRACT_COLUMNS',
