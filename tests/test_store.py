@@ -115,6 +115,7 @@ def test_migrate_idempotent_and_durable_settings(store):
 
 def test_users_round_trip(store):
     assert store.get_user(7) is None
+    assert store.users().columns.tolist() == ["user_id"] and len(store.users()) == 0
     store.put_user(7, {"age": 31, "gender": "F", "occupation": "writer"})
     store.put_user(3, {"age": np.int64(54), "gender": "M"})
     store.put_user(7, {"age": 32, "gender": "F"})           # replaces
