@@ -20,9 +20,9 @@ import pandas as pd
 from fastcore.basics import patch
 
 from .data import (BEHAVIORS, EVENT_COLUMNS, DataError, need_frame, need_columns, _id_column,
-                                     _store_ids, _timestamp_column, _behavior_column, _numeric_column,
-                                     _utc_from_ns, timestamps_ns, to_utc, _sort_events,
-                                     atomic_output, user_partition)
+                                     _store_ids, _timestamp_column, _behavior_column, _numeric_column, _utc_from_ns,
+                                     timestamps_ns, to_utc, _sort_events, atomic_output)
+from .simulate import user_partition
 from .metrics import js_divergence, bootstrap_ci
 from .exploration import ips, snips, direct_method, doubly_robust
 from .profiles import event_weights, event_categories, _item_category_table
@@ -799,7 +799,7 @@ def bench_store(url: str | None = None, # store to write into (fresh event ids: 
     "Time durable, idempotent ingestion (`add_events` with event ids) and the read back, per batch size."
     import tempfile
     import uuid
-    from interest_migration.data import simulate_log
+    from interest_migration.simulate import simulate_log
     ev = simulate_log(n_users=max(200, n_events // 50), n_items=500, n_events=n_events, seed=seed).events
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
