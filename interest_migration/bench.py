@@ -29,7 +29,8 @@ from .metrics import js_divergence
 from .ranking import RANKING_METRICS, ranking_metrics
 from .profiles import BEHAVIOR_WEIGHTS, migration_matrix, migration_scores, window_edges, windowed_profiles
 from .encoders import TextEncoder, _quiet_loading, default_model_path
-from .sequence import (SEQUENCE_MODELS, CoOccurrence, Popularity, SequenceSplit, default_device,
+from .neural import SEQUENCE_MODELS
+from .sequence import (CoOccurrence, Popularity, RunOptions, SequenceSplit, default_device,
                                         evaluate_sequences, sequence_split)
 
 # %% auto #0
@@ -455,14 +456,14 @@ def bench_sequence(
     fitted = {}
     for name in models:
         cls = SEQUENCE_MODELS[name]
-        kw = dict(epochs=epochs, patience=patience, time_limit=time_limit, seed=seed, device=device, progress=progress,
-                  threads=threads)
+        kw = dict(max_epochs=epochs, patience=patience, seed=seed)
+        opts = RunOptions(device=device, num_threads=threads, progress=progress, time_limit=time_limit)
         kw.update((params or {}).get(name, {}))
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         with PeakRSS() as mem:
             t0 = time.perf_counter()
-            model = cls(**kw).fit(sp)
+            model = cls(**kw).fit(sp, options=opts)
             fit_s = time.perf_counter() - t0
         h = model.history_
         test = evaluate_sequences(model, sp.test, n_boot=n_boot, seed=seed)

@@ -34,7 +34,9 @@ from .tagging import (tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagg
                                         user_tags, top_user_tags)
 from .data import user_cold_start_split
 from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage, evaluate_transfer
-from .sequence import Popularity, CoOccurrence, SASRec, sequence_split, results_table
+from .sequence import Popularity, CoOccurrence, RunOptions, sequence_split, results_table
+from .neural import SASRec
+from .recommender import ModelFileError
 from .bench import bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging
 from .exploration import bench_bandits
 
@@ -363,11 +365,11 @@ def sequence_step(
 ) -> dict:  # table (HR/NDCG/MRR@10 with CIs per model), split, model (the fitted SASRec), exclude_history
     "Next-item recommendation: leave-last-out, popularity and co-occurrence baselines beside a briefly trained SASRec."
     items = ds.items if ds.items is not None and "category" in ds.items else None
-    sp = sequence_split(ds.events, items, category="category" if items is not None else None)
+    sp = sequence_split(ds.events, items, category_col="category" if items is not None else None)
     exclude = repeat_share(sp.train) <= max_repeat
     models = {"popularity": Popularity().fit(sp), "co-occurrence": CoOccurrence().fit(sp),
-              "sasrec": SASRec(epochs=epochs, time_limit=seconds, seed=seed, progress=False, exclude_history=exclude).fit(sp)}
-    table = results_table(models, sp.test, k=10, exclude_history=exclude, seed=seed)
+              "sasrec": SASRec(max_epochs=epochs, seed=seed, exclude_seen=exclude).fit(sp, options=RunOptions(time_limit=seconds, progress=False))}
+    table = results_table(models, sp.test, k=10, exclude_seen=exclude, seed=seed)
     return {"table": table, "split": sp, "model": models["sasrec"], "exclude_history": exclude}
 
 # %% ../nbs/13_cli.ipynb #b9d80c48
@@ -641,9 +643,9 @@ def _cmd_tag(a):
 # %% ../nbs/13_cli.ipynb #164b66a4
 def _recommendations(ds: Dataset, model, seqs, user_ids, k: int, exclude: bool) -> pd.DataFrame:
     "One row per (user, rank) with the item id and, when the item table has one, its title."
-    top = model.recommend(seqs, k=k, exclude_history=exclude)
-    out = pd.DataFrame({"user_id": np.repeat(np.asarray(user_ids), k), "rank": np.tile(np.arange(1, k + 1), len(top)),
-                        "item_id": top.ravel()})
+    rec = model.recommend(seqs, k=k, exclude_seen=exclude)
+    out = pd.DataFrame({"user_id": np.repeat(np.asarray(user_ids), k), "rank": rec["rank"].to_numpy(),
+                        "item_id": rec["item_id"].to_numpy()})
     if ds.items is not None and "title" in ds.items:
         out["title"] = out["item_id"].map(ds.items.drop_duplicates("item_id").set_index("item_id")["title"])
     return out
@@ -674,20 +676,22 @@ def _load_model(path: str):
     "A model written by --save, or a one-line CLIError saying why the file is not one."
     p = Path(path)
     if not p.exists(): raise CLIError(f"--load: no such file: {path}")
-    if p.is_dir(): raise CLIError(f"--load: {path} is a folder, not a model file")
+    if not p.is_dir(): raise CLIError(f"--load: {path} is not a usable model (a model is a folder written by --save)")
     try:
         return SASRec.load(p)
+    except ModelFileError as e:
+        raise CLIError(f"--load: {path} is not a usable model folder ({_first_line(e)[:300]})") from e
     except CLIError: raise
     except Exception as e:  # torch's unpickler, missing keys, wrong shapes, truncated files: all mean "not a usable model"
         raise CLIError(f"--load: {path} is not a usable model file ({type(e).__name__}: {_first_line(e)[:200]})") from e
 
 # %% ../nbs/13_cli.ipynb #18cf32c6
 def _cmd_recommend(a):
-    if a.save: check_writable(a.save)
+    if a.save: check_writable(a.save, "folder")
     ds = _load(a)
     if a.load:
         model = _load_model(a.load)
-        exclude = model.exclude_history and not a.keep_history        # the choice made when it was trained
+        exclude = model.exclude_seen and not a.keep_history        # the choice made when it was trained
         print(f"loaded {a.load}")
     else:
         _need_users(ds, "training a next-item model")
@@ -695,7 +699,7 @@ def _cmd_recommend(a):
         model, exclude = sq["model"], sq["exclude_history"] and not a.keep_history
         _print_table(sq["table"])
         if a.save:
-            with atomic_output(a.save) as tmp: model.save(tmp)
+            model.save(a.save)  # a model folder, written atomically
             print(f"saved: {a.save}")
     ev = ds.events
     if a.items:

@@ -26,7 +26,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 
 from .data import BEHAVIORS, DataError, atomic_output
 from .profiles import interest_profile, windowed_profiles, migration_scores
-from .sequence import Catalog, SEQUENCE_MODELS, SASRec, sequence_split, evaluate_sequences
+from .sequence import Catalog, sequence_split, evaluate_sequences
+from .neural import SEQUENCE_MODELS, SASRec
 from .segments import RuleSegmenter, SegmentPopularity
 from .exploration import BetaThompson
 from .recommender import ModelFileError, make_manifest, write_manifest, read_manifest, data_summary

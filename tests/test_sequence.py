@@ -11,15 +11,18 @@ import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from interest_migration.data import BEHAVIORS
+from interest_migration.data import DataError
 from interest_migration.sequence import (
-    CoOccurrence, GRU4Rec, LSTMRec, Popularity, SASRec, Sequences, make_catalog, pad_sequences,
+    CoOccurrence, Popularity, RunOptions, Sequences, make_catalog, pad_sequences,
     planted_log, sequence_split, to_sequences, training_windows,
     evaluate_sequences, default_device)
+from interest_migration.neural import GRU4Rec, LSTMRec, SASRec
+from interest_migration.recommender import ModelFileError
 from interest_migration.bench import _split_agreement, bench_sequence, read_recbole_json, time_to_reach
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = dict(embedding_size=16, max_len=12, epochs=40, batch_size=16, learning_rate=1e-2, patience=5,
-            progress=False, threads=1)
+FAST = dict(embedding_size=16, max_len=12, max_epochs=40, batch_size=16, learning_rate=1e-2, patience=5)
+OPTS = RunOptions(progress=False, num_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def plant():
 
 @pytest.fixture(scope="module")
 def sas(plant):
-    return SASRec(**FAST).fit(plant)
+    return SASRec(**FAST).fit(plant, options=OPTS)
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +110,11 @@ def test_split_targets_match_pandas():
 
 @pytest.mark.parametrize("cls", [SASRec, GRU4Rec])
 def test_planted_cycle_is_learned(plant1, cls):
-    m = cls(**FAST).fit(plant1)
+    m = cls(**FAST).fit(plant1, options=OPTS)
     hr1 = evaluate_sequences(m, plant1.test, k=(1,), metrics=("hit",), n_boot=0)["value"].iloc[0]
     assert hr1 >= 0.98
     # cold users: lists of item ids, never seen in training
-    assert m.recommend([[3, 4, 5], [29, 30], [30]], k=1).ravel().tolist() == [6, 1, 1]
+    assert m.recommend([[3, 4, 5], [29, 30], [30]], k=1).item_id.tolist() == [6, 1, 1]
 
 
 def test_planted_cycle_with_behaviours(sas, plant):
@@ -147,7 +150,8 @@ def test_cooccurrence_counts_match_a_loop():
 def test_masking_never_recommends_history(sas, plant, seqs, k):
     for m in (sas, Popularity().fit(plant), CoOccurrence().fit(plant)):
         rec = m.recommend(seqs, k=k)
-        for r, h in zip(rec, seqs):
+        assert rec.user_id.tolist() == np.repeat(np.arange(len(seqs)), k).tolist()
+        for r, h in zip(rec.item_id.to_numpy().reshape(len(seqs), k), seqs):
             assert not set(r.tolist()) & set(h)
             assert len(set(r.tolist())) == k
 
@@ -179,23 +183,26 @@ def test_causal_prediction_for_prefixes(sas, plant):
 def test_save_load_round_trip(tmp_path, cls):
     log = planted_log(n_users=40, n_items=20, length=8, seed=1)
     sp = sequence_split(log)
-    m = cls(**{**FAST, "epochs": 2}).fit(sp)
-    path = m.save(tmp_path / "m.pt")
-    raw = torch.load(path, weights_only=True)                # plain content: loads without unpickling code
-    assert raw["model"] == cls.__name__
+    m = cls(**{**FAST, "max_epochs": 2}).fit(sp, options=OPTS)
+    path = m.save(tmp_path / "m")
+    raw = torch.load(path / "weights.pt", weights_only=True)     # plain content: loads without unpickling code
+    assert all(torch.is_tensor(v) for v in raw.values())
+    assert json.loads((path / "manifest.json").read_text())["kind"] == cls.kind
     again = cls.load(path)
-    assert torch.equal(m.score(sp.test), again.score(sp.test))
-    assert m.recommend(sp.test, k=5).tolist() == again.recommend(sp.test, k=5).tolist()
+    assert np.array_equal(m.score(sp.test), again.score(sp.test))
+    assert m.recommend(sp.test, k=5).equals(again.recommend(sp.test, k=5))
     assert again.predict_behavior(sp.test).equals(m.predict_behavior(sp.test))
 
 
 def test_errors_name_the_problem(sas):
-    with pytest.raises(ValueError, match="not in the catalogue of 30 items, e.g. \\[99\\]"):
+    with pytest.raises(ModelFileError, match="1 of the log's 2 distinct items .* catalogue of 30 items \\(e.g. 99\\)"):
         sas.recommend([[1, 99]], k=3)
     with pytest.raises(ValueError, match="n_heads=3 must divide embedding_size=16"):
-        SASRec(**{**FAST, "n_heads": 3}).fit(sequence_split(planted_log(20, 30, 5)))
-    with pytest.raises(TypeError, match="SequenceSplit or Sequences"):
-        SASRec(**FAST).fit(pd.DataFrame())
+        SASRec(**{**FAST, "n_heads": 3}).fit(sequence_split(planted_log(20, 30, 5)), options=OPTS)
+    with pytest.raises(DataError, match="SequenceSplit, Sequences or an event log"):
+        SASRec(**FAST).fit(42, options=OPTS)
+    with pytest.raises(DataError, match="missing column"):
+        SASRec(**FAST).fit(pd.DataFrame(), options=OPTS)
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         SASRec().recommend([[1]])

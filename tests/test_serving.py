@@ -14,7 +14,8 @@ from interest_migration.simulate import simulate_log  # noqa: E402
 from interest_migration.nextwindow import TorchMLPClassifier  # noqa: E402
 from interest_migration.profiles import interest_profile  # noqa: E402
 from interest_migration.recommender import ModelFileError  # noqa: E402
-from interest_migration.sequence import GRU4Rec, SASRec, planted_log, sequence_split  # noqa: E402
+from interest_migration.sequence import planted_log, sequence_split
+from interest_migration.neural import GRU4Rec, SASRec  # noqa: E402
 from interest_migration.serving import (  # noqa: E402
     _items_table, crash_test, free_port, load_serving_model, load_test, make_app, mlp_to_onnx, onnx_parity,
     ort_session, rank_from_events, sequence_to_onnx, start_server, stop_server, top_k, train_serving_model)
