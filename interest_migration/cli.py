@@ -23,11 +23,11 @@ import pandas as pd
 
 from .data import (DataError, check_writable, atomic_output, Dataset, load_movielens_100k,
                                      temporal_split, IdEncoder)
-from .readers import compression_of, TIME_UNITS, read_grouplens, read_retailrocket, read_taobao
+from .readers import compression_of, TIME_UNITS, READERS, guess_format, parse_columns, read_side_table
 from .simulate import simulate_log
 from .ranking import evaluate
 from .profiles import windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix
-from .nextwindow import next_window_dataset, compare_models
+from .nextwindow import MODELS, next_window_dataset, compare_models
 from threadpoolctl import threadpool_limits
 from .encoders import TextEncoder
 from .tagging import (tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
@@ -40,25 +40,22 @@ from .exploration import bench_bandits
 
 # %% auto #0
 __all__ = ['FORMATS', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',
-           'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step', 'run_demo',
-           'profile_window', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
+           'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step', 'profile_window',
+           'run_demo', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
 
 # %% ../nbs/13_cli.ipynb #5e14ab34
 class CLIError(Exception):
     "A user-facing error: `main` prints its one-line message and exits with status 2."
 
 # %% ../nbs/13_cli.ipynb #dacd99c0
-FORMATS = ("grouplens", "taobao", "retailrocket")
+FORMATS = tuple(READERS)  # the --format names, in the order they are guessed (interest_migration.readers.READERS)
 
 def _guess_format(path: Path) -> str:
-    if path.is_dir():
-        return "grouplens"
-    name = path.name.lower()
-    if name.startswith("userbehavior"):
-        return "taobao"
-    if name.startswith("events"):
-        return "retailrocket"
-    raise CLIError(f"cannot tell the format of {path}: pass --format {'|'.join(FORMATS)}")
+    fmt = guess_format(path)
+    if fmt is None:
+        raise CLIError(f"cannot tell the format of {path}: pass --format {'|'.join(READERS)} "
+                       "(a log in the library's contract needs a header naming user_id,item_id,timestamp, or --columns)")
+    return fmt
 
 # %% ../nbs/13_cli.ipynb #dfb2ea4e
 def _first_line(e: BaseException) -> str:
@@ -87,10 +84,11 @@ def _check_readable(path: Path, # the --data path
                     fmt: str, # the format it is read as
                    ):
     "A one-line CLIError when `path` cannot be read as `fmt` (a folder where a file is expected, no permission, empty)."
-    if fmt != "grouplens" and path.is_dir():
+    kind = READERS[fmt].kind
+    if kind == "file" and path.is_dir():
         raise CLIError(f"{path} is a folder; --format {fmt} reads a file")
-    if fmt == "grouplens" and not path.is_dir():
-        raise CLIError(f"{path} is a file; --format grouplens reads a folder of GroupLens files")
+    if kind == "folder" and not path.is_dir():
+        raise CLIError(f"{path} is a file; --format {fmt} reads a folder ({READERS[fmt].description})")
     if path.is_dir():
         if not os.access(path, os.R_OK | os.X_OK): raise CLIError(f"cannot read the folder {path}: permission denied")
         return
@@ -104,33 +102,40 @@ def _check_readable(path: Path, # the --data path
 # %% ../nbs/13_cli.ipynb #f884b52e
 def load_data(
     data: str = "movielens",  # `movielens`, `simulate`, or a path to a log file or GroupLens folder
-    fmt: str | None = None,   # for a path: grouplens, taobao or retailrocket (guessed from the name if None)
-    nrows: int | None = None, # read at most this many rows of a user's file
+    fmt: str | None = None,   # for a path: a READERS name (grouplens, contract, retailrocket, taobao); guessed if None
+    nrows: int | None = None, # read at most this many rows of a user's file (events of a simulated log)
     seed: int = 0,            # seed of the simulator
-    n_events: int = 200_000,  # size of a simulated log
+    n_events: int = 200_000,  # size of a simulated log (when nrows is None)
     time_unit: str | None = None,  # unit of a file's Unix times (s, ms, us); None: the format's own, checked against the values
+    columns: str | dict | None = None,  # column mapping for the contract format, e.g. 'user_id=visitor,item_id=sku'
+    users: str | None = None, # a user table file (CSV or parquet) to use instead of the source's own
+    items: str | None = None, # an item table file (CSV or parquet) to use instead of the source's own
 ) -> Dataset:
     "Load the log a subcommand works on, turning bad input into a one-line `CLIError`."
     if nrows is not None and nrows <= 0:
         raise CLIError(f"--nrows must be 1 or more, got {nrows}")
     if time_unit is not None and time_unit not in TIME_UNITS:
         raise CLIError(f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {time_unit!r}")
-    if data == "movielens":
-        return load_movielens_100k()
-    if data == "simulate":
-        return simulate_log(n_events=n_events, seed=seed)
+    try: mapping = parse_columns(columns)
+    except DataError as e: raise CLIError(f"--columns: {e}") from e
+    if data in ("movielens", "simulate"):
+        if mapping: raise CLIError(f"--columns maps the columns of a --data file, not of --data {data}")
+        if data == "movielens": ds = load_movielens_100k()
+        elif nrows is None: ds = simulate_log(n_events=n_events, seed=seed)
+        else:  # a smaller log keeps about 100 events per user
+            ds = simulate_log(n_users=max(50, nrows // 100), n_items=max(100, min(1_000, nrows // 20)), n_events=nrows, seed=seed)
+        return _with_side_tables(ds, users, items, mapping)
     path = Path(data)
     if not path.exists():
         raise CLIError(f"no such file or folder: {data} (or use --data movielens|simulate)")
-    fmt = fmt or _guess_format(path)
-    if fmt not in FORMATS:
-        raise CLIError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    fmt = fmt or ("contract" if mapping else _guess_format(path))
+    if fmt not in READERS:
+        raise CLIError(f"unknown format {fmt!r}: choose one of {', '.join(READERS)}")
+    if mapping and fmt != "contract":
+        raise CLIError(f"--columns applies to --format contract, not {fmt}")
     _check_readable(path, fmt)
     try:
-        if fmt == "grouplens":
-            return read_grouplens(path)
-        reader = read_taobao if fmt == "taobao" else read_retailrocket
-        return reader(path, nrows=nrows, time_unit=time_unit)
+        ds = READERS[fmt].read(path, nrows=nrows, time_unit=time_unit, columns=mapping or None)
     except UnicodeDecodeError as e:
         raise CLIError(f"{path} ({fmt}): {_bad_encoding_line(path)}") from e
     except pd.errors.EmptyDataError as e:
@@ -138,6 +143,29 @@ def load_data(
     except (ValueError, KeyError, OSError, EOFError) as e:
         first = _first_line(e)
         raise CLIError(first if str(path) in first else f"{path} ({fmt}): {first}") from e
+    return _with_side_tables(ds, users, items, mapping)
+
+# %% ../nbs/13_cli.ipynb #4fe9fa91
+def _with_side_tables(ds: Dataset, # the log as read
+                      users: str | None, # --user-table file, or None
+                      items: str | None, # --item-table file, or None
+                      mapping: dict, # --columns mapping (its user_id/item_id/category entries apply here too)
+                     ) -> Dataset:
+    "The data set with its user/item tables replaced by the given files, read like a contract log (one-line errors)."
+    for table, f in (("users", users), ("items", items)):
+        if f is None: continue
+        p = Path(f)
+        if not p.exists(): raise CLIError(f"no such file: {f} (--{table[:-1]}-table)")
+        _check_readable(p, "contract")
+        try:
+            df, r = read_side_table(p, table, mapping)
+        except UnicodeDecodeError as e:
+            raise CLIError(f"{p} ({table}): {_bad_encoding_line(p)}") from e
+        except (ValueError, KeyError, OSError, EOFError) as e:
+            first = _first_line(e)
+            raise CLIError(first if str(p) in first else f"{p} ({table}): {first}") from e
+        setattr(ds, table, df); ds.reports[table] = r
+    return ds
 
 # %% ../nbs/13_cli.ipynb #175733e9
 def summarize(ds: Dataset) -> dict:
@@ -267,9 +295,10 @@ def next_window_step(
     category_col: str,        # item column with the category (or list of categories)
     models: tuple = ("popularity", "last_window", "logreg"),  # names from prediction.MODELS
     seed: int = 0,            # seed of the models and the bootstrap
+    freq: str = "30D",        # window length
 ) -> pd.DataFrame:            # model, metric, value, ci_low, ci_high, n (all test users)
     "Next-window category prediction: baselines beside a model, on the last window, with CIs."
-    data = next_window_dataset(ds.events, ds.items, ds.users, freq="30D", category_col=category_col)
+    data = next_window_dataset(ds.events, ds.items, ds.users, freq=freq, category_col=category_col)
     cmp = compare_models(data, models=models, seed=seed)
     t = cmp.table[cmp.table.part == "all"]
     return t[["model", "metric", "value", "ci_low", "ci_high", "n"]].reset_index(drop=True)
@@ -346,6 +375,20 @@ def _progress(msg: str, quiet: bool):
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
 
+# %% ../nbs/13_cli.ipynb #89476999
+def profile_window(ds: Dataset, # the data set
+                   freq: str | None, # the user's --freq, or None to pick one from the log's span
+                  ) -> str:
+    "The window of `profile`: 30D when the log spans at least three of them, else a third of its span; an explicit one that leaves fewer than two windows is refused."
+    span = ds.events.timestamp.max() - ds.events.timestamp.min()
+    if freq is None:
+        if span >= pd.Timedelta("90D"): return "30D"
+        days = span / pd.Timedelta("1D")
+        return f"{max(1, int(days // 3))}D" if days >= 2 else f"{max(1, int(span / pd.Timedelta('1h') // 3))}h"
+    if span < 2 * pd.Timedelta(freq) - pd.Timedelta("1ns") and span < pd.Timedelta(freq) * 2:
+        raise CLIError(f"{ds.name} spans {span}; windows of --freq {freq} leave fewer than two to compare: pass a shorter --freq")
+    return freq
+
 # %% ../nbs/13_cli.ipynb #4dbbfc01
 def run_demo(
     data: str = "movielens",   # see `load_data`
@@ -356,14 +399,18 @@ def run_demo(
     quiet: bool = False,       # no progress messages on stderr
     sequence_epochs: int = 5,  # training epochs of the next-item SASRec (0: skip the step)
     sequence_seconds: float | None = 300.0,  # and at most this many seconds of its training
+    dataset: Dataset | None = None,  # an already loaded data set (then `data`, `fmt` and `nrows` are not used)
+    freq: str | None = None,   # window of the migration and next-window steps; None: picked from the log's span (profile_window)
 ) -> Report:
     "The main job: load, validate, split by time, run each landed topic, and save the report."
     import matplotlib.pyplot as plt
     t0 = time.perf_counter()
     _progress("loading and validating the log ...", quiet)
-    ds = load_data(data, fmt, nrows=nrows, seed=seed)
+    ds = dataset if dataset is not None else load_data(data, fmt, nrows=nrows, seed=seed)
+    freq = profile_window(ds, freq)
     rep = Report(title=f"interest_migration report: {ds.name}")
     rep.metrics["summary"] = summary = summarize(ds)
+    rep.metrics["window"] = freq
     rep.add_table("The data", pd.DataFrame([{k: v for k, v in summary.items() if k != "behaviors"}]))
     rep.add_table("Behaviours", pd.DataFrame(list(summary["behaviors"].items()), columns=["behavior", "events"]))
     if ds.reports:
@@ -384,14 +431,14 @@ def run_demo(
     if cat_col is None:
         rep.add_text("Interest migration", "skipped: this log has no item categories (RetailRocket needs --properties)")
     else:
-        _progress("interest migration between monthly windows ...", quiet)
-        mig = migration_step(ds, cat_col)
+        _progress(f"interest migration between {freq} windows ...", quiet)
+        mig = migration_step(ds, cat_col, freq=freq)
         rep.metrics["migration"] = mig["summary"]
-        rep.add_table("Interest migration between consecutive 30-day windows", pd.DataFrame([mig["summary"]]),
+        rep.add_table(f"Interest migration between consecutive {freq} windows", pd.DataFrame([mig["summary"]]),
                       note="js: Jensen-Shannon divergence (base 2) between a user's category shares in consecutive active windows.")
         rep.add_figure("Migration matrix", mig["figure"], "migration_matrix.png"); plt.close(mig["figure"])
         _progress("next-window interest prediction (baselines + logistic regression) ...", quiet)
-        nw = next_window_step(ds, cat_col, seed=seed)
+        nw = next_window_step(ds, cat_col, seed=seed, freq=freq)
         rep.metrics["next_window"] = nw.to_dict(orient="records")
         rep.add_table("Next-window interest prediction (test window)", nw,
                       note="Thresholds tuned on the temporal validation window; 95% bootstrap CIs over test users.")
@@ -471,19 +518,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 # %% ../nbs/13_cli.ipynb #1c706a82
-def _add_data_args(p):
+def _add_data_args(p, side_aliases: bool = True):
     p.add_argument("--data", default="movielens", help="movielens (default), simulate, or a path to your log")
-    p.add_argument("--format", dest="fmt", choices=FORMATS, help="format of a --data path (guessed if omitted)")
-    p.add_argument("--nrows", type=_positive_int, help="read at most this many rows of a --data file")
+    p.add_argument("--format", dest="fmt", choices=list(READERS),
+                   help="format of a --data path (guessed if omitted): " + "; ".join(f"{r.name}: {r.description}" for r in READERS.values()))
+    p.add_argument("--nrows", type=_positive_int, help="read at most this many rows of a --data file (events of --data simulate)")
+    p.add_argument("--columns", help="map your column names onto the contract, e.g. user_id=visitor,item_id=sku,timestamp=ts")
+    p.add_argument(*(["--user-table", "--users"] if side_aliases else ["--user-table"]), dest="users_file",
+                   help="a user table (CSV or parquet with user_id + attributes)")
+    p.add_argument(*(["--item-table", "--items"] if side_aliases else ["--item-table"]), dest="items_file",
+                   help="an item table (CSV or parquet with item_id, category, ...)")
     p.add_argument("--time-unit", choices=list(TIME_UNITS), help="unit of the file's Unix times (default: the format's own, checked)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator, splits and bootstrap (default 0)")
 
 # %% ../nbs/13_cli.ipynb #78cf5b50
 def _load(a) -> Dataset:
     "The data set of a subcommand, with what validation dropped, fixed or noted printed (nothing silent)."
-    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed, time_unit=getattr(a, "time_unit", None))
-    for r in ds.reports.values():
-        if r.dropped or r.fixed or r.notes: print(f"validation: {r}")
+    ds = load_data(a.data, a.fmt, nrows=a.nrows, seed=a.seed, time_unit=getattr(a, "time_unit", None),
+                   columns=getattr(a, "columns", None), users=getattr(a, "users_file", None), items=getattr(a, "items_file", None))
+    for r in ds.reports.values():  # always, so that a clean log says so too
+        print(f"validation: {r}")
     return ds
 
 # %% ../nbs/13_cli.ipynb #c86d204f
@@ -504,7 +558,11 @@ def _cmd_summary(a):
 def _cmd_demo(a):
     a.quiet = a.quiet or a.log_level == "quiet"
     check_writable(a.out, "folder")  # before any computation
-    rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet, sequence_epochs=a.sequence_epochs)
+    ds = _load(a)  # prints what validation dropped, fixed or noted
+    freq = profile_window(ds, a.freq)
+    if a.freq is None and freq != "30D": print(f"window: {freq} (the log spans {ds.events.timestamp.max() - ds.events.timestamp.min()}; pass --freq to choose)")
+    rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet, sequence_epochs=a.sequence_epochs,
+                   dataset=ds, freq=freq)
     path = rep.save(Path(a.out))
     s = rep.metrics["summary"]
     print(f"{s['data']}: {s['events']:,} events, {s['users']:,} users, {s['items']:,} items"
@@ -543,20 +601,6 @@ def _need_categories(ds: Dataset) -> str:
 # %% ../nbs/13_cli.ipynb #160b0656
 def _print_table(df: pd.DataFrame):
     print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-
-# %% ../nbs/13_cli.ipynb #89476999
-def profile_window(ds: Dataset, # the data set
-                   freq: str | None, # the user's --freq, or None to pick one from the log's span
-                  ) -> str:
-    "The window of `profile`: 30D when the log spans at least three of them, else a third of its span; an explicit one that leaves fewer than two windows is refused."
-    span = ds.events.timestamp.max() - ds.events.timestamp.min()
-    if freq is None:
-        if span >= pd.Timedelta("90D"): return "30D"
-        days = span / pd.Timedelta("1D")
-        return f"{max(1, int(days // 3))}D" if days >= 2 else f"{max(1, int(span / pd.Timedelta('1h') // 3))}h"
-    if span < 2 * pd.Timedelta(freq) - pd.Timedelta("1ns") and span < pd.Timedelta(freq) * 2:
-        raise CLIError(f"{ds.name} spans {span}; windows of --freq {freq} leave fewer than two to compare: pass a shorter --freq")
-    return freq
 
 # %% ../nbs/13_cli.ipynb #77ddcfe1
 def _cmd_profile(a):
@@ -697,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(d)
     d.add_argument("--out", default="report", help="report folder (default ./report)")
     d.set_defaults(quiet=False)
+    d.add_argument("--freq", type=_window, help="window of the migration and next-window steps (default: 30D, or a third of a shorter log's span)")
     d.add_argument("--sequence-epochs", type=_nonneg_int, default=5, help="training epochs of the next-item SASRec (default 5; 0 skips it)")
     d.set_defaults(func=_cmd_demo)
     pr = sub.add_parser("profile", help="interest migration between consecutive windows")
@@ -707,17 +752,17 @@ def build_parser() -> argparse.ArgumentParser:
     pd_ = sub.add_parser("predict", help="next-window interest prediction against baselines, with CIs")
     _add_data_args(pd_)
     pd_.add_argument("--models", nargs="+", default=["popularity", "last_window", "logreg"],
-                     choices=["popularity", "last_window", "logreg", "random_forest", "hist_gb", "mlp"],
+                     choices=list(MODELS),
                      help="models to compare (default: the two baselines and logistic regression)")
     pd_.set_defaults(func=_cmd_predict)
     tg = sub.add_parser("tag", help="tag items from their titles with BERT and list users' top tags")
-    _add_data_args(tg)
+    _add_data_args(tg, side_aliases=False)
     tg.add_argument("--users", type=_positive_int, default=5, help="how many users' tags to print (default 5)")
     tg.set_defaults(func=_cmd_tag)
     ts = sub.add_parser("transfer", help="segment transfer to held-out new users, with CIs and paired tests")
     _add_data_args(ts); ts.set_defaults(func=_cmd_transfer)
     rc = sub.add_parser("recommend", help="next items for users (or a new user's item sequence) from a SASRec")
-    _add_data_args(rc)
+    _add_data_args(rc, side_aliases=False)
     rc.add_argument("--users", nargs="+", help="user ids of the log (default: the first three)")
     rc.add_argument("--items", nargs="+", help="a new user's item ids, oldest first, instead of --users")
     rc.add_argument("--k", type=_positive_int, default=10, help="how many items per user (default 10)")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,12 +17,13 @@ from tqdm import tqdm
 
 from .data import (BEHAVIORS, DataError, Dataset, ML100K_GENRES, ML1M_OCCUPATIONS, ValidationReport,
                                      _genre_lists, _movielens_dataset, _show, _utc_from_ns, load_movielens_100k,
-                                     validate_events, validate_items)
+                                     validate_events, validate_items, validate_users)
 
 # %% auto #0
-__all__ = ['TAOBAO_BEHAVIORS', 'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'TIME_UNITS', 'read_grouplens', 'plausible_span',
-           'guess_time_unit', 'unix_times', 'compression_of', 'iter_taobao', 'read_taobao', 'iter_retailrocket',
-           'read_retailrocket']
+__all__ = ['TAOBAO_BEHAVIORS', 'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'TIME_UNITS', 'CONTRACT_COLUMNS',
+           'PARQUET_SUFFIXES', 'READERS', 'read_grouplens', 'plausible_span', 'guess_time_unit', 'unix_times',
+           'compression_of', 'iter_taobao', 'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'parse_columns',
+           'exact_ids', 'read_side_table', 'read_contract', 'Reader', 'guess_format', 'read_log']
 
 # %% ../nbs/00a_readers.ipynb #ad2464b1
 _YEAR_SUFFIX = r"\s*\((\d{4})\)\s*$"
@@ -230,6 +233,10 @@ def _chunks(reader, source: str, layout: str, path=None, read_kw=None):
     while True:
         try: chunk = next(it)
         except StopIteration: return
+        except pd.errors.ParserError as e:  # 'Expected 5 fields in line 3, saw 6': a wrong number of fields
+            msg = (str(e).strip().splitlines() or [""])[-1].replace("Error tokenizing data. C error: ", "")
+            raise DataError(f"{source}: wrong number of fields: {msg or e}"
+                            + (" (line 1 is the header)" if read_kw and read_kw.get("header", "infer") is not None else "")) from e
         except (ValueError, OverflowError) as e:
             where = _bad_cell(path, read_kw, read_kw.get("dtype", {})) if path is not None else ""
             raise DataError(f"{source}: the file does not parse as {layout}: {where or e}") from e
@@ -300,7 +307,8 @@ def iter_retailrocket(
     if missing:
         raise DataError(f"retailrocket {path}: missing column(s) {missing}; got {list(header)}; "
                          f"expected the header {','.join(RETAILROCKET_COLUMNS)}")
-    kw = dict(usecols=list(RETAILROCKET_COLUMNS), nrows=nrows, compression=compression_of(path),
+    # every header column is read (no usecols): a row with more fields than the header is an error naming the line
+    kw = dict(nrows=nrows, compression=compression_of(path),
               dtype={"timestamp": "int64", "visitorid": "int64", "event": "category", "itemid": "int64",
                      "transactionid": "float64"})
     reader = pd.read_csv(path, chunksize=chunksize, **kw)
@@ -347,3 +355,238 @@ def _retailrocket_categories(paths, # item_properties_part*.csv file(s): timesta
     cat = pd.concat(parts, ignore_index=True).sort_values(["itemid", "timestamp"], kind="stable")
     cat = cat.drop_duplicates("itemid", keep="last")
     return pd.DataFrame({"item_id": cat["itemid"].to_numpy(), "category": pd.to_numeric(cat["value"]).astype("int64").to_numpy()})
+
+# %% ../nbs/00a_readers.ipynb #be36cb60
+CONTRACT_COLUMNS = ("user_id", "item_id", "timestamp", "behavior", "value")  # the log contract's columns, in file order
+PARQUET_SUFFIXES = (".parquet", ".pq")  # file names read as parquet (anything else is CSV, compressed or not)
+
+def parse_columns(spec, # 'user_id=visitor,item_id=sku' (the CLI's --columns), a dict {contract: source}, or None
+                  allowed: tuple = ("user_id", "item_id", "timestamp", "behavior", "value", "category"), # contract names that may be mapped
+                 ) -> dict:  # {contract name: source column name}
+    "A column mapping from the CLI's `a=b,c=d` text (or a dict), checked: only contract names on the left, each once."
+    if spec is None or spec == "": return {}
+    if isinstance(spec, dict): pairs = list(spec.items())
+    else:
+        pairs = []
+        for part in str(spec).split(","):
+            if part.count("=") != 1 or not all(x.strip() for x in part.split("=")):
+                raise DataError(f"column mapping {part!r}: write contract=source pairs, e.g. user_id=visitor,item_id=sku")
+            a, b = part.split("=")
+            pairs.append((a.strip(), b.strip()))
+    out = {}
+    for a, b in pairs:
+        if a not in allowed:
+            raise DataError(f"column mapping {a}={b}: {a!r} is not a contract column; map one of {', '.join(allowed)}")
+        if a in out: raise DataError(f"column mapping names {a!r} twice")
+        out[a] = b
+    return out
+
+# %% ../nbs/00a_readers.ipynb #01c21ceb
+def exact_ids(s: pd.Series, # ids read as text (missing cells are NaN)
+             ) -> pd.Series:  # int64 when every id is a plain integer within int64, else the text itself
+    "Ids from a text column, never changed or merged: int64 only when that loses nothing (no '007', no '+7', within int64)."
+    t = s.dropna().astype(str)
+    plain = t.str.fullmatch(r"-?(0|[1-9][0-9]{0,18})")
+    digits = t.str.lstrip("-")
+    fits = (digits.str.len() < 19) | ((digits.str.len() == 19)
+            & (digits <= np.where(t.str.startswith("-"), "9223372036854775808", "9223372036854775807")))
+    if len(t) and (plain & fits).all():
+        return pd.to_numeric(s, errors="raise").astype("Int64" if s.isna().any() else "int64")
+    return s.astype(object)
+
+# %% ../nbs/00a_readers.ipynb #8f64eeae
+def _read_table(path, # a CSV (maybe compressed) or parquet file
+                nrows: int | None, # read only the first nrows rows
+                source: str, # for messages
+               ) -> pd.DataFrame:
+    "A CSV or parquet table with every CSV cell as text (so that nothing is converted before it is checked)."
+    p = Path(path)
+    if p.suffix.lower() in PARQUET_SUFFIXES:
+        with _one_line_errors(source):
+            df = pd.read_parquet(p)
+        return df.head(nrows) if nrows is not None else df
+    with _one_line_errors(source):
+        try:
+            return pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""], nrows=nrows,
+                               compression=compression_of(p), skipinitialspace=True)
+        except pd.errors.ParserError as e:  # e.g. 'Expected 5 fields in line 3, saw 6'
+            msg = str(e).strip().splitlines()[-1].replace("Error tokenizing data. C error: ", "")
+            raise DataError(f"{source}: wrong number of fields: {msg} (line 1 is the header)") from e
+        except pd.errors.EmptyDataError as e:
+            raise DataError(f"{source}: the file is empty") from e
+
+# %% ../nbs/00a_readers.ipynb #d1c446af
+def _apply_mapping(df: pd.DataFrame, # a table as read
+                   mapping: dict, # {contract name: source column}
+                   source: str, # for messages
+                   required: tuple = (), # contract names the table must end up with
+                  ) -> pd.DataFrame:
+    "Rename source columns to contract names; a mapped column the file lacks, or a required one still missing, is named."
+    for a, b in mapping.items():
+        if b not in df.columns and a not in df.columns:
+            raise DataError(f"{source}: column mapping {a}={b}: the file has no column {b!r}; its columns are {list(df.columns)[:12]}")
+    df = df.rename(columns={b: a for a, b in mapping.items() if b in df.columns})
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; its columns are {list(df.columns)[:12]}; "
+                        "map yours with columns= (CLI: --columns user_id=yours,item_id=...)")
+    return df
+
+# %% ../nbs/00a_readers.ipynb #bb5be48d
+def _number_column(s: pd.Series, # a column read as text
+                   col: str, # its name, for messages
+                   source: str, # for messages
+                  ) -> pd.Series:
+    "Numbers from text; a non-empty cell that is not a number is a one-line error naming the data row and value."
+    if pd.api.types.is_numeric_dtype(s.dtype): return s
+    v = pd.to_numeric(s, errors="coerce")
+    bad = v.isna() & s.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{source}: column {col!r}, data row {row + 1}: {s.iloc[row]!r} is not a number")
+    return v
+
+# %% ../nbs/00a_readers.ipynb #a0e70ce2
+def _contract_times(s: pd.Series, # the timestamp column as read
+                    time_unit: str | None, # unit of Unix numbers; None: guessed from the values
+                    source: str, # for messages
+                   ) -> tuple:  # (datetime64[ns, UTC] series, implausible rows, zone-less texts read as UTC)
+    "Timestamps from ISO text or Unix numbers, checked; a cell that is neither is a one-line error naming it."
+    if isinstance(s.dtype, pd.DatetimeTZDtype): return s.dt.tz_convert("UTC"), 0, 0
+    if pd.api.types.is_datetime64_dtype(s.dtype): return s.dt.tz_localize("UTC"), 0, int(s.notna().sum())
+    num = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s.dtype) else s
+    if num.notna().sum() == s.notna().sum():  # Unix numbers
+        unit = time_unit or guess_time_unit(num) or "s"
+        ts, n_bad = unix_times(num.astype("float64") if num.isna().any() else num, unit, unit, source)
+        return ts, n_bad, 0
+    if num.notna().sum() * 2 > s.notna().sum():  # mostly numbers: the odd cell out is the error
+        row = int(np.flatnonzero((num.isna() & s.notna()).to_numpy())[0])
+        raise DataError(f"{source}: column 'timestamp', data row {row + 1}: {s.iloc[row]!r} is not a Unix number like the others")
+    txt = s.astype(object)
+    parsed = pd.to_datetime(txt, errors="coerce", utc=True, format="ISO8601")
+    bad = parsed.isna() & txt.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{source}: column 'timestamp', data row {row + 1}: {txt.iloc[row]!r} is neither an ISO 8601 time "
+                        "nor a Unix number")
+    naive = txt.notna() & ~txt.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)\s*$", regex=True)
+    lo, hi = plausible_span()
+    out_of = parsed.notna() & ((parsed < lo) | (parsed > hi))
+    if out_of.sum() * 2 > parsed.notna().sum():
+        row = int(np.flatnonzero(out_of.to_numpy())[0])
+        raise DataError(f"{source}: timestamps fall outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d} (data row {row + 1}: {txt.iloc[row]!r})")
+    return parsed.where(~out_of), int(out_of.sum()), int(naive.sum())
+
+# %% ../nbs/00a_readers.ipynb #9fc1d37a
+def read_side_table(path: str | Path, # a users or items file (CSV or parquet)
+                    table: str, # 'users' or 'items'
+                    columns=None, # column mapping, as for read_contract (names the file lacks are ignored here)
+                   ) -> tuple:  # (validated table, ValidationReport)
+    "A user or item table from a CSV or parquet file, ids kept exact, validated like every side table."
+    key = "user_id" if table == "users" else "item_id"
+    source = f"{table} {path}"
+    mapping = {a: b for a, b in parse_columns(columns).items() if a in (key, "category")}
+    raw = _read_table(path, None, source)
+    df = _apply_mapping(raw, {a: b for a, b in mapping.items() if b in raw.columns or a == key}, source, (key,))
+    df[key] = exact_ids(df[key])
+    for c in df.columns:  # attribute columns: numbers where every cell is one, text otherwise
+        if c != key and df[c].dtype == object:
+            v = pd.to_numeric(df[c], errors="coerce")
+            if v.notna().sum() == df[c].notna().sum() and df[c].notna().any(): df[c] = v
+    return (validate_users if table == "users" else validate_items)(df)
+
+# %% ../nbs/00a_readers.ipynb #ad3c74e3
+def read_contract(
+    path: str | Path,  # CSV (maybe compressed) or parquet file with user_id, item_id, timestamp (+ behavior, value, extra columns)
+    columns=None,  # column mapping {contract: yours} or 'user_id=visitor,item_id=sku'; None: the contract's own names
+    time_unit: str | None = None,  # unit of Unix-number timestamps ('s', 'ms', 'us', 'ns'); None: guessed and checked
+    nrows: int | None = None,  # read only the first nrows rows
+    users: str | Path | None = None,  # optional user table file, read the same way
+    items: str | Path | None = None,  # optional item table file, read the same way
+) -> Dataset:
+    "A log already in the library's contract (or mapped onto it) from CSV or parquet, ids kept exact, every row accounted for."
+    source = f"contract {path}"
+    mapping = parse_columns(columns)
+    df = _apply_mapping(_read_table(path, nrows, source), mapping, source, ("user_id", "item_id", "timestamp"))
+    if not len(df): raise DataError(f"{source}: the file has a header but no rows")
+    notes = {}
+    for c in ("user_id", "item_id"): df[c] = exact_ids(df[c])
+    ts, n_bad, n_naive = _contract_times(df["timestamp"], time_unit, source)
+    df["timestamp"] = ts
+    if "behavior" not in df.columns:
+        df["behavior"] = "view"; notes["no_behavior_column_all_view"] = len(df)
+    else:
+        df["behavior"] = df["behavior"].astype(object).str.strip().str.lower().where(df["behavior"].notna())
+    if "value" in df.columns: df["value"] = _number_column(df["value"], "value", source)
+    ev, rep = validate_events(df)
+    rep = _implausible_report(rep, n_bad)
+    if n_naive: rep.fixed["timestamp_without_zone_read_as_utc"] = n_naive
+    rep.notes.update(notes)
+    reports, tables = {"events": rep}, {}
+    for name, f in (("users", users), ("items", items)):
+        if f is not None: tables[name], reports[name] = read_side_table(f, name, mapping)
+    return Dataset(ev, tables.get("users"), tables.get("items"), f"contract:{Path(path).name}", reports)
+
+# %% ../nbs/00a_readers.ipynb #cb831acc
+def _header(path: Path) -> list:
+    "Column names on the first line of a CSV (maybe compressed) or in a parquet schema; [] when it cannot be read."
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+            return list(pq.read_schema(path).names)
+        return list(pd.read_csv(path, nrows=0, compression=compression_of(path), encoding_errors="replace").columns)
+    except Exception:  # a guess only: the reader itself reports what is wrong
+        return []
+
+# %% ../nbs/00a_readers.ipynb #dc3794ab
+@dataclass(frozen=True)
+class Reader:
+    "One log format: how to recognise a file of it and how to read it."
+    name: str  # the --format name
+    guess: Callable  # guess(path: Path) -> bool: does this path look like the format?
+    read: Callable  # read(path, nrows=None, time_unit=None, columns=None) -> Dataset
+    kind: str = "file"  # 'file' or 'folder'
+    description: str = ""  # one line for --help
+
+# %% ../nbs/00a_readers.ipynb #22ab646e
+def _grouplens(path, nrows=None, time_unit=None, columns=None) -> Dataset:
+    "read_grouplens in the registry's signature (GroupLens files carry no options)."
+    return read_grouplens(path)
+
+# %% ../nbs/00a_readers.ipynb #bf0c0c50
+READERS = {r.name: r for r in (
+    Reader("grouplens", lambda p: p.is_dir(), _grouplens, "folder", "MovieLens folder in GroupLens' layout (u.* or *.dat)"),
+    Reader("contract", lambda p: p.is_file() and {"user_id", "item_id", "timestamp"} <= set(_header(p)),
+           lambda p, nrows=None, time_unit=None, columns=None: read_contract(p, columns, time_unit, nrows),
+           "file", "CSV or parquet with user_id,item_id,timestamp[,behavior,value] (or mapped with --columns)"),
+    Reader("retailrocket", lambda p: p.is_file() and (p.name.lower().startswith("events")
+                                                      or set(RETAILROCKET_COLUMNS) <= set(_header(p))),
+           lambda p, nrows=None, time_unit=None, columns=None: read_retailrocket(p, nrows=nrows, time_unit=time_unit),
+           "file", "RetailRocket events.csv"),
+    Reader("taobao", lambda p: p.is_file() and p.name.lower().startswith("userbehavior"),
+           lambda p, nrows=None, time_unit=None, columns=None: read_taobao(p, nrows=nrows, time_unit=time_unit),
+           "file", "Taobao UserBehavior.csv (no header)"),
+)}  # name -> Reader, tried in this order by guess_format
+
+# %% ../nbs/00a_readers.ipynb #723059e9
+def guess_format(path: str | Path, # a log file or folder
+                ) -> str | None:  # the first READERS name whose guess accepts it, or None
+    "The format of a log file or folder, from the READERS registry."
+    p = Path(path)
+    return next((r.name for r in READERS.values() if r.guess(p)), None)
+
+# %% ../nbs/00a_readers.ipynb #dfb3013e
+def read_log(path: str | Path, # a log file or folder
+             fmt: str | None = None, # a READERS name; None: guessed from the file
+             nrows: int | None = None, # read only the first nrows rows
+             time_unit: str | None = None, # unit of Unix times; None: the format's own, checked
+             columns=None, # column mapping (contract format only)
+            ) -> Dataset:
+    "Read any registered format, guessed from the file when `fmt` is None."
+    fmt = fmt or guess_format(path)
+    if fmt is None:
+        raise DataError(f"cannot tell the format of {path}: pass --format {'|'.join(READERS)} (or format=...)")
+    if fmt not in READERS: raise DataError(f"unknown format {fmt!r}: choose one of {', '.join(READERS)}")
+    if columns and fmt != "contract":
+        raise DataError(f"a column mapping applies to the contract format, not {fmt}")
+    return READERS[fmt].read(Path(path), nrows=nrows, time_unit=time_unit, columns=columns)

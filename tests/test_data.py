@@ -1,6 +1,7 @@
 "Tests of interest_migration.data beyond the notebook: property tests (hypothesis), larger known-answer checks, bench."
 import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -368,3 +369,36 @@ def test_bench_simulate_small(capsys):
     assert res["n_events"] == 50_000 and res["naive_events"] == 2_000
     assert {"seconds", "events_per_s", "naive_events_per_s", "speedup", "peak_rss_gib"} <= set(res)
     assert "per-event Python loop" in capsys.readouterr().out
+
+
+def test_retarget_imports_tool():
+    "tools/retarget_imports.py: names move to their defining module, aliases and unknown names kept, idempotent."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("retarget_imports", Path(__file__).resolve().parents[1] / "tools" / "retarget_imports.py")
+    rt = importlib.util.module_from_spec(spec); spec.loader.exec_module(rt)
+    defs = {"read_taobao": ["readers"], "simulate_log": ["simulate"], "DataError": ["data"], "IdEncoder": ["data"], "dup": ["a", "b"]}
+    src = ("import x\n"
+           "from interest_migration.data import (DataError, read_taobao as rt,\n"
+           "                                     mystery, simulate_log)  # note\n"
+           "def f():\n"
+           "    from .data import read_taobao\n"
+           "    from interest_migration.data import IdEncoder, dup\n"
+           "    return 1\n")
+    new, changes, _ = rt.retarget_source(src, defs)
+    assert new == ("import x\n"
+                   "from interest_migration.data import DataError, mystery\n"
+                   "from interest_migration.readers import read_taobao as rt\n"
+                   "from interest_migration.simulate import simulate_log  # note\n"
+                   "def f():\n"
+                   "    from .readers import read_taobao\n"
+                   "    from interest_migration.data import IdEncoder, dup\n"
+                   "    return 1\n"), new
+    assert len(changes) == 3
+    again, changes2, _ = rt.retarget_source(new, defs)
+    assert again == new and changes2 == []
+    # a notebook's own module: the name it now defines is dropped from the import
+    new3, ch3, _ = rt.retarget_source("from interest_migration.data import DataError, simulate_log\n", defs, own="simulate")
+    assert new3 == "from interest_migration.data import DataError\n" and "dropped" in ch3[0]
+    # the real package: every name the tool maps is defined where it says
+    real = rt.definitions()
+    assert real["read_contract"] == ["readers"] and real["simulate_log"] == ["simulate"] and real["DataError"] == ["data"]
