@@ -225,6 +225,7 @@ def test_retrain_from_store(served, tmp_path):
     db = f"sqlite:///{tmp_path / 'r.db'}"
     st = open_store(db)
     st.add_events(served["sim"].events)
+    st.put_users(served["sim"].users)
     st.close()
     out = retrain_from_store(db, served["folder"], out=tmp_path / "new", epochs=1, embedding_size=16)
     sm = load_serving_model(out)
