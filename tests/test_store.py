@@ -115,6 +115,7 @@ def test_migrate_idempotent_and_durable_settings(store):
 
 def test_users_round_trip(store):
     assert store.get_user(7) is None
+    assert store.users().columns.tolist() == ["user_id"] and len(store.users()) == 0
     store.put_user(7, {"age": 31, "gender": "F", "occupation": "writer"})
     store.put_user(3, {"age": np.int64(54), "gender": "M"})
     store.put_user(7, {"age": 32, "gender": "F"})           # replaces
@@ -422,3 +423,13 @@ def test_one_store_shared_by_threads(store):
         acks = list(ex.map(lambda a: store.add_events(log.iloc[a:a + 400]), [0, 200, 400, 800, 1200, 1600, 1600]))
     assert store.n_events() == 2000 and sum(a["stored"] for a in acks) == 2000
     assert len(store.events(users=[1, 2])) == int(log.user_id.isin([1, 2]).sum())
+
+
+def test_bench_store_counts_what_it_stored(url):
+    from interest_migration.store import bench_store
+    out = bench_store(url, n_events=2_000, batch_sizes=(500, 2_000))
+    assert out.n_events.tolist() == [2_000, 2_000] and out.batches.tolist() == [4, 1]
+    assert (out.events_per_s > 0).all() and (out.backend == url.split(":")[0]).all()
+    s = open_store(url)
+    assert s.n_events() == 4_000          # fresh event ids per run: the second run is not swallowed as duplicates
+    s.close()
