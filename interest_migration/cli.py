@@ -838,6 +838,8 @@ def _cmd_export(a):
         store = open_store(a.db)
         try:
             res = store.add_events(ds.events)
+            if ds.users is not None:
+                store.put_users(ds.users)
         finally:
             store.close()
         print(f"store {a.db}: {res}")

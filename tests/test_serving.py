@@ -218,3 +218,20 @@ def test_bench_serve_full():
     from interest_migration.serving import bench_serve
     res = bench_serve(quick=False)
     assert res["no_5xx"] and res["exactly_once"] and res["crash"]["acknowledged_present_once"]
+
+
+def test_retrain_from_store(served, tmp_path):
+    "retrain: the store's events (about the served catalogue) train a new folder that loads and reloads."
+    from interest_migration.serving import retrain_from_store
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    st = open_store(db)
+    st.add_events(served["sim"].events)
+    st.put_users(served["sim"].users)
+    st.close()
+    out = retrain_from_store(db, served["folder"], out=tmp_path / "new", epochs=1, embedding_size=16)
+    sm = load_serving_model(out)
+    assert sm.manifest["data"]["n_events"] == len(served["sim"].events)
+    assert sm.catalog.n_items == load_serving_model(served["folder"]).catalog.n_items
+    r = served["client"].post("/admin/reload", json={"folder": str(out)}, headers=AUTH).json()
+    assert r["model_version"] == sm.version
+    served["client"].post("/admin/reload", json={"folder": str(served["folder"])}, headers=AUTH)
