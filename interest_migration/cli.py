@@ -827,7 +827,7 @@ def _cmd_export(a):
     ds = _load(a)
     if ds.items is None or "category" not in ds.items.columns:
         raise CLIError(f"export needs an items table with a category column; {ds.name} has none")
-    folder = train_serving_model(ds.events, ds.items, a.out, users=ds.users, model=a.model, epochs=a.epochs,
+    folder = train_serving_model(ds.events, ds.items, a.out, users=ds.users, model=a.model, max_epochs=a.epochs,
                                  max_len=a.max_len, time_limit=a.seconds, seed=a.seed)
     man = read_manifest(folder)
     ndcg = man["metrics"].get("test_ndcg@10", {})
@@ -862,7 +862,7 @@ def _cmd_serve(a):
 # %% ../nbs/13_cli.ipynb #eb18ffaa
 def _cmd_retrain(a):
     from interest_migration.serving import load_serving_model, retrain_from_store
-    folder = retrain_from_store(a.db, a.models, out=a.out, epochs=a.epochs, time_limit=a.seconds, seed=a.seed)
+    folder = retrain_from_store(a.db, a.models, out=a.out, max_epochs=a.epochs, time_limit=a.seconds, seed=a.seed)
     print(f"wrote {folder}: {load_serving_model(folder).version}; POST /admin/reload to serve it")
     return 0
 

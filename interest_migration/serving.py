@@ -26,7 +26,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 
 from .data import BEHAVIORS, DataError, atomic_output
 from .profiles import interest_profile, windowed_profiles, migration_scores
-from .sequence import Catalog, sequence_split, evaluate_sequences
+from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import RuleSegmenter, SegmentPopularity
 from .exploration import BetaThompson
@@ -788,7 +788,7 @@ def train_serving_model(
     folder: str | Path,  # model folder to write
     users: pd.DataFrame | None = None,  # users table for the cold-start segments; None: global popularity only
     model: str = "sasrec",  # 'sasrec', 'gru4rec' or 'lstmrec'
-    epochs: int = 20,  # maximum training epochs
+    max_epochs: int = 20,  # maximum training epochs
     max_len: int = 50,  # most recent events the model reads
     time_limit: float | None = None,  # stop training after this many seconds
     seed: int = 0,  # seed of the model
@@ -798,8 +798,8 @@ def train_serving_model(
     if model not in SEQUENCE_MODELS:
         raise DataError(f"train_serving_model: model must be one of {sorted(SEQUENCE_MODELS)}, got {model!r}")
     split = sequence_split(events, items)
-    m = SEQUENCE_MODELS[model](max_len=max_len, epochs=epochs, time_limit=time_limit, seed=seed, progress=False, **params)
-    m.fit(split)
+    m = SEQUENCE_MODELS[model](max_len=max_len, max_epochs=max_epochs, seed=seed, **params)
+    m.fit(split, options=RunOptions(time_limit=time_limit, progress=False))
     ev = evaluate_sequences(m, split.test, k=(10,), n_boot=200, seed=seed).set_index("metric")
     metrics = {f"test_{r}@10": {"value": float(ev.loc[r, "value"]), "ci_low": float(ev.loc[r, "ci_low"]),
                                 "ci_high": float(ev.loc[r, "ci_high"])} for r in ev.index}
@@ -816,7 +816,7 @@ def retrain_from_store(
     models_dir: str | Path,  # the model folder being served (its catalogue is kept)
     out: str | Path | None = None,  # where to write the new folder (default: replace models_dir atomically)
     model: str | None = None,  # sequence model (default: the served one's)
-    epochs: int = 20,  # maximum training epochs
+    max_epochs: int = 20,  # maximum training epochs
     time_limit: float | None = None,  # stop training after this many seconds
     seed: int = 0,  # seed of the model
     **params,  # other parameters of the sequence model
@@ -845,7 +845,7 @@ def retrain_from_store(
     if users is not None:
         users = users[users["user_id"].isin(ev["user_id"])].dropna(subset=list(seg_cols))
     return train_serving_model(ev, items, out or models_dir, users=users,
-                               model=model or sm.manifest["params"]["model"].lower(), epochs=epochs,
+                               model=model or sm.manifest["params"]["model"].lower(), max_epochs=max_epochs,
                                max_len=sm.max_len, time_limit=time_limit, seed=seed, **params)
 
 # %% ../nbs/11b_serving.ipynb #80f94a82
@@ -1064,7 +1064,7 @@ def bench_serve(
     seconds: float | None = None,  # load-test duration (default 30, quick 3)
     clients: int = 8,  # concurrent clients
     workers: int = 2,  # uvicorn workers
-    epochs: int | None = None,  # SASRec training epochs on MovieLens-100K (default 10, quick 1)
+    max_epochs: int | None = None,  # SASRec training epochs on MovieLens-100K (default 10, quick 1)
     out_dir: str | Path | None = None,  # where the model folder and SQLite files go (default: a temporary folder)
 ) -> dict:  # scoring ratio, per-route table, ingestion events/s, exactly-once and crash results
     "ONNX Runtime vs eager scoring, 8 clients against uvicorn --workers 2 on MovieLens-100K, ingestion rate, kill -9 test."
@@ -1075,7 +1075,7 @@ def bench_serve(
     work = Path(out_dir or tempfile.mkdtemp(prefix="bench-serve-"))
     ml = load_movielens_100k()
     split = sequence_split(ml.events, ml.items)
-    model = SASRec(max_len=50, epochs=epochs or (1 if quick else 10), progress=False, seed=0).fit(split)
+    model = SASRec(max_len=50, max_epochs=max_epochs or (1 if quick else 10), seed=0).fit(split, options=RunOptions(progress=False))
     folder = export_model(model, work / "model", events=ml.events,
                           segments=SegmentPopularity(prior_strength=None).fit(ml.events, ml.users, ml.items))
     ratio = scoring_ratio(model, folder / "sequence.onnx")

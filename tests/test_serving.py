@@ -14,7 +14,7 @@ from interest_migration.simulate import simulate_log  # noqa: E402
 from interest_migration.nextwindow import TorchMLPClassifier  # noqa: E402
 from interest_migration.profiles import interest_profile  # noqa: E402
 from interest_migration.recommender import ModelFileError  # noqa: E402
-from interest_migration.sequence import planted_log, sequence_split
+from interest_migration.sequence import RunOptions, planted_log, sequence_split
 from interest_migration.neural import GRU4Rec, SASRec  # noqa: E402
 from interest_migration.serving import (  # noqa: E402
     _items_table, crash_test, free_port, load_serving_model, load_test, make_app, mlp_to_onnx, onnx_parity,
@@ -33,7 +33,7 @@ def planted():
 @pytest.mark.parametrize("cls", [SASRec, GRU4Rec])
 def test_onnx_parity_every_length(cls, planted, tmp_path):
     "ONNX Runtime equals PyTorch to 1e-5 on 1,000 sequences of every length up to max_len."
-    m = cls(embedding_size=16, max_len=8, epochs=1, progress=False, seed=0).fit(planted)
+    m = cls(embedding_size=16, max_len=8, max_epochs=1, seed=0).fit(planted, options=RunOptions(progress=False))
     par = onnx_parity(m, sequence_to_onnx(m, tmp_path / "m.onnx"), n=1000)
     assert list(par["length"]) == list(range(1, 9)) and (par["n"] == 1000).all()
     assert par["parity"].all() and par["max_abs_diff"].max() < 1e-5, par
@@ -59,7 +59,7 @@ def test_top_k_known_answer():
 def served(tmp_path_factory):
     work = tmp_path_factory.mktemp("serve")
     sim = simulate_log(n_users=200, n_items=120, n_categories=5, n_events=6_000, days=60, seed=0)
-    folder = train_serving_model(sim.events, sim.items, work / "model", users=sim.users, epochs=2, max_len=10,
+    folder = train_serving_model(sim.events, sim.items, work / "model", users=sim.users, max_epochs=2, max_len=10,
                                  embedding_size=16, seed=0)
     app = make_app(folder, f"sqlite:///{work / 'events.db'}", token=TOKEN)
     client = TestClient(app)
@@ -228,7 +228,7 @@ def test_retrain_from_store(served, tmp_path):
     st.add_events(served["sim"].events)
     st.put_users(served["sim"].users)
     st.close()
-    out = retrain_from_store(db, served["folder"], out=tmp_path / "new", epochs=1, embedding_size=16)
+    out = retrain_from_store(db, served["folder"], out=tmp_path / "new", max_epochs=1, embedding_size=16)
     sm = load_serving_model(out)
     assert sm.manifest["data"]["n_events"] == len(served["sim"].events)
     assert sm.catalog.n_items == load_serving_model(served["folder"]).catalog.n_items
