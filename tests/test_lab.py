@@ -1,4 +1,5 @@
-"`make lab`'s server, started on a free port: /lab loads, a notebook opens through the contents API and its first cells run in a kernel through the server's websocket, as a reader clicking "run" would."
+"""`make lab`'s server, started on a free port: /lab loads, a notebook opens through the contents API and its
+first cells run in a kernel through the server's websocket, as a reader clicking "run" would."""
 from pathlib import Path
 import json
 import socket
