@@ -183,16 +183,22 @@ def test_no_traceback_warning_or_machine_path(built):
 
 
 def test_cached_outputs_are_marked(built):
-    "A fast build keeps slow cells' committed outputs only with a visible 'cached output' mark."
+    "A build never passes old outputs off as fresh: committed outputs carry a visible mark saying so."
+    import json
     import nbformat
+    mode = json.loads((DOCS / ".im-build.json").read_text())["mode"]
     for p in pages():
+        if mode == "no-exec":  # nothing ran: every page says its outputs are the committed ones
+            assert built[p].select_one(".im-committed"), f"{p} does not say its outputs were not re-run"
+            continue
         nb = nbformat.read(ROOT / "nbs" / f"{p}.ipynb", as_version=4)
         slow = [c for c in nb.cells if c.cell_type == "code" and re.search(r"^\s*#\|\s*slow\b", c.source, re.M)
-                and c.get("outputs") and "hide" not in c.source]
+                and c.get("outputs")]
         shown = len(built[p].select("div.im-cached"))
-        if (DOCS / ".im-fresh").exists():
-            continue  # a --slow build ran every cell
-        assert shown >= min(1, len(slow)), f"{p}: {len(slow)} slow cells with outputs, {shown} marked cached"
+        if mode == "exec":  # fast build: slow cells kept their committed outputs, each marked
+            assert shown >= min(1, len(slow)), f"{p}: {len(slow)} slow cells with outputs, {shown} marked cached"
+        else:  # --slow ran every cell: nothing is cached
+            assert shown == 0, f"{p}: cached marks in a build that ran every cell"
 
 
 def test_tables_are_html_with_integer_counts(built):

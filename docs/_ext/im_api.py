@@ -156,7 +156,28 @@ def process_signature(app, what, name, obj, options, signature, return_annotatio
     return signature, return_annotation
 
 
+def _unpadded_rst():
+    """MyST pads each `eval-rst` block with one blank line per line of the page before it, to keep line numbers;
+    MyST-NB numbers a notebook's cells 10,000 lines apart, so an API entry in cell 100 was parsed after a million
+    blank lines (minutes per page). Parse the block as it is: the build's warnings lose the line number."""
+    from myst_parser.mdit_to_docutils import base
+    from myst_parser.mocking import MockRSTParser
+
+    def render_restructuredtext(self, token) -> None:
+        newdoc = base.make_document()
+        newdoc["source"] = self.document["source"]
+        newdoc.settings = self.document.settings
+        newdoc.reporter = self.reporter
+        MockRSTParser().parse(token.content, newdoc)
+        for node in newdoc:
+            if node["names"]:
+                self.document.note_explicit_target(node, node)
+        self.current_node.extend(newdoc.children)
+    base.DocutilsRenderer.render_restructuredtext = render_restructuredtext
+
+
 def setup(app):
+    _unpadded_rst()
     app.add_config_value("im_symbols", {}, "env")
 
     def init(app, config):
