@@ -113,7 +113,7 @@ def nbdev_process(path: Path):
     for c in d["cells"]:  # attributes nbdev's processing adds (has_sd, idx_), not in the notebook schema
         for k in [k for k in c if k not in _CELL_KEYS]:
             del c[k]
-    return nbformat.from_dict(d)
+    return nbformat.reads(json.dumps(d), as_version=4)
 
 
 def _dotted(node) -> str | None:
