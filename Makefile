@@ -46,7 +46,7 @@ bench-peer: $(STAMP)
 # DOCS_FLAGS=--no-exec renders the committed outputs; DOCS_FLAGS=--slow runs the slow cells too.
 DOCS_FLAGS ?=
 docs: $(STAMP)
-	@$(BIN)/python -c "import sphinx, myst_nb, furo, sphinx_copybutton, sphinx_mathjax_offline" 2>/dev/null || \
+	@$(BIN)/python -c "import importlib as i; [i.import_module(m) for m in ('sphinx', 'myst_nb', 'furo', 'sphinx_copybutton', 'sphinx-mathjax-offline')]" 2>/dev/null || \
 	  $(BIN)/python -m pip install -q -e ".[docs]" torch==2.13.0
 	@start=$$(date +%s); $(BIN)/python tools/build_docs.py $(DOCS_FLAGS) && echo "make docs: $$(( $$(date +%s) - start ))s"
 
