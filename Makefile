@@ -42,17 +42,26 @@ bench-peer: $(STAMP)
 	$(PYTHON) tools/bench_peer_msr.py --setup-only
 	$(PYTHON) tools/bench_peer_recbole.py --epochs 2
 
-# The documentation site under _docs/ (notebooks executed, processed by nbdev, rendered by nbconvert).
+# The documentation site under _docs/: notebooks executed (slow cells keep their committed output, marked as
+# cached), processed by nbdev's processors, rendered by Sphinx + MyST-NB (Furo theme, MathJax bundled offline).
+# The generator (settings.ini's docs_requirements, the `docs` extra) is installed when missing.
+# DOCS_FLAGS=--no-exec renders the committed outputs; DOCS_FLAGS=--slow runs the slow cells too.
+DOCS_FLAGS ?=
 docs: $(STAMP)
-	$(BIN)/python tools/build_docs.py
+	@$(BIN)/python -c "import importlib as i; [i.import_module(m) for m in ('sphinx', 'myst_nb', 'furo', 'sphinx_copybutton', 'sphinx-mathjax-offline')]" 2>/dev/null || \
+	  $(BIN)/python -m pip install -q -e ".[docs]" torch==2.13.0
+	@start=$$(date +%s); $(BIN)/python tools/build_docs.py $(DOCS_FLAGS) && echo "make docs: $$(( $$(date +%s) - start ))s"
 
 # Debian's Chromium, for the browser test of the site and the report.
 chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version
 
+# JupyterLab on the notebooks, bound to 127.0.0.1 (LAB_IP, LAB_PORT to change); --allow-root only as root; prints the URL.
 lab: $(STAMP)
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q "jupyterlab>=4,<5"
-	$(BIN)/jupyter lab nbs
+	@$(BIN)/python tools/lab.py
 
 export: $(STAMP)
 	$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python tools/make_readme.py

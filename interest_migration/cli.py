@@ -41,9 +41,10 @@ from .bench import bench_metrics, bench_profiles, bench_sequence, bench_simulate
 from .exploration import bench_bandits
 
 # %% auto #0
-__all__ = ['FORMATS', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize', 'Report', 'ranking_baselines', 'migration_step',
-           'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step', 'profile_window',
-           'run_demo', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
+__all__ = ['FORMATS', 'FIGURE_STYLE', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize', 'house_style', 'Report',
+           'ranking_baselines', 'migration_step', 'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share',
+           'sequence_step', 'profile_window', 'run_demo', 'build_parser', 'configure_logging', 'main',
+           'add_serving_commands']
 
 # %% ../nbs/13_cli.ipynb #5e14ab34
 class CLIError(Exception):
@@ -184,6 +185,79 @@ def summarize(ds: Dataset) -> dict:
     out["behaviors"] = {str(k): int(v) for k, v in counts[counts > 0].items()}
     return out
 
+# %% ../nbs/13_cli.ipynb #b5386e6f
+FIGURE_STYLE = {  # the figure house style; `docs/im.mplstyle` holds the same for the docs build (a test checks)
+    "figure.dpi": 110, "savefig.dpi": 110, "font.size": 11.0, "axes.titlesize": 12.0, "axes.labelsize": 11.0,
+    "xtick.labelsize": 10.0, "ytick.labelsize": 10.0, "legend.fontsize": 10.0, "legend.title_fontsize": 10.0,
+    "legend.frameon": False, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+    "axes.spines.right": False, "lines.linewidth": 1.8, "image.cmap": "viridis"}
+
+def house_style(fig, # a matplotlib figure, drawn with any settings
+               ): # the same figure, restyled in place
+    "Give a finished figure the house style: readable fonts, legends outside the data, labelled colour bars."
+    s = FIGURE_STYLE
+    for ax in fig.axes:
+        ax.title.set_fontsize(max(ax.title.get_fontsize(), s["axes.titlesize"]))
+        for lab in (ax.xaxis.label, ax.yaxis.label):
+            lab.set_fontsize(max(lab.get_fontsize(), s["axes.labelsize"]))
+        for t in ax.get_xticklabels() + ax.get_yticklabels():
+            t.set_fontsize(max(t.get_fontsize(), s["xtick.labelsize"]))
+        leg = ax.get_legend()
+        if leg is not None:  # outside the axes, on the right: never over the lines
+            handles, labels = ax.get_legend_handles_labels()
+            title = leg.get_title().get_text()
+            if handles:
+                ax.legend(handles, labels, title=title or None, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                          borderaxespad=0.0, frameon=False, fontsize=s["legend.fontsize"],
+                          title_fontsize=s["legend.title_fontsize"])
+    return fig
+
+# %% ../nbs/13_cli.ipynb #09952e2b
+import re
+
+def _ci_text(v, lo, hi) -> str:
+    "One CI format everywhere in the report: `0.146 [0.108, 0.186]`."
+    if pd.isna(v):
+        return "n/a"
+    if pd.isna(lo) or pd.isna(hi):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+# %% ../nbs/13_cli.ipynb #9d2484cf
+def _report_table(df: pd.DataFrame, # a result table as a step returns it
+                  ) -> pd.DataFrame: # the table as the report shows it
+    "CI columns merged into one `value [low, high]` text, integral counts as integers, long metric tables pivoted."
+    df = df.copy()
+    pairs = [(c, f"{c}_low", f"{c}_high") for c in df.columns if f"{c}_low" in df and f"{c}_high" in df]
+    if {"value", "ci_low", "ci_high"} <= set(df.columns):
+        pairs.append(("value", "ci_low", "ci_high"))
+    for c in [c for c in df.columns if f"{c} CI" in df]:  # a CI already printed as "[low, high]"
+        bounds = df[f"{c} CI"].astype(str).str.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
+        df[c] = [_ci_text(v, *(map(float, b) if len(b) == 2 else (np.nan, np.nan))) for v, b in zip(df[c], bounds)]
+        df = df.drop(columns=[f"{c} CI"])
+    for c, lo, hi in pairs:
+        df[c] = [_ci_text(v, l, h) for v, l, h in zip(df[c], df[lo], df[hi])]
+        df = df.drop(columns=[lo, hi])
+    for c in df.columns:  # counts computed as floats print as integers
+        if pd.api.types.is_float_dtype(df[c]) and df[c].notna().any() and (df[c].dropna() % 1 == 0).all() \
+                and df[c].abs().max() >= 2:
+            df[c] = df[c].astype("Int64")
+    if {"metric", "value"} <= set(df.columns) and df["metric"].nunique() > 1:  # long format: one row per setting, metrics side by side
+        keys = [c for c in df.columns if c in ("model", "strategy", "k", "k_first")]
+        rest = [c for c in df.columns if c not in keys + ["metric", "value"]]
+        if keys and not df.duplicated(keys + ["metric"]).any():
+            wide = df.pivot(index=keys, columns="metric", values="value")
+            wide = wide[list(dict.fromkeys(df["metric"]))]  # metrics in their first-seen order
+            wide.columns.name = None
+            for c in rest:  # a column constant within each setting is kept once; others per metric
+                if df.groupby(keys)[c].nunique(dropna=False).max() == 1:
+                    wide[c] = df.groupby(keys)[c].first()
+                else:
+                    for mt, g in df.groupby("metric", sort=False):
+                        wide[f"{c} ({mt})"] = g.set_index(keys)[c]
+            df = df[keys].drop_duplicates().merge(wide.reset_index(), on=keys, how="left")  # rows in their order
+    return df
+
 # %% ../nbs/13_cli.ipynb #ab401d6a
 @dataclass
 class Report:
@@ -198,14 +272,16 @@ class Report:
         self.sections.append((heading, f"<p>{html.escape(text)}</p>"))
 
     def add_table(self, heading: str, df: pd.DataFrame, note: str = ""):
-        "Add a table (rendered with 4 significant decimals) and an optional note under it."
-        body = df.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0, classes="tbl")
+        "Add a table (CIs as `value [low, high]`, counts as integers, long tables pivoted) and an optional note under it."
+        body = _report_table(df).to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0, classes="tbl",
+                                         na_rep="n/a")
+        body = f"<div class=scroll>{body}</div>"
         self.sections.append((heading, body + (f"<p class=note>{html.escape(note)}</p>" if note else "")))
 
     def add_figure(self, heading: str, fig, name: str):
-        "Add a matplotlib figure, kept as PNG bytes under `name`."
+        "Add a matplotlib figure in the house style, kept as PNG bytes under `name`."
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        house_style(fig).savefig(buf, format="png", dpi=FIGURE_STYLE["savefig.dpi"], bbox_inches="tight")
         self.figures[name] = buf.getvalue()
         b64 = base64.b64encode(self.figures[name]).decode()
         self.sections.append((heading, f'<img alt="{html.escape(heading)}" src="data:image/png;base64,{b64}">'))
@@ -215,9 +291,10 @@ class Report:
         css = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:24px auto;padding:0 16px;color:#222}"
                "table.tbl{border-collapse:collapse;margin:8px 0}table.tbl td,table.tbl th{padding:4px 10px;"
                "border-bottom:1px solid #ddd;text-align:right}table.tbl th{background:#f3f3f3}"
-               "img{max-width:100%}p.note{color:#555;font-size:90%}")
+               "img{max-width:100%}p.note{color:#555;font-size:90%}div.scroll{overflow-x:auto}"
+               "#summary{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:4px 16px}")
         parts = [f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(self.title)}</title>"
-                 f"<style>{css}</style></head><body><h1>{html.escape(self.title)}</h1>"]
+                 f"<style>{css}</style></head><body><h1>{html.escape(self.title)}</h1>", self.summary_html()]
         parts += [f"<h2>{html.escape(h)}</h2>{b}" for h, b in self.sections]
         return "".join(parts) + "</body></html>"
 
@@ -230,6 +307,74 @@ class Report:
             (tmp / "metrics.json").write_text(json.dumps(self.metrics, indent=2, default=str))
             (tmp / "report.html").write_text(self.to_html(), encoding="utf-8")
         return out / "report.html"
+
+# %% ../nbs/13_cli.ipynb #037f58c9
+def _headlines(m: dict) -> list:
+    "Up to three headline findings (with CIs) from the metrics of a demo run, most important first."
+    out = []
+    def rec(rows, **kw):
+        for r in rows or []:
+            if all(r.get(k) == v for k, v in kw.items()):
+                return r
+    rb = m.get("ranking_baselines")
+    pop, rnd = rec(rb, model="popularity", metric="ndcg"), rec(rb, model="random", metric="ndcg")
+    if pop and rnd:
+        out.append(f"Popularity ranks the test period's items far better than chance: NDCG@{pop.get('k', 10)} "
+                   f"{_ci_text(pop['value'], pop['ci_low'], pop['ci_high'])} against "
+                   f"{_ci_text(rnd['value'], rnd['ci_low'], rnd['ci_high'])} for a random ranking "
+                   f"({pop.get('n_users', '?')} test users).")
+    seq = m.get("next_item")
+    sas = rec(seq, model="sasrec")
+    base = max((r for r in seq or [] if r.get("model") != "sasrec" and "NDCG@10" in r), key=lambda r: r["NDCG@10"],
+               default=None)
+    if sas and base and "NDCG@10" in sas:
+        def ci(r):
+            b = re.findall(r"-?\d+(?:\.\d+)?", str(r.get("NDCG@10 CI", "")))
+            return _ci_text(r["NDCG@10"], *(map(float, b) if len(b) == 2 else (np.nan, np.nan)))
+        out.append(f"Next-item recommendation (each user's last event held out, {sas.get('users', '?')} users): "
+                   f"SASRec reaches NDCG@10 {ci(sas)}, the best baseline ({base['model']}) {ci(base)}.")
+    tg = m.get("tagging")
+    if tg:
+        best = max((r for r in tg if r["model"] != "majority"), key=lambda r: r["f1_micro"], default=None)
+        maj = rec(tg, model="majority")
+        if best and maj:
+            out.append(f"Tags from item titles: {best['model']} reaches micro-F1 "
+                       f"{_ci_text(best['f1_micro'], best['f1_micro_low'], best['f1_micro_high'])} against "
+                       f"{_ci_text(maj['f1_micro'], maj['f1_micro_low'], maj['f1_micro_high'])} for the majority tags.")
+    mig = m.get("migration")
+    if mig and "switched_share" in mig:
+        out.append(f"Interest migrates: in {mig['switched_share']:.0%} of {mig.get('user_window_pairs', '?')} pairs of "
+                   f"consecutive active windows a user's dominant category changed (median Jensen-Shannon "
+                   f"divergence {mig.get('js_median', float('nan')):.2f}).")
+    return out[:3]
+
+# %% ../nbs/13_cli.ipynb #bfe0f3ef
+from fastcore.basics import patch
+
+@patch
+def summary_html(self: Report) -> str:
+    "The summary that opens the report: what ran, on what data, three headline findings with CIs, how to read it."
+    m, e = self.metrics, html.escape
+    s = m.get("summary", {})
+    parts = ["<section id=summary><h2>Summary</h2>"]
+    if s:
+        parts.append(f"<p><b>Data:</b> {e(str(s.get('data', '?')))}: {s.get('events', 0):,} events of "
+                     f"{s.get('users', 0):,} users on {s.get('items', 0):,} items, "
+                     f"{e(str(s.get('first_event', '?'))[:10])} to {e(str(s.get('last_event', '?'))[:10])}.</p>")
+    sp = m.get("split")
+    if sp:
+        parts.append("<p><b>Test window:</b> " + e(", ".join(f"{k} {v}" for k, v in sp.items())) + ".</p>")
+    ran = [h for h, _ in self.sections]
+    parts.append(f"<p><b>What ran:</b> {e('; '.join(ran))}" +
+                 (f" ({m['seconds']:.0f} s)" if isinstance(m.get("seconds"), (int, float)) else "") + ".</p>")
+    heads = _headlines(m)
+    if heads:
+        parts.append("<p><b>Headline findings</b></p><ol>" + "".join(f"<li>{e(h)}</li>" for h in heads) + "</ol>")
+    parts.append("<p><b>How to read the tables:</b> every score is shown as <code>value [low, high]</code>, the "
+                 "estimate and its 95% bootstrap confidence interval over the test users (or items); two models differ "
+                 "clearly when their intervals do not overlap. Rankings are over the full catalogue; counts are "
+                 "integers; the note under each table says what was held out.</p></section>")
+    return "".join(parts)
 
 # %% ../nbs/13_cli.ipynb #913d2d04
 def _events_figure(ds: Dataset):

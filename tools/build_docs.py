@@ -1,70 +1,277 @@
-"""Build the documentation site under `_docs/` without Quarto.
+"""Build the documentation site under `_docs/` without Quarto: nbdev's notebook processing, rendered by Sphinx.
 
-1. execute every notebook of `nbs/` (fast cells; `--slow` adds the slow ones) so figures are reproduced today;
-2. process the executed copies with nbdev's own `proc_nbs` (show_doc rendered, hidden cells and
-   directives removed): the same step `nbdev_proc_nbs` runs before Quarto;
-3. render each processed notebook to self-contained HTML with nbconvert, adding a sidebar of the
-   topic pages.
+1. execute every notebook of `nbs/` (fast cells; `--slow` adds the slow ones; `--no-exec` keeps the committed
+   outputs) so figures are reproduced today;
+2. process each executed copy with nbdev's own processors (`nbdev.processors.FilterDefaults`, the steps
+   `nbdev_proc_nbs` runs before Quarto: hidden and exported cells removed, `show_doc` cells added for
+   undocumented exports, directives applied), except nbdev's links to the external docs host and its
+   `show_doc` execution, which this script replaces with local ones: every `show_doc(...)` call of a cell
+   becomes a Sphinx autodoc entry (parameter table from `docments`, `[source]` link to a local copy of the code),
+   and every backticked exported name a local cross-reference;
+3. clean the outputs (stderr, warnings, progress widgets and build-machine paths removed; integral float
+   counts printed as integers), mark outputs that were not produced by this build as cached, and add an API
+   entry for each symbol in a module's `__all__` that the notebook did not show;
+4. render the site with Sphinx + MyST-NB and the Furo theme (search, page contents, previous/next, MathJax
+   bundled by `sphinx-mathjax-offline`, highlighted code).
 
-`python tools/build_docs.py [--no-exec | --slow] [NOTEBOOK ...]`: cells flagged `#| slow` keep their
-committed outputs unless `--slow` executes them too.
+`python tools/build_docs.py [--no-exec | --slow] [NOTEBOOK ...]`
 """
 from pathlib import Path
-import html
+import ast
+import importlib
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 
 import nbformat
-from nbclient import NotebookClient
-from nbconvert import HTMLExporter
-from nbconvert.preprocessors import TagRemovePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
-NBS, BUILD, DOCS = ROOT / "nbs", ROOT / "_build" / "exec", ROOT / "_docs"
+NBS, BUILD, DOCS, CONF = ROOT / "nbs", ROOT / "_build" / "exec", ROOT / "_docs", ROOT / "docs"
+SRC = ROOT / "_build" / "site"
+LIB = "interest_migration"
+STYLE = CONF / "im.mplstyle"
 
-CSS = """
-body{margin:0;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}
-#im-sidebar{position:fixed;top:0;left:0;bottom:0;width:230px;overflow-y:auto;background:#f6f8fa;
-  border-right:1px solid #d0d7de;padding:18px 14px;box-sizing:border-box;font-size:15px}
-#im-sidebar h2{font-size:17px;margin:0 0 12px}
-#im-sidebar a{display:block;padding:5px 8px;color:#24292f;text-decoration:none;border-radius:6px}
-#im-sidebar a:hover{background:#eaeef2}
-#im-sidebar a.active{background:#ddf4ff;font-weight:600}
-#im-main{margin-left:240px;max-width:1050px;padding:8px 24px 60px}
-#im-main img{max-width:100%}
+# Run first in every executed notebook (then removed): the house figure style and printed tables that do
+# not wrap. The notebook's own settings, made later, win.
+SETUP = f"""
+%config InlineBackend.rc = {{}}
+import matplotlib.pyplot as _plt, pandas as _pd
+_plt.style.use({str(STYLE)!r})
+_pd.set_option("display.width", 200); _pd.set_option("display.max_columns", 40)
 """
 
+_CELL_KEYS = ("cell_type", "id", "metadata", "source", "outputs", "execution_count", "attachments")
+_SLOW = re.compile(r"^\s*#\|\s*slow\b", re.M)
+_PATHS = [(re.compile(r"(?:/tmp|/work|/root|/home/[\w.-]+|/private/var|/var/folders)/[^\s'\"<>)\]}|,;]*"), "\u2026"),
+          (re.compile(r"\S*ipykernel_\d+/\d+\.py(?::\d+)?:?"), ""),
+          (re.compile(r"File \S*site-packages/\S+"), "File \u2026")]
+_WARN = re.compile(r"^.*\b\w*Warning:.*$\n?(?:^\s+.*$\n?)?", re.M)
 
-def title_of(nb) -> str:
-    "The page title: frontmatter `title:` if present, else the first H1, else the file stem."
+
+# ---------------------------------------------------------------- notebooks and modules (discovered, never listed)
+def default_exp(nb) -> str | None:
     for c in nb.cells:
-        m = re.search(r"^title:\s*(.+)$", c.source, re.M) if c.cell_type == "raw" else None
+        m = re.search(r"^\s*#\|\s*default_exp\s+(\S+)", c.source, re.M) if c.cell_type == "code" else None
         if m:
-            return m.group(1).strip().strip("'\"")
-        m = re.search(r"^#\s+(.+)$", c.source, re.M) if c.cell_type == "markdown" else None
-        if m:
-            return m.group(1).strip()
-    return "page"
+            return m.group(1)
+    return None
 
 
+def symbols(mods: list) -> tuple[dict, dict]:
+    "name -> full path for every exported symbol (plain, module-qualified, Class.method), and module -> __all__."
+    table, alls = {}, {}
+    for m in mods:
+        mod = importlib.import_module(f"{LIB}.{m}")
+        alls[m] = list(getattr(mod, "__all__", []))
+        for n in alls[m]:
+            full = f"{LIB}.{m}.{n}"
+            table.setdefault(n, full)
+            table[f"{m}.{n}"] = table[f"{LIB}.{m}.{n}"] = full
+            obj = getattr(mod, n)
+            if isinstance(obj, type):
+                for a, v in vars(obj).items():
+                    if not a.startswith("_") and callable(v) or isinstance(v, property) and not a.startswith("_"):
+                        table.setdefault(f"{n}.{a}", f"{full}.{a}")
+    return table, alls
+
+
+# ---------------------------------------------------------------- 1. execute
 def execute(src: Path, dst: Path, slow: bool = False) -> float:
     "Run a notebook top to bottom in a fresh kernel, in the nbs folder, and save the executed copy."
+    from nbclient import NotebookClient
     nb = nbformat.read(src, as_version=4)
-    if not slow:  # `#| slow` cells keep their committed outputs (run them with --slow)
-        for c in nb.cells:
-            if c.cell_type == "code" and re.match(r"#\|\s*slow\b", c.source):
+    for c in nb.cells:
+        if c.cell_type == "code" and _SLOW.search(c.source):
+            if slow:
+                c.metadata["im_fresh"] = True
+            else:  # `#| slow` cells keep their committed outputs (run them with --slow), marked as cached
                 c.metadata.setdefault("tags", []).append("skip-execution")
+                c.metadata["im_cached"] = True
+    nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP))
     start = time.perf_counter()
     NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(NBS)}}).execute()
+    nb.cells.pop(0)
+    nb.metadata["im_executed"] = True
     nbformat.write(nb, dst)
     return time.perf_counter() - start
 
 
-def _frontmatter(nb) -> dict:
-    "The YAML frontmatter nbdev puts in a raw cell (title, description), or {}."
+# ---------------------------------------------------------------- 2. nbdev processing, show_doc -> autodoc
+def nbdev_process(path: Path):
+    "nbdev's own processors, minus its external links, its show_doc execution and its Quarto-only code folding."
+    from execnb.nbio import nb2str, read_nb
+    from nbdev.processors import FilterDefaults
+    from nbdev.process import NBProcessor
+    nb = read_nb(path)
+    procs = [p for p in FilterDefaults().procs() if p.__name__ not in ("add_links", "exec_show_docs", "add_fold")]
+    NBProcessor(nb=nb, procs=procs).process()
+    d = json.loads(nb2str(nb))
+    for c in d["cells"]:  # attributes nbdev's processing adds (has_sd, idx_), not in the notebook schema
+        for k in [k for k in c if k not in _CELL_KEYS]:
+            del c[k]
+    return nbformat.reads(json.dumps(d), as_version=4)
+
+
+def _dotted(node) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def show_doc_targets(source: str) -> list[str]:
+    "The objects of every `show_doc(...)` call of a cell, in order (nbdev renders only the last one)."
+    src = "\n".join(l for l in source.splitlines() if not l.lstrip().startswith("#|"))
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _dotted(node.func) in ("show_doc", "nbdev.showdoc.show_doc") and node.args:
+            d = _dotted(node.args[0])
+            if d:
+                out.append((node.lineno, node.col_offset, d))
+    return [d for *_, d in sorted(out)]
+
+
+def resolve(name: str, module: str | None, table: dict) -> tuple[str, str] | None:
+    "(full path, autodoc directive) of a name shown in `module`'s notebook."
+    import inspect
+    full = None
+    if module and f"{module}.{name}" in table:
+        full = table[f"{module}.{name}"]
+    full = full or table.get(name)
+    if full is None and module:  # a method of an exported class or a name of the module not in the table
+        head, *rest = name.split(".")
+        mod = importlib.import_module(f"{LIB}.{module}")
+        if hasattr(mod, head):
+            full = f"{LIB}.{module}.{name}"
+    if full is None:
+        return None
+    modname, _, rest = full[len(LIB) + 1:].partition(".")
+    obj = importlib.import_module(f"{LIB}.{modname}")
+    parent = None
+    for part in rest.split("."):
+        parent, obj = obj, getattr(obj, part, None)
+        if obj is None:
+            return None
+    if inspect.isclass(obj):
+        kind = "autoclass"
+    elif isinstance(parent, type):
+        kind = "autoproperty" if isinstance(inspect.getattr_static(parent, rest.split(".")[-1]), property) else "automethod"
+    elif callable(obj):
+        kind = "autofunction"
+    else:
+        kind = "autodata"
+    return full, kind
+
+
+def api_cell(entries: list, done: set):
+    "A markdown cell of autodoc entries (an object documented twice is indexed once)."
+    parts = []
+    for full, kind in entries:
+        opts = []
+        if full in done:
+            opts.append(":no-index:")
+        if kind == "autodata":
+            opts.append(":no-value:")
+        done.add(full)
+        body = "\n".join(f"   {o}" for o in opts)
+        parts.append(f".. {kind}:: {full}\n{body}\n".rstrip() + "\n")
+    return nbformat.v4.new_markdown_cell("```{eval-rst}\n" + "\n".join(parts) + "```")
+
+
+_CODE_SPAN = re.compile(r"(?<![`\[])`([A-Za-z_][\w.]*)(\(\))?`(?![`\]])")
+
+
+def link_names(md: str, table: dict, pages: set = frozenset()) -> str:
+    "Backticked exported names (outside code blocks and links) as local cross-references; links to pages local."
+    md = re.sub(r"\]\((\w+)\.html(#[^)\s]*)?\)",
+                lambda m: f"]({m.group(1)}.ipynb{m.group(2) or ''})" if m.group(1) in pages else m.group(0), md)
+    out, fence = [], False
+    for line in md.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+        if fence or line.startswith("    "):
+            out.append(line)
+            continue
+        def sub(m):
+            full = table.get(m.group(1))
+            if not full:
+                return m.group(0)
+            text = m.group(1) + (m.group(2) or "")
+            return "{py:obj}" + f"`{text} <{full}>`"
+        out.append(_CODE_SPAN.sub(sub, line))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- 3. outputs
+def clean_text(s: str) -> str:
+    for rx, rep in _PATHS:
+        s = rx.sub(rep, s)
+    return s
+
+
+def int_counts(html_table: str) -> str:
+    "Columns of an HTML table whose every value is an integral float (some >= 2) printed as integers."
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(html_table, "html.parser")
+    changed = False
+    for tbl in soup.find_all("table"):
+        rows = [r.find_all(["td", "th"]) for r in (tbl.tbody or tbl).find_all("tr")]
+        rows = [r for r in rows if r and r[-1].name == "td"]
+        if not rows:
+            continue
+        width = max(len(r) for r in rows)
+        for j in range(width):
+            cells = [r[j] for r in rows if len(r) == width and r[j].name == "td"]
+            vals = [c.get_text(strip=True) for c in cells]
+            nums = [v for v in vals if v not in ("", "NaN", "nan", "<NA>", "None")]
+            if not nums or not all(re.fullmatch(r"-?\d+\.0+", v) for v in nums):
+                continue
+            if max(abs(float(v)) for v in nums) < 2:
+                continue
+            for c, v in zip(cells, vals):
+                if re.fullmatch(r"-?\d+\.0+", v):
+                    c.string = v.split(".")[0]
+                    changed = True
+    return str(soup) if changed else html_table
+
+
+def clean_outputs(cell) -> None:
+    keep = []
+    for o in cell.get("outputs", []):
+        t = o.get("output_type")
+        if t == "stream":
+            if o.get("name") == "stderr":
+                continue
+            text = _WARN.sub("", clean_text("".join(o.get("text", ""))))
+            if not text.strip():
+                continue
+            o["text"] = text
+        elif t in ("display_data", "execute_result"):
+            data = o.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                continue  # progress bars: a live widget with nothing to show in a page
+            for k in ("text/plain", "text/html", "text/markdown", "text/latex"):
+                if k in data:
+                    data[k] = clean_text("".join(data[k]) if isinstance(data[k], list) else data[k])
+            if "text/html" in data and "<table" in data["text/html"]:
+                data["text/html"] = int_counts(data["text/html"])
+        elif t == "error":
+            raise RuntimeError(f"an error output in a cell:\n{cell.source[:300]}\n{o.get('ename')}: {o.get('evalue')}")
+        keep.append(o)
+    cell["outputs"] = keep
+
+
+def frontmatter(nb) -> dict:
     import yaml
     for c in nb.cells:
         if c.cell_type == "raw" and c.source.lstrip().startswith("---"):
@@ -72,54 +279,95 @@ def _frontmatter(nb) -> dict:
     return {}
 
 
-def _quarto_directives(nb) -> None:
-    "Apply the Quarto cell options nbdev leaves behind: hide `echo: false` inputs, drop `#|` lines."
+def title_of(nb, fm, stem) -> str:
+    if fm.get("title"):
+        return str(fm["title"])
     for c in nb.cells:
-        if c.cell_type != "code":
+        m = re.search(r"^#\s+(.+)$", c.source, re.M) if c.cell_type == "markdown" else None
+        if m:
+            return m.group(1).strip()
+    return stem
+
+
+def page(exec_nb: Path, table: dict, alls: dict, done: set, executed: bool) -> tuple[object, str]:
+    "One notebook as the page Sphinx renders."
+    raw = nbformat.read(exec_nb, as_version=4)
+    module = default_exp(raw)
+    # remember cached/fresh marks by source (nbdev's processing rebuilds cells)
+    cached = {c.source.strip() for c in raw.cells if c.metadata.get("im_cached")}
+    nb = nbdev_process(exec_nb)
+    fm = frontmatter(nb)
+    title = title_of(nb, fm, exec_nb.stem)
+    cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n" + (f"> {fm['description']}\n" if fm.get("description") else ""))]
+    if not executed:
+        cells.append(nbformat.v4.new_markdown_cell(
+            ":::{note}\n:class: im-committed\nThe outputs on this page are those committed with the notebook: this "
+            "build did not run it (`python tools/build_docs.py` without `--no-exec` does).\n:::"))
+    shown = set()
+    for c in nb.cells:
+        if c.cell_type == "raw" or "AUTOGENERATED" in c.source:
             continue
+        if c.cell_type == "markdown":
+            c.source = link_names(c.source, table, {p.stem for p in BUILD.glob('*.ipynb')})
+            cells.append(c)
+            continue
+        targets = show_doc_targets(c.source)
+        if targets:
+            entries = [r for r in (resolve(t, module, table) for t in targets) if r]
+            for t in targets:
+                if not resolve(t, module, table):
+                    print(f"  warning: show_doc({t}) in {exec_nb.name} names nothing exported; left out")
+            shown.update(e[0] for e in entries)
+            if entries:
+                cells.append(api_cell(entries, done))
+            continue
+        was_cached = any(c.source.strip() and c.source.strip() in s for s in cached)
         lines = c.source.splitlines()
-        opts = [l[3:].strip() for l in lines if l.startswith("#| ")]
+        opts = [l[2:].strip() for l in lines if l.startswith("#|")]
         c.source = "\n".join(l for l in lines if not l.startswith("#|")).strip()
+        tags = c.metadata.setdefault("tags", [])
         if "echo: false" in opts or not c.source:
-            c.metadata.setdefault("tags", []).append("remove_input")
-        for o in c.get("outputs", []):  # show_doc's source link uses Pandoc attributes and points off-site
-            md = o.get("data", {}).get("text/markdown")
-            if md is not None:
-                o["data"]["text/markdown"] = re.sub(r"\[source\]\([^)]*\)\{[^}]*\}\s*", "", "".join(md))
+            tags.append("remove-input")
+        if "output: false" in opts:
+            tags.append("remove-output")
+        clean_outputs(c)
+        if not c.source and not c.outputs:
+            continue
+        cells.append(c)
+        if was_cached and c.outputs:
+            cells.append(nbformat.v4.new_markdown_cell(
+                "```{raw} html\n<div class=\"im-cached\">\u21b3 cached output: this cell is flagged <code>#| slow</code> "
+                "and was not re-run by this build; the output above is the one committed with the notebook "
+                "(<code>python tools/build_docs.py --slow</code> re-runs it).</div>\n```"))
+    if module in alls:
+        missing = []
+        for n in alls[module]:
+            r = resolve(n, module, table)
+            if r and r[0] not in shown and r[0] not in done:
+                missing.append(r)
+        if missing:
+            cells.append(nbformat.v4.new_markdown_cell(
+                "## More of the API\n\nExported by `" + f"{LIB}.{module}" + "` and not shown above."))
+            cells.append(api_cell(missing, done))
+    nb.cells = cells
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python", "pygments_lexer": "ipython3"}}
+    return nb, title
 
 
-def render(proc_nb: Path, pages: list, out: Path) -> None:
-    "Render one processed notebook to HTML with the site's sidebar."
-    nb = nbformat.read(proc_nb, as_version=4)
-    fm = _frontmatter(nb)
-    title, desc = fm.get("title") or title_of(nb), fm.get("description", "")
-    nb.cells = [c for c in nb.cells if c.cell_type != "raw" and "AUTOGENERATED" not in c.source]
-    _quarto_directives(nb)
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}\n\n" + (f"> {desc}\n" if desc else "")))
-    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True,
-                            embed_images=True)
-    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"remove_input"}, enabled=True), True)
-    body, _ = exporter.from_notebook_node(nb)
-    nav = "".join(f'<a href="{p}.html"{" class=active" if p == proc_nb.stem else ""}>{html.escape(t)}</a>'
-                  for p, t in pages)
-    side = f'<nav id="im-sidebar"><h2><a href="index.html">interest_migration</a></h2>{nav}</nav>'
-    body = re.sub(r"<title>.*?</title>", f"<title>{html.escape(title)} - interest_migration</title>", body, count=1)
-    body = body.replace("</head>", f"<style>{CSS}</style></head>", 1)
-    body = re.sub(r"<body([^>]*)>", lambda m: f"<body{m.group(1)}>{side}<div id=\"im-main\">", body, count=1)
-    body = body.replace("</body>", "</div></body>", 1)
-    out.write_text(body, encoding="utf-8")
-
-
+# ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    t0 = time.perf_counter()
     do_exec = "--no-exec" not in argv
     names = [a for a in argv if not a.startswith("--")]
     src = [NBS / n for n in names] if names else sorted(NBS.glob("*.ipynb"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures into the page, whatever make exported
-    if BUILD.exists():
-        shutil.rmtree(BUILD)
-    BUILD.mkdir(parents=True)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures into the page
+    for d in (BUILD, SRC):
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
     for nb in src:
         if do_exec:
             print(f"executing {nb.name} ...", flush=True)
@@ -127,18 +375,34 @@ def main(argv=None) -> int:
         else:
             shutil.copy(nb, BUILD / nb.name)
     os.chdir(ROOT)  # nbdev reads settings.ini from the working folder
-    from nbdev.serve import proc_nbs
-    cache = proc_nbs(path=str(BUILD.relative_to(ROOT)), n_workers=0, force=True)
-    DOCS.mkdir(exist_ok=True)
-    procs = sorted(Path(cache).glob("*.ipynb"))
-    pages = []
-    for p in procs:
-        nb = nbformat.read(p, as_version=4)
-        pages.append((p.stem, _frontmatter(nb).get("title") or title_of(nb)))
-    pages.sort(key=lambda pt: (pt[0] != "index", pt[0]))
-    for p in procs:
-        render(p, pages, DOCS / f"{p.stem}.html")
-        print(f"wrote {(DOCS / (p.stem + '.html')).relative_to(ROOT)}")
+    mods = [m for m in (default_exp(nbformat.read(p, as_version=4)) for p in sorted(NBS.glob("*.ipynb"))) if m]
+    table, alls = symbols(mods)
+    done, titles = set(), {}
+    order = sorted((p for p in BUILD.glob("*.ipynb")), key=lambda p: (p.stem != "index", p.stem))
+    for p in order:
+        nb, titles[p.stem] = page(p, table, alls, done, executed=do_exec)
+        if p.stem == "index":
+            toc = "\n".join(q.stem for q in order if q.stem != "index")
+            nb.cells.append(nbformat.v4.new_markdown_cell(f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```"))
+        nbformat.write(nb, SRC / p.name)
+        print(f"processed {p.name}: {titles[p.stem]}", flush=True)
+    t1 = time.perf_counter()
+    print(f"pages ready in {t1 - t0:.0f}s; rendering with Sphinx ...", flush=True)
+    out = ROOT / "_build" / "html"  # MyST-NB writes its jupyter_execute/ beside the output folder
+    for d in (DOCS, out):
+        if d.exists():
+            shutil.rmtree(d)
+    env = {**os.environ, "IM_SYMBOLS_JSON": json.dumps(table)}
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF), "-d", str(ROOT / "_build" / "doctrees"),
+           "-j", "1", str(SRC), str(out)]
+    r = subprocess.run(cmd, env=env)
+    if r.returncode:
+        return r.returncode
+    shutil.move(out, DOCS)
+    mode = "no-exec" if not do_exec else "slow" if "--slow" in argv else "exec"
+    (DOCS / ".im-build.json").write_text(json.dumps({"mode": mode, "pages": [p.stem for p in order]}))
+    print(f"Sphinx: {time.perf_counter() - t1:.0f}s")
+    print(f"wrote {DOCS.relative_to(ROOT)}/ ({len(order)} pages) in {time.perf_counter() - t0:.0f}s")
     return 0
 
 
