@@ -651,7 +651,7 @@ def check_writable(path: str | Path, # where an output will go
         raise DataError(f"{p} exists and is a file; a folder is needed there")
     if kind == "file" and p.is_dir():
         raise DataError(f"{p} is a folder; a file is needed there")
-    q = p if (kind == "folder" and p.is_dir()) else p.parent
+    q = p.parent  # a folder is replaced whole by a rename in its parent: the parent is what must be writable
     while not q.exists(): q = q.parent
     if not q.is_dir():
         raise DataError(f"{q} is a file; cannot create {p} under it")
