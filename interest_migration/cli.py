@@ -37,8 +37,9 @@ from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage
 from .sequence import Popularity, CoOccurrence, RunOptions, sequence_split, results_table
 from .neural import SASRec
 from .recommender import ModelFileError
-from .bench import bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging
-from .exploration import bench_bandits
+from .bench import (bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging,
+                                      report_bandits, report_metrics, report_profiles, report_sequence, report_simulate,
+                                      report_tagging)
 
 # %% auto #0
 __all__ = ['FORMATS', 'FIGURE_STYLE', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize', 'house_style', 'Report',
@@ -618,20 +619,17 @@ def run_demo(
     return rep
 
 # %% ../nbs/13_cli.ipynb #0402d05b
-def _print_bandits(table: pd.DataFrame) -> pd.DataFrame:
-    "Print bench_bandits' table and its speed ratios (ours / MABWiser)."
-    print(table.round(3).to_string())
-    print("decisions per second, ours / MABWiser: " + ", ".join(f"{k} {v:,.1f}x" for k, v in table.attrs["speedup"].items()))
-    return table
-
+# Each bench returns its figures; the CLI prints them (the library only logs).
 BENCHES = {
-    "simulate": lambda quick: bench_simulate(n_events=1_000_000 if quick else 10_000_000),
-    "metrics": lambda quick: bench_metrics(n_users=1_000 if quick else 6_040),
-    "tagging": lambda quick: bench_tagging(n_texts=400 if quick else None, repeat=2 if quick else 5),
-    "profiles": lambda quick: bench_profiles(n_events=1_000_000 if quick else 10_000_000, ref_events=200_000 if quick else 1_000_000),
-    "sequence": lambda quick: bench_sequence(models=("sasrec",) if quick else ("sasrec", "gru4rec", "lstmrec"),
-                                             time_limit=120 if quick else 600, save="bench-out/sequence_bench.json"),
-    "bandits": lambda quick: _print_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000)),
+    "simulate": lambda quick: print(report_simulate(bench_simulate(n_events=1_000_000 if quick else 10_000_000))),
+    "metrics": lambda quick: print(report_metrics(bench_metrics(n_users=1_000 if quick else 6_040, verbose=False))),
+    "tagging": lambda quick: print(report_tagging(bench_tagging(n_texts=400 if quick else None, repeat=2 if quick else 5, verbose=False))),
+    "profiles": lambda quick: print(report_profiles(bench_profiles(n_events=1_000_000 if quick else 10_000_000,
+                                                                   ref_events=200_000 if quick else 1_000_000, verbose=False))),
+    "sequence": lambda quick: print(report_sequence(bench_sequence(models=("sasrec",) if quick else ("sasrec", "gru4rec", "lstmrec"),
+                                                                   time_limit=120 if quick else 600, verbose=False,
+                                                                   save="bench-out/sequence_bench.json"))),
+    "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
 }
 
 # %% ../nbs/13_cli.ipynb #964e7379

@@ -21,7 +21,7 @@ __all__ = ['REWARDS', 'BanditEnv', 'segment_prior', 'context_features', 'Policy'
            'EpsilonGreedy', 'UCB1', 'BetaThompson', 'LinUCB', 'LinThompson', 'dqn_state', 'QNet', 'DQNPolicy',
            'run_policy', 'default_policies', 'compare_policies', 'plot_regret', 'ips', 'snips', 'direct_method',
            'doubly_robust', 'FrozenPolicy', 'log_policy', 'reward_model', 'ope_table', 'movielens_contexts',
-           'replay_evaluate', 'bench_bandits']
+           'replay_evaluate']
 
 # %% ../nbs/06_exploration.ipynb #0bac4d31
 _DWELL_MEAN = 20 * np.exp(0.6 ** 2 / 2)  # mean of the simulator's lognormal(log 20, 0.6) dwell factor
@@ -737,60 +737,3 @@ def replay_evaluate(data,  # load_movielens_100k() Dataset
             policy.update(sub, a[m], click[sl][m])
             hits, clicks = hits + int(m.sum()), clicks + float(click[sl][m].sum())
     return {"ctr": clicks / max(hits, 1), "n_matched": hits, "n_events": len(arm)}
-
-# %% ../nbs/06_exploration.ipynb #e95d5132
-class _MABWiserSegments(Policy):
-    "MABWiser bandits behind our interface: one MAB per segment (non-contextual) or one contextual MAB."
-    def __init__(self, n_categories, learning_policy, contextual=False, seed=0):
-        super().__init__(n_categories, seed)
-        self.lp, self.contextual, self.mabs_, self.fitted_ = learning_policy, contextual, {}, set()
-    def _mab(self, key):
-        from mabwiser.mab import MAB
-        if key not in self.mabs_: self.mabs_[key] = MAB(arms=list(range(self.C)), learning_policy=self.lp, seed=self.seed + int(key))
-        return self.mabs_[key]
-    def act(self, ctx):
-        n = len(ctx["segment"])
-        a = np.zeros(n, int)
-        if self.contextual:
-            m = self._mab(0)
-            a[:] = (m.predict(context_features(ctx)) if 0 in self.fitted_ else self.rng.integers(0, self.C, n))
-        else:
-            for k in np.unique(ctx["segment"]):  # a loop over segments (8), as MABWiser has one model per bandit
-                i = np.flatnonzero(ctx["segment"] == k)
-                m = self._mab(k)
-                a[i] = m.predict(np.zeros((len(i), 1))) if k in self.fitted_ else self.rng.integers(0, self.C, len(i))
-        return a, np.ones(n)
-    def update(self, ctx, actions, rewards):
-        if self.contextual:
-            m, X = self._mab(0), context_features(ctx)
-            (m.partial_fit if 0 in self.fitted_ else m.fit)(actions, rewards, X)
-            self.fitted_.add(0)
-        else:
-            for k in np.unique(ctx["segment"]):
-                i = np.flatnonzero(ctx["segment"] == k)
-                m = self._mab(k)
-                (m.partial_fit if k in self.fitted_ else m.fit)(actions[i], rewards[i])
-                self.fitted_.add(k)
-        return self
-
-# %% ../nbs/06_exploration.ipynb #a216fdac
-def bench_bandits(seeds=range(10),  # environment and policy seeds
-                  n_users: int = 1_000,  # users per environment
-                  horizon: int = 50,  # steps per user
-                  **env_kw,  # further BanditEnv arguments
-                 ) -> pd.DataFrame:  # policy x implementation: final regret, CI, decisions/s; ratios in attrs
-    "Our UCB1, Beta Thompson sampling and LinUCB against MABWiser's on the same environments and seeds: regret and decisions per second."
-    from mabwiser.mab import LearningPolicy
-    def pols(env, s):
-        C = env.C
-        return {"UCB1 (ours)": UCB1(C, "segment", c=2.0, seed=s), "UCB1 (MABWiser)": _MABWiserSegments(C, LearningPolicy.UCB1(alpha=1.0), seed=s),
-                "Thompson (ours)": BetaThompson(C, "segment", n_propensity_draws=0, seed=s),
-                "Thompson (MABWiser)": _MABWiserSegments(C, LearningPolicy.ThompsonSampling(), seed=s),
-                "LinUCB (ours)": LinUCB(C, alpha=1.0, reg=1.0, seed=s),
-                "LinUCB (MABWiser)": _MABWiserSegments(C, LearningPolicy.LinUCB(alpha=1.0, l2_lambda=1.0), contextual=True, seed=s)}
-    table, curves = compare_policies(seeds, n_users, horizon, [horizon], pols, **env_kw)
-    ratios = {}
-    for alg in ("UCB1", "Thompson", "LinUCB"):
-        ratios[alg] = table.loc[f"{alg} (ours)", "decisions_per_s"] / table.loc[f"{alg} (MABWiser)", "decisions_per_s"]
-    table.attrs["speedup"] = ratios
-    return table

@@ -258,7 +258,7 @@ def test_bench_reads_a_peer_record(tmp_path):
             "split": {"user_id": [], "valid_item": [], "test_user_id": [], "test_item": []},
             "test_ours": {"hit@10": 0.05, "ndcg@10": 0.02, "mrr@10": 0.01}}
     (tmp_path / "recbole_sasrec.json").write_text(json.dumps(peer))
-    out = bench_sequence(recbole_dir=tmp_path, models=("sasrec",), epochs=2, n_boot=20, threads=1, verbose=True)
+    out = bench_sequence(recbole_dir=tmp_path, models=("sasrec",), max_epochs=2, n_boot=20, num_threads=1, verbose=True)
     r = out["models"]["sasrec"]
     assert r["epochs_run"] == 2 and set(out["baselines"]) == {"popularity", "co-occurrence"}
     t = r["time_to_recbole_sasrec_s"]
