@@ -27,7 +27,7 @@ from scipy import sparse
 from .data import BEHAVIORS, _utc_from_ns, load_movielens_100k, torch_threads
 from .simulate import SIM_FUNNEL, _SIM_DIURNAL, _sim_world, simulate_log  # the private simulator pieces feed the per-event reference
 from .metrics import js_divergence
-from .ranking import RANKING_METRICS, ranking_metrics
+from .ranking import RANKING_METRICS, ranking_metrics, topk_items
 from .profiles import BEHAVIOR_WEIGHTS, migration_matrix, migration_scores, window_edges, windowed_profiles
 from .exploration import BetaThompson, LinUCB, Policy, UCB1, compare_policies, context_features
 from .encoders import TextEncoder, _quiet_loading, default_model_path
@@ -39,9 +39,9 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'RECBOLE_DIR', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate', 'reference_ranking_metrics',
-           'bench_metrics', 'report_metrics', 'reference_migration', 'bench_profiles', 'report_profiles',
-           'bench_tagging', 'report_tagging', 'read_recbole_json', 'time_to_reach', 'bench_sequence', 'report_sequence',
-           'bench_bandits', 'report_bandits']
+           'bench_metrics', 'report_metrics', 'bench_metrics_peer', 'report_metrics_peer', 'reference_migration',
+           'bench_profiles', 'report_profiles', 'bench_tagging', 'report_tagging', 'read_recbole_json', 'time_to_reach',
+           'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits']
 
 # %% ../nbs/12_bench.ipynb #1f0cd236
 def _rss_bytes() -> int:
@@ -263,6 +263,71 @@ def report_metrics(out: dict, # what `bench_metrics` returned
         f"{out['reference_peak_mb_500_users']:6.1f} MiB (first 500 users)",
         f"  ratio                     : {out['ratio']:8.1f}x wall (target >= 20x), {out['cpu_ratio']:.1f}x CPU time",
         f"  max |difference|          : {out['max_abs_diff']:.1e}   process max RSS {out['maxrss_mb']:.0f} MiB"])
+
+# %% ../nbs/12_bench.ipynb #89707335
+import subprocess, tempfile
+
+def _peer_tool() -> Path:
+    "tools/bench_peer_msr.py of the source checkout this package runs from (absent from an installed wheel)."
+    return Path(__file__).resolve().parents[1] / "tools" / "bench_peer_msr.py"
+
+def bench_metrics_peer(
+    n_users: int = 6040,   # users (ML-1M has 6,040)
+    n_items: int = 3706,   # items (ML-1M has 3,706)
+    n_truth: int = 20,     # relevant items per user
+    k=(10, 20),            # cut-offs
+    seed: int = 0,         # seed of the random scores and truth
+    repeat: int = 5,       # timed runs of ours (best kept)
+    peer_repeat: int = 2,  # timed runs of the peer (best kept)
+    python: str | Path | None = None,  # the peer's Python (default: .venv-msr/bin/python, built by `make bench-peer`)
+) -> dict:                 # seconds, ratios and a table of each metric's value from both libraries
+    "Time our ranking metrics against Microsoft Recommenders' `python_evaluation` on the same top-k lists, and compare values."
+    tool = _peer_tool()
+    py = Path(python) if python is not None else tool.parents[1] / ".venv-msr" / "bin" / "python"
+    if not (py.exists() and tool.exists()):
+        return {"available": False, "reason": f"{py} not found: run `make bench-peer` in a source checkout first"}
+    rng = np.random.default_rng(seed)
+    scores = rng.random((n_users, n_items))
+    truth_lists = np.argpartition(rng.random((n_users, n_items)), n_truth, axis=1)[:, :n_truth]
+    truth = sparse.csr_matrix((np.ones(truth_lists.size, np.int8),
+                               (np.repeat(np.arange(n_users), n_truth), truth_lists.ravel())), shape=(n_users, n_items))
+    kmax, names = max(k), ("precision", "recall", "ndcg", "map")
+    topk = np.asarray(topk_items(scores, kmax))
+    ranking_metrics(topk[:8], truth[:8], k=k, metrics=names, n_items=n_items)          # warm-up
+    ours, t_lists, _ = _best_time(lambda: ranking_metrics(topk, truth, k=k, metrics=names, n_items=n_items), repeat)
+    _, t_scores, _ = _best_time(lambda: ranking_metrics(scores, truth, k=k, metrics=names), repeat)
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "lists.npz", Path(d) / "peer.json"
+        np.savez(src, topk=topk, truth_indptr=truth.indptr, truth_indices=truth.indices, k=np.asarray(k))
+        run = subprocess.run([str(py), str(tool), "--input", str(src), "--out", str(dst),
+                              "--repeat", str(peer_repeat)], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"the Microsoft Recommenders peer failed: {run.stderr.strip().splitlines()[-1:]}")
+        peer = json.loads(dst.read_text())
+    rows = [{"metric": r["metric"], "k": r["k"], "function": r["function"], "ours": float(ours.per_user[r["metric"], r["k"]].mean()),
+             "peer": r["value"], "peer_s": r["seconds"]} for r in peer["results"]]
+    table = pd.DataFrame(rows)
+    table["abs_diff"] = (table["ours"] - table["peer"]).abs()
+    return {"available": True, "peer": f"recommenders {peer['version']}", "n_users": n_users, "n_items": n_items,
+            "k": tuple(k), "ours_topk_s": t_lists, "ours_scores_s": t_scores, "peer_s": peer["total_seconds"],
+            "ratio": peer["total_seconds"] / t_lists, "ratio_from_scores": peer["total_seconds"] / t_scores,
+            "max_abs_diff": float(table["abs_diff"].max()), "table": table}
+
+
+# %% ../nbs/12_bench.ipynb #6a6bdc86
+def report_metrics_peer(out: dict, # what `bench_metrics_peer` returned
+                       ) -> str:   # the comparison as text
+    "bench_metrics_peer's figures as text: time, ratio and the values side by side."
+    if not out.get("available"):
+        return f"Microsoft Recommenders peer: not run ({out['reason']})"
+    return "\n".join([
+        f"against {out['peer']}: {out['n_users']:,} users x {out['n_items']:,} items, precision/recall/NDCG/MAP at k={out['k']}",
+        f"  ours from the top-k lists  : {out['ours_topk_s']:8.3f} s",
+        f"  ours from the score matrix : {out['ours_scores_s']:8.3f} s (top-k selection included)",
+        f"  python_evaluation          : {out['peer_s']:8.3f} s",
+        f"  ratio {out['ratio']:.0f}x on the same lists (target >= 50x), {out['ratio_from_scores']:.0f}x from scores; "
+        f"max |difference| {out['max_abs_diff']:.1e}",
+        out["table"].to_string(index=False, float_format=lambda v: f"{v:.6g}")])
 
 # %% ../nbs/12_bench.ipynb #9050ae3d
 def reference_migration(

@@ -39,7 +39,7 @@ from .neural import SASRec
 from .recommender import ModelFileError
 from .bench import (bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging,
                                       report_bandits, report_metrics, report_profiles, report_sequence, report_simulate,
-                                      report_tagging)
+                                      report_tagging, bench_metrics_peer, report_metrics_peer)
 
 # %% auto #0
 __all__ = ['FORMATS', 'FIGURE_STYLE', 'BENCHES', 'LOGGER', 'CLIError', 'load_data', 'summarize', 'house_style', 'Report',
@@ -620,15 +620,25 @@ def run_demo(
 
 # %% ../nbs/13_cli.ipynb #0402d05b
 # Each bench returns its figures; the CLI prints them (the library only logs).
+def _bench_serve(quick: bool):
+    "bench serve: the service under load (serving.bench_serve) and the store's durable ingestion rate (store.bench_store)."
+    from interest_migration.serving import bench_serve, report_serve
+    from interest_migration.store import bench_store
+    print(report_serve(bench_serve(quick=quick)))
+    tab = bench_store(n_events=10_000 if quick else 50_000)
+    print("event store alone (SQLite, durable commits, client event ids): events/s per batch size\n" + tab.to_string())
+
 BENCHES = {
     "simulate": lambda quick: print(report_simulate(bench_simulate(n_events=1_000_000 if quick else 10_000_000))),
-    "metrics": lambda quick: print(report_metrics(bench_metrics(n_users=1_000 if quick else 6_040, verbose=False))),
+    "metrics": lambda quick: (print(report_metrics(bench_metrics(n_users=1_000 if quick else 6_040, verbose=False))),
+                              print(report_metrics_peer(bench_metrics_peer(n_users=1_000 if quick else 6_040)))),
     "tagging": lambda quick: print(report_tagging(bench_tagging(n_texts=400 if quick else None, repeat=2 if quick else 5, verbose=False))),
     "profiles": lambda quick: print(report_profiles(bench_profiles(n_events=1_000_000 if quick else 10_000_000,
                                                                    ref_events=200_000 if quick else 1_000_000, verbose=False))),
     "sequence": lambda quick: print(report_sequence(bench_sequence(models=("sasrec",) if quick else ("sasrec", "gru4rec", "lstmrec"),
                                                                    time_limit=120 if quick else 600, verbose=False,
                                                                    save="bench-out/sequence_bench.json"))),
+    "serve": lambda quick: _bench_serve(quick),
     "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
 }
 

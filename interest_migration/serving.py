@@ -41,7 +41,7 @@ __all__ = ['logger', 'Id', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 's
            'encode_events', 'top_k', 'rank_from_events', 'segment_of', 'cold_start_ranking', 'path_id', 'Event',
            'EventBatch', 'UserAttributes', 'Reload', 'events_frame', 'user_interests', 'recommend_user', 'make_app',
            'train_serving_model', 'retrain_from_store', 'app_from_env', 'start_server', 'stop_server', 'free_port',
-           'load_test', 'crash_test', 'scoring_ratio', 'bench_serve']
+           'load_test', 'crash_test', 'scoring_ratio', 'bench_serve', 'report_serve']
 
 # %% ../nbs/11b_serving.ipynb #e3ad6935
 class _ScoreNet(nn.Module):
@@ -1066,7 +1066,7 @@ def bench_serve(
     workers: int = 2,  # uvicorn workers
     max_epochs: int | None = None,  # SASRec training epochs on MovieLens-100K (default 10, quick 1)
     out_dir: str | Path | None = None,  # where the model folder and SQLite files go (default: a temporary folder)
-) -> dict:  # scoring ratio, per-route table, ingestion events/s, exactly-once and crash results
+) -> dict:  # scoring ratio, per-route table, ingestion events/s, exactly-once and crash results (`report_serve` formats it)
     "ONNX Runtime vs eager scoring, 8 clients against uvicorn --workers 2 on MovieLens-100K, ingestion rate, kill -9 test."
     import tempfile
     from interest_migration.data import load_movielens_100k
@@ -1096,17 +1096,28 @@ def bench_serve(
     res = {"scoring": ratio, "routes": tab, "events_per_s": ev_per_s, "events_acknowledged": acked + ing_events,
            "events_stored": stored, "exactly_once": stored == acked + ing_events,
            "no_5xx": int(tab["errors_5xx"].sum() + ing["errors_5xx"].sum()) == 0, "crash": crash}
+    res.update(model=f"SASRec on MovieLens-100K ({model.catalog_.n_items:,} items, max_len 50)", clients=clients,
+               workers=workers, seconds=seconds)
+    return res
+
+# %% ../nbs/11b_serving.ipynb #a7c3e1f2
+def report_serve(res: dict, # what `bench_serve` returned
+                ) -> str: # the figures as text, with their targets
+    "The figures of `bench_serve` as text: scoring ratio, per-route latency, ingestion rate, exactly-once and kill -9 results."
+    ratio, tab, crash, ev_per_s = res["scoring"], res["routes"], res["crash"], res["events_per_s"]
+    stored = res["events_stored"]
     p99 = tab.loc["/users/{user}/recommendations", "p99_ms"]
-    print(f"bench serve: SASRec on MovieLens-100K ({model.catalog_.n_items:,} items, max_len 50), {clients} clients, "
-          f"uvicorn --workers {workers}, {seconds:.0f} s, SQLite store")
-    print(f"one request's scoring: PyTorch eager {ratio['torch_ms']:.3f} ms, ONNX Runtime {ratio['onnx_ms']:.3f} ms: "
+    lines = [f"bench serve: {res['model']}, {res['clients']} clients, uvicorn --workers {res['workers']}, "
+             f"{res['seconds']:.0f} s, SQLite store"]
+    lines.append(f"one request's scoring: PyTorch eager {ratio['torch_ms']:.3f} ms, ONNX Runtime {ratio['onnx_ms']:.3f} ms: "
           f"{ratio['ratio']:.1f}x (target >= 2x)")
-    print(tab.round(2).to_string())
-    print(f"/recommendations p99 {p99:.1f} ms (target < 25 ms); /events ingestion {ev_per_s:,.0f} events/s "
+    lines.append(tab.round(2).to_string())
+    lines.append(f"/recommendations p99 {p99:.1f} ms (target < 25 ms); /events ingestion {ev_per_s:,.0f} events/s "
           f"(batches of 500; target >= 5,000); 5xx: {0 if res['no_5xx'] else 'SOME'}; "
           f"events acknowledged {res['events_acknowledged']:,}, stored {stored:,} (exactly once: {res['exactly_once']})")
-    print(f"kill -9 during ingestion: {crash['events_acknowledged']:,} acknowledged, {crash['stored_after_crash']:,} stored "
+    lines.append(f"kill -9 during ingestion: {crash['events_acknowledged']:,} acknowledged, {crash['stored_after_crash']:,} stored "
           f"after restart (partial batch: {crash['partial_batch']}); every acknowledged event present once: "
           f"{crash['acknowledged_present_once']}; after client retries {crash['after_retries_stored']:,} of "
           f"{crash['events_sent']:,} sent, exactly once: {crash['exactly_once_after_retries']}")
-    return res
+    return "\n".join(lines)
+
