@@ -264,13 +264,14 @@ def report_metrics(out: dict, # what `bench_metrics` returned
         f"  ratio                     : {out['ratio']:8.1f}x wall (target >= 20x), {out['cpu_ratio']:.1f}x CPU time",
         f"  max |difference|          : {out['max_abs_diff']:.1e}   process max RSS {out['maxrss_mb']:.0f} MiB"])
 
-# %% ../nbs/12_bench.ipynb #89707335
+# %% ../nbs/12_bench.ipynb #d3fe1306
 import subprocess, tempfile
 
 def _peer_tool() -> Path:
     "tools/bench_peer_msr.py of the source checkout this package runs from (absent from an installed wheel)."
     return Path(__file__).resolve().parents[1] / "tools" / "bench_peer_msr.py"
 
+# %% ../nbs/12_bench.ipynb #80b8d164
 def bench_metrics_peer(
     n_users: int = 6040,   # users (ML-1M has 6,040)
     n_items: int = 3706,   # items (ML-1M has 3,706)
@@ -312,7 +313,6 @@ def bench_metrics_peer(
             "k": tuple(k), "ours_topk_s": t_lists, "ours_scores_s": t_scores, "peer_s": peer["total_seconds"],
             "ratio": peer["total_seconds"] / t_lists, "ratio_from_scores": peer["total_seconds"] / t_scores,
             "max_abs_diff": float(table["abs_diff"].max()), "table": table}
-
 
 # %% ../nbs/12_bench.ipynb #6a6bdc86
 def report_metrics_peer(out: dict, # what `bench_metrics_peer` returned
