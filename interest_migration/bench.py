@@ -269,7 +269,8 @@ import subprocess, tempfile
 
 def _peer_tool() -> Path:
     "tools/bench_peer_msr.py of the source checkout this package runs from (absent from an installed wheel)."
-    return Path(__file__).resolve().parents[1] / "tools" / "bench_peer_msr.py"
+    import interest_migration
+    return Path(interest_migration.__file__).resolve().parents[1] / "tools" / "bench_peer_msr.py"
 
 # %% ../nbs/12_bench.ipynb #80b8d164
 def bench_metrics_peer(

@@ -137,7 +137,13 @@ def _id_column(s: pd.Series, # the id column
         return s, missing, ("text" if big.any() else "int64")
     if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
         kind = pd.api.types.infer_dtype(s, skipna=True)
-        if kind in ("string", "empty"): return s.astype(object), missing, False
+        if kind in ("string", "empty"):
+            nul = s.str.contains("\x00", regex=False, na=False).to_numpy()
+            if nul.any():   # pandas hashes text as C strings: 'a\x00' and 'a' would merge
+                first = int(np.flatnonzero(nul)[0])
+                raise DataError(f"{table}: column '{col}' row {first}: id {s.iloc[first]!r} contains a NUL character (\\x00), "
+                                "which pandas cannot keep apart from the id without it; remove it first. " + _show(frame, nul))
+            return s.astype(object), missing, False
         if kind == "integer":
             fits = s[~missing].map(lambda x: _I64[0] <= int(x) <= _I64[1])
             return s, missing, ("int64" if fits.all() else "text")
@@ -565,7 +571,7 @@ def _id_values(values, # ids: array, Series, Index or list (huge ints, floats, s
         values = list(values)
         kinds = {type(v) for v in values}
         if any(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and not _I64[0] <= int(v) <= _I64[1] for v in values) \
-                or len(kinds) > 1:
+                or len(kinds) > 1 or any(issubclass(k, str) for k in kinds):  # numpy U strings drop trailing NULs
             values = np.array(values + [None], dtype=object)[:-1]   # no silent cast to float or uint64
         else:
             values = np.asarray(values)
@@ -575,6 +581,10 @@ def _id_values(values, # ids: array, Series, Index or list (huge ints, floats, s
         raise DataError(f"{who}: booleans are not ids")
     miss = pd.isna(a) if a.dtype.kind in "fOUS" else np.zeros(len(a), bool)
     if np.any(miss): raise DataError(f"{who}: {int(np.sum(miss))} missing id(s); validate the log first")
+    if a.dtype.kind == "U" or a.dtype == object:
+        nul = [v for v in a if isinstance(v, str) and "\x00" in v]
+        if nul: raise DataError(f"{who}: id {nul[0]!r} contains a NUL character (\\x00), which pandas cannot keep apart "
+                                "from the id without it; remove it first")
     fl = a.dtype.kind == "f" or (a.dtype == object and any(isinstance(v, (float, np.floating)) for v in a))
     if fl:
         bad = [v for v in a if isinstance(v, (float, np.floating)) and not float(v).is_integer()]

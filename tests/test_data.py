@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from interest_migration.bench import bench_simulate
+from interest_migration.bench import bench_simulate, report_simulate
 from interest_migration.data import (BEHAVIORS, IdEncoder, ML100K_GENRES, RECBOLE_INSTALL, Split, ValidationReport,
                                      leave_last_out, load_movielens_100k, temporal_split, user_cold_start_split,
                                      validate_events, validate_items, validate_users)
@@ -364,11 +364,11 @@ def test_id_encoder_errors():
 
 
 # ---------------------------------------------------------------- bench
-def test_bench_simulate_small(capsys):
+def test_bench_simulate_small():
     res = bench_simulate(n_events=50_000, naive_events=2_000)
     assert res["n_events"] == 50_000 and res["naive_events"] == 2_000
     assert {"seconds", "events_per_s", "naive_events_per_s", "speedup", "peak_rss_gib"} <= set(res)
-    assert "per-event Python loop" in capsys.readouterr().out
+    assert "per-event Python loop" in report_simulate(res)
 
 
 def test_retarget_imports_tool():

@@ -270,8 +270,18 @@ ID_SETS = st.one_of(
     st.lists(st.integers(min_value=-2**63, max_value=2**64 - 1), min_size=1, max_size=30),
     st.lists(st.integers(min_value=-10**30, max_value=10**30), min_size=1, max_size=30),
     st.lists(st.integers(min_value=-2**53, max_value=2**53).map(float), min_size=1, max_size=30),
-    st.lists(st.text(min_size=0, max_size=8), min_size=1, max_size=30),
+    st.lists(st.text(st.characters(blacklist_characters="\x00"), min_size=0, max_size=8), min_size=1, max_size=30),
 )
+
+
+def test_nul_in_ids_refused():
+    "pandas hashes text as C strings ('a\\x00' == 'a'): an id holding NUL is refused, never merged."
+    with pytest.raises(DataError, match="NUL"):
+        IdEncoder().fit(["a\x00", "a"])
+    ev = pd.DataFrame({"user_id": ["u\x00", "u"], "item_id": [1, 2], "timestamp": pd.to_datetime([1, 2], unit="D", utc=True),
+                       "behavior": "view"})
+    with pytest.raises(DataError, match="user_id.*row 0.*NUL"):
+        validate_events(ev)
 
 
 @settings(max_examples=150, deadline=None)
