@@ -685,7 +685,7 @@ def bench_bandits(seeds=range(10),  # environment and policy seeds
         return {"UCB1 (ours)": UCB1(C, "segment", c=2.0, seed=s), "UCB1 (MABWiser)": _MABWiserSegments(C, LearningPolicy.UCB1(alpha=1.0), seed=s),
                 "Thompson (ours)": BetaThompson(C, "segment", n_propensity_draws=0, seed=s),
                 "Thompson (MABWiser)": _MABWiserSegments(C, LearningPolicy.ThompsonSampling(), seed=s),
-                "LinUCB (ours)": LinUCB(C, alpha=1.0, reg=1.0, seed=s),
+                "LinUCB (ours)": LinUCB(C, alpha=1.0, weight_decay=1.0, seed=s),
                 "LinUCB (MABWiser)": _MABWiserSegments(C, LearningPolicy.LinUCB(alpha=1.0, l2_lambda=1.0), contextual=True, seed=s)}
     table, curves = compare_policies(seeds, n_users, horizon, [horizon], pols, **env_kw)
     ratios = {}

@@ -295,15 +295,15 @@ class LinUCB(Policy):
     name = "LinUCB"
     def __init__(self, n_categories: int,  # arms
                  alpha: float = 1.0,  # width multiplier
-                 reg: float = 1.0,  # ridge penalty (A = reg * I + X'X)
+                 weight_decay: float = 1.0,  # ridge penalty (A = weight_decay * I + X'X)
                  seed: int = 0):
         super().__init__(n_categories, seed)
-        self.alpha, self.reg = alpha, reg
+        self.alpha, self.weight_decay = alpha, weight_decay
         self.A_ = self.b_ = None
     def _init(self, X):
         if self.A_ is None:
             d = X.shape[1]
-            self.A_, self.b_ = np.repeat(self.reg * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
+            self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
     def theta(self) -> np.ndarray:
         "Categories x d ridge coefficients solve(A_a, b_a)."
         return np.linalg.solve(self.A_, self.b_[..., None])[..., 0]
@@ -335,10 +335,10 @@ class LinThompson(LinUCB):
     name = "linear Thompson"
     def __init__(self, n_categories: int,  # arms
                  v: float = 0.3,  # posterior scale
-                 reg: float = 1.0,  # ridge penalty
+                 weight_decay: float = 1.0,  # ridge penalty
                  n_propensity_draws: int = 64,  # Monte Carlo draws estimating the propensity of the chosen action (0: NaN)
                  seed: int = 0):
-        super().__init__(n_categories, 0.0, reg, seed)
+        super().__init__(n_categories, 0.0, weight_decay, seed)
         self.v, self.n_propensity_draws = v, n_propensity_draws
     def act(self, ctx):
         X = context_features(ctx)

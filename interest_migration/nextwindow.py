@@ -277,14 +277,14 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                  early_stopping: bool = True,       # hold out validation rows and keep the best epoch
                  validation_fraction: float = 0.1,  # last rows held out when no validation_mask is given
                  device: str = "cpu",               # torch device ("cpu", "cuda")
-                 random_state: int = 0,             # seed of weights and batch order
+                 seed: int = 0,                     # seed of weights and batch order
                  verbose: bool = False,             # print the loss per epoch
                  epoch_callback=None,  # called with {"epoch", "train_loss", "val_loss"} after every epoch; raise in it to stop
                 ):
         self.hidden_sizes, self.dropout, self.learning_rate = hidden_sizes, dropout, learning_rate
         self.weight_decay, self.batch_size, self.max_epochs, self.patience = weight_decay, batch_size, max_epochs, patience
         self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
-        self.device, self.random_state, self.verbose = device, random_state, verbose
+        self.device, self.seed, self.verbose = device, seed, verbose
         self.epoch_callback = epoch_callback
 
     def __sklearn_tags__(self):
@@ -328,8 +328,8 @@ def fit(self: TorchMLPClassifier, X, y, validation_mask=None):
         val = np.zeros(n, bool)
     if val.all():
         raise ValueError("validation_mask leaves no training rows")
-    torch.manual_seed(self.random_state)
-    gen = torch.Generator().manual_seed(self.random_state)
+    torch.manual_seed(self.seed)
+    gen = torch.Generator().manual_seed(self.seed)
     dev = torch.device(self.device)
     net = self._network(X.shape[1], Y.shape[1]).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
@@ -424,7 +424,7 @@ MODELS = ("last_window", "popularity", "logreg", "random_forest", "hist_gb", "ml
 def make_model(
     name: str,              # one of `MODELS`
     X: pd.DataFrame,        # training features (for the preprocessor's column types)
-    random_state: int = 0,  # seed of the learned models
+    seed: int = 0,          # seed of the learned models
     **params,               # passed to the model (e.g. max_epochs for the MLP)
 ):
     "A fresh estimator: a baseline on raw columns, or preprocessor + learned multi-label model in a Pipeline."
@@ -435,10 +435,10 @@ def make_model(
     models = {
         "logreg": lambda: OneVsRestClassifier(LogisticRegression(**{"solver": "liblinear", "max_iter": 1000, **params})),
         "random_forest": lambda: RandomForestClassifier(**{"n_estimators": 200, "min_samples_leaf": 3,
-                                                           "random_state": random_state, "n_jobs": 2, **params}),
+                                                           "random_state": seed, "n_jobs": 2, **params}),
         "hist_gb": lambda: OneVsRestClassifier(HistGradientBoostingClassifier(
-            **{"max_iter": 100, "learning_rate": 0.1, "random_state": random_state, **params})),
-        "mlp": lambda: TorchMLPClassifier(**{"random_state": random_state, **params}),
+            **{"max_iter": 100, "learning_rate": 0.1, "random_state": seed, **params})),
+        "mlp": lambda: TorchMLPClassifier(**{"seed": seed, **params}),
     }
     if name not in models:
         raise ValueError(f"unknown model {name!r}: choose one of {MODELS}")

@@ -473,7 +473,7 @@ class FineTunedBertTagger(_Tagger):
     "A pretrained BERT fine-tuned end to end with a linear head and BCEWithLogitsLoss (multi-label)."
     def __init__(self,
                  model_path: str | Path | None = None,  # local BERT-style folder; None: all-MiniLM-L6-v2
-                 epochs: int = 4,                # passes over the training texts
+                 max_epochs: int = 4,            # passes over the training texts (all of them: the learning-rate schedule spans them)
                  batch_size: int = 32,           # texts per optimisation step
                  learning_rate: float = 5e-5,    # AdamW step size of the encoder
                  head_learning_rate: float = 1e-3,  # AdamW step size of the new linear head
@@ -484,7 +484,7 @@ class FineTunedBertTagger(_Tagger):
                  freeze_embeddings: bool = False, # keep the token/position embeddings fixed (less to train on small data, faster)
                  pooling: str = "mean",          # "mean" or "cls" pooling of the last hidden states
                  pos_weight: str | None = None,  # "balanced": positive weight negatives/positives per tag (capped at 10)
-                 max_steps: int | None = None,   # stop after this many steps (a smoke test); None: epochs x batches
+                 max_steps: int | None = None,   # stop after this many steps (a smoke test); None: max_epochs x batches
                  keep_best: bool = True,         # with validation data: keep the epoch with the lowest validation loss
                  seed: int = 0,                  # seed of the head, the dropout and the batch order
                  num_threads: int | None = None, # torch threads while training and predicting; None: torch's setting
@@ -493,7 +493,7 @@ class FineTunedBertTagger(_Tagger):
                  threshold: float = 0.5,         # decision threshold before (or without) tuning
                  tune: str | None = "per_tag",   # threshold tuning on validation data: "per_tag", "global" or None
                 ):
-        self.model_path, self.epochs, self.batch_size, self.learning_rate = model_path, epochs, batch_size, learning_rate
+        self.model_path, self.max_epochs, self.batch_size, self.learning_rate = model_path, max_epochs, batch_size, learning_rate
         self.head_learning_rate, self.weight_decay, self.warmup, self.dropout = head_learning_rate, weight_decay, warmup, dropout
         self.max_length, self.freeze_embeddings = max_length, freeze_embeddings
         self.pooling, self.pos_weight, self.max_steps = pooling, pos_weight, max_steps
@@ -524,9 +524,9 @@ def _fit(self: FineTunedBertTagger, X, Y, X_val, Y_val):
     val = None if X_val is None else self._ids(X_val)[:2]
     n, T = len(ids), Y.shape[1]
     per_epoch = math.ceil(n / int(self.batch_size))
-    total = int(self.max_steps) if self.max_steps is not None else int(self.epochs) * per_epoch
+    total = int(self.max_steps) if self.max_steps is not None else int(self.max_epochs) * per_epoch
     if total < 1:
-        raise ValueError(f"nothing to train: epochs={self.epochs}, max_steps={self.max_steps}")
+        raise ValueError(f"nothing to train: max_epochs={self.max_epochs}, max_steps={self.max_steps}")
     prior = np.clip(Y.mean(0), 1e-3, 1 - 1e-3)
     if self.pos_weight == "balanced":
         pw = torch.tensor(np.clip((1 - prior) / prior, 1.0, 10.0), dtype=torch.float32)

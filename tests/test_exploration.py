@@ -94,7 +94,7 @@ def test_linucb_ridge_against_numpy():
     ctx = {"segment": rng.integers(0, 8, n), "region": rng.integers(0, 5, n), "age": rng.normal(37, 12, n),
            "clicks": rng.random((n, C)), "shows": rng.random((n, C)) * 3, "dwell": rng.random((n, C)), "last_dwell": rng.random(n)}
     acts, r = rng.integers(0, C, n), rng.random(n)
-    lin = LinUCB(C, alpha=0.7, reg=3.0).update(ctx, acts, r)
+    lin = LinUCB(C, alpha=0.7, weight_decay=3.0).update(ctx, acts, r)
     X = context_features(ctx)
     for k in range(C):
         Xa = X[acts == k]

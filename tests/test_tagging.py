@@ -234,7 +234,7 @@ def test_finetune_learns_planted_tags(zh_bert):
         texts.append(body + ("猫" if cat else "狗"))
         tags.append(["cat"] if cat else ["dog"])
     path = tiny_bert_folder(zh_bert.parent / "planted", set("".join(texts)), seed=1)
-    m = FineTunedBertTagger(model_path=path, epochs=15, batch_size=16, learning_rate=1e-3, tune=None, seed=0,
+    m = FineTunedBertTagger(model_path=path, max_epochs=15, batch_size=16, learning_rate=1e-3, tune=None, seed=0,
                             num_threads=1)
     m.fit(texts, tags)
     Y = tag_matrix(tags, m.classes_)[0]
