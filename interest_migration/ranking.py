@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from .metrics import _is_torch, _to_numpy, bootstrap_ci
 
 # %% auto #0
-__all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'topk_items', 'RankingResult', 'ranking_metrics', 'catalogue_coverage',
+__all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'GAINS', 'topk_items', 'RankingResult', 'ranking_metrics', 'catalogue_coverage',
            'gini_exposure', 'novelty', 'average_popularity', 'intra_list_diversity', 'evaluate', 'sampled_metrics']
 
 # %% ../nbs/01a_ranking.ipynb #8cec939f
@@ -457,6 +457,54 @@ def _infer_shape(scores_or_topk, truth, n_items, topk_in):
         n_users = len(truth)
     return n_users, n_items
 
+# %% ../nbs/01a_ranking.ipynb #ec4b3f5e
+GAINS = ("binary", "raw", "exp")  # NDCG gain rules: relevant = 1; the truth value itself; 2^value - 1
+
+def _check_gains(gains, truth):
+    "Refuse an unknown gain rule, or graded gains without a sparse truth matrix holding them."
+    if gains not in GAINS:
+        raise ValueError(f"unknown gains {gains!r}: choose from {list(GAINS)}")
+    if gains != "binary" and not sparse.issparse(truth):
+        raise ValueError(f"gains={gains!r} needs truth as a sparse users x items matrix whose values are the gains "
+                         "(e.g. ratings); index lists carry no grades")
+
+# %% ../nbs/01a_ranking.ipynb #0847963e
+def _gain_csr(truth, shape: tuple, gains: str) -> sparse.csr_matrix:
+    "The truth matrix with its values turned into NDCG gains (raw or 2^value - 1); negative values refused."
+    g = sparse.csr_matrix(truth, dtype=np.float64, copy=True)
+    g.eliminate_zeros(); g.sum_duplicates(); g.sort_indices()
+    if g.nnz and (g.data < 0).any():
+        j = int(np.flatnonzero(g.data < 0)[0])
+        row = int(np.searchsorted(g.indptr, j, side="right") - 1)
+        raise ValueError(f"truth holds a negative gain {g.data[j]:g} at user row {row}, item {int(g.indices[j])}; "
+                         "graded NDCG needs gains >= 0")
+    if g.shape != tuple(shape):
+        g.resize(shape)
+    if gains == "exp":
+        g.data = np.exp2(g.data) - 1
+    return g
+
+# %% ../nbs/01a_ranking.ipynb #743700d7
+def _graded_ndcg(G: sparse.csr_matrix, users: np.ndarray, topk: np.ndarray, ks: tuple) -> dict:
+    "Per-user NDCG at every k with graded gains: DCG of the list's gains over the DCG of the user's best possible list."
+    K = topk.shape[1]
+    disc = 1.0 / np.log2(np.arange(2, K + 2))
+    keys = _keys(G)
+    q = users.astype(np.int64)[:, None] * G.shape[1] + topk
+    pos = np.minimum(np.searchsorted(keys, q), max(keys.size - 1, 0))
+    hit = (keys[pos] == q) & (topk >= 0) if keys.size else np.zeros(topk.shape, bool)
+    dcg = np.cumsum(np.where(hit, G.data[pos] if keys.size else 0.0, 0.0) * disc, 1)
+    sub = G[users]
+    row = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
+    order = np.lexsort((-sub.data, row))                          # each user's gains, largest first
+    rank = np.arange(sub.nnz) - sub.indptr[row[order]]
+    keep = rank < K
+    ideal = np.zeros((len(users), K))
+    ideal[row[order][keep], rank[keep]] = sub.data[order][keep]
+    idcg = np.cumsum(ideal * disc, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {("ndcg", k): np.where(idcg[:, k - 1] > 0, dcg[:, k - 1] / idcg[:, k - 1], 0.0) for k in ks}
+
 # %% ../nbs/01a_ranking.ipynb #65a7d4c2
 def ranking_metrics(
     scores_or_topk,          # users x items scores (numpy, torch, callable `rows -> block`, iterator of row blocks) or (users, K) int top-k lists
@@ -467,10 +515,12 @@ def ranking_metrics(
     batch_size: int = 4096,  # users ranked at a time: memory is bounded by batch_size x items
     n_items: int | None = None,  # catalogue size, when neither scores nor a sparse truth tell it
     is_topk: bool | None = None, # force the reading of the first argument (default: integer dtype = top-k lists)
+    gains: str = "binary",   # NDCG gains: 'binary' (relevant = 1), 'raw' (truth values, e.g. ratings) or 'exp' (2^value - 1)
 ) -> RankingResult:
     "Full-catalogue hit, precision, recall, NDCG, MRR and MAP at several k, per user, with no per-user loop."
     metrics = _check_metrics(metrics, RANKING_METRICS)
     _check_batch(batch_size)
+    _check_gains(gains, truth)
     topk_in = _is_topk_input(scores_or_topk, is_topk)
     n_users, n_items = _infer_shape(scores_or_topk, truth, n_items, topk_in)
     src = None if topk_in else _Scores(scores_or_topk, n_users, n_items)
@@ -507,6 +557,8 @@ def ranking_metrics(
     keys = _keys(tr)
     rel = _member(keys, tr.shape[1], users, topk)
     per_user = _metrics_from_rel(rel, sizes[users], ks, metrics)
+    if gains != "binary" and "ndcg" in metrics:
+        per_user.update(_graded_ndcg(_gain_csr(truth, tr.shape, gains), users, topk, ks))
     n_tx = int(tr.multiply(ex).nnz) if ex is not None else 0
     return RankingResult(per_user, users, int(n_users - len(users)), int(n_users), topk, n_tx, n_items=int(n_items))
 
@@ -632,12 +684,13 @@ def evaluate(
     item_popularity=None,    # training interaction count per item (novelty, popularity)
     item_category=None,      # category per item (diversity)
     is_topk: bool | None = None,     # force the reading of the first argument
+    gains: str = "binary",   # NDCG gains: 'binary', 'raw' (the truth matrix's values, e.g. ratings) or 'exp' (2^value - 1)
 ) -> pd.DataFrame:           # metric, k, value, ci_low, ci_high, n_users, n_empty_truth
     "Ranking (and beyond-accuracy) metrics at several k with bootstrap CIs over users, as one tidy table."
     ms = _check_metrics(metrics, RANKING_METRICS + BEYOND_METRICS)
     rank_ms = tuple(m for m in ms if m in RANKING_METRICS) or ("hit",)
     res = ranking_metrics(scores_or_topk, truth, k=k, metrics=rank_ms, exclude=exclude,
-                          batch_size=batch_size, n_items=n_items, is_topk=is_topk)
+                          batch_size=batch_size, n_items=n_items, is_topk=is_topk, gains=gains)
     ks = sorted({kk for _, kk in res.per_user})
     n_items = res.n_items
     cols = {key: v for key, v in res.per_user.items() if key[0] in ms}
@@ -681,7 +734,8 @@ def evaluate(
     out = out.reset_index(drop=True)
     out["n_users"] = out["n_users"].astype(int)
     out["n_empty_truth"] = res.n_empty_truth
-    out.attrs.update(n_empty_truth=res.n_empty_truth, n_truth_excluded=res.n_truth_excluded, alpha=alpha, n_boot=n_boot)
+    out.attrs.update(n_empty_truth=res.n_empty_truth, n_truth_excluded=res.n_truth_excluded, alpha=alpha, n_boot=n_boot,
+                     gains=gains)
     return out
 
 # %% ../nbs/01a_ranking.ipynb #8cdd2993

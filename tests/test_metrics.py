@@ -465,3 +465,79 @@ def test_weighted_average_precision_matches_sklearn_under_bootstrap_weights():
     rep = classification_report_ci(y, s, n_boot=300).set_index("metric")
     assert abs(rep.loc["pr_auc", "value"] - average_precision_score(y, s)) < 1e-12
     assert rep.loc["pr_auc", "ci_low"] < rep.loc["pr_auc", "value"] < rep.loc["pr_auc", "ci_high"]
+
+
+# --- graded-relevance NDCG (gains="raw" / "exp"); binary stays the default ---
+
+def _graded_ndcg_loop(scores, G, k, exclude=None):
+    "Reference: one user at a time, stable sort, gains from the dense matrix, ideal from the sorted gains."
+    out = []
+    for u in range(G.shape[0]):
+        g = G[u]
+        if not (g > 0).any():
+            continue
+        s = scores[u].astype(float).copy()
+        if exclude is not None:
+            s[exclude[u] > 0] = -np.inf
+        order = [i for i in np.argsort(-s, kind="stable") if np.isfinite(s[i])][:k]
+        disc = 1 / np.log2(np.arange(2, k + 2))
+        dcg = sum(g[i] * disc[j] for j, i in enumerate(order))
+        ideal = np.sort(g[g > 0])[::-1][:k]
+        out.append(dcg / (ideal * disc[:len(ideal)]).sum())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("gains", ["raw", "exp"])
+def test_graded_ndcg_matches_per_user_loop(seed, gains):
+    rng = np.random.default_rng(seed)
+    scores = rng.random((40, 30))
+    G = np.where(rng.random((40, 30)) < 0.15, rng.integers(1, 6, (40, 30)), 0).astype(float)
+    ex = (rng.random((40, 30)) < 0.1) & (G == 0)
+    gains_mat = G if gains == "raw" else np.where(G > 0, 2.0 ** G - 1, 0)
+    for k in (1, 5, 10):
+        r = ranking_metrics(scores, sparse.csr_matrix(G), k=k, exclude=sparse.csr_matrix(ex), gains=gains)
+        np.testing.assert_allclose(r.per_user["ndcg", k], _graded_ndcg_loop(scores, gains_mat, k, ex), atol=1e-12)
+
+
+def test_graded_ndcg_hand_case_and_sklearn():
+    # truth gains {1: 3, 4: 1, 6: 2}; list [4, 2, 1, 7, 6]
+    lists = np.array([[4, 2, 1, 7, 6]])
+    G = sparse.csr_matrix(([3, 1, 2], ([0, 0, 0], [1, 4, 6])), shape=(1, 8))
+    raw = ranking_metrics(lists, G, k=5, gains="raw").per_user["ndcg", 5][0]
+    assert abs(raw - (1 + 3 / 2 + 2 / math.log2(6)) / (3 + 2 / math.log2(3) + 1 / 2)) < 1e-12
+    exp = ranking_metrics(lists, G, k=5, gains="exp").per_user["ndcg", 5][0]
+    assert abs(exp - (1 + 7 / 2 + 3 / math.log2(6)) / (7 + 3 / math.log2(3) + 1 / 2)) < 1e-12
+    # scikit-learn's ndcg_score uses y_true as linear gains: the reference for "raw"
+    rng = np.random.default_rng(5)
+    s, y = rng.random((30, 25)), np.where(rng.random((30, 25)) < 0.2, rng.integers(1, 6, (30, 25)), 0)
+    y[:, 0] = np.maximum(y[:, 0], 1)
+    r = ranking_metrics(s, sparse.csr_matrix(y), k=7, gains="raw")
+    assert abs(r.per_user["ndcg", 7].mean() - skm.ndcg_score(y, s, k=7)) < 1e-12
+
+
+def test_graded_ndcg_default_unchanged_and_only_ndcg_graded():
+    rng = np.random.default_rng(3)
+    s, G = rng.random((20, 15)), sparse.csr_matrix(np.where(rng.random((20, 15)) < 0.3, rng.integers(1, 6, (20, 15)), 0))
+    b = ranking_metrics(s, G, k=5)                   # values ignored: nonzero = relevant
+    b1 = ranking_metrics(s, (G > 0).astype(np.int8), k=5)
+    g = ranking_metrics(s, G, k=5, gains="raw")
+    for key in b.per_user:
+        np.testing.assert_array_equal(b.per_user[key], b1.per_user[key])
+        if key[0] != "ndcg":
+            np.testing.assert_array_equal(g.per_user[key], b.per_user[key])
+    assert not np.allclose(g.per_user["ndcg", 5], b.per_user["ndcg", 5])
+    ones = ranking_metrics(s, (G > 0).astype(float), k=5, gains="raw")
+    np.testing.assert_allclose(ones.per_user["ndcg", 5], b.per_user["ndcg", 5], atol=1e-12)
+    t = evaluate(s, G, metrics="ndcg", k=5, n_boot=50, gains="raw")
+    assert abs(t.value.item() - g.per_user["ndcg", 5].mean()) < 1e-12 and t.attrs["gains"] == "raw"
+
+
+def test_graded_ndcg_bad_input():
+    G = sparse.csr_matrix(([3, -1], ([0, 1], [1, 2])), shape=(2, 4))
+    with pytest.raises(ValueError, match="negative gain -1 at user row 1, item 2"):
+        ranking_metrics(np.random.default_rng(0).random((2, 4)), G, k=2, gains="raw")
+    with pytest.raises(ValueError, match="needs truth as a sparse"):
+        ranking_metrics(np.zeros((2, 4)), [[1], [2]], k=2, gains="exp")
+    with pytest.raises(ValueError, match="unknown gains"):
+        evaluate(np.zeros((2, 4)), abs(G), k=2, gains="log2")
