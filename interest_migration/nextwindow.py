@@ -19,9 +19,11 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -34,9 +36,9 @@ from fastcore.basics import patch
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'MODELS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores', 'PopularityBaseline',
-           'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor', 'make_model', 'Comparison', 'compare_models',
-           'FrozenExtractor', 'transfer_head', 'plot_comparison']
+__all__ = ['logger', 'MODELS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores', 'MultiLabelTags',
+           'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor', 'make_model',
+           'Comparison', 'compare_models', 'FrozenExtractor', 'transfer_head', 'plot_comparison']
 
 # %% ../nbs/03_nextwindow.ipynb #26aa418d
 class SplitRows:
@@ -192,8 +194,24 @@ def _multilabel_y(Y) -> np.ndarray:
         raise ValueError("multi-label target must hold only 0 and 1")
     return y.astype(np.int8)
 
+# %% ../nbs/03_nextwindow.ipynb #3da4ef4c
+class MultiLabelTags:
+    "Mixin: scikit-learn tags of a classifier that takes binary or multi-label 0/1 targets and sparse input."
+    _extra_tags = {}  # "group.tag" -> value set on top (e.g. {"input_tags.allow_nan": True})
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.classifier_tags.multi_label = True
+        tags.classifier_tags.multi_class = False
+        tags.input_tags.sparse = True
+        for name, value in self._extra_tags.items():
+            group, tag = name.split(".")
+            setattr(getattr(tags, group), tag, value)
+        return tags
+
 # %% ../nbs/03_nextwindow.ipynb #789faa39
-class PopularityBaseline(ClassifierMixin, BaseEstimator):
+class PopularityBaseline(MultiLabelTags, ClassifierMixin, BaseEstimator):
     "Baseline: every row gets each label's training frequency (the base rate for a binary target)."
     def __init__(self, threshold: float = 0.5):  # probability above which `predict` says 1
         self.threshold = threshold
@@ -205,15 +223,8 @@ class PopularityBaseline(ClassifierMixin, BaseEstimator):
         self.popularity_ = y.mean(0) if self.multilabel_ else y[:, 0].mean()
         return self
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.classifier_tags.multi_label = True
-        tags.classifier_tags.multi_class = False
-        tags.input_tags.sparse = True
-        tags.input_tags.allow_nan = True
-        tags.input_tags.string = True
-        return tags
+    _extra_tags = {"input_tags.allow_nan": True, "input_tags.string": True,  # it never looks at X
+                   "classifier_tags.poor_score": True}                        # a constant cannot fit its training set
 
     def predict_proba(self, X) -> np.ndarray:
         "The training frequencies, one row per input row ((n, 2) for a binary target)."
@@ -264,7 +275,7 @@ class LastWindowProfile(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(X) >= self.threshold).astype(int)
 
 # %% ../nbs/03_nextwindow.ipynb #daed4eb2
-class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
+class TorchMLPClassifier(MultiLabelTags, ClassifierMixin, BaseEstimator):
     "MLP (hidden layers, ReLU, dropout; sigmoid outputs, BCE loss) with temporal early stopping, as a sklearn classifier."
     def __init__(self,
                  hidden_sizes: tuple = (512, 512),  # width of each hidden layer
@@ -287,13 +298,6 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.device, self.seed, self.verbose = device, seed, verbose
         self.epoch_callback = epoch_callback
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.classifier_tags.multi_label = True
-        tags.classifier_tags.multi_class = False
-        tags.input_tags.sparse = True
-        return tags
 
 # %% ../nbs/03_nextwindow.ipynb #911b7020
 @patch
@@ -419,7 +423,7 @@ def make_preprocessor(
     return ColumnTransformer([("num", num_pipe, num), ("cat", cat_pipe, cat)], sparse_threshold=0.0)
 
 # %% ../nbs/03_nextwindow.ipynb #8fb87c55
-MODELS = ("last_window", "popularity", "logreg", "random_forest", "hist_gb", "mlp")
+MODELS = ("last_window", "popularity", "logreg", "decision_tree", "naive_bayes", "random_forest", "hist_gb", "mlp")
 
 def make_model(
     name: str,              # one of `MODELS`
@@ -434,6 +438,8 @@ def make_model(
         return PopularityBaseline(**params)
     models = {
         "logreg": lambda: OneVsRestClassifier(LogisticRegression(**{"solver": "liblinear", "max_iter": 1000, **params})),
+        "decision_tree": lambda: DecisionTreeClassifier(**{"min_samples_leaf": 10, "max_depth": 8, "random_state": seed, **params}),
+        "naive_bayes": lambda: OneVsRestClassifier(GaussianNB(**params)),
         "random_forest": lambda: RandomForestClassifier(**{"n_estimators": 200, "min_samples_leaf": 3,
                                                            "random_state": seed, "n_jobs": 2, **params}),
         "hist_gb": lambda: OneVsRestClassifier(HistGradientBoostingClassifier(

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from interest_migration.data import user_cold_start_split
 from interest_migration.simulate import simulate_log
@@ -77,12 +78,29 @@ def test_frozen_extractor_survives_clone_and_refit():
     np.testing.assert_array_equal(fe.transform(X), before)
 
 
+# scikit-learn's generic checks run on the array-based estimators of nextwindow. Not checked: LastWindowProfile reads
+# named DataFrame columns (`last_share__*`), so the checks' synthetic arrays have nothing it can use, and FrozenExtractor
+# needs a pretrained extractor (its default None is no model). Known failures, with the reason, as scikit-learn's
+# `expected_failed_checks` wants them:
+def expected_failed_checks(estimator) -> dict:
+    "check name -> why this estimator is expected to fail it."
+    if isinstance(estimator, PopularityBaseline):
+        return {"check_classifiers_train": (
+            "a constant predictor: on the check's balanced binary data the base rate is exactly 0.5, `predict` says "
+            "the positive class at the threshold (documented: 'at or above'), while argmax of predict_proba breaks "
+            "the tie to the first class; the accuracy part is waived by the poor_score tag")}
+    return {}
+
+
+@parametrize_with_checks([PopularityBaseline()], expected_failed_checks=expected_failed_checks)
+def test_sklearn_checks_popularity(estimator, check):
+    check(estimator)
+
+
+# The MLP at its default size takes about 7 minutes over all checks; a tiny configuration (16 hidden units, 8 epochs,
+# a large step) passes every check in about 30 s on an idle machine, still more than a fast test should take.
 @pytest.mark.slow
-def test_sklearn_check_estimator():
-    "scikit-learn's own estimator checks: all pass for the MLP; the constant baseline cannot fit its training set."
-    from sklearn.utils.estimator_checks import check_estimator
-    res = check_estimator(TorchMLPClassifier(hidden_sizes=(32,), max_epochs=30, dropout=0.0, learning_rate=1e-2),
-                          on_fail=None)
-    assert [r["check_name"] for r in res if r["status"] == "failed"] == []
-    res = check_estimator(PopularityBaseline(), on_fail=None)
-    assert {r["check_name"] for r in res if r["status"] == "failed"} <= {"check_classifiers_train"}
+@parametrize_with_checks([TorchMLPClassifier(hidden_sizes=(16,), max_epochs=8, dropout=0.0, learning_rate=3e-2, batch_size=64)],
+                         expected_failed_checks=expected_failed_checks)
+def test_sklearn_checks_torch_mlp(estimator, check):
+    check(estimator)
