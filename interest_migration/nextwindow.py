@@ -14,11 +14,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.feature_selection import RFE, SelectKBest, SelectorMixin
 from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.naive_bayes import GaussianNB
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
@@ -36,9 +39,11 @@ from fastcore.basics import patch
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'MODELS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores', 'MultiLabelTags',
-           'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor', 'make_model',
-           'Comparison', 'compare_models', 'FrozenExtractor', 'transfer_head', 'plot_comparison']
+__all__ = ['logger', 'MODELS', 'SELECTORS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores',
+           'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor',
+           'make_model', 'Comparison', 'compare_models', 'multilabel_mutual_info', 'PermutationSelector',
+           'make_selector', 'make_selected_model', 'selected_features', 'FrozenExtractor', 'transfer_head',
+           'plot_comparison']
 
 # %% ../nbs/03_nextwindow.ipynb #26aa418d
 class SplitRows:
@@ -518,6 +523,117 @@ def compare_models(
                 rows.append({"model": name, "part": part, "metric": metric, "value": float(v),
                              "ci_low": float(lo), "ci_high": float(hi), "n": int(m.sum())})
     return Comparison(pd.DataFrame(rows), fitted, thresholds, scores, seconds)
+
+# %% ../nbs/03_nextwindow.ipynb #50eddc65
+def multilabel_mutual_info(
+    X,                 # features (n_rows, n_features), numeric (after the preprocessor)
+    Y,                 # multi-label 0/1 target (n_rows, n_labels), or one binary label
+    n_bins: int = 10,  # quantile bins per feature
+) -> np.ndarray:       # (n_features,) mean mutual information over labels, in nats
+    "Mean over labels of the mutual information between each feature, binned at its quantiles, and the label."
+    X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
+    n, F = X.shape
+    qs = np.linspace(0, 1, n_bins + 1)[1:-1]
+    edges = np.quantile(X, qs, axis=0)                                   # (n_bins - 1, F)
+    B = (X[:, None, :] > edges[None, :, :]).sum(1)                       # bin of each value, 0..n_bins-1
+    onehot = sp.csr_matrix((np.ones(n * F), (np.repeat(np.arange(n), F), (np.arange(F) * n_bins + B).ravel())),
+                           shape=(n, F * n_bins))
+    n_b = np.asarray(onehot.sum(0)).ravel()[:, None]                     # rows per (feature, bin)
+    n_b1 = np.asarray(onehot.T @ Y)                                      # ... with label = 1, per label
+    n_1 = Y.sum(0)[None, :]
+    mi = np.zeros((F * n_bins, Y.shape[1]))
+    for joint, marg in ((n_b1, n_1), (n_b - n_b1, n - n_1)):            # y = 1 and y = 0 cells
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mi += np.where(joint > 0, joint / n * np.log(joint * n / (n_b * marg)), 0.0)
+    return mi.reshape(F, n_bins, -1).sum(1).mean(1)
+
+# %% ../nbs/03_nextwindow.ipynb #25dbaff5
+def _coef_importance(estimator) -> np.ndarray:
+    "Per-feature importance of a linear model, one-vs-rest or not: the summed |coefficients| over labels."
+    parts = getattr(estimator, "estimators_", None)
+    coefs = [e.coef_ for e in parts] if parts is not None and hasattr(parts[0], "coef_") else [estimator.coef_]
+    return np.abs(np.vstack(coefs)).sum(0)
+
+# %% ../nbs/03_nextwindow.ipynb #8770112b
+def _micro_auc(estimator, X, Y) -> float:
+    "Scorer: micro-averaged ROC-AUC of the per-label probabilities (NaN-free when both classes occur)."
+    return roc_auc_score(np.asarray(Y), predict_scores(estimator, X), average="micro")
+
+# %% ../nbs/03_nextwindow.ipynb #9bd9afff
+class PermutationSelector(SelectorMixin, BaseEstimator):
+    "Keep the k features whose permutation lowers micro ROC-AUC most on the last training rows (a temporal holdout)."
+    def __init__(self,
+                 estimator=None,                   # model to permute against; None: one-vs-rest logistic regression
+                 k: int = 20,                      # features kept
+                 n_repeats: int = 3,               # permutations per feature
+                 validation_fraction: float = 0.2, # last rows of the training data scored (rows in time order)
+                 seed: int = 0,                    # permutation seed
+                ):
+        self.estimator, self.k, self.n_repeats = estimator, k, n_repeats
+        self.validation_fraction, self.seed = validation_fraction, seed
+
+    def fit(self, X, Y):
+        "Fit the estimator on the earlier rows, permute each feature on the later ones, rank by the loss of AUC."
+        X, Y = validate_data(self, X, Y, accept_sparse=False, multi_output=True)
+        n = len(X)
+        cut = n - max(2, int(round(n * self.validation_fraction)))
+        if cut < 2:
+            raise ValueError(f"PermutationSelector needs more rows than {n} to hold out {self.validation_fraction:.0%}")
+        est = self.estimator if self.estimator is not None else \
+            OneVsRestClassifier(LogisticRegression(solver="liblinear", max_iter=1000))
+        self.estimator_ = clone(est).fit(X[:cut], Y[:cut])
+        r = permutation_importance(self.estimator_, X[cut:], Y[cut:], scoring=_micro_auc, n_repeats=self.n_repeats,
+                                   random_state=self.seed)
+        self.importances_, self.importances_std_ = r.importances_mean, r.importances_std
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        check_is_fitted(self, "importances_")
+        mask = np.zeros(len(self.importances_), bool)
+        mask[np.argsort(-self.importances_, kind="stable")[:min(int(self.k), len(mask))]] = True
+        return mask
+
+# %% ../nbs/03_nextwindow.ipynb #a2a0ff01
+SELECTORS = ("mutual_info", "rfe", "permutation")
+
+def make_selector(
+    kind: str,      # one of `SELECTORS`
+    k: int = 20,    # features kept
+    seed: int = 0,  # seed of the randomised selectors
+):
+    "A feature selector for the step between preprocessing and model: mutual information, RFE or permutation importance."
+    if kind == "mutual_info":
+        return SelectKBest(multilabel_mutual_info, k=k)
+    if kind == "rfe":
+        return RFE(OneVsRestClassifier(LogisticRegression(solver="liblinear", max_iter=1000)), n_features_to_select=k,
+                   step=0.2, importance_getter=_coef_importance)
+    if kind == "permutation":
+        return PermutationSelector(k=k, seed=seed)
+    raise ValueError(f"unknown selector {kind!r}: choose one of {SELECTORS}")
+
+# %% ../nbs/03_nextwindow.ipynb #457376e6
+def make_selected_model(
+    name: str,            # a learned model of `MODELS`
+    X: pd.DataFrame,      # training features (for the preprocessor's column types)
+    selector: str,        # one of `SELECTORS`
+    k: int = 20,          # features kept
+    seed: int = 0,        # seed of model and selector
+    **params,             # passed to the model
+) -> Pipeline:
+    "preprocess -> select k features -> model, one Pipeline: selection is fitted on the training rows only."
+    pipe = make_model(name, X, seed, **params)
+    if not isinstance(pipe, Pipeline):
+        raise ValueError(f"{name!r} is a baseline on raw columns; feature selection needs a learned model")
+    return Pipeline([pipe.steps[0], ("select", make_selector(selector, k, seed)), pipe.steps[1]])
+
+# %% ../nbs/03_nextwindow.ipynb #0aebd512
+def selected_features(
+    pipe: Pipeline,  # a fitted `make_selected_model` pipeline
+) -> np.ndarray:     # names of the kept columns, as the preprocessor names them
+    "The feature names that survive the selection step of a fitted pipeline."
+    names = pipe.named_steps["prep"].get_feature_names_out()
+    return names[pipe.named_steps["select"].get_support()]
 
 # %% ../nbs/03_nextwindow.ipynb #34efb543
 class FrozenExtractor(TransformerMixin, BaseEstimator):
