@@ -302,12 +302,6 @@ class UCB1(_Counts):
         else: a = _argmax_ties(np.nan_to_num(self.indices(ctx), posinf=1e12), self.rng)
         return a, np.ones(len(a))
 
-# %% ../nbs/06_exploration.ipynb #05261fe0
-def _beta(rng, a, b, size=None):
-    "Beta(a, b) draws as G_a / (G_a + G_b) with Gamma draws: the law numpy's beta uses for a, b > 1, in two vectorised calls."
-    g = rng.standard_gamma(a, size)
-    return g / (g + rng.standard_gamma(b, size))
-
 # %% ../nbs/06_exploration.ipynb #40cee670
 class BetaThompson(_Counts):
     "Thompson sampling with a Beta(1 + successes, 1 + failures) posterior per (segment, category) (or per user)."
@@ -331,9 +325,9 @@ class BetaThompson(_Counts):
             s = np.clip(self.s_, 0, self.n_)
             a_, b_ = (1 + s)[k], (1 + self.n_ - s)[k]
         else: a_, b_ = self.posterior(ctx)
-        a = _beta(self.rng, a_, b_).argmax(1)  # one posterior draw per user and category
+        a = self.rng.beta(a_, b_).argmax(1)  # one posterior draw per user and category
         if self.n_propensity_draws == 0: return a, np.full(len(a), np.nan)
-        d = _beta(self.rng, a_[None], b_[None], (self.n_propensity_draws,) + a_.shape).argmax(2)
+        d = self.rng.beta(a_[None], b_[None], (self.n_propensity_draws,) + a_.shape).argmax(2)
         return a, ((d == a[None]).sum(0) + 1) / (self.n_propensity_draws + 1)
 
 # %% ../nbs/06_exploration.ipynb #e8cd14d7
