@@ -643,6 +643,11 @@ class _MABWiserSegments(Policy):
     def __init__(self, n_categories, learning_policy, contextual=False, seed=0):
         super().__init__(n_categories, seed)
         self.lp, self.contextual, self.mabs_, self.fitted_ = learning_policy, contextual, {}, set()
+        self._fx = None
+    def _features(self, ctx):
+        "context_features(ctx) once per step, exactly as our LinUCB does: the feature matrix is not either library's work."
+        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx))
+        return self._fx[1]
     def _mab(self, key):
         from mabwiser.mab import MAB
         if key not in self.mabs_: self.mabs_[key] = MAB(arms=list(range(self.C)), learning_policy=self.lp, seed=self.seed + int(key))
@@ -652,7 +657,7 @@ class _MABWiserSegments(Policy):
         a = np.zeros(n, int)
         if self.contextual:
             m = self._mab(0)
-            a[:] = (m.predict(context_features(ctx)) if 0 in self.fitted_ else self.rng.integers(0, self.C, n))
+            a[:] = (m.predict(self._features(ctx)) if 0 in self.fitted_ else self.rng.integers(0, self.C, n))
         else:
             for k in np.unique(ctx["segment"]):  # a loop over segments (8), as MABWiser has one model per bandit
                 i = np.flatnonzero(ctx["segment"] == k)
@@ -661,7 +666,7 @@ class _MABWiserSegments(Policy):
         return a, np.ones(n)
     def update(self, ctx, actions, rewards):
         if self.contextual:
-            m, X = self._mab(0), context_features(ctx)
+            m, X = self._mab(0), self._features(ctx)
             (m.partial_fit if 0 in self.fitted_ else m.fit)(actions, rewards, X)
             self.fitted_.add(0)
         else:
@@ -687,7 +692,9 @@ def bench_bandits(seeds=range(10),  # environment and policy seeds
                 "Thompson (MABWiser)": _MABWiserSegments(C, LearningPolicy.ThompsonSampling(), seed=s),
                 "LinUCB (ours)": LinUCB(C, alpha=1.0, weight_decay=1.0, seed=s),
                 "LinUCB (MABWiser)": _MABWiserSegments(C, LearningPolicy.LinUCB(alpha=1.0, l2_lambda=1.0), contextual=True, seed=s)}
-    table, curves = compare_policies(seeds, n_users, horizon, [horizon], pols, **env_kw)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):  # both sides on one BLAS thread: small GEMMs, a shared machine
+        table, curves = compare_policies(seeds, n_users, horizon, [horizon], pols, **env_kw)
     ratios = {}
     for alg in ("UCB1", "Thompson", "LinUCB"):
         ratios[alg] = table.loc[f"{alg} (ours)", "decisions_per_s"] / table.loc[f"{alg} (MABWiser)", "decisions_per_s"]

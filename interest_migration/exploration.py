@@ -147,11 +147,22 @@ def context_features(ctx: dict,  # BanditEnv.contexts()
                      n_segments: int = 8,  # segments one-hot encoded
                     ) -> np.ndarray:  # users x d float features
     "Demographics (segment and region one-hot, age) plus recent behaviour (click rate, dwell per category, last dwell) and a bias."
-    n = len(ctx["segment"])
-    seg = np.eye(n_segments)[ctx["segment"]]
-    reg = np.eye(len(SIM_REGIONS))[ctx["region"]]
-    rate = (ctx["clicks"] + 0.1) / (ctx["shows"] + 1.0)
-    return np.hstack([np.ones((n, 1)), seg, reg, ((ctx["age"] - 37) / 12)[:, None], rate, ctx["dwell"], ctx["last_dwell"][:, None]])
+    seg, reg = np.asarray(ctx["segment"]), np.asarray(ctx["region"])
+    n, C, R = len(seg), ctx["clicks"].shape[1], len(SIM_REGIONS)
+    bad = np.flatnonzero((seg < 0) | (seg >= n_segments))
+    if bad.size: raise DataError(f"context_features: segment must be in 0..{n_segments - 1}; rows {bad[:5].tolist()} have {seg[bad[:5]].tolist()}")
+    bad = np.flatnonzero((reg < 0) | (reg >= R))
+    if bad.size: raise DataError(f"context_features: region must be in 0..{R - 1}; rows {bad[:5].tolist()} have {reg[bad[:5]].tolist()}")
+    X = np.zeros((n, 2 + n_segments + R + 2 * C + 1))  # filled in place: no one-hot temporaries, no hstack copy
+    rows, o = np.arange(n), 1 + n_segments + R
+    X[:, 0] = 1
+    X[rows, 1 + seg] = 1
+    X[rows, 1 + n_segments + reg] = 1
+    X[:, o] = (np.asarray(ctx["age"], float) - 37) / 12
+    X[:, o + 1:o + 1 + C] = (ctx["clicks"] + 0.1) / (ctx["shows"] + 1.0)
+    X[:, o + 1 + C:o + 1 + 2 * C] = ctx["dwell"]
+    X[:, -1] = ctx["last_dwell"]
+    return X
 
 # %% ../nbs/06_exploration.ipynb #817468f7
 class Policy:
@@ -162,10 +173,27 @@ class Policy:
     def act(self, ctx: dict) -> tuple: raise NotImplementedError
     def update(self, ctx: dict, actions: np.ndarray, rewards: np.ndarray) -> "Policy": return self
 
-# %% ../nbs/06_exploration.ipynb #4dcc2edc
+# %% ../nbs/06_exploration.ipynb #a4b1878b
 def _argmax_ties(s: np.ndarray, rng) -> np.ndarray:
     "Row-wise argmax with ties broken at random."
     return (s + 1e-9 * rng.random(s.shape)).argmax(1)
+
+# %% ../nbs/06_exploration.ipynb #cf9ec134
+def _argmax_ties_keys(T: np.ndarray,  # keys x categories scores shared by every user of a key (segment)
+                      k: np.ndarray,  # each user's key
+                      rng) -> np.ndarray:  # one category per user
+    "Each user's argmax of its key's row of T, exact ties broken at random per user: O(users) work, not O(users x categories)."
+    best = T >= T.max(1, keepdims=True)  # keys x categories: the tied maxima
+    order = np.argsort(~best, axis=1, kind="stable")  # each key's tied maxima first
+    u = (rng.random(len(k)) * best.sum(1)[k]).astype(np.int64)  # a uniform choice among the key's tied maxima
+    return order[k, u]
+
+# %% ../nbs/06_exploration.ipynb #460e856f
+def _check_actions(name: str, actions, n: int, C: int) -> np.ndarray:
+    a = np.asarray(actions)
+    if a.shape != (n,) or (n and (not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= C)):
+        raise DataError(f"{name}.update: actions must be {n} integers in 0..{C - 1}, got shape {a.shape}, dtype {a.dtype}")
+    return a
 
 # %% ../nbs/06_exploration.ipynb #aa07a78f
 class RandomPolicy(Policy):
@@ -208,10 +236,15 @@ class _Counts(Policy):
             pad = np.zeros((K - len(self.s_), self.C))
             self.s_, self.n_ = np.vstack([self.s_, pad]), np.vstack([self.n_, pad])
         return k
+    def _shared(self) -> bool:
+        "True when every user of a key has the same statistics (segment level, no per-user prior): decide per key, then gather."
+        return self.level == "segment" and self.prior is None
     def update(self, ctx, actions, rewards):
         k = self._tables(ctx)
-        np.add.at(self.s_, (k, actions), rewards)
-        np.add.at(self.n_, (k, actions), 1.0)
+        a = _check_actions(type(self).__name__, actions, len(k), self.C)
+        K, idx = len(self.s_), k * self.C + a  # one bincount per table instead of a scatter-add per user
+        self.s_ += np.bincount(idx, weights=np.asarray(rewards, float), minlength=K * self.C).reshape(K, self.C)
+        self.n_ += np.bincount(idx, minlength=K * self.C).reshape(K, self.C)
         return self
     def _stats(self, ctx):
         "(successes, trials) per user x category, with the prior's pseudo-observations when a prior is given."
@@ -254,18 +287,22 @@ class UCB1(_Counts):
                  seed: int = 0):
         super().__init__(n_categories, level, prior, prior_weight, seed)
         self.c = c
-    def indices(self, ctx) -> np.ndarray:
-        "Users x categories UCB1 indices (inf for untried categories)."
-        s, n = self._stats(ctx)
+    def _ucb(self, s, n):
         N = n.sum(1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             u = s / n + np.sqrt(self.c * np.log(np.maximum(N, 1)) / n)
         return np.where(n > 0, u, np.inf)
+    def indices(self, ctx) -> np.ndarray:
+        "Users x categories UCB1 indices (inf for untried categories)."
+        return self._ucb(*self._stats(ctx))
     def act(self, ctx):
-        a = _argmax_ties(np.nan_to_num(self.indices(ctx), posinf=1e12), self.rng)
+        if self._shared():  # one index row per segment; each user breaks its segment's ties at random
+            k = self._tables(ctx)
+            a = _argmax_ties_keys(np.nan_to_num(self._ucb(self.s_, self.n_), posinf=1e12), k, self.rng)
+        else: a = _argmax_ties(np.nan_to_num(self.indices(ctx), posinf=1e12), self.rng)
         return a, np.ones(len(a))
 
-# %% ../nbs/06_exploration.ipynb #c728eccb
+# %% ../nbs/06_exploration.ipynb #40cee670
 class BetaThompson(_Counts):
     "Thompson sampling with a Beta(1 + successes, 1 + failures) posterior per (segment, category) (or per user)."
     name = "Thompson (Beta)"
@@ -283,8 +320,12 @@ class BetaThompson(_Counts):
         s = np.clip(s, 0, n)
         return 1 + s, 1 + n - s
     def act(self, ctx):
-        a_, b_ = self.posterior(ctx)
-        a = self.rng.beta(a_, b_).argmax(1)
+        if self._shared():  # the posterior table per segment, gathered for its users
+            k = self._tables(ctx)
+            s = np.clip(self.s_, 0, self.n_)
+            a_, b_ = (1 + s)[k], (1 + self.n_ - s)[k]
+        else: a_, b_ = self.posterior(ctx)
+        a = self.rng.beta(a_, b_).argmax(1)  # one posterior draw per user and category
         if self.n_propensity_draws == 0: return a, np.full(len(a), np.nan)
         d = self.rng.beta(a_[None], b_[None], (self.n_propensity_draws,) + a_.shape).argmax(2)
         return a, ((d == a[None]).sum(0) + 1) / (self.n_propensity_draws + 1)
@@ -300,33 +341,50 @@ class LinUCB(Policy):
         super().__init__(n_categories, seed)
         self.alpha, self.weight_decay = alpha, weight_decay
         self.A_ = self.b_ = None
+        self._fx = None
+    def _features(self, ctx):
+        "context_features(ctx), built once per contexts dict: act and update of one step share it."
+        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx))
+        return self._fx[1]
     def _init(self, X):
         if self.A_ is None:
             d = X.shape[1]
             self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
+            self._refresh()
+    def _refresh(self):
+        "After each batch of updates: every arm's inverse and ridge solution (float64), and the one matrix act multiplies by."
+        C, d = self.b_.shape
+        self.Ainv_ = np.linalg.inv(self.A_)
+        self.theta_ = np.linalg.solve(self.A_, self.b_[..., None])[..., 0]
+        # d x C(d + 1): X @ W_ gives x' A_a^-1 for every arm (first C*d columns) and the ridge means (last C) in one GEMM
+        self.W_ = np.ascontiguousarray(np.concatenate([self.Ainv_.transpose(1, 0, 2).reshape(d, C * d), self.theta_.T], 1))
     def theta(self) -> np.ndarray:
         "Categories x d ridge coefficients solve(A_a, b_a)."
-        return np.linalg.solve(self.A_, self.b_[..., None])[..., 0]
+        return self.theta_.copy()
     def scores(self, X: np.ndarray) -> tuple:
         "(means, widths) users x categories."
         self._init(X)
-        Ainv = np.linalg.inv(self.A_)
-        mean = X @ self.theta().T
-        n, d = X.shape
-        XA = (X @ Ainv.transpose(1, 0, 2).reshape(d, -1)).reshape(n, self.C, d)  # one GEMM: x' A_a^-1 for every arm
-        width = np.sqrt(np.maximum((XA * X[:, None, :]).sum(2), 0))  # x' A_a^-1 x for every user and arm
-        return mean, width
+        (n, d), C = X.shape, self.C
+        Z = X @ self.W_
+        width = np.sqrt(np.maximum(np.einsum("ncd,nd->nc", Z[:, :C * d].reshape(n, C, d), X), 0))  # x' A_a^-1 x
+        return Z[:, C * d:], width
     def act(self, ctx):
-        X = context_features(ctx)
-        m, w = self.scores(X)
+        m, w = self.scores(self._features(ctx))
         a = _argmax_ties(m + self.alpha * w, self.rng)
         return a, np.ones(len(a))
     def update(self, ctx, actions, rewards):
-        X = context_features(ctx)
+        X = self._features(ctx)
         self._init(X)
-        oh = np.eye(self.C)[actions]
-        self.A_ += np.tensordot(oh[:, :, None] * X[:, None, :], X, axes=([0], [0]))  # sum over users of x x' per chosen arm
-        self.b_ += oh.T @ (X * np.asarray(rewards, float)[:, None])
+        a = _check_actions(type(self).__name__, actions, len(X), self.C)
+        r = np.asarray(rewards, float)
+        order = np.argsort(a, kind="stable")
+        cut = np.searchsorted(a[order], np.arange(self.C + 1))
+        Xs, rs = X[order], r[order]
+        for c in range(self.C):  # a loop over arms, not users: each arm's rows are one contiguous block after the sort
+            Xc = Xs[cut[c]:cut[c + 1]]
+            self.A_[c] += Xc.T @ Xc
+            self.b_[c] += rs[cut[c]:cut[c + 1]] @ Xc
+        self._refresh()  # one batched inverse per update (what Sherman-Morrison would do row by row)
         return self
 
 # %% ../nbs/06_exploration.ipynb #16586bf0
@@ -341,8 +399,7 @@ class LinThompson(LinUCB):
         super().__init__(n_categories, 0.0, weight_decay, seed)
         self.v, self.n_propensity_draws = v, n_propensity_draws
     def act(self, ctx):
-        X = context_features(ctx)
-        self._init(X)
+        X = self._features(ctx)
         # x'theta ~ N(x'theta_hat, v^2 x'A^-1 x): sample the scalar directly, one draw per user and category
         m, w = self.scores(X)
         a = (m + self.v * w * self.rng.standard_normal(m.shape)).argmax(1)

@@ -19,7 +19,8 @@ from .data import (BEHAVIORS, Dataset, ValidationReport, _utc_from_ns, timestamp
 
 # %% auto #0
 __all__ = ['SIM_CATEGORIES', 'SIM_WORDS', 'SIM_GENERIC_WORDS', 'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL',
-           'sim_categories', 'SimTruth', 'SimulatedLog', 'user_partition', 'simulate_log', 'read_simulated']
+           'SIM_CHURN', 'sim_categories', 'SimTruth', 'SimulatedLog', 'user_partition', 'simulate_log',
+           'read_simulated']
 
 # %% ../nbs/00b_simulate.ipynb #50cbae25
 SIM_CATEGORIES = ("electronics", "books", "fashion", "home", "beauty", "sports", "toys", "grocery",
@@ -77,6 +78,8 @@ class SimTruth:
     mixture_after: pd.DataFrame  # the same after it (equal to before for users who never migrate)
     migrations: pd.DataFrame  # one row per migrating user: user_id, time (UTC), from_category, to_category
     params: dict = field(default_factory=dict)  # the arguments that generated the log
+    churn_states: pd.DataFrame | None = None  # simulate_log(churn=...) only: user_id x window start, True where the user is active
+    churn_rates: pd.DataFrame | None = None  # simulate_log(churn=...) only: per user hazard, reactivation and the drivers behind them
 
     def mixture_at(self,
                    time: str | pd.Timestamp,  # a timestamp (naive is read as UTC)
@@ -237,6 +240,61 @@ def _sim_chunk(w: dict, # the world from _sim_world
         "behavior": pd.Categorical.from_codes(beh[o], categories=list(BEHAVIORS)),
         "value": value[o]})
 
+# %% ../nbs/00b_simulate.ipynb #a57aef91
+SIM_CHURN = {"window_days": 14,  # the planted activity states change at window boundaries (windows start at `start`)
+             "base_hazard": 0.12,  # P(an active user goes inactive next window) for an average user
+             "activity_effect": 0.8,  # log-odds of churning fall by this per standard deviation of log activity
+             "satisfaction_effect": 0.8,  # ... and by this per standard deviation of satisfaction (sum of squared mixture shares)
+             "base_reactivation": 0.25,  # P(an inactive user returns next window) for an average user
+             "reactivation_activity_effect": 0.6,  # log-odds of returning rise by this per standard deviation of log activity
+             "fade": 0.5}  # share of events kept in the last active window before a churn (activity falls before users leave)
+
+def _sim_churn_plan(w: dict, churn, seed: int) -> dict:
+    "Planted churn: per-user hazard and reactivation probabilities and the active/inactive state of every user in every window."
+    p = dict(SIM_CHURN)
+    if isinstance(churn, dict):
+        bad = sorted(set(churn) - set(SIM_CHURN))
+        if bad: raise ValueError(f"simulate_log: unknown churn keys {bad}; known: {sorted(SIM_CHURN)}")
+        p.update(churn)
+    elif churn is not True: raise ValueError(f"simulate_log: churn must be None, True or a dict, got {churn!r}")
+    if not (p["window_days"] >= 1 and 0 < p["base_hazard"] < 1 and 0 < p["base_reactivation"] < 1 and 0 <= p["fade"] <= 1):
+        raise ValueError(f"simulate_log: churn needs window_days >= 1, base_hazard and base_reactivation in (0, 1), fade in [0, 1]; got {p}")
+    z = lambda x: (x - x.mean()) / (x.std() or 1.0)
+    z_act, sat = z(np.log(w["activity"])), (w["before"] ** 2).sum(1)  # satisfaction: how concentrated (well served) the interests are
+    z_sat = z(sat)
+    logit = lambda q: np.log(q / (1 - q))
+    hazard = 1 / (1 + np.exp(-(logit(p["base_hazard"]) - p["activity_effect"] * z_act - p["satisfaction_effect"] * z_sat)))
+    react = 1 / (1 + np.exp(-(logit(p["base_reactivation"]) + p["reactivation_activity_effect"] * z_act)))
+    W = int(np.ceil(w["days"] / p["window_days"]))
+    rng = np.random.default_rng([seed, 5])
+    active = np.ones((len(hazard), W), bool)
+    for t in range(1, W):  # a loop over windows (a handful), each step vectorised over users
+        u = rng.random(len(hazard))
+        active[:, t] = np.where(active[:, t - 1], u >= hazard, u < react)
+    uid = pd.Index(w["users"]["user_id"].to_numpy(), name="user_id")
+    starts = pd.Index(_utc_from_ns(w["start_ns"] + np.arange(W, dtype=np.int64) * p["window_days"] * 86_400 * 10 ** 9), name="window_start")
+    return {"params": p, "active": active, "window_ms": p["window_days"] * 86_400_000,
+            "states": pd.DataFrame(active, index=uid, columns=starts),
+            "rates": pd.DataFrame({"hazard": hazard, "reactivation": react, "satisfaction": sat, "activity": w["activity"]}, index=uid)}
+
+# %% ../nbs/00b_simulate.ipynb #210d21df
+def _sim_churn_filter(ev: pd.DataFrame, w: dict, plan: dict, rng) -> pd.DataFrame:
+    "Drop a chunk's funnels in planted inactive windows and thin them (keep `fade`) in the last active window before a churn."
+    uid, item = ev["user_id"].to_numpy(), ev["item_id"].to_numpy()
+    row = uid - w["users"]["user_id"].iloc[0]  # user ids are consecutive in position order
+    rel_ms = (timestamps_ns(ev["timestamp"]) - w["start_ns"]) // 1_000_000
+    # a funnel (view -> cart -> buy of one user and item) belongs to the window of its view, so whole funnels are kept or dropped
+    view = (ev["behavior"] == "view").to_numpy()
+    vt = pd.Series(np.where(view, rel_ms, np.nan)).groupby([uid, item]).ffill().to_numpy()
+    vt = np.where(np.isnan(vt), rel_ms, vt).astype(np.int64)
+    act = plan["active"]
+    W = act.shape[1]
+    win = np.minimum(vt // plan["window_ms"], W - 1)
+    fading = act[row, win] & (win + 1 < W) & ~act[row, np.minimum(win + 1, W - 1)]
+    codes = pd.factorize((row * (int(item.max()) + 1) + item) * W + win)[0]
+    thin = rng.random(codes.max() + 1 if len(codes) else 0)[codes] >= plan["params"]["fade"]  # one draw per funnel
+    return ev.loc[act[row, win] & ~(fading & thin)].reset_index(drop=True)
+
 # %% ../nbs/00b_simulate.ipynb #7c605917
 def user_partition(
     user_id,  # int64 user ids (array-like)
@@ -264,6 +322,7 @@ def simulate_log(
     migration_strength: float = 0.7,  # weight s of the target category after a migration
     concentration: float = 30.0,  # how close users stay to their segment profile (Dirichlet concentration)
     chunk_events: int = 1_000_000,  # events generated per chunk (changing it changes the random stream)
+    churn: bool | dict | None = None,  # opt-in churn and reactivation (True: SIM_CHURN; a dict overrides some of it); None leaves the log unchanged
 ) -> SimulatedLog:  # events, users, items, planted truth
     "Simulated e-commerce log with planted segment interests and interest migrations."
     if n_users < 1 or n_events < 1: raise ValueError(f"simulate_log: n_users ({n_users}) and n_events ({n_events}) must be >= 1")
@@ -277,6 +336,11 @@ def simulate_log(
                   concentration=concentration, chunk_events=chunk_events)
     w = _sim_world(n_users, n_items, n_categories, start, int(days), migrating_share, migration_strength, concentration, seed)
     w["truth"].params = params
+    plan = None
+    if churn is not None and churn is not False:  # opt-in: the default path draws nothing more and is unchanged
+        if out_dir is not None: raise ValueError("simulate_log: churn is only planted in memory (out_dir must be None)")
+        plan = _sim_churn_plan(w, churn, seed)
+        params["churn"] = plan["params"]
     budget = np.random.default_rng([seed, 1]).multinomial(n_events, w["activity"] / w["activity"].sum())
     # chunks of consecutive users holding about chunk_events events each
     cuts = np.searchsorted(np.cumsum(budget), np.arange(chunk_events, n_events, chunk_events), side="left") + 1
@@ -288,6 +352,7 @@ def simulate_log(
     for k in tqdm(range(len(bounds) - 1), desc="simulate_log chunks", disable=None if len(bounds) > 4 else True, leave=False):
         lo, hi = int(bounds[k]), int(bounds[k + 1])
         ev = _sim_chunk(w, lo, hi, budget[lo:hi], np.random.default_rng([seed, 2, k]))
+        if plan is not None: ev = _sim_churn_filter(ev, w, plan, np.random.default_rng([seed, 5, k]))
         if out_dir is None:
             chunks.append(ev)
             continue
@@ -307,6 +372,9 @@ def simulate_log(
     del chunks
     ev = ev.iloc[np.lexsort((ev["user_id"].to_numpy(), timestamps_ns(ev["timestamp"])))].reset_index(drop=True)
     ev, rev = validate_events(ev)
+    if plan is not None:
+        w["truth"].churn_states, w["truth"].churn_rates = plan["states"], plan["rates"]
+        rev.notes["churn"] = f"{n_events - len(ev):,} of {n_events:,} generated events fell in planted inactive (or fading) windows"
     return SimulatedLog(ev, users, items, name, {"events": rev, "users": rus, "items": rit}, w["truth"])
 
 # %% ../nbs/00b_simulate.ipynb #8ae909f6

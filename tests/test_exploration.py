@@ -153,3 +153,33 @@ def test_ope_table_dr_bias_no_larger_than_ips():
     tab, runs = ope_table(seeds=range(6), n_users=200, horizon=10)
     assert set(tab.index) == {"IPS", "SNIPS", "DM", "DR"} and len(runs) == 24
     assert tab.loc["DR", "rmse"] <= tab.loc["IPS", "rmse"] * 1.05
+
+def test_context_features_layout_known_answer():
+    # the in-place builder against the one-hot + hstack definition it replaced
+    rng = np.random.default_rng(3)
+    n, C = 50, 4
+    ctx = {"segment": rng.integers(0, 8, n), "region": rng.integers(0, 5, n), "age": rng.normal(37, 12, n),
+           "clicks": rng.random((n, C)), "shows": rng.random((n, C)) * 3, "dwell": rng.random((n, C)), "last_dwell": rng.random(n)}
+    ref = np.hstack([np.ones((n, 1)), np.eye(8)[ctx["segment"]], np.eye(5)[ctx["region"]], ((ctx["age"] - 37) / 12)[:, None],
+                     (ctx["clicks"] + 0.1) / (ctx["shows"] + 1.0), ctx["dwell"], ctx["last_dwell"][:, None]])
+    np.testing.assert_array_equal(context_features(ctx), ref)
+    with pytest.raises(DataError, match="segment"): context_features({**ctx, "segment": np.r_[ctx["segment"][:-1], 8]})
+
+def test_segment_fast_paths_match_the_per_user_law():
+    from interest_migration.exploration import _argmax_ties_keys
+    rng = np.random.default_rng(0)
+    T = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 1.0, 0.0, 0.0]])
+    a = _argmax_ties_keys(T, np.r_[np.zeros(20_000, int), np.ones(10, int)], rng)
+    assert set(a[:20_000]) == {1, 2} and abs((a[:20_000] == 1).mean() - 0.5) < 0.02  # ties split uniformly per user
+    np.testing.assert_array_equal(a[20_000:], 0)
+    # UCB1 at segment level decides per segment: every user of a segment gets its segment's unique best arm
+    ctx = {"segment": np.array([0, 0, 1, 1])}
+    u = UCB1(3, level="segment").update(ctx, np.array([0, 1, 2, 2]), np.array([1.0, 0.0, 1.0, 1.0]))
+    u.update(ctx, np.array([2, 0, 0, 1]), np.array([0.0, 1.0, 0.0, 0.0]))
+    idx = u.indices(ctx)
+    a, _ = u.act(ctx)
+    np.testing.assert_array_equal(a, idx.argmax(1))
+    with pytest.raises(DataError, match="actions"): u.update(ctx, np.array([0, 1, 3, 0]), np.ones(4))
+    with pytest.raises(DataError, match="actions"): LinUCB(3).update({**ctx, "region": np.zeros(4, int), "age": np.full(4, 30.0),
+                                                              "clicks": np.zeros((4, 3)), "shows": np.zeros((4, 3)), "dwell": np.zeros((4, 3)),
+                                                              "last_dwell": np.zeros(4)}, np.array([0, 1, -1, 0]), np.ones(4))
