@@ -23,7 +23,7 @@ from fastcore.basics import patch
 __all__ = ['BEHAVIOR_WEIGHTS', 'event_weights', 'event_categories', 'window_edges', 'WindowedProfiles', 'windowed_profiles',
            'interest_profile', 'migration_scores', 'transition_matrix', 'migration_matrix', 'detect_migrations',
            'score_detections', 'plot_category_shares', 'plot_interest_stream', 'plot_migration_matrix', 'profile_cells',
-           'windowed_profiles_parquet', 'windowed_profiles_dask']
+           'windowed_profiles_parquet', 'windowed_profiles_dask', 'merge_profiles']
 
 # %% ../nbs/02_profiles.ipynb #3003b0b2
 BEHAVIOR_WEIGHTS = {"view": 1.0, "search": 0.5, "fav": 2.0, "cart": 3.0, "buy": 5.0, "rate": 1.0}
@@ -612,3 +612,32 @@ def windowed_profiles_dask(
     frame = ddf.map_partitions(fn, meta=meta).compute()
     return WindowedProfiles.from_frame(frame, edges, cats, half_life=kwargs.get("half_life"),
                                        report={"partitions": int(ddf.npartitions)})
+
+# %% ../nbs/02_profiles.ipynb #c3e62759
+def merge_profiles(
+    parts: Sequence,  # WindowedProfiles of parts of one log (any split: by user, by time, by row), same edges and categories
+) -> WindowedProfiles:  # the profiles of the whole log: cells of the same (user, window, category) summed
+    "Merge partial windowed profiles exactly: users united (sorted), cells summed, reports added."
+    parts = list(parts)
+    if not parts:
+        raise ValueError("merge_profiles needs at least one WindowedProfiles")
+    first = parts[0]
+    for k, p in enumerate(parts[1:], 1):
+        if not p.edges.equals(first.edges) or not p.categories.equals(first.categories) or p.half_life != first.half_life:
+            raise ValueError(f"merge_profiles: part {k} has other window edges, categories or half_life than part 0; "
+                             "build every part with the same `edges=` and `categories=`")
+    users = pd.Index(np.unique(np.concatenate([p.users.to_numpy() for p in parts])), name="user_id")
+    W, rows, cols, vals = first.n_windows, [], [], []
+    for p in parts:
+        m = p.matrix.tocoo()
+        pos = users.get_indexer(p.users)
+        rows.append(pos[m.row // W].astype(np.int64) * W + m.row % W); cols.append(m.col); vals.append(m.data)
+    matrix = sp.coo_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(len(users) * W, first.n_categories)).tocsr()
+    matrix.sum_duplicates()
+    report = {}
+    for p in parts:
+        for key, v in p.report.items():
+            if isinstance(v, (int, np.integer)): report[key] = report.get(key, 0) + int(v)
+    report["parts"] = len(parts)
+    return WindowedProfiles(matrix, users, first.edges, first.categories, first.half_life, report)

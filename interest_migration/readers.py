@@ -242,26 +242,114 @@ def _chunks(reader, source: str, layout: str, path=None, read_kw=None):
             raise DataError(f"{source}: the file does not parse as {layout}: {where or e}") from e
         yield chunk
 
+# %% ../nbs/00a_readers.ipynb #129a2d8d
+class _ArrowUnfit(Exception):
+    "pyarrow cannot read this file exactly as pandas would: the caller falls back to the pandas reader."
+
+# %% ../nbs/00a_readers.ipynb #0cbdacf7
+_ARROW_COMPRESSION = {"gzip": "gzip", "bz2": "bz2", "zstd": "zstd", ".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+def _arrow_taobao_chunks(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd compressed
+                         chunksize: int, # rows per chunk, as the pandas reader's chunks
+                         nrows: int | None, # read only the first nrows rows
+                        ):
+    "Raw Taobao chunks (pandas' columns, dtypes and row index) from pyarrow's multi-threaded CSV reader; raises _ArrowUnfit where pandas could differ."
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    from pandas._libs.parsers import STR_NA_VALUES
+    kind = compression_of(path)
+    comp = _ARROW_COMPRESSION.get(kind if kind != "infer" else Path(path).suffix.lower())
+    if kind == "infer" and Path(path).suffix.lower() in (".xz", ".zip", ".tar") or kind == "xz":
+        raise _ArrowUnfit("compression pyarrow does not stream")
+    names = ["user_id", "item_id", "category", "behavior", "timestamp"]
+    ints = {c: pa.int64() for c in names if c != "behavior"}
+    try:
+        stream = pa.input_stream(str(path), compression=comp)
+        reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+                                convert_options=pacsv.ConvertOptions(column_types=ints | {"behavior": pa.string()},
+                                                                     null_values=sorted(STR_NA_VALUES), strings_can_be_null=True))
+    except (pa.ArrowException, OSError) as e:
+        raise _ArrowUnfit(str(e)) from e
+    buf, n_buf, start, left = [], 0, 0, (np.inf if nrows is None else nrows)
+
+    def frame(t):  # an arrow table of one chunk -> the pandas chunk
+        if any(t[c].null_count for c in ints):  # pandas names the bad cell: let it
+            raise _ArrowUnfit("missing integer cells")
+        d = pd.DataFrame({c: t[c].to_numpy() for c in ints}, index=pd.RangeIndex(start, start + len(t)))
+        beh = pc.dictionary_encode(t["behavior"].combine_chunks()).to_pandas()
+        d.insert(3, "behavior", beh.cat.reorder_categories(sorted(beh.cat.categories)).to_numpy())
+        return d
+
+    while left > 0:
+        try: batch = reader.read_next_batch()
+        except StopIteration: batch = None
+        except (pa.ArrowException, OSError) as e: raise _ArrowUnfit(str(e)) from e
+        if batch is not None:
+            batch = batch.slice(0, int(min(left - n_buf, len(batch))))
+            buf.append(batch); n_buf += len(batch)
+        while n_buf >= chunksize or (batch is None or n_buf >= left) and n_buf:
+            t = pa.Table.from_batches(buf)
+            take = min(chunksize, n_buf)
+            yield frame(t.slice(0, take))
+            start += take; left -= take
+            rest = t.slice(take)
+            buf, n_buf = rest.to_batches(), len(rest)
+        if batch is None: return
+
+# %% ../nbs/00a_readers.ipynb #f42be640
+def _taobao_chunk(chunk: pd.DataFrame, # raw rows: user_id, item_id, category, behavior (categorical), timestamp
+                  path, # the file, for messages
+                  time_unit: str | None, # unit of the time column (None: seconds)
+                 ) -> pd.DataFrame:
+    "One raw Taobao chunk onto the contract (plus `category`), `attrs['implausible']` counting rows whose time was set to NaT."
+    ts, n_bad = unix_times(chunk["timestamp"], time_unit, "s", f"taobao {path}")
+    out = pd.DataFrame({"user_id": chunk["user_id"], "item_id": chunk["item_id"], "timestamp": ts,
+                        "behavior": _map_behaviors(chunk["behavior"], TAOBAO_BEHAVIORS, f"taobao {path}", chunk),
+                        "category": chunk["category"]}, index=chunk.index)
+    out.attrs["implausible"] = n_bad
+    return out
+
+# %% ../nbs/00a_readers.ipynb #1bba94fd
+def _read_chunks(chunks, # an iterator of contract-shaped chunks (iter_taobao, iter_retailrocket)
+                 source: str, # the reader and file, for messages
+                 empty: str, # what to say when there is no row
+                ) -> tuple:  # (chunks with one id dtype, rows whose timestamp was implausible)
+    "The chunked readers' shared prelude: read every chunk under one-line errors with a progress bar, refuse an empty file, unify id dtypes."
+    with _one_line_errors(source):
+        chunks = list(tqdm(chunks, desc=f"{source.split()[0]} chunks", disable=None, leave=False))
+    if not chunks:
+        raise DataError(f"{source}: {empty}")
+    _unify_id_chunks(chunks, ("user_id", "item_id"))
+    return chunks, sum(ch.attrs.get("implausible", 0) for ch in chunks)
+
 # %% ../nbs/00a_readers.ipynb #8e9e619a
 def iter_taobao(
     path: str | Path,  # Taobao UserBehavior.csv (no header: user, item, category, behavior, unix seconds)
     chunksize: int = 1_000_000,  # rows per chunk
     nrows: int | None = None,  # read only the first nrows rows
     time_unit: str | None = None,  # unit of the time column (default 's', checked against the values)
+    engine: str = "auto",  # 'auto': pyarrow's CSV reader, pandas where pyarrow cannot match it exactly; 'pandas'
 ):  # yields event chunks with an extra int64 `category` column (not yet validated or sorted)
     "Stream Taobao UserBehavior.csv as contract-shaped event chunks (`attrs['implausible']`: rows whose time was set to NaT)."
+    if engine not in ("auto", "pandas"):
+        raise ValueError(f"iter_taobao: engine must be 'auto' or 'pandas', got {engine!r}")
+    done = 0
+    if engine == "auto":
+        try:
+            for raw in _arrow_taobao_chunks(path, chunksize, nrows):
+                yield _taobao_chunk(raw, path, time_unit)
+                done += 1
+            return
+        except _ArrowUnfit:
+            pass  # pandas re-reads from the start (its messages name the line), skipping the chunks already given
     kw = dict(header=None, names=["user_id", "item_id", "category", "behavior", "timestamp"],
               dtype={"user_id": "int64", "item_id": "int64", "category": "int64", "behavior": "category",
                      "timestamp": "int64"}, nrows=nrows, compression=compression_of(path))
     reader = pd.read_csv(path, chunksize=chunksize, **kw)
     layout = "Taobao UserBehavior.csv (no header; user,item,category,pv/cart/fav/buy,unix seconds)"
-    for chunk in _chunks(reader, f"taobao {path}", layout, path, kw):
-        ts, n_bad = unix_times(chunk["timestamp"], time_unit, "s", f"taobao {path}")
-        out = pd.DataFrame({"user_id": chunk["user_id"], "item_id": chunk["item_id"], "timestamp": ts,
-                            "behavior": _map_behaviors(chunk["behavior"], TAOBAO_BEHAVIORS, f"taobao {path}", chunk),
-                            "category": chunk["category"]}, index=chunk.index)
-        out.attrs["implausible"] = n_bad
-        yield out
+    for k, chunk in enumerate(_chunks(reader, f"taobao {path}", layout, path, kw)):
+        if k >= done: yield _taobao_chunk(chunk, path, time_unit)
 
 # %% ../nbs/00a_readers.ipynb #1fe9a163
 def _items_from_pairs(pairs: list, # per-chunk frames of distinct (item_id, category)
@@ -277,16 +365,13 @@ def read_taobao(
     chunksize: int = 1_000_000,  # rows per chunk while reading
     nrows: int | None = None,  # read only the first nrows rows
     time_unit: str | None = None,  # unit of the time column (default 's', checked against the values)
+    engine: str = "auto",  # 'auto': pyarrow's CSV reader where it matches pandas exactly, else pandas; 'pandas'
 ) -> Dataset:  # events (view/cart/fav/buy) and items (item_id, category); no user table
     "Taobao UserBehavior.csv read in chunks, mapped onto the contract (pv->view)."
-    with _one_line_errors(f"taobao {path}"):
-        chunks = list(tqdm(iter_taobao(path, chunksize, nrows, time_unit), desc="taobao chunks", disable=None, leave=False))
-    if not chunks:
-        raise DataError(f"taobao {path}: the file is empty")
-    n_bad = sum(ch.attrs.get("implausible", 0) for ch in chunks)
-    _unify_id_chunks(chunks, ("user_id", "item_id"))
+    chunks, n_bad = _read_chunks(iter_taobao(path, chunksize, nrows, time_unit, engine), f"taobao {path}", "the file is empty")
     pairs = [ch[["item_id", "category"]].drop_duplicates() for ch in chunks]
     events = [ch.drop(columns="category") for ch in chunks]
+    del chunks
     ev, rev = validate_events(pd.concat(events, ignore_index=True))
     rev = _implausible_report(rev, n_bad)
     items, clashes = _items_from_pairs(pairs)
@@ -329,12 +414,8 @@ def read_retailrocket(
     time_unit: str | None = None,  # unit of the time column (default 'ms', checked against the values)
 ) -> Dataset:  # events (view/cart/buy, + transaction_id); items only when `properties` is given; no user table
     "RetailRocket events.csv read in chunks, mapped onto the contract (addtocart->cart, transaction->buy)."
-    with _one_line_errors(f"retailrocket {path}"):
-        chunks = list(tqdm(iter_retailrocket(path, chunksize, nrows, time_unit), desc="retailrocket chunks", disable=None, leave=False))
-    if not chunks:
-        raise DataError(f"retailrocket {path}: the file has a header but no rows")
-    n_bad = sum(ch.attrs.get("implausible", 0) for ch in chunks)
-    _unify_id_chunks(chunks, ("user_id", "item_id"))
+    chunks, n_bad = _read_chunks(iter_retailrocket(path, chunksize, nrows, time_unit), f"retailrocket {path}",
+                                 "the file has a header but no rows")
     ev, rev = validate_events(pd.concat(chunks, ignore_index=True))
     rev = _implausible_report(rev, n_bad)
     reports, items = {"events": rev}, None

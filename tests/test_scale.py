@@ -1,0 +1,142 @@
+"Scale path (issue 19): the Taobao writer, read_taobao's pyarrow fast path, out-of-core profiles and the dask.distributed path."
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from interest_migration.data import BEHAVIORS
+from interest_migration.profiles import (detect_migrations, interest_profile, merge_profiles, migration_matrix,
+                                         migration_scores, window_edges, windowed_profiles)
+from interest_migration.readers import read_taobao
+from interest_migration.scale import (TAOBAO_START, add_counts, detect_migrations_sparse, migration_counts,
+                                      migration_scores_sparse, partition_profiles, taobao_pipeline, taobao_shape,
+                                      write_taobao_log)
+
+UNIT = {b: 1.0 for b in BEHAVIORS}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tb")
+    log = write_taobao_log(out, 40_000, seed=7, n_partitions=3, progress=False)
+    ds = read_taobao(log.csv)
+    return out, log, ds
+
+
+def test_shape_and_planted_truth(small):
+    out, log, ds = small
+    assert taobao_shape(100_150_807) == {"events": 100_150_807, "users": 987_994, "items": 4_162_024, "categories": 9_439, "days": 9}
+    assert log.shape == taobao_shape(40_000)
+    raw = pd.read_csv(log.csv, header=None, names=["u", "i", "c", "b", "t"])
+    assert len(raw) == 40_000 and set(raw.b) <= {"pv", "cart", "fav", "buy"}
+    assert raw.t.between(TAOBAO_START, TAOBAO_START + 9 * 86_400 - 1).all()
+    assert (raw.b == "pv").mean() > 0.85                         # Taobao's mix: mostly page views
+    assert raw.u.nunique() <= log.shape["users"] and raw.c.nunique() <= log.shape["categories"]
+    # the planted migrants' events after their migration time favour the planted target category
+    m = log.migrations.assign(moved_at=log.migrations.time.astype("int64") // 10**9)
+    j = raw.merge(m, left_on="u", right_on="user_id")
+    after = j[j.t >= j.moved_at]
+    assert (after.c == after.to_category).mean() > 0.6
+    before = j[j.t < j.moved_at]
+    assert (before.c == before.to_category).mean() < 0.2
+
+
+def test_parquet_partitions_hold_every_event_of_their_users(small):
+    out, log, ds = small
+    parts = [pd.read_parquet(f) for f in sorted(log.parquet.glob("partition=*/*.parquet"))]
+    assert sum(map(len, parts)) == 40_000
+    users = [set(p.user_id) for p in parts]
+    assert all(not (a & b) for k, a in enumerate(users) for b in users[k + 1:])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 2),
+                               st.sampled_from(["pv", "buy", "cart", "fav", "click", "", "NA", "pv "]),
+                               st.sampled_from(["1511544070", "1511544071", "x", "", "1511544070000", " 1511544072"])),
+                     min_size=1, max_size=12),
+       chunksize=st.integers(1, 5))
+def test_pyarrow_fast_path_equals_pandas(rows, chunksize, tmp_path):
+    p = tmp_path / "UserBehavior.csv"
+    p.write_text("".join(f"{u},{i},{c},{b},{t}\n" for u, i, c, b, t in rows))
+    def run(engine):
+        try:
+            ds = read_taobao(p, chunksize=chunksize, engine=engine)
+            return ds.events, ds.items, ds.reports["events"].dropped, ds.reports["events"].n_out
+        except ValueError as e:
+            return str(e)
+    a, b = run("auto"), run("pandas")
+    if isinstance(a, str) or isinstance(b, str):
+        assert a == b
+    else:
+        pd.testing.assert_frame_equal(a[0], b[0]); pd.testing.assert_frame_equal(a[1], b[1]); assert a[2:] == b[2:]
+
+
+def test_out_of_core_profiles_equal_in_memory(small):
+    out, log, ds = small
+    ev, items = ds.events, ds.items
+    edges = window_edges(ev.timestamp, "1D")
+    ref = windowed_profiles(ev, items, edges=edges, half_life="1D")
+    withcat = ev.merge(items, on="item_id")
+    merged = merge_profiles([partition_profiles(withcat[withcat.user_id % 4 == k], edges, ref.categories, half_life="1D")
+                             for k in range(4)])
+    assert list(merged.users) == list(ref.users)
+    np.testing.assert_allclose(merged.matrix.toarray(), ref.matrix.toarray(), rtol=0, atol=1e-9)
+    # row chunks, users split across them: cells are summed
+    chunks = np.array_split(np.arange(len(withcat)), 5)
+    rowwise = merge_profiles([partition_profiles(withcat.iloc[c], edges, ref.categories, half_life="1D") for c in chunks])
+    np.testing.assert_allclose(rowwise.matrix.toarray(), ref.matrix.toarray(), rtol=0, atol=1e-9)
+    at = ev.timestamp.max()
+    one = merge_profiles([partition_profiles(withcat[withcat.user_id % 2 == k], pd.DatetimeIndex([edges[0], at + pd.Timedelta(1, "ns")]),
+                                             ref.categories, half_life="3D") for k in range(2)])
+    np.testing.assert_allclose(one.window(0).to_numpy(), interest_profile(ev, items, half_life="3D").to_numpy(), rtol=0, atol=1e-9)
+
+
+def test_sparse_migration_equals_dense(small):
+    out, log, ds = small
+    ev, items = ds.events, ds.items
+    edges = window_edges(ev.timestamp, "1D")
+    wp = windowed_profiles(ev, items, edges=edges)
+    d, s = migration_scores(wp), migration_scores_sparse(wp)
+    pd.testing.assert_frame_equal(d.drop(columns="js"), s.drop(columns="js"))
+    np.testing.assert_allclose(d.js, s.js, rtol=0, atol=1e-9)
+    for mw in (1.0, 5.0):
+        pd.testing.assert_frame_equal(migration_scores(wp, mw).drop(columns="js"), migration_scores_sparse(wp, mw).drop(columns="js"))
+    full = migration_matrix(d, normalize=False).stack()
+    full = full[full > 0]
+    c = add_counts([migration_counts(s[s.user_id % 3 == k]) for k in range(3)])
+    assert c.pairs.tolist() == full.astype(int).tolist()
+    counts = windowed_profiles(ev, items, edges=edges, behavior_weights=UNIT)
+    a, b = detect_migrations(counts), detect_migrations_sparse(counts)
+    assert (a.detected == b.detected).all() and (a.window != b.window).sum() <= 2
+    same = (a.window == b.window).to_numpy()
+    np.testing.assert_allclose(a.js[same].fillna(-1), b.js[same].fillna(-1), rtol=0, atol=1e-9)
+    assert (a.from_category[same] == b.from_category[same]).all() and (a.to_category[same] == b.to_category[same]).all()
+
+
+def test_pipeline_row_accounting_and_in_memory_equality(small, tmp_path):
+    out, log, ds = small
+    run = taobao_pipeline(log.csv, tmp_path, n_partitions=3, truth=log.migrations, sample_users=0, progress=False)
+    rep, ref = run.reports["events"], ds.reports["events"]
+    assert (rep.n_in, rep.n_out, rep.dropped) == (ref.n_in, ref.n_out, ref.dropped)
+    assert list(run.steps.step)[-1] == "total" and (run.steps.seconds > 0).all() and (run.steps.peak_rss_gib > 0).all()
+    wp = windowed_profiles(ds.events, ds.items, edges=run.edges)
+    d = migration_scores(wp)
+    pd.testing.assert_frame_equal(run.scores.drop(columns="js"), d.drop(columns="js"))
+    np.testing.assert_allclose(run.scores.js, d.js, rtol=0, atol=1e-9)
+    assert run.detection_score["recall"] > 0.5 and run.detection_score["precision"] > 0.8   # the planted migrations
+
+
+def test_distributed_equals_single_process(small, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    out, log, ds = small
+    single = taobao_pipeline(log.csv, tmp_path / "a", n_partitions=3, sample_users=0, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        multi = taobao_pipeline(log.csv, tmp_path / "b", n_partitions=3, client=client, sample_users=0, progress=False)
+        by_address = taobao_pipeline(log.csv, tmp_path / "c", n_partitions=3, client=cluster.scheduler_address,
+                                     sample_users=0, progress=False)
+    for other in (multi, by_address):
+        assert other.info["mode"].startswith("dask.distributed (2 workers")
+        pd.testing.assert_frame_equal(other.scores, single.scores)
+        pd.testing.assert_frame_equal(other.detections, single.detections)
+        pd.testing.assert_frame_equal(other.matrix, single.matrix)
