@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'MODELS', 'SELECTORS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores',
            'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor',
            'make_model', 'Comparison', 'compare_models', 'multilabel_mutual_info', 'PermutationSelector',
-           'make_selector', 'make_selected_model', 'selected_features', 'FrozenExtractor', 'transfer_head',
-           'plot_comparison']
+           'make_selector', 'make_selected_model', 'selected_features', 'explain_predictions', 'FrozenExtractor',
+           'transfer_head', 'plot_comparison']
 
 # %% ../nbs/03_nextwindow.ipynb #26aa418d
 class SplitRows:
@@ -634,6 +634,34 @@ def selected_features(
     "The feature names that survive the selection step of a fitted pipeline."
     names = pipe.named_steps["prep"].get_feature_names_out()
     return names[pipe.named_steps["select"].get_support()]
+
+# %% ../nbs/03_nextwindow.ipynb #ea6ec9ef
+def explain_predictions(
+    model,                     # fitted model or Pipeline that predict_scores reads (multi-label)
+    X: pd.DataFrame,           # rows to explain, raw columns as the model takes them
+    background: pd.DataFrame,  # reference rows (e.g. a sample of training rows), same columns
+    labels=None,               # label names (Y.columns) for the output; None: 0, 1, ...
+) -> pd.DataFrame:             # row (X's index), label, feature, value, attribution, probability
+    "Per-prediction attribution of every label's probability to every column: p(x) minus its mean with the column replaced by background values."
+    if not isinstance(X, pd.DataFrame) or not isinstance(background, pd.DataFrame):
+        raise TypeError("explain_predictions needs X and background as DataFrames (the model's raw columns)")
+    if list(background.columns) != list(X.columns):
+        raise ValueError("background must have the columns of X, in the same order")
+    if not len(X) or not len(background):
+        raise ValueError(f"nothing to explain: {len(X)} rows, {len(background)} background rows")
+    n, m = len(X), len(background)
+    p = predict_scores(model, X)                                   # (n, L)
+    labels = list(range(p.shape[1])) if labels is None else list(labels)
+    rep = X.iloc[np.repeat(np.arange(n), m)].reset_index(drop=True)  # each row once per background row
+    att = np.empty((n, X.shape[1], p.shape[1]))
+    for j, col in enumerate(X.columns):                            # one batched prediction per column
+        swapped = rep.copy()
+        swapped[col] = np.tile(background[col].to_numpy(), n)
+        att[:, j] = p - predict_scores(model, swapped).reshape(n, m, -1).mean(1)
+    r, j, c = np.meshgrid(np.arange(n), np.arange(X.shape[1]), np.arange(p.shape[1]), indexing="ij")
+    return pd.DataFrame({"row": X.index.to_numpy()[r.ravel()], "label": np.asarray(labels, dtype=object)[c.ravel()],
+                         "feature": X.columns.to_numpy()[j.ravel()], "value": X.to_numpy(dtype=object)[r.ravel(), j.ravel()],
+                         "attribution": att.ravel(), "probability": p[r.ravel(), c.ravel()]})
 
 # %% ../nbs/03_nextwindow.ipynb #34efb543
 class FrozenExtractor(TransformerMixin, BaseEstimator):

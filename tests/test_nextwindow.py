@@ -104,3 +104,46 @@ def test_sklearn_checks_popularity(estimator, check):
                          expected_failed_checks=expected_failed_checks)
 def test_sklearn_checks_torch_mlp(estimator, check):
     check(estimator)
+
+
+def test_explanations_find_a_planted_signal():
+    "A column equal to one category's label (5% flipped) is the strongest reason for that category, and only for it."
+    from interest_migration.nextwindow import explain_predictions
+    sim = simulate_log(n_users=300, n_items=100, n_events=30_000, seed=11)
+    nw = next_window_dataset(sim.events, sim.items, sim.users, freq="20D")
+    target = nw.Y.columns[int(nw.Y.mean().to_numpy().argmax())]
+    flip = np.random.default_rng(1).random(len(nw.Y)) < 0.05
+    X = nw.X.assign(planted=np.where(flip, 1 - nw.Y[target], nw.Y[target]).astype(float))
+    tr, te = (nw.meta.split != "test").to_numpy(), (nw.meta.split == "test").to_numpy()
+    for name, params in (("logreg", {}), ("random_forest", {"n_estimators": 30})):
+        m = make_model(name, X[tr], **params).fit(X[tr], nw.Y[tr])
+        ex = explain_predictions(m, X[te].head(25), X[tr].sample(40, random_state=0), labels=nw.Y.columns)
+        top = ex.loc[ex.attribution.abs().groupby([ex.row, ex.label]).idxmax()]
+        mine = ex[ex.label == target].assign(a=lambda d: d.attribution.abs()).groupby("feature").a.mean()
+        assert mine.idxmax() == "planted", name                                        # the strongest on average
+        assert top[top.label == target].feature.eq("planted").mean() >= 0.75, name     # and row by row
+        # rarely for the other categories (a multi-output forest shares its splits across labels: up to 20%)
+        assert top[top.label != target].feature.eq("planted").mean() <= (0.1 if name == "logreg" else 0.2), name
+    # attributions are probability differences: bounded by 1, finite, one per (row, label, column)
+    assert len(ex) == 25 * len(nw.Y.columns) * X.shape[1] and ex.attribution.abs().max() <= 1
+
+
+def test_explanations_exact_for_an_additive_model():
+    from interest_migration.nextwindow import explain_predictions
+
+    class Additive:
+        def predict_proba(self, X):
+            X = np.asarray(X, float)
+            return np.column_stack([0.3 + 0.1 * X[:, 0] - 0.2 * X[:, 2], 0.4 + 0.05 * X[:, 1]])
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(7, 3)), columns=["a", "b", "c"])
+    B = pd.DataFrame(rng.normal(size=(11, 3)), columns=["a", "b", "c"])
+    ex = explain_predictions(Additive(), X, B)
+    w = np.array([[0.1, 0.0], [0.0, 0.05], [-0.2, 0.0]])               # column x label
+    want = (X.to_numpy() - B.mean().to_numpy())[:, :, None] * w[None]
+    np.testing.assert_allclose(ex.attribution.to_numpy().reshape(7, 3, 2), want, atol=1e-12)
+    with pytest.raises(TypeError, match="DataFrames"):
+        explain_predictions(Additive(), X.to_numpy(), B)
+    with pytest.raises(ValueError, match="nothing to explain"):
+        explain_predictions(Additive(), X.iloc[:0], B)
