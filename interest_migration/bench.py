@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'RECBOLE_DIR', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate', 'reference_ranking_metrics',
            'bench_metrics', 'report_metrics', 'bench_metrics_peer', 'report_metrics_peer', 'reference_migration',
            'bench_profiles', 'report_profiles', 'bench_tagging', 'report_tagging', 'read_recbole_json', 'time_to_reach',
-           'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits']
+           'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits', 'bench_taobao', 'report_taobao',
+           'cli_taobao']
 
 # %% ../nbs/12_bench.ipynb #1f0cd236
 def _rss_bytes() -> int:
@@ -707,3 +708,70 @@ def report_bandits(table: pd.DataFrame, # what `bench_bandits` returned
     "bench_bandits' table and its speed ratios (ours / MABWiser)."
     return (table.round(3).to_string() + "\ndecisions per second, ours / MABWiser: "
             + ", ".join(f"{k} {v:,.1f}x" for k, v in table.attrs["speedup"].items()))
+
+# %% ../nbs/12_bench.ipynb #caaf726f
+from .scale import taobao_pipeline, write_taobao_log
+
+# %% ../nbs/12_bench.ipynb #e03e7340
+def bench_taobao(
+    n_events: int = 100_000_000,  # events of the Taobao-shaped log
+    work_dir: str | Path | None = None,  # where the log and partitions go (None: a temporary folder, removed after)
+    seed: int = 0,  # simulator seed
+    dask_workers: int = 0,  # also run the profile and migration steps on a LocalCluster with this many worker processes
+    sample_users: int = 5_000,  # users in the next-window prediction sample
+    progress: bool | None = None,  # tqdm bars (None: only on a terminal)
+) -> dict:  # steps (DataFrame), dask_steps, write_s, report, detection, prediction, info
+    "Write a Taobao-shaped log and time every step of the scale pipeline on it (and on a Dask LocalCluster when asked)."
+    import shutil, tempfile
+    own = work_dir is None
+    root = Path(tempfile.mkdtemp(prefix="taobao-bench-") if own else work_dir)
+    log_dir = root / f"log-{n_events}-{seed}"
+    try:
+        t0 = time.perf_counter()
+        if not (log_dir / "params.json").exists():
+            write_taobao_log(log_dir, n_events, seed, formats=("csv",), progress=progress)
+        write_s = time.perf_counter() - t0
+        truth = pd.read_parquet(log_dir / "truth_migrations.parquet")
+        run = taobao_pipeline(log_dir / "UserBehavior.csv", root / "work", truth=truth, sample_users=sample_users,
+                              progress=progress, seed=seed)
+        out = {"n_events": n_events, "write_s": write_s, "steps": run.steps, "report": str(run.reports["events"]),
+               "detection": run.detection_score, "info": run.info,
+               "prediction": run.comparison.pretty() if run.comparison is not None else None, "dask_steps": None}
+        if dask_workers:
+            from distributed import Client, LocalCluster
+            with LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+                    Client(cl) as client:
+                drun = taobao_pipeline(log_dir / "UserBehavior.csv", root / "work-dask", truth=truth, client=client,
+                                       sample_users=0, progress=progress)
+            out["dask_steps"] = drun.steps
+            out["dask_equal"] = bool(drun.scores.equals(run.scores) and drun.detections.equals(run.detections))
+        return out
+    finally:
+        if own: shutil.rmtree(root, ignore_errors=True)
+
+# %% ../nbs/12_bench.ipynb #eb88dd91
+def report_taobao(out: dict, # what `bench_taobao` returned
+                 ) -> str:   # the step tables as text
+    "bench_taobao's step table (and the Dask one), the row accounting and the planted-truth check."
+    def table(d):
+        return "\n".join(f"  {r.step:<44}{int(r.events):>13,}{r.seconds:>10.1f}{r.events_per_s:>14,.0f}{r.peak_rss_gib:>10.2f}"
+                         for r in d.itertuples())
+    head = f"  {'step':<44}{'events':>13}{'seconds':>10}{'events/s':>14}{'peak GiB':>10}"
+    lines = [f"bench taobao: {out['n_events']:,} events ({out['info'].get('users', 0):,} users, {out['info'].get('categories', 0):,} "
+             f"categories, {out['info'].get('partitions', 0)} partitions); log written in {out['write_s']:.1f}s (not in the total)",
+             head, table(out["steps"]), f"  {out['report']}"]
+    if out.get("detection"):
+        d = out["detection"]
+        lines.append(f"  change points vs planted migrations: precision {d['precision']:.3f}, recall {d['recall']:.3f}")
+    if out.get("dask_steps") is not None:
+        lines += [f"  dask.distributed LocalCluster (same partitions; equal results: {out.get('dask_equal')})", head, table(out["dask_steps"])]
+    return "\n".join(lines)
+
+# %% ../nbs/12_bench.ipynb #28864c6c
+def cli_taobao(quick: bool = False, # 10^6 events instead of 10^8
+               events: int | None = None, # events (overrides quick)
+               dask_workers: int = 0, # also run on a LocalCluster with this many workers
+              ) -> None:
+    "What `interest-migration bench taobao` runs: the bench, printed."
+    n = events or (1_000_000 if quick else 100_000_000)
+    print(report_taobao(bench_taobao(n, sample_users=1_000 if n <= 1_000_000 else 5_000, dask_workers=dask_workers)), flush=True)

@@ -640,6 +640,7 @@ BENCHES = {
                                                                    save="bench-out/sequence_bench.json"))),
     "serve": lambda quick: _bench_serve(quick),
     "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
+    "taobao": lambda quick, **kw: __import__("interest_migration.bench", fromlist=["cli_taobao"]).cli_taobao(quick, **kw),
 }
 
 # %% ../nbs/13_cli.ipynb #964e7379

@@ -108,7 +108,9 @@ def _taobao_events(w: dict, # the world from _taobao_world
     n = int(budget.sum())
     u = np.repeat(np.arange(lo, hi), budget)
     day = rng.integers(0, w["days"], n)
-    t = day * 86_400 + rng.choice(24, n, p=_SIM_DIURNAL) * 3_600 + rng.integers(0, 3_600, n)
+    hour = np.searchsorted(np.cumsum(_SIM_DIURNAL)[:-1], rng.random(n), side="right")
+    key = np.sort((u.astype(np.int64) << 20) + day * 86_400 + hour * 3_600 + rng.integers(0, 3_600, n))  # users stay grouped
+    u, t = (key >> 20).astype(np.int64), key & ((1 << 20) - 1)   # every later draw is independent of the order
     slot = (rng.random(n)[:, None] > w["fav_cum"][u, :-1]).sum(1)
     cat = w["fav"][u, slot]
     moved = (t >= w["mig_s"][u]) & (rng.random(n) < w["strength"])
@@ -118,8 +120,6 @@ def _taobao_events(w: dict, # the world from _taobao_world
     pos = np.searchsorted(w["item_key"], cat + rng.random(n), side="right")
     item = w["item_order"][np.minimum(pos, len(w["item_order"]) - 1)]
     beh = np.searchsorted(np.cumsum(list(TAOBAO_BEHAVIOR_SHARES.values()))[:-1], rng.random(n), side="right").astype(np.int8)
-    o = np.lexsort((t, u))
-    u, t, item, beh = u[o], t[o], item[o], beh[o]
     dup = np.flatnonzero(rng.random(n) < dup_share)
     dup = dup[(dup > 0) & (u[dup] == u[np.maximum(dup - 1, 0)])]
     t[dup], item[dup], beh[dup] = t[dup - 1], item[dup - 1], beh[dup - 1]
@@ -147,7 +147,8 @@ class PartitionWriter:
         for p in np.flatnonzero(np.diff(bounds)):
             if p not in self._writers:
                 (self.folder / f"partition={p}").mkdir(exist_ok=True)
-                self._writers[p] = pq.ParquetWriter(self.folder / f"partition={p}" / "part-0.parquet", table.schema)
+                self._writers[p] = pq.ParquetWriter(self.folder / f"partition={p}" / "part-0.parquet", table.schema,
+                                                   use_dictionary=[f.name for f in table.schema if pa.types.is_dictionary(f.type)], compression="lz4")
             self._writers[p].write_table(table.slice(bounds[p], bounds[p + 1] - bounds[p]))
             self.rows[p] += bounds[p + 1] - bounds[p]
 
@@ -161,7 +162,7 @@ class PartitionWriter:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
-# %% ../nbs/03c_scale.ipynb #14d82705
+# %% ../nbs/03c_scale.ipynb #255da9f7
 @dataclass
 class TaobaoLog:
     "Where write_taobao_log put a Taobao-shaped log, and its planted truth."
@@ -172,7 +173,7 @@ class TaobaoLog:
     shape: dict  # events, users, items, categories, days
     seconds: float = 0.0  # time taken to write
 
-# %% ../nbs/03c_scale.ipynb #6eef140e
+# %% ../nbs/03c_scale.ipynb #c39f5a3a
 def write_taobao_log(
     out_dir: str | Path,  # folder to write into (created)
     n_events: int = 1_000_000,  # events (rows of the CSV); users, items and categories follow Taobao's proportions
@@ -237,7 +238,43 @@ def category_codes(values, # the events' categories (ints or text)
             return np.where(ids[code] == v, code, -1)
     return categories.get_indexer(pd.Series(v).astype(str))
 
-# %% ../nbs/03c_scale.ipynb #d557acba
+# %% ../nbs/03c_scale.ipynb #eb8fdb24
+def _bin_partition(events: pd.DataFrame, # one partition, with a category column
+                   edges: pd.DatetimeIndex, # global window edges
+                   categories: pd.Index, # global categories (text)
+                   category_col: str, # the events column with the category
+                  ) -> dict:  # users, row (user * W + window) and category code of the events inside the windows, their times and window ends
+    "Where each event of a partition falls: (user, window) row and category column of the global profile matrix."
+    e, W = edges.asi8, len(edges) - 1
+    t = timestamps_ns(events["timestamp"])
+    w = np.searchsorted(e, t, side="right") - 1
+    keep = np.flatnonzero((w >= 0) & (w < W))
+    cat = category_codes(events[category_col].to_numpy(), categories)
+    if (cat < 0).any():
+        bad = pd.unique(events[category_col].to_numpy()[cat < 0])[:5].tolist()
+        raise DataError(f"events column {category_col!r} has categories {bad} that are not in `categories`")
+    ucode, uniq = pd.factorize(events["user_id"], sort=True)
+    return {"users": pd.Index(uniq, name="user_id"), "keep": keep, "row": ucode[keep].astype(np.int64) * W + w[keep],
+            "cat": cat[keep], "t": t[keep], "end": e[w[keep] + 1], "n": len(events)}
+
+# %% ../nbs/03c_scale.ipynb #b8a73648
+def _profiles_from_bins(b: dict, # from _bin_partition
+                        weight: np.ndarray, # weight of every event of the partition
+                        edges: pd.DatetimeIndex, # global window edges
+                        categories: pd.Index, # global categories
+                        half_life, # decay inside each window towards its end, or None
+                       ) -> WindowedProfiles:
+    "Sum the binned events' weights (decayed when asked) into the partition's WindowedProfiles."
+    v = weight[b["keep"]]
+    if half_life is not None:
+        v = v * np.exp2(-(b["end"] - b["t"]) / pd.Timedelta(half_life).value)
+    W, C = len(edges) - 1, len(categories)
+    matrix = sp.coo_array((v, (b["row"], b["cat"])), shape=(len(b["users"]) * W, C)).tocsr()
+    matrix.sum_duplicates()
+    report = {"events": int(b["n"]), "events_used": int(len(b["keep"])), "events_outside_windows": int(b["n"] - len(b["keep"]))}
+    return WindowedProfiles(matrix, b["users"], edges, categories, None if half_life is None else pd.Timedelta(half_life), report)
+
+# %% ../nbs/03c_scale.ipynb #def2dd2e
 def partition_profiles(
     events: pd.DataFrame,  # one partition of a log whose rows carry their item's category (e.g. Taobao's)
     edges: Sequence,  # global window edges (UTC)
@@ -250,30 +287,13 @@ def partition_profiles(
     "Windowed profiles of one partition, its partial sums in the global windows and categories (no item table needed)."
     edges = pd.DatetimeIndex(edges).as_unit("ns")
     categories = pd.Index([str(c) for c in categories], name="category")
-    e, W, C = edges.asi8, len(edges) - 1, len(categories)
     if len(events) == 0:
-        return WindowedProfiles(sp.csr_array((0, C)), pd.Index([], name="user_id"), edges, categories,
+        return WindowedProfiles(sp.csr_array((0, len(categories))), pd.Index([], name="user_id"), edges, categories,
                                 None if half_life is None else pd.Timedelta(half_life), {"events": 0, "events_used": 0})
-    t = timestamps_ns(events["timestamp"])
-    w = np.searchsorted(e, t, side="right") - 1
-    inside = (w >= 0) & (w < W)
-    weight = event_weights(events, behavior_weights, use_value)
-    if half_life is not None:
-        weight = weight * np.exp2(-(e[np.clip(w + 1, 0, len(e) - 1)] - t) / pd.Timedelta(half_life).value)
-    cat = category_codes(events[category_col].to_numpy(), categories)
-    if (cat < 0).any():
-        bad = pd.unique(events[category_col].to_numpy()[cat < 0])[:5].tolist()
-        raise DataError(f"events column {category_col!r} has categories {bad} that are not in `categories`")
-    ucode, uniq = pd.factorize(events["user_id"], sort=True)
-    keep = np.flatnonzero(inside)
-    matrix = sp.coo_array((weight[keep], (ucode[keep].astype(np.int64) * W + w[keep], cat[keep])),
-                          shape=(len(uniq) * W, C)).tocsr()
-    matrix.sum_duplicates()
-    report = {"events": int(len(events)), "events_used": int(len(keep)), "events_outside_windows": int((~inside).sum())}
-    return WindowedProfiles(matrix, pd.Index(uniq, name="user_id"), edges, categories,
-                            None if half_life is None else pd.Timedelta(half_life), report)
+    b = _bin_partition(events, edges, categories, category_col)
+    return _profiles_from_bins(b, event_weights(events, behavior_weights, use_value), edges, categories, half_life)
 
-# %% ../nbs/03c_scale.ipynb #52e37bd3
+# %% ../nbs/03c_scale.ipynb #7b754e4e
 def _row_argmax(rows: np.ndarray, # row of each entry (any order)
                 cols: np.ndarray, # column of each entry
                 vals: np.ndarray, # value of each entry
@@ -283,13 +303,18 @@ def _row_argmax(rows: np.ndarray, # row of each entry (any order)
     out = np.zeros(n_rows, np.int64)
     pos = vals > 0
     rows, cols, vals = rows[pos], cols[pos], vals[pos]
-    if len(rows):
-        o = np.lexsort((cols, -vals, rows))
-        first = o[np.r_[True, rows[o][1:] != rows[o][:-1]]]
-        out[rows[first]] = cols[first]
+    if not len(rows): return out
+    key = rows.astype(np.int64) * (int(cols.max()) + 1) + cols
+    if (np.diff(key) < 0).any():  # not in (row, column) order: sort once
+        o = np.argsort(key, kind="stable"); rows, cols, vals = rows[o], cols[o], vals[o]
+    start = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    top = np.maximum.reduceat(vals, start)
+    hit = np.flatnonzero(vals == np.repeat(top, np.diff(np.r_[start, len(rows)])))
+    first = hit[np.r_[True, rows[hit][1:] != rows[hit][:-1]]]   # lowest column reaching the row's maximum
+    out[rows[first]] = cols[first]
     return out
 
-# %% ../nbs/03c_scale.ipynb #8e0cd83e
+# %% ../nbs/03c_scale.ipynb #2f2b935b
 def _sparse_js(key: np.ndarray, # group (pair) of each entry
                cols: np.ndarray, # category of each entry
                p: np.ndarray, # entry's share in the first distribution (0 if absent)
@@ -305,7 +330,7 @@ def _sparse_js(key: np.ndarray, # group (pair) of each entry
     terms = special.rel_entr(P, M) + special.rel_entr(Q, M)
     return np.maximum(0.5 * np.bincount(u // C, terms, n) / np.log(2), 0.0)
 
-# %% ../nbs/03c_scale.ipynb #b5adbc01
+# %% ../nbs/03c_scale.ipynb #07df8b59
 def migration_scores_sparse(
     wp: WindowedProfiles,  # windowed profiles (from `windowed_profiles`, `partition_profiles` or `merge_profiles`)
     min_weight: float = 0.0,  # a window counts as active when its total engagement exceeds this (>= 0)
@@ -332,7 +357,7 @@ def migration_scores_sparse(
                          "from_category": pd.Categorical.from_codes(f, categories=cats),
                          "to_category": pd.Categorical.from_codes(to, categories=cats), "switched": f != to})
 
-# %% ../nbs/03c_scale.ipynb #eadd5f45
+# %% ../nbs/03c_scale.ipynb #53076ee4
 def migration_counts(
     scores: pd.DataFrame,  # output of `migration_scores` / `migration_scores_sparse` (of one partition or all)
 ) -> pd.DataFrame:  # from_category, to_category, pairs: the non-zero cells of `migration_matrix(normalize=False)`
@@ -344,7 +369,7 @@ def migration_counts(
     return pd.DataFrame({"from_category": pd.Categorical.from_codes(u // C, categories=cats),
                          "to_category": pd.Categorical.from_codes(u % C, categories=cats), "pairs": n.astype(np.int64)})
 
-# %% ../nbs/03c_scale.ipynb #de7218f4
+# %% ../nbs/03c_scale.ipynb #ef2f90d8
 def add_counts(
     parts: Sequence,  # frames from `migration_counts` of several partitions (same categories)
 ) -> pd.DataFrame:  # from_category, to_category, pairs, share (P(to | from))
@@ -355,7 +380,7 @@ def add_counts(
     d["share"] = d["pairs"] / d.groupby("from_category", observed=True)["pairs"].transform("sum")
     return d
 
-# %% ../nbs/03c_scale.ipynb #0003169f
+# %% ../nbs/03c_scale.ipynb #6194e9f4
 def detect_migrations_sparse(
     wp: WindowedProfiles,    # windowed profiles built with unit weights and no decay (counts)
     alpha: float = 0.01,     # family-wise level of the likelihood-ratio test per user
@@ -400,7 +425,7 @@ def detect_migrations_sparse(
                          "from_category": pd.Categorical.from_codes(f, categories=cats),
                          "to_category": pd.Categorical.from_codes(t, categories=cats)})
 
-# %% ../nbs/03c_scale.ipynb #173612d5
+# %% ../nbs/03c_scale.ipynb #5706f8a2
 def _tree_rss() -> int:
     "Resident memory of this process and its children (Dask workers, pyarrow has none), in bytes."
     import psutil
@@ -411,7 +436,7 @@ def _tree_rss() -> int:
         except psutil.Error: pass
     return total
 
-# %% ../nbs/03c_scale.ipynb #8483022a
+# %% ../nbs/03c_scale.ipynb #acb99915
 class StepTable:
     "Time, events/s and peak resident memory (this process and its children, sampled every 50 ms) of each pipeline step."
     def __init__(self, every: float = 0.05):  # seconds between memory samples
@@ -447,7 +472,7 @@ class StepTable:
             d = pd.concat([d, pd.DataFrame([tot])], ignore_index=True)
         return d
 
-# %% ../nbs/03c_scale.ipynb #64c3cfe1
+# %% ../nbs/03c_scale.ipynb #f39c9fa6
 _UNIT = {b: 1.0 for b in BEHAVIORS}  # unit weights: the counts the change-point test assumes
 
 def partition_profiles_file(
@@ -457,12 +482,15 @@ def partition_profiles_file(
     half_life: str | pd.Timedelta | None = None,  # decay inside each window; None: plain sums
     behavior_weights: dict | None = None,  # behaviour -> weight; None: `BEHAVIOR_WEIGHTS`
 ) -> tuple:  # (weighted profiles, unit-weight count profiles) of the partition's users
-    "Read one partition and build its weighted and count profiles: the unit of work of the single-process and Dask paths."
+    "Read one partition and build its weighted and count profiles (one binning for both): the unit of work of both paths."
     ev = pd.read_parquet(path, columns=["user_id", "timestamp", "behavior", "category"])
-    return (partition_profiles(ev, edges, categories, half_life=half_life, behavior_weights=behavior_weights),
-            partition_profiles(ev, edges, categories, behavior_weights=_UNIT))
+    edges = pd.DatetimeIndex(edges).as_unit("ns")
+    categories = pd.Index([str(c) for c in categories], name="category")
+    b = _bin_partition(ev, edges, categories, "category")
+    return (_profiles_from_bins(b, event_weights(ev, behavior_weights), edges, categories, half_life),
+            _profiles_from_bins(b, event_weights(ev, _UNIT), edges, categories, None))
 
-# %% ../nbs/03c_scale.ipynb #66b0bc09
+# %% ../nbs/03c_scale.ipynb #a5c2bf47
 def partition_measures(
     profiles: tuple,  # (weighted, count) profiles from `partition_profiles_file`
     alpha: float = 0.01,  # level of the change-point test (see `detect_migrations`)
@@ -475,7 +503,7 @@ def partition_measures(
     return {"scores": s, "counts": migration_counts(s), "cells": int(wp.matrix.nnz),
             "detections": detect_migrations_sparse(wpu, alpha=alpha, min_js=min_js, min_count=min_count)}
 
-# %% ../nbs/03c_scale.ipynb #0f03efc1
+# %% ../nbs/03c_scale.ipynb #38f4d098
 def _read_to_spill(csv: Path, # Taobao UserBehavior.csv
                    spill: Path, # folder for the unvalidated user-hashed partitions
                    n_partitions: int, # partitions
@@ -501,7 +529,7 @@ def _read_to_spill(csv: Path, # Taobao UserBehavior.csv
     items, clashes = _items_from_pairs(pairs)
     return n_rows, n_bad, items, clashes, files
 
-# %% ../nbs/03c_scale.ipynb #ab1cecd2
+# %% ../nbs/03c_scale.ipynb #161560d0
 def _validate_partitions(spill_files: list, # unvalidated partitions from _read_to_spill
                          out: Path, # folder of the validated partitions
                          bar, # tqdm bar over rows
@@ -517,13 +545,14 @@ def _validate_partitions(spill_files: list, # unvalidated partitions from _read_
         hi = ev["timestamp"].iloc[-1] if hi is None else max(hi, ev["timestamp"].iloc[-1])
         dest = out / f.parent.name / "part-0.parquet"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        ev.to_parquet(dest, index=False)
+        table = pa.Table.from_pandas(ev, preserve_index=False)
+        pq.write_table(table, dest, use_dictionary=[f.name for f in table.schema if pa.types.is_dictionary(f.type)], compression="lz4")
         files.append(dest)
         f.unlink()
         bar.update(rep.n_in)
     return files, ValidationReport("events", n_in, n_out, dropped, fixed), lo, hi
 
-# %% ../nbs/03c_scale.ipynb #9bb744ff
+# %% ../nbs/03c_scale.ipynb #677658e4
 def _predict_sample(files: list, # validated partitions
                     items: pd.DataFrame, # item_id, category
                     edges: pd.DatetimeIndex, # the windows
@@ -550,7 +579,7 @@ def _predict_sample(files: list, # validated partitions
     data = next_window_dataset(ev.drop(columns="category"), it, edges=edges, half_life="2D")
     return compare_models(data, models=list(models), k=3, n_boot=200, seed=seed), len(ev)
 
-# %% ../nbs/03c_scale.ipynb #e4544d71
+# %% ../nbs/03c_scale.ipynb #097b3d1c
 @dataclass
 class ScaleRun:
     "What taobao_pipeline computed, with its step table."
@@ -569,7 +598,7 @@ class ScaleRun:
         return (f"ScaleRun({self.reports['events'].n_out:,} events, {self.info.get('users', 0):,} users, "
                 f"{len(self.edges) - 1} windows, {self.info.get('mode')}; total {self.steps['seconds'].iloc[-1]:.1f}s)")
 
-# %% ../nbs/03c_scale.ipynb #4b2f400d
+# %% ../nbs/03c_scale.ipynb #27e2ab73
 def taobao_pipeline(
     csv: str | Path,  # Taobao UserBehavior.csv (header-less; maybe compressed)
     work_dir: str | Path,  # folder for the parquet partitions (created; reused partitions are overwritten)
@@ -617,7 +646,7 @@ def taobao_pipeline(
     return ScaleRun(steps, {"events": rev, "items": rit}, res["scores"], res["matrix"], res["detections"], edges, files,
                     comp, score, info)
 
-# %% ../nbs/03c_scale.ipynb #140f1d81
+# %% ../nbs/03c_scale.ipynb #1c0f904c
 def _profiles_and_measures(files: list, # validated partitions
                            edges: pd.DatetimeIndex, # global windows
                            cats: pd.Index, # global categories
@@ -651,7 +680,7 @@ def _profiles_and_measures(files: list, # validated partitions
         if own: client.close()
     return res | {"info": dict(res["info"], mode=f"dask.distributed ({workers} workers)")}
 
-# %% ../nbs/03c_scale.ipynb #cd025a4d
+# %% ../nbs/03c_scale.ipynb #21dba886
 def _combine(outs: list, # partition_measures of every partition
             ) -> dict:  # scores, matrix, detections, info
     "Concatenate partitions' scores and change points (users are disjoint) and add their migration counts."
