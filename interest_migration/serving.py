@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from fastcore.basics import patch
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from .data import BEHAVIORS, DataError, atomic_output
@@ -30,7 +32,7 @@ from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import RuleSegmenter, SegmentPopularity
 from .exploration import BetaThompson
-from .store import IncrementalProfiles
+from .store import IncrementalProfiles, _id_key
 from .recommender import ModelFileError, make_manifest, write_manifest, read_manifest, data_summary
 
 logger = logging.getLogger(__name__)
@@ -39,9 +41,10 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'Id', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'sequence_to_onnx', 'ort_session', 'ort_scores',
            'random_sequences', 'onnx_parity', 'mlp_to_onnx', 'export_model', 'ServingModel', 'load_serving_model',
            'encode_events', 'top_k', 'rank_from_events', 'segment_of', 'cold_start_ranking', 'path_id', 'Event',
-           'EventBatch', 'UserAttributes', 'Reload', 'events_frame', 'user_interests', 'recommend_user', 'make_app',
-           'train_serving_model', 'retrain_from_store', 'app_from_env', 'start_server', 'stop_server', 'free_port',
-           'load_test', 'crash_test', 'scoring_ratio', 'bench_serve', 'report_serve']
+           'EventBatch', 'UserAttributes', 'Reload', 'UserEventCache', 'rank_codes', 'ImpressionWriter', 'events_frame',
+           'user_interests', 'recommend_user', 'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env',
+           'start_server', 'stop_server', 'free_port', 'load_test', 'crash_test', 'scoring_ratio', 'bench_serve',
+           'report_serve']
 
 # %% ../nbs/11b_serving.ipynb #e3ad6935
 class _ScoreNet(nn.Module):
@@ -468,15 +471,169 @@ class Reload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     folder: Optional[StrictStr] = None  # another model folder to serve from now on
 
+# %% ../nbs/11b_serving.ipynb #61eda62f
+class UserEventCache:
+    "Per-process cache of users' events as the model's codes, kept coherent with the store by arrival number."
+    def __init__(self, sm: ServingModel,  # the model whose catalogue the codes index
+                 max_users: int = 200_000,  # users kept; the least recently read are dropped beyond this
+                ):
+        self.sm, self.max_users, self.lock = sm, max_users, threading.Lock()
+        self.users = OrderedDict()  # user id -> dict(ts, seq, code, beh, last, n)
+        self.item_text = pd.Index([_id_key(i) for i in sm.catalog.item_id])  # the store's text of each catalogue item
+        self.behaviors = pd.Index(list(sm.catalog.behaviors))
+        self.hits = self.misses = 0
+
+    def __repr__(self):
+        return f"UserEventCache({len(self.users):,} users, {self.hits:,} hits, {self.misses:,} misses)"
+
+# %% ../nbs/11b_serving.ipynb #ea94eaef
+def _empty_entry() -> dict:
+    "A cache entry of a user with no events read yet."
+    z = np.zeros(0, np.int64)
+    return {"ts": z, "seq": z, "code": z, "beh": z, "last": 0, "n": 0}
+
+# %% ../nbs/11b_serving.ipynb #28d47b0f
+@patch
+def read(self: UserEventCache, store, # the store (its read connection)
+         uid, # the user
+        ) -> dict: # ts, seq, code, beh (known events, oldest first), last (arrival number), n (all events, known or not)
+    "The user's known events after absorbing what the store received since this process last read them."
+    with self.lock:
+        e = self.users.pop(uid, None)
+        if e is None: self.misses += 1; e = _empty_entry()
+        else: self.hits += 1
+        items, ts, beh, seq = store.user_tail(uid, e["last"])
+        if len(seq):
+            code = self.item_text.get_indexer(items) + 1
+            b = self.behaviors.get_indexer(beh)
+            b = np.where(b < 0, self.sm.default_behavior, b)
+            k = code > 0
+            new = {"ts": ts[k], "seq": seq[k], "code": code[k], "beh": b[k]}
+            cols = {c: np.concatenate([e[c], new[c]]) for c in new}
+            o = np.lexsort((cols["seq"], cols["ts"]))
+            e = {**{c: v[o] for c, v in cols.items()}, "last": int(seq[-1]), "n": e["n"] + len(seq)}
+        self.users[uid] = e
+        while len(self.users) > self.max_users:
+            self.users.popitem(last=False)
+        return e
+
+# %% ../nbs/11b_serving.ipynb #410a2682
+def rank_codes(
+    sm: ServingModel,  # the loaded model
+    code: np.ndarray,  # the user's known item codes (1..n_items), oldest first
+    beh: np.ndarray,  # their behaviour codes
+    k: int = 10,  # list length
+    exclude_seen: bool = True,  # mask every item in `code`
+) -> tuple:  # (item codes of the top k, best first; their scores)
+    "Full-catalogue ranking from a user's coded events (what `rank_from_events` does, without DataFrames)."
+    L = sm.max_len
+    x = np.zeros((1, L), np.int64); xb = np.zeros((1, L), np.int64)
+    c, b = code[-L:], beh[-L:]
+    x[0, :len(c)], xb[0, :len(b)] = c, b
+    scores = ort_scores(sm.session, x, xb, np.array([len(c)], np.int64))[0]
+    top = top_k(scores, k, np.unique(code) if exclude_seen else None)
+    return top, scores[top - 1].astype(float)
+
+# %% ../nbs/11b_serving.ipynb #06ce8ecd
+class ImpressionWriter:
+    "Impressions queued by request threads, written in batches by one background thread on its own store connection."
+    def __init__(self, url: str,  # the store URL (a second connection is opened)
+                 flush_s: float = 0.05,  # the thread writes what is queued this often (at most)
+                 max_pending: int = 1_000_000,  # rows queued at most; beyond, new rows are dropped and counted
+                ):
+        self.url, self.flush_s, self.max_pending = url, flush_s, max_pending
+        self.pending, self.n_pending, self.cond, self.write_lock = [], 0, threading.Condition(), threading.Lock()
+        self.store = self.thread = None
+        self.closed, self.written, self.dropped = False, 0, 0
+
+    def __repr__(self):
+        return f"ImpressionWriter({self.written:,} written, {self.n_pending:,} queued, {self.dropped:,} dropped)"
+
+# %% ../nbs/11b_serving.ipynb #541c5d0b
+@patch
+def put(self: ImpressionWriter, rows: list, # (request_id, user text, ts ns, model_version, item text, position, propensity, policy) tuples
+        kinds: dict, # {'user_id': 'int'|'str', 'item_id': 'int'|'str'}
+       ):
+    "Queue one response's impressions (returns at once; the background thread writes them)."
+    with self.cond:
+        if self.closed:
+            raise RuntimeError("ImpressionWriter is closed")
+        if self.n_pending + len(rows) > self.max_pending:
+            self.dropped += len(rows)
+            logger.error("impressions: %d queued rows already; %d dropped (is the store down?)", self.n_pending, len(rows))
+            return
+        self.pending.append((tuple(sorted(kinds.items())), rows)); self.n_pending += len(rows)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="impression-writer", daemon=True)
+            self.thread.start()
+        self.cond.notify()
+
+# %% ../nbs/11b_serving.ipynb #7ccb684d
+@patch
+def flush(self: ImpressionWriter) -> int:
+    "Write every queued impression now (one transaction per id kind); the number of rows written."
+    from interest_migration.store import open_store
+    with self.write_lock:
+        with self.cond:
+            batch, self.pending, self.n_pending = self.pending, [], 0
+        if not batch:
+            return 0
+        if self.store is None:
+            self.store = open_store(self.url, migrate=False)
+        groups = {}
+        for kinds, rows in batch:
+            groups.setdefault(kinds, []).extend(rows)
+        n = 0
+        cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
+        for kinds, rows in groups.items():
+            data = dict(zip(cols, (list(c) for c in zip(*rows))), kinds=dict(kinds))
+            n += self.store._write_impressions(data)["received"]
+        self.written += n
+        return n
+
+# %% ../nbs/11b_serving.ipynb #fe5ee7d5
+@patch
+def _run(self: ImpressionWriter):
+    "The background thread: wait for rows, let `flush_s` pass so a batch gathers, write it; until closed."
+    while True:
+        with self.cond:
+            self.cond.wait_for(lambda: self.pending or self.closed)
+            if self.closed:
+                return
+        time.sleep(self.flush_s)
+        try:
+            self.flush()
+        except Exception:
+            logger.exception("impressions: a batch could not be written (kept no rows of it)")
+
+# %% ../nbs/11b_serving.ipynb #73ae6f83
+@patch
+def close(self: ImpressionWriter):
+    "Stop the thread, write what is still queued, close the connection (a clean shutdown loses no impression)."
+    with self.cond:
+        self.closed = True
+        self.cond.notify_all()
+    if self.thread is not None:
+        self.thread.join(timeout=30)
+    self.flush()
+    if self.store is not None:
+        self.store.close(); self.store = None
+
 # %% ../nbs/11b_serving.ipynb #9db38d1f
 class _Service:
-    "Everything a request needs: the current model, the store, metrics, settings."
-    def __init__(self, models_dir, store, token, max_body, min_events, policy, seed):
+    "Everything a request needs: the current model and its event cache, the store's connections, metrics, settings."
+    def __init__(self, models_dir, store, store_url, token, max_body, min_events, policy, seed, flush_s=0.05):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from interest_migration.store import open_store
         self.models_dir, self.store, self.token, self.max_body = Path(models_dir), store, token, max_body
         self.min_events, self.policy, self.rng = min_events, policy, np.random.default_rng(seed)
         self.store_lock, self.reload_lock, self.rng_lock = threading.RLock(), threading.Lock(), threading.Lock()
+        memory = ":memory:" in str(store_url)         # one in-memory database: every connection would be another one
+        self.reader = store if memory else open_store(store_url, migrate=False)
+        self.impressions = ImpressionWriter(store_url, flush_s)
+        if memory: self.impressions.store = store
         self.model = load_serving_model(models_dir)
+        self.cache = UserEventCache(self.model)
         self.registry = r = CollectorRegistry()
         self.requests = Counter("im_requests", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r)
         self.latency = Histogram("im_request_seconds", "Request latency by route", ["route"], registry=r,
@@ -488,9 +645,18 @@ class _Service:
         self.profiles, self.profiles_model, self.profiles_lock = None, None, threading.Lock()
 
     def call(self, fn, *args, **kw):
-        "Run one store call under the store lock."
+        "Run one write on the store's write connection under the store lock."
         with self.store_lock:
             return fn(*args, **kw)
+
+    def flush(self) -> int:
+        "Write the queued impressions now (tests and notebooks read them back right after a request)."
+        return self.impressions.flush()
+
+    def close(self):
+        "Write the queued impressions, close the connections (the app's lifespan end calls this)."
+        self.impressions.close()
+        if self.reader is not self.store: self.reader.close()
 
 # %% ../nbs/11b_serving.ipynb #db9d3be6
 def _bad_request(status: int, message: str):
@@ -526,31 +692,36 @@ def _install_handlers(app, svc: _Service):
         return _bad_request(422, str(exc).splitlines()[0])
 
 # %% ../nbs/11b_serving.ipynb #1f6fd09f
-def _install_middleware(app, svc: _Service):
-    "Body size limit (413), request counts and latency per route."
-    @app.middleware("http")
-    async def _observe(request, call_next):
-        t0 = time.perf_counter()
-        if request.method in ("POST", "PUT", "PATCH"):
-            cl = request.headers.get("content-length")
-            if cl is None:
-                resp = _bad_request(411, "a Content-Length header is required")
-            elif not cl.isdigit() or int(cl) > svc.max_body:
-                resp = _bad_request(413, f"request body of {cl} bytes exceeds the limit of {svc.max_body:,} bytes")
-            else:
-                resp = None
-            if resp is not None:
-                svc.requests.labels("(rejected)", request.method, resp.status_code).inc()
-                return resp
+class _Observe:
+    "ASGI middleware: the body size limit (411/413), request counts and latency per route, 500 on an unhandled error."
+    def __init__(self, app, svc: _Service):
+        self.app, self.svc = app, svc
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        svc, t0, method, status = self.svc, time.perf_counter(), scope["method"], [None]
+        if method in ("POST", "PUT", "PATCH"):
+            cl = dict(scope["headers"]).get(b"content-length")
+            cl = None if cl is None else cl.decode("latin-1")
+            if cl is None or not cl.isdigit() or int(cl) > svc.max_body:
+                resp = (_bad_request(411, "a Content-Length header is required") if cl is None else
+                        _bad_request(413, f"request body of {cl} bytes exceeds the limit of {svc.max_body:,} bytes"))
+                svc.requests.labels("(rejected)", method, resp.status_code).inc()
+                return await resp(scope, receive, send)
+        async def send_status(msg):
+            if msg["type"] == "http.response.start": status[0] = msg["status"]
+            await send(msg)
         try:
-            resp = await call_next(request)
+            await self.app(scope, receive, send_status)
         except Exception:
-            logger.exception("unhandled error on %s %s", request.method, request.url.path)
-            resp = _bad_request(500, "internal error (logged); the service keeps serving")
-        route = getattr(request.scope.get("route"), "path", "(unmatched)")
-        svc.requests.labels(route, request.method, resp.status_code).inc()
+            logger.exception("unhandled error on %s %s", method, scope.get("path"))
+            if status[0] is None:
+                await _bad_request(500, "internal error (logged); the service keeps serving")(scope, receive, send)
+            status[0] = 500
+        route = getattr(scope.get("route"), "path", "(unmatched)")
+        svc.requests.labels(route, method, status[0]).inc()
         svc.latency.labels(route).observe(time.perf_counter() - t0)
-        return resp
 
 # %% ../nbs/11b_serving.ipynb #0903445a
 def _auth(svc: _Service):
@@ -585,6 +756,13 @@ def events_frame(
     df["value"] = df["value"].astype("float64")
     return df
 
+# %% ../nbs/11b_serving.ipynb #15dd8e5e
+def _sync_profiles(svc: _Service, sm: ServingModel):
+    "Bring the service's IncrementalProfiles up to date with the store (rebuilt for a new model's catalogue); caller holds profiles_lock."
+    if svc.profiles is None or svc.profiles_model is not sm:   # new model, new catalogue: start over
+        svc.profiles, svc.profiles_model = IncrementalProfiles(_items_table(sm), half_life="14D", freq="30D"), sm
+    svc.profiles.sync(svc.reader)
+
 # %% ../nbs/11b_serving.ipynb #b81c55a1
 def _install_event_routes(app, svc: _Service):
     "POST /events and GET /users/{user_id}/interests (the store's IncrementalProfiles, synced with the store per request)."
@@ -604,9 +782,7 @@ def _install_event_routes(app, svc: _Service):
         uid = path_id(user_id)
         sm = svc.model
         with svc.profiles_lock:
-            if svc.profiles is None or svc.profiles_model is not sm:   # new model, new catalogue: start over
-                svc.profiles, svc.profiles_model = IncrementalProfiles(_items_table(sm), half_life="14D", freq="30D"), sm
-            svc.profiles.sync(svc.store)            # absorb the events stored since the last request
+            _sync_profiles(svc, sm)                  # absorb the events stored since the last request
             if uid not in svc.profiles:
                 raise HTTPException(404, f"unknown user {uid!r}: no events in the store")
             prof = svc.profiles.profile(users=[uid]).iloc[0]
@@ -651,13 +827,16 @@ def user_interests(
             "migration": m, "unknown_items": int((~known).sum())}
 
 # %% ../nbs/11b_serving.ipynb #932c2897
-def _impressions(recs: pd.DataFrame, request_id: str, user_id, version: str) -> pd.DataFrame:
-    "The impression rows of one response (request_id, user_id, timestamp, model_version, item_id, position, propensity, policy)."
-    n = len(recs)
-    return pd.DataFrame({"request_id": [request_id] * n, "user_id": [user_id] * n,
-                         "timestamp": pd.Timestamp.now(tz="UTC").floor("us"), "model_version": version,
-                         "item_id": recs["item_id"].to_numpy(), "position": recs["position"].to_numpy(np.int64),
-                         "propensity": recs["propensity"].to_numpy(float), "policy": recs["policy"].to_numpy()})
+def _impression_rows(recs: dict, request_id: str, user_id, version: str) -> tuple:
+    "(rows, kinds) of one response's impressions, in the form `ImpressionWriter.put` queues."
+    items = recs["item_id"].tolist()
+    ts = time.time_ns() // 1000 * 1000                        # microseconds, as the store's readers show them
+    u = _id_key(user_id)
+    rows = [(request_id, u, ts, version, _id_key(i), p, q, recs["policy"])
+            for i, p, q in zip(items, recs["position"].tolist(), recs["propensity"].tolist())]
+    kinds = {"user_id": "int" if isinstance(user_id, (int, np.integer)) else "str",
+             "item_id": "int" if items and isinstance(items[0], (int, np.integer)) else "str"}
+    return rows, kinds
 
 # %% ../nbs/11b_serving.ipynb #6b3a9302
 def recommend_user(
@@ -665,37 +844,42 @@ def recommend_user(
     sm: ServingModel,  # the model taken at the start of the request (reloads do not change it mid-request)
     uid,  # user id
     k: int,  # list length
-) -> pd.DataFrame:  # item_id, position, score, propensity, policy
+) -> dict:  # item_id, position, score, propensity (arrays) and policy (str)
     "Warm users (>= min_events known events): ONNX ranking; cold users: the segment prior or the exploration policy."
-    ev = svc.call(svc.store.events, users=[uid])
-    codes = pd.Index(sm.catalog.item_id).get_indexer(ev["item_id"].to_numpy()) + 1
-    if (codes > 0).sum() >= svc.min_events:
-        recs = rank_from_events(sm, ev, k)
-        return recs.assign(propensity=1.0, policy="sequence")
-    attrs = svc.call(svc.store.get_user, uid)
-    if len(ev) == 0 and attrs is None:
+    cache = svc.cache if svc.cache.sm is sm else UserEventCache(sm)   # a reload between the two reads: this model's codes
+    e = cache.read(svc.reader, uid)
+    if len(e["code"]) >= svc.min_events:
+        top, score = rank_codes(sm, e["code"], e["beh"], k)
+        return {"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1), "score": score,
+                "propensity": np.ones(len(top)), "policy": "sequence"}
+    attrs = svc.reader.get_user(uid)
+    if e["n"] == 0 and attrs is None:
         from fastapi import HTTPException
         raise HTTPException(404, f"unknown user {uid!r}: no events and no attributes; PUT /users/{uid} or POST /events first")
     with svc.rng_lock:
         seed = int(svc.rng.integers(2**31))
-    return cold_start_ranking(sm, attrs or {}, np.unique(codes[codes > 0]), k, svc.policy, np.random.default_rng(seed))
+    df = cold_start_ranking(sm, attrs or {}, np.unique(e["code"]), k, svc.policy, np.random.default_rng(seed))
+    return {**{c: df[c].to_numpy() for c in ("item_id", "position", "score", "propensity")},
+            "policy": str(df["policy"].iloc[0]) if len(df) else "none"}
 
 # %% ../nbs/11b_serving.ipynb #a4608e5f
 def _install_user_routes(app, svc: _Service):
     "GET /users/{id}/recommendations, PUT /users/{id}, GET /items/{id}/tags."
     from fastapi import Depends, HTTPException, Query
+    from fastapi.responses import JSONResponse
 
-    @app.get("/users/{user_id}/recommendations")
-    def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)) -> dict:
+    @app.get("/users/{user_id}/recommendations", response_class=JSONResponse)
+    def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)):
         "Top-k items for a user, logged as impressions (model version, items, positions, propensities)."
         sm, uid = svc.model, path_id(user_id)
         recs = recommend_user(svc, sm, uid, k)
         rid = uuid.uuid4().hex
-        svc.call(svc.store.log_impressions, _impressions(recs, rid, uid, sm.version))
-        return {"request_id": rid, "user_id": uid, "model_version": sm.version,
-                "policy": str(recs["policy"].iloc[0]) if len(recs) else "none",
-                "items": [{"item_id": _jsonable(r.item_id), "position": int(r.position), "score": float(r.score),
-                           "propensity": float(r.propensity)} for r in recs.itertuples()]}
+        if len(recs["item_id"]):
+            svc.impressions.put(*_impression_rows(recs, rid, uid, sm.version))   # written off the request path
+        return JSONResponse({"request_id": rid, "user_id": uid, "model_version": sm.version, "policy": recs["policy"],
+                             "items": [{"item_id": i, "position": p, "score": s, "propensity": q} for i, p, s, q in
+                                       zip(recs["item_id"].tolist(), recs["position"].tolist(), recs["score"].tolist(),
+                                           recs["propensity"].tolist())]})   # plain json.dumps: no jsonable_encoder pass
 
     @app.put("/users/{user_id}", dependencies=[Depends(_auth(svc))])
     def put_user(user_id: str, attrs: UserAttributes) -> dict:
@@ -733,7 +917,7 @@ def _install_admin_routes(app, svc: _Service):
     def metrics():
         "Prometheus text format: requests and latency per route, model version, events stored."
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-        svc.events_stored.set(svc.call(svc.store.n_events))
+        svc.events_stored.set(svc.reader.n_events())
         return Response(generate_latest(svc.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", dependencies=[Depends(_auth(svc))])
@@ -745,7 +929,7 @@ def _install_admin_routes(app, svc: _Service):
                 new = load_serving_model(folder)
             except (ModelFileError, DataError, OSError) as e:
                 raise HTTPException(409, f"reload refused, still serving {svc.model.version}: {str(e).splitlines()[0]}")
-            old, svc.model = svc.model, new
+            old, svc.cache, svc.model = svc.model, UserEventCache(new), new
             svc.models_dir = folder
             svc.model_info.clear(); svc.model_info.labels(new.version).set(1)
         logger.info("reloaded %s -> %s", old.version, new.version)
@@ -760,8 +944,10 @@ def make_app(
     min_events: int = 3,  # users with fewer known events get the cold-start path
     policy: str = "segment",  # cold-start policy: 'segment' (prior) or 'thompson' (exploration, with propensities)
     seed: int = 0,  # seed of the exploration policy's random source
+    impression_flush_s: float = 0.05,  # impressions are written in batches this often, off the request path
 ):
     "The FastAPI application: events in, interests and recommendations out, impressions logged, hot reload, metrics."
+    from contextlib import asynccontextmanager
     from fastapi import FastAPI
     from interest_migration.store import open_store
     from interest_migration import __version__
@@ -770,12 +956,19 @@ def make_app(
     token = token if token is not None else (os.environ.get("INTEREST_MIGRATION_TOKEN") or None)
     store = open_store(store_url)
     store.migrate()
-    svc = _Service(models_dir, store, token, max_body, min_events, policy, seed)
-    app = FastAPI(title="interest_migration", version=__version__,
+    svc = _Service(models_dir, store, store_url, token, max_body, min_events, policy, seed, impression_flush_s)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        svc.close()                        # a clean shutdown writes every queued impression
+    app = FastAPI(title="interest_migration", version=__version__, lifespan=lifespan,
                   description="Events in; interests and next-item recommendations out (ONNX Runtime); impressions logged.")
     app.state.service = svc
+    with svc.profiles_lock:
+        _sync_profiles(svc, svc.model)     # absorb the stored log now, not in the first /interests request
     _install_handlers(app, svc)
-    _install_middleware(app, svc)
+    app.add_middleware(_Observe, svc=svc)   # pure ASGI: no extra task and stream per request
     _install_event_routes(app, svc)
     _install_user_routes(app, svc)
     _install_admin_routes(app, svc)

@@ -381,6 +381,19 @@ def recent_events(self: EventStore, user_id, # one user
                      "ORDER BY ts DESC, seq DESC LIMIT ?", (_id_key(user_id), int(n)))
     return self._frame(rows[::-1], sort=False)
 
+# %% ../nbs/11a_store.ipynb #a1d53142
+@patch
+def user_tail(self: EventStore, user_id, # one user
+              after: int = 0, # the user's last arrival number already read (0: all their events)
+             ) -> tuple: # (item ids as stored text (object), timestamps ns (int64), behaviour labels (object), arrival numbers (int64))
+    "One user's events that arrived after arrival number `after`, in arrival order, as plain arrays (no DataFrame)."
+    rows = self._all("SELECT item_id, ts, behavior, seq FROM events WHERE user_id = ? AND seq > ? ORDER BY seq",
+                     (_id_key(user_id), int(after)))
+    if not rows:
+        return np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64)
+    i, t, b, s = zip(*rows)
+    return np.asarray(i, dtype=object), np.asarray(t, np.int64), np.asarray(b, dtype=object), np.asarray(s, np.int64)
+
 # %% ../nbs/11a_store.ipynb #1c9b7839
 @patch
 def tail(self: EventStore, after: int = 0, # the last arrival number already read (0: from the start)
@@ -487,6 +500,28 @@ def users(self: EventStore) -> pd.DataFrame: # user_id + one column per attribut
 IMPRESSION_COLUMNS = ("request_id", "user_id", "timestamp", "model_version", "item_id", "position")  # required
 IMPRESSION_OPTIONAL = ("propensity", "policy")  # optional columns of log_impressions
 
+# %% ../nbs/11a_store.ipynb #0b22ef63
+@patch
+def _write_impressions(self: EventStore, rows: dict, # column -> list of SQL values (as `check_impressions` returns), plus 'kinds'
+                      ) -> dict: # received, stored, duplicates
+    "Insert checked impression rows in one durable transaction, skipping (request_id, position) pairs already logged."
+    cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
+    sql = (f"INSERT INTO impressions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+           "ON CONFLICT (request_id, position) DO NOTHING")
+    with self._tx() as c:
+        self._check_kinds(c, rows["kinds"])
+        if self.dialect == "sqlite":
+            before = c.total_changes
+            c.executemany(sql, zip(*(rows[k] for k in cols)))
+            stored = c.total_changes - before
+        else:
+            cur = c.execute("INSERT INTO impressions (" + ", ".join(cols) + ") SELECT * FROM unnest(%s::text[], %s::text[], "
+                            "%s::bigint[], %s::text[], %s::text[], %s::int[], %s::float8[], %s::text[]) "
+                            "ON CONFLICT (request_id, position) DO NOTHING", [rows[k] for k in cols])
+            stored = cur.rowcount
+    n = len(rows["ts"])
+    return dict(received=n, stored=stored, duplicates=n - stored)
+
 # %% ../nbs/11a_store.ipynb #96b07b32
 def _text_column(df: pd.DataFrame, col: str, required: bool = True) -> list:
     "A label column as text (whole floats as integers); a DataError naming the first missing row when `required`."
@@ -538,23 +573,7 @@ def log_impressions(self: EventStore, df: pd.DataFrame, # one row per item shown
     "Log impressions in one durable transaction; idempotent on (request_id, position)."
     if isinstance(df, pd.DataFrame) and len(df) == 0:
         return dict(received=0, stored=0, duplicates=0)
-    rows = check_impressions(df)
-    cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
-    sql = (f"INSERT INTO impressions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-           "ON CONFLICT (request_id, position) DO NOTHING")
-    with self._tx() as c:
-        self._check_kinds(c, rows["kinds"])
-        if self.dialect == "sqlite":
-            before = c.total_changes
-            c.executemany(sql, zip(*(rows[k] for k in cols)))
-            stored = c.total_changes - before
-        else:
-            cur = c.execute("INSERT INTO impressions (" + ", ".join(cols) + ") SELECT * FROM unnest(%s::text[], %s::text[], "
-                            "%s::bigint[], %s::text[], %s::text[], %s::int[], %s::float8[], %s::text[]) "
-                            "ON CONFLICT (request_id, position) DO NOTHING", [rows[k] for k in cols])
-            stored = cur.rowcount
-    n = len(rows["ts"])
-    return dict(received=n, stored=stored, duplicates=n - stored)
+    return self._write_impressions(check_impressions(df))
 
 # %% ../nbs/11a_store.ipynb #32f1be07
 @patch
