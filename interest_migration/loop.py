@@ -16,7 +16,8 @@ import pandas as pd
 from .data import DataError
 from .metrics import bootstrap_ci
 from .simulate import SimulatedLog, simulate_log
-from .serving import ServingModel, load_serving_model, make_app, ort_scores, retrain_from_store, train_serving_model
+from .serving import make_app, retrain_from_store, train_serving_model
+from .model_export import ServingModel, load_serving_model, ort_scores
 from .store import open_store
 
 logger = logging.getLogger(__name__)
@@ -119,14 +120,14 @@ def _serve_and_click(client, sim, users, day_start, p_click, k, rng) -> pd.DataF
 # %% ../nbs/11c_loop.ipynb #547b67e7
 def run_feedback_loop(
     seed: int = 0,  # seed of the simulated world and of the training
-    n_users: int = 300,  # simulated users
-    n_items: int = 150,  # items
+    n_users: int = 200,  # simulated users
+    n_items: int = 100,  # items
     n_categories: int = 6,  # categories
-    n_events: int = 24_000,  # organic events over the whole log
-    days: int = 40,  # length of the simulated log
-    loop_days: int = 8,  # simulated days run through the loop (the last ones of the log)
+    n_events: int = 12_000,  # organic events over the whole log
+    days: int = 30,  # length of the simulated log
+    loop_days: int = 6,  # simulated days run through the loop (the last ones of the log)
     warmup_share: float = 0.25,  # the day-0 model trains on this first share of the log (before any migration)
-    max_epochs: int = 3,  # epochs of the day-0 training and of each retraining
+    max_epochs: int = 2,  # epochs of the day-0 training and of each retraining
     k: int = 10,  # list length served and NDCG cut-off
     p_click: float = 0.6,  # a shown item is clicked with p_click x its category's planted weight
     work_dir: str | Path | None = None,  # where the store and model folders go (default: a temporary folder, removed)

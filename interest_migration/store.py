@@ -30,7 +30,7 @@ from .profiles import event_weights, event_categories, _item_category_table
 # %% auto #0
 __all__ = ['logger', 'SCHEMA_VERSION', 'STORE_COLUMNS', 'IMPRESSION_COLUMNS', 'IMPRESSION_OPTIONAL', 'REWARD_DEFAULT',
            'EventStore', 'open_store', 'check_store_events', 'check_impressions', 'user_partitions',
-           'IncrementalProfiles', 'bench_store', 'logged_decisions', 'ope_from_store']
+           'IncrementalProfiles', 'logged_decisions', 'ope_from_store']
 
 # %% ../nbs/11a_store.ipynb #28508be4
 logger = logging.getLogger(__name__)
@@ -808,39 +808,6 @@ def migration(self: IncrementalProfiles, min_weight: float = 0.0, # a window is 
 def edges(self: IncrementalProfiles) -> pd.DatetimeIndex:
     "Window edges from `start` to the end of the current window (for `windowed_profiles(edges=...)`)."
     return _utc_from_ns(self.start + np.arange(self.w + 2) * self.freq)
-
-# %% ../nbs/11a_store.ipynb #8539faf7
-def bench_store(url: str | None = None, # store to write into (fresh event ids: nothing collides); None: a new SQLite file per batch size
-                n_events: int = 50_000, # events written per batch size
-                batch_sizes=(100, 1_000, 10_000), # events per add_events call
-                seed: int = 0, # simulator seed of the events
-               ) -> pd.DataFrame: # one row per batch size: batches, seconds, events/s (write), read events/s
-    "Time durable, idempotent ingestion (`add_events` with event ids) and the read back, per batch size."
-    import tempfile
-    import uuid
-    from interest_migration.simulate import simulate_log
-    ev = simulate_log(n_users=max(200, n_events // 50), n_items=500, n_events=n_events, seed=seed).events
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for b in batch_sizes:
-            store = open_store(url or f"sqlite:///{tmp}/bench-{b}.db")
-            before, run = store.n_events(), uuid.uuid4().hex[:12]
-            log = ev.assign(event_id=[f"bench-{run}-{k}" for k in range(len(ev))])
-            t = time.perf_counter()
-            for k in range(0, len(log), b):
-                store.add_events(log.iloc[k:k + b])
-            write = time.perf_counter() - t
-            t = time.perf_counter()
-            n_read = len(store.events())
-            read = time.perf_counter() - t
-            n = store.n_events() - before
-            if n != len(log): raise DataError(f"bench_store: {len(log):,} events sent, {n:,} stored")
-            rows.append(dict(backend=store.dialect, batch_size=b, n_events=n, batches=-(-len(log) // b), seconds=write,
-                             events_per_s=n / write, read_seconds=read, read_events_per_s=n_read / read))
-            store.close()
-    out = pd.DataFrame(rows)
-    logger.info("bench_store:\n%s", out.to_string())
-    return out
 
 # %% ../nbs/11a_store.ipynb #e172c752
 REWARD_DEFAULT = {"cart": 1.0, "buy": 1.0}  # behaviour -> reward of an impression followed by it (others: 0)

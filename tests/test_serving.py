@@ -16,9 +16,9 @@ from interest_migration.profiles import interest_profile  # noqa: E402
 from interest_migration.recommender import ModelFileError  # noqa: E402
 from interest_migration.sequence import RunOptions, planted_log, sequence_split
 from interest_migration.neural import GRU4Rec, SASRec  # noqa: E402
-from interest_migration.serving import (  # noqa: E402
-    _items_table, crash_test, free_port, load_serving_model, load_test, make_app, mlp_to_onnx, onnx_parity,
-    ort_session, rank_from_events, sequence_to_onnx, start_server, stop_server, top_k, train_serving_model)
+from interest_migration.serving import _items_table, make_app, rank_from_events, top_k, train_serving_model
+from interest_migration.model_export import load_serving_model, mlp_to_onnx, onnx_parity, ort_session, sequence_to_onnx
+from interest_migration.serve_bench import crash_test, free_port, load_test, start_server, stop_server
 from interest_migration.store import open_store  # noqa: E402
 
 TOKEN = "t0ken"
@@ -218,7 +218,7 @@ def test_crash_kill9_every_acknowledged_event_once(served):
 
 @pytest.mark.slow
 def test_bench_serve_full():
-    from interest_migration.serving import bench_serve
+    from interest_migration.serve_bench import bench_serve
     res = bench_serve(quick=False)
     assert res["no_5xx"] and res["exactly_once"] and res["crash"]["acknowledged_present_once"]
 
