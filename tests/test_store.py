@@ -350,7 +350,7 @@ def test_sigkill_mid_ingestion_keeps_acknowledged_batches_whole(url, kill_after)
 
 
 # ---- off-policy evaluation from the store -----------------------------------------------------------------------------
-from interest_migration.store import ope_from_store, logged_decisions  # noqa: E402
+from interest_migration.logged_ope import ope_from_store, logged_decisions  # noqa: E402
 
 
 def _hand_store(store):
