@@ -622,8 +622,8 @@ def run_demo(
 # Each bench returns its figures; the CLI prints them (the library only logs).
 def _bench_serve(quick: bool):
     "bench serve: the service under load (serving.bench_serve) and the store's durable ingestion rate (store.bench_store)."
-    from interest_migration.serving import bench_serve, report_serve
-    from interest_migration.store import bench_store
+    from interest_migration.serve_bench import bench_serve, report_serve
+    from interest_migration.serve_bench import bench_store
     print(report_serve(bench_serve(quick=quick)))
     tab = bench_store(n_events=10_000 if quick else 50_000)
     print("event store alone (SQLite, durable commits, client event ids): events/s per batch size\n" + tab.to_string())
@@ -1002,7 +1002,8 @@ def _cmd_export(a):
 # %% ../nbs/13_cli.ipynb #9e49da69
 def _cmd_serve(a):
     import uvicorn
-    from interest_migration.serving import ENV_DB, ENV_MODELS, ENV_POLICY, ENV_TOKEN, load_serving_model
+    from interest_migration.serving import ENV_DB, ENV_MODELS, ENV_POLICY, ENV_TOKEN
+    from interest_migration.model_export import load_serving_model
     from interest_migration.store import open_store
     sm = load_serving_model(a.models)            # a clear error now rather than in every worker
     open_store(a.db).close()
@@ -1015,7 +1016,8 @@ def _cmd_serve(a):
 
 # %% ../nbs/13_cli.ipynb #eb18ffaa
 def _cmd_retrain(a):
-    from interest_migration.serving import load_serving_model, retrain_from_store
+    from interest_migration.serving import retrain_from_store
+    from interest_migration.model_export import load_serving_model
     folder = retrain_from_store(a.db, a.models, out=a.out, max_epochs=a.epochs, time_limit=a.seconds, seed=a.seed)
     print(f"wrote {folder}: {load_serving_model(folder).version}; POST /admin/reload to serve it")
     return 0

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from fastcore.basics import patch
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from .data import BEHAVIORS, DataError, atomic_output
@@ -30,276 +32,18 @@ from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import RuleSegmenter, SegmentPopularity
 from .exploration import BetaThompson
-from .store import IncrementalProfiles
+from .store import IncrementalProfiles, _id_key
+from .model_export import (ServingModel, _ScoreNet, _jsonable, export_model, load_serving_model, ort_scores,
+                                              ort_session, random_sequences, sequence_to_onnx, onnx_parity, mlp_to_onnx)
 from .recommender import ModelFileError, make_manifest, write_manifest, read_manifest, data_summary
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'Id', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'sequence_to_onnx', 'ort_session', 'ort_scores',
-           'random_sequences', 'onnx_parity', 'mlp_to_onnx', 'export_model', 'ServingModel', 'load_serving_model',
-           'encode_events', 'top_k', 'rank_from_events', 'segment_of', 'cold_start_ranking', 'path_id', 'Event',
-           'EventBatch', 'UserAttributes', 'Reload', 'events_frame', 'user_interests', 'recommend_user', 'make_app',
-           'train_serving_model', 'retrain_from_store', 'app_from_env', 'start_server', 'stop_server', 'free_port',
-           'load_test', 'crash_test', 'scoring_ratio', 'bench_serve', 'report_serve']
-
-# %% ../nbs/11b_serving.ipynb #e3ad6935
-class _ScoreNet(nn.Module):
-    "Full-catalogue scores from right-padded item/behaviour codes and lengths: the graph that is exported."
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, items, behaviors, lengths):
-        h = self.net(items, behaviors)
-        idx = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, h.shape[2])
-        last = h.gather(1, idx).squeeze(1)
-        return last @ self.net.emb.table()[1:].T
-
-# %% ../nbs/11b_serving.ipynb #d1432db6
-def sequence_to_onnx(
-    model,  # a fitted SASRec, GRU4Rec or LSTMRec
-    path: str | Path,  # the .onnx file to write
-    opset: int = 17,  # ONNX opset
-) -> Path:
-    "Export a fitted sequence model's full-catalogue scoring (inputs items, behaviors, lengths; output scores) to ONNX."
-    if not hasattr(model, "net_"):
-        raise DataError(f"sequence_to_onnx: {type(model).__name__} is not a fitted neural sequence model (no net_)")
-    w = _ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
-    L = int(model.max_len)
-    x, b, n = torch.ones((2, L), dtype=torch.long), torch.zeros((2, L), dtype=torch.long), torch.full((2,), L)
-    dyn = {k: {0: "batch"} for k in ("items", "behaviors", "lengths", "scores")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(w, (x, b, n), str(path), input_names=["items", "behaviors", "lengths"],
-                          output_names=["scores"], dynamic_axes=dyn, opset_version=opset, dynamo=False)
-    return Path(path)
-
-# %% ../nbs/11b_serving.ipynb #0ddd86dd
-def ort_session(
-    path_or_bytes,  # an .onnx file or its bytes
-    num_threads: int = 1,  # intra-op threads (1 per worker process serves best on a small machine)
-) -> "ort.InferenceSession":
-    "An ONNX Runtime CPU session with a fixed number of threads."
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = num_threads, 1
-    src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-
-# %% ../nbs/11b_serving.ipynb #52f5c769
-def ort_scores(
-    session,  # an InferenceSession of a sequence graph
-    items: np.ndarray,  # (n, max_len) int64 item codes, right-padded with 0
-    behaviors: np.ndarray,  # (n, max_len) int64 behaviour codes
-    lengths: np.ndarray,  # (n,) int64 lengths
-) -> np.ndarray:  # (n, n_items) float32
-    "Run a sequence graph (inputs the exporter dropped as unused, e.g. behaviours of a model without them, are not fed)."
-    feed = {"items": np.asarray(items, np.int64), "behaviors": np.asarray(behaviors, np.int64),
-            "lengths": np.asarray(lengths, np.int64)}
-    names = {i.name for i in session.get_inputs()}
-    return session.run(["scores"], {k: v for k, v in feed.items() if k in names})[0]
-
-# %% ../nbs/11b_serving.ipynb #65bb6d4e
-def random_sequences(
-    catalog: Catalog,  # the model's catalogue
-    max_len: int,  # padded width
-    length: int,  # events in each sequence (1..max_len)
-    n: int = 1000,  # sequences
-    seed: int = 0,  # random seed
-) -> tuple:  # (items, behaviors, lengths) int64 arrays
-    "Random right-padded sequences of one length over a catalogue (item codes 1..n_items, any behaviour)."
-    rng = np.random.default_rng([seed, length])
-    items = np.zeros((n, max_len), np.int64)
-    beh = np.zeros((n, max_len), np.int64)
-    items[:, :length] = rng.integers(1, catalog.n_items + 1, (n, length))
-    beh[:, :length] = rng.integers(0, len(catalog.behaviors), (n, length))
-    return items, beh, np.full(n, length, np.int64)
-
-# %% ../nbs/11b_serving.ipynb #1460e2c0
-def onnx_parity(
-    model,  # the fitted sequence model that was exported
-    path: str | Path,  # its .onnx file
-    n: int = 1000,  # sequences per length
-    lengths=None,  # lengths to test; default every length 1..max_len
-    seed: int = 0,  # random seed
-    tol: float = 1e-5,  # parity when |onnx - torch| <= tol + tol * |torch| for every score (numpy.allclose)
-) -> pd.DataFrame:  # length, n, max_abs_diff, max_rel_diff, max_abs_score, parity
-    "Largest |PyTorch - ONNX Runtime| score difference on `n` random sequences of each length, and whether they agree to `tol`."
-    sess = ort_session(path, num_threads=2)
-    w = _ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
-    rows = []
-    for L in (range(1, model.max_len + 1) if lengths is None else lengths):
-        x, b, n_ = random_sequences(model.catalog_, model.max_len, L, n, seed)
-        with torch.no_grad():
-            ref = w(torch.from_numpy(x), torch.from_numpy(b), torch.from_numpy(n_)).numpy()
-        got = ort_scores(sess, x, b, n_)
-        d = np.abs(ref - got)
-        rows.append({"length": L, "n": n, "max_abs_diff": float(d.max()), "max_rel_diff": float((d / np.maximum(np.abs(ref), 1)).max()),
-                     "max_abs_score": float(np.abs(ref).max()), "parity": bool(np.allclose(got, ref, rtol=tol, atol=tol))})
-    return pd.DataFrame(rows)
-
-# %% ../nbs/11b_serving.ipynb #41f72ab2
-def mlp_to_onnx(
-    clf,  # a fitted TorchMLPClassifier (or a Pipeline ending in one: only the network is exported)
-    path: str | Path,  # the .onnx file to write
-    opset: int = 17,  # ONNX opset
-) -> Path:
-    "Export a fitted TorchMLPClassifier's network with its sigmoid: features (n, n_features) -> probabilities (n, n_labels)."
-    est = clf.steps[-1][1] if hasattr(clf, "steps") else clf
-    if not hasattr(est, "module_"):
-        raise DataError(f"mlp_to_onnx: {type(est).__name__} is not a fitted TorchMLPClassifier (no module_)")
-    net = nn.Sequential(copy.deepcopy(est.module_).cpu().eval(), nn.Sigmoid()).eval()
-    x = torch.zeros((2, est.n_features_in_), dtype=torch.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), str(path), input_names=["features"], output_names=["proba"],
-                          dynamic_axes={"features": {0: "batch"}, "proba": {0: "batch"}}, opset_version=opset, dynamo=False)
-    return Path(path)
-
-# %% ../nbs/11b_serving.ipynb #673ffde8
-def _catalog_json(model) -> dict:
-    "The sequence model's catalogue and input conventions as plain JSON."
-    cat = model.catalog_
-    ids = cat.item_id
-    return {"model": type(model).__name__, "max_len": int(model.max_len), "default_behavior": int(model.default_behavior_),
-            "item_id": [int(x) for x in ids] if ids.dtype.kind in "iu" else [str(x) for x in ids],
-            "item_category": [int(c) for c in cat.item_category], "categories": [str(c) for c in cat.categories],
-            "behaviors": [str(b) for b in cat.behaviors]}
-
-# %% ../nbs/11b_serving.ipynb #df4f800a
-def _cold_start_tables(sp: SegmentPopularity, cat: Catalog) -> tuple:
-    "(json part, arrays) of a fitted SegmentPopularity aligned with the sequence catalogue's item order."
-    pos = pd.Index(sp.item_ids_).get_indexer(cat.item_id)
-    if (pos < 0).any():
-        raise DataError(f"export_model: {int((pos < 0).sum())} catalogue item(s) unknown to the segment model, "
-                        f"e.g. {cat.item_id[pos < 0][:5].tolist()}; fit both on the same items table")
-    seg = sp.segmenter_
-    meta = {"segments": [str(s) for s in sp.segments_], "categories": [str(c) for c in sp.categories_],
-            "segmenter": {"columns": list(seg.columns) if not isinstance(seg.columns, str) else [seg.columns],
-                          "age_bands": _jsonable(list(seg.age_bands))}}
-    arrays = {"segment_items": np.asarray(sp.segment_items_, np.float64)[:, pos],
-              "segment_profiles": sp.segment_profiles_.to_numpy(np.float64),
-              "global_items": np.asarray(sp.global_items_, np.float64)[pos],
-              "global_profile": np.asarray(sp.global_profile_, np.float64).ravel()}
-    return meta, arrays
-
-# %% ../nbs/11b_serving.ipynb #b37ae3dc
-def export_model(
-    model,  # fitted SASRec / GRU4Rec / LSTMRec (sequence.py)
-    folder: str | Path,  # the model folder to write (replaced whole, atomically)
-    *,
-    events: pd.DataFrame | None = None,  # the training log (summarised in the manifest)
-    segments: SegmentPopularity | None = None,  # fitted cold-start model; None: cold users get global popularity
-    mlp=None,  # fitted TorchMLPClassifier (next-window interests), exported as mlp.onnx
-    mlp_features: list | None = None,  # the MLP's input feature names, recorded with it
-    tags: dict | None = None,  # item_id -> list of tags (GET /items/{id}/tags)
-    metrics: dict | None = None,  # metrics measured at export time (e.g. test NDCG@10)
-    check_parity: bool = True,  # check ONNX Runtime against PyTorch (100 sequences per length) before writing
-) -> Path:
-    "Write a serving model folder: ONNX graph(s), catalogue, cold-start tables, weights and the manifest."
-    cat, cj = model.catalog_, _catalog_json(model)
-    with atomic_output(folder, "folder") as tmp:
-        tmp = Path(tmp)
-        files = ["sequence.onnx", "catalog.json"]
-        sequence_to_onnx(model, tmp / "sequence.onnx")
-        (tmp / "catalog.json").write_text(json.dumps(cj))
-        params = {"model": cj["model"], "max_len": cj["max_len"], "sequence_params": _jsonable(model.get_params())}
-        if check_parity:
-            par = onnx_parity(model, tmp / "sequence.onnx", n=100)
-            if not par.parity.all():
-                raise ModelFileError(f"export_model: ONNX Runtime differs from PyTorch by {par.max_abs_diff.max():.2e}")
-            params["onnx_parity_max_abs_diff"] = float(par.max_abs_diff.max())
-        if segments is not None:
-            meta, arrays = _cold_start_tables(segments, cat)
-            (tmp / "cold_start.json").write_text(json.dumps(meta))
-            np.savez(tmp / "cold_start.npz", **arrays)
-            files += ["cold_start.json", "cold_start.npz"]
-        if mlp is not None:
-            mlp_to_onnx(mlp, tmp / "mlp.onnx")
-            (tmp / "mlp.json").write_text(json.dumps({"features": list(mlp_features or []),
-                                                       "labels": [str(c) for c in getattr(mlp, "classes_", [])]}))
-            files += ["mlp.onnx", "mlp.json"]
-        if tags is not None:
-            (tmp / "tags.json").write_text(json.dumps([[_jsonable(k), list(map(str, v))] for k, v in tags.items()]))
-            files.append("tags.json")
-        labels = np.asarray([""] + list(cat.categories), dtype=object)[cat.item_category[1:]]
-        man = make_manifest("sequence-serving", item_ids=list(cat.item_id), categories=list(labels),
-                            data=data_summary(events) if events is not None else None, params=params,
-                            metrics=_jsonable(metrics or {}))
-        write_manifest(tmp, man, files=files)
-    return Path(folder)
-
-# %% ../nbs/11b_serving.ipynb #5ef5b5fa
-def _jsonable(x):
-    "Numpy scalars, tuples, arrays and frames inside `x` as plain JSON values."
-    if isinstance(x, dict): return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray): return _jsonable(x.tolist())
-    if isinstance(x, np.generic): return x.item()
-    if isinstance(x, (pd.Timestamp, pd.Timedelta)): return str(x)
-    return x
-
-# %% ../nbs/11b_serving.ipynb #da6c35d2
-@dataclass(repr=False)
-class ServingModel:
-    "A loaded, verified model folder: the ONNX session, catalogue, cold-start tables, tags and the version string."
-    folder: Path  # where it was loaded from
-    manifest: dict  # the verified manifest
-    version: str  # model version: kind + first 12 hex digits of the manifest's SHA-256
-    session: object  # ONNX Runtime session of sequence.onnx
-    catalog: Catalog  # item ids, categories, behaviours
-    max_len: int  # events the graph reads
-    default_behavior: int  # behaviour code for labels the model has not seen
-    cold: dict | None = None  # cold-start tables (segment profiles and item scores) or None
-    tags: dict | None = None  # item_id -> tags, or None
-    mlp: object = None  # ONNX Runtime session of mlp.onnx, or None
-
-    def __repr__(self):
-        return (f"ServingModel({self.version}: {self.manifest['params'].get('model')}, {self.catalog.n_items:,} items, "
-                f"cold start {'segments' if self.cold else 'global popularity'}, tags {'yes' if self.tags else 'no'})")
-
-# %% ../nbs/11b_serving.ipynb #06f1c27b
-def _verified_bytes(folder: Path, name: str, manifest: dict) -> bytes:
-    "The bytes of one listed file, refused unless their SHA-256 is the manifest's."
-    entry = manifest.get("files", {}).get(name)
-    want = entry.get("sha256") if isinstance(entry, dict) else entry
-    if want is None:
-        raise ModelFileError(f"{folder}: {name} is not listed in manifest.json")
-    try:
-        data = (folder / name).read_bytes()
-    except OSError as e:
-        raise ModelFileError(f"{folder}: cannot read {name}: {e}") from None
-    if hashlib.sha256(data).hexdigest() != want:
-        raise ModelFileError(f"{folder}: {name} does not match its SHA-256 in manifest.json (corrupted or changed)")
-    return data
-
-# %% ../nbs/11b_serving.ipynb #01cf1c06
-def load_serving_model(
-    folder: str | Path,  # a folder written by export_model
-    num_threads: int = 1,  # ONNX Runtime threads per session
-) -> ServingModel:
-    "Load and verify a serving model folder (one-line ModelFileError when anything is missing, changed or not ours)."
-    import io
-    folder = Path(folder)
-    man = read_manifest(folder, verify=True)
-    if man.get("kind") != "sequence-serving":
-        raise ModelFileError(f"{folder}: manifest kind is {man.get('kind')!r}, not 'sequence-serving'")
-    cj = json.loads(_verified_bytes(folder, "catalog.json", man))
-    ids = np.asarray(cj["item_id"], dtype=np.int64 if all(isinstance(i, int) for i in cj["item_id"]) else object)
-    cat = Catalog(ids, np.asarray(cj["item_category"], np.int64), cj["categories"], cj["behaviors"])
-    sess = ort_session(_verified_bytes(folder, "sequence.onnx", man), num_threads)
-    files = man.get("files", {})
-    cold = None
-    if "cold_start.json" in files:
-        cold = json.loads(_verified_bytes(folder, "cold_start.json", man))
-        with np.load(io.BytesIO(_verified_bytes(folder, "cold_start.npz", man)), allow_pickle=False) as z:
-            cold.update({k: z[k] for k in z.files})
-    tags = {k: v for k, v in json.loads(_verified_bytes(folder, "tags.json", man))} if "tags.json" in files else None
-    mlp = ort_session(_verified_bytes(folder, "mlp.onnx", man), num_threads) if "mlp.onnx" in files else None
-    digest = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()[:12]
-    return ServingModel(folder, man, f"{cj['model'].lower()}-{digest}", sess, cat, int(cj["max_len"]),
-                        int(cj["default_behavior"]), cold, tags, mlp)
+__all__ = ['logger', 'Id', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'encode_events', 'top_k', 'rank_from_events',
+           'segment_of', 'cold_start_ranking', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload',
+           'UserEventCache', 'rank_codes', 'ImpressionWriter', 'events_frame', 'user_interests', 'recommend_user',
+           'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #2f154539
 def encode_events(
@@ -468,15 +212,169 @@ class Reload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     folder: Optional[StrictStr] = None  # another model folder to serve from now on
 
+# %% ../nbs/11b_serving.ipynb #61eda62f
+class UserEventCache:
+    "Per-process cache of users' events as the model's codes, kept coherent with the store by arrival number."
+    def __init__(self, sm: ServingModel,  # the model whose catalogue the codes index
+                 max_users: int = 200_000,  # users kept; the least recently read are dropped beyond this
+                ):
+        self.sm, self.max_users, self.lock = sm, max_users, threading.Lock()
+        self.users = OrderedDict()  # user id -> dict(ts, seq, code, beh, last, n)
+        self.item_text = pd.Index([_id_key(i) for i in sm.catalog.item_id])  # the store's text of each catalogue item
+        self.behaviors = pd.Index(list(sm.catalog.behaviors))
+        self.hits = self.misses = 0
+
+    def __repr__(self):
+        return f"UserEventCache({len(self.users):,} users, {self.hits:,} hits, {self.misses:,} misses)"
+
+# %% ../nbs/11b_serving.ipynb #ea94eaef
+def _empty_entry() -> dict:
+    "A cache entry of a user with no events read yet."
+    z = np.zeros(0, np.int64)
+    return {"ts": z, "seq": z, "code": z, "beh": z, "last": 0, "n": 0}
+
+# %% ../nbs/11b_serving.ipynb #28d47b0f
+@patch
+def read(self: UserEventCache, store, # the store (its read connection)
+         uid, # the user
+        ) -> dict: # ts, seq, code, beh (known events, oldest first), last (arrival number), n (all events, known or not)
+    "The user's known events after absorbing what the store received since this process last read them."
+    with self.lock:
+        e = self.users.pop(uid, None)
+        if e is None: self.misses += 1; e = _empty_entry()
+        else: self.hits += 1
+        items, ts, beh, seq = store.user_tail(uid, e["last"])
+        if len(seq):
+            code = self.item_text.get_indexer(items) + 1
+            b = self.behaviors.get_indexer(beh)
+            b = np.where(b < 0, self.sm.default_behavior, b)
+            k = code > 0
+            new = {"ts": ts[k], "seq": seq[k], "code": code[k], "beh": b[k]}
+            cols = {c: np.concatenate([e[c], new[c]]) for c in new}
+            o = np.lexsort((cols["seq"], cols["ts"]))
+            e = {**{c: v[o] for c, v in cols.items()}, "last": int(seq[-1]), "n": e["n"] + len(seq)}
+        self.users[uid] = e
+        while len(self.users) > self.max_users:
+            self.users.popitem(last=False)
+        return e
+
+# %% ../nbs/11b_serving.ipynb #410a2682
+def rank_codes(
+    sm: ServingModel,  # the loaded model
+    code: np.ndarray,  # the user's known item codes (1..n_items), oldest first
+    beh: np.ndarray,  # their behaviour codes
+    k: int = 10,  # list length
+    exclude_seen: bool = True,  # mask every item in `code`
+) -> tuple:  # (item codes of the top k, best first; their scores)
+    "Full-catalogue ranking from a user's coded events (what `rank_from_events` does, without DataFrames)."
+    L = sm.max_len
+    x = np.zeros((1, L), np.int64); xb = np.zeros((1, L), np.int64)
+    c, b = code[-L:], beh[-L:]
+    x[0, :len(c)], xb[0, :len(b)] = c, b
+    scores = ort_scores(sm.session, x, xb, np.array([len(c)], np.int64))[0]
+    top = top_k(scores, k, np.unique(code) if exclude_seen else None)
+    return top, scores[top - 1].astype(float)
+
+# %% ../nbs/11b_serving.ipynb #06ce8ecd
+class ImpressionWriter:
+    "Impressions queued by request threads, written in batches by one background thread on its own store connection."
+    def __init__(self, url: str,  # the store URL (a second connection is opened)
+                 flush_s: float = 0.05,  # the thread writes what is queued this often (at most)
+                 max_pending: int = 1_000_000,  # rows queued at most; beyond, new rows are dropped and counted
+                ):
+        self.url, self.flush_s, self.max_pending = url, flush_s, max_pending
+        self.pending, self.n_pending, self.cond, self.write_lock = [], 0, threading.Condition(), threading.Lock()
+        self.store = self.thread = None
+        self.closed, self.written, self.dropped = False, 0, 0
+
+    def __repr__(self):
+        return f"ImpressionWriter({self.written:,} written, {self.n_pending:,} queued, {self.dropped:,} dropped)"
+
+# %% ../nbs/11b_serving.ipynb #541c5d0b
+@patch
+def put(self: ImpressionWriter, rows: list, # (request_id, user text, ts ns, model_version, item text, position, propensity, policy) tuples
+        kinds: dict, # {'user_id': 'int'|'str', 'item_id': 'int'|'str'}
+       ):
+    "Queue one response's impressions (returns at once; the background thread writes them)."
+    with self.cond:
+        if self.closed:
+            raise RuntimeError("ImpressionWriter is closed")
+        if self.n_pending + len(rows) > self.max_pending:
+            self.dropped += len(rows)
+            logger.error("impressions: %d queued rows already; %d dropped (is the store down?)", self.n_pending, len(rows))
+            return
+        self.pending.append((tuple(sorted(kinds.items())), rows)); self.n_pending += len(rows)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="impression-writer", daemon=True)
+            self.thread.start()
+        self.cond.notify()
+
+# %% ../nbs/11b_serving.ipynb #7ccb684d
+@patch
+def flush(self: ImpressionWriter) -> int:
+    "Write every queued impression now (one transaction per id kind); the number of rows written."
+    from interest_migration.store import open_store
+    with self.write_lock:
+        with self.cond:
+            batch, self.pending, self.n_pending = self.pending, [], 0
+        if not batch:
+            return 0
+        if self.store is None:
+            self.store = open_store(self.url, migrate=False)
+        groups = {}
+        for kinds, rows in batch:
+            groups.setdefault(kinds, []).extend(rows)
+        n = 0
+        cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
+        for kinds, rows in groups.items():
+            data = dict(zip(cols, (list(c) for c in zip(*rows))), kinds=dict(kinds))
+            n += self.store._write_impressions(data)["received"]
+        self.written += n
+        return n
+
+# %% ../nbs/11b_serving.ipynb #fe5ee7d5
+@patch
+def _run(self: ImpressionWriter):
+    "The background thread: wait for rows, let `flush_s` pass so a batch gathers, write it; until closed."
+    while True:
+        with self.cond:
+            self.cond.wait_for(lambda: self.pending or self.closed)
+            if self.closed:
+                return
+        time.sleep(self.flush_s)
+        try:
+            self.flush()
+        except Exception:
+            logger.exception("impressions: a batch could not be written (kept no rows of it)")
+
+# %% ../nbs/11b_serving.ipynb #73ae6f83
+@patch
+def close(self: ImpressionWriter):
+    "Stop the thread, write what is still queued, close the connection (a clean shutdown loses no impression)."
+    with self.cond:
+        self.closed = True
+        self.cond.notify_all()
+    if self.thread is not None:
+        self.thread.join(timeout=30)
+    self.flush()
+    if self.store is not None:
+        self.store.close(); self.store = None
+
 # %% ../nbs/11b_serving.ipynb #9db38d1f
 class _Service:
-    "Everything a request needs: the current model, the store, metrics, settings."
-    def __init__(self, models_dir, store, token, max_body, min_events, policy, seed):
+    "Everything a request needs: the current model and its event cache, the store's connections, metrics, settings."
+    def __init__(self, models_dir, store, store_url, token, max_body, min_events, policy, seed, flush_s=0.05):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from interest_migration.store import open_store
         self.models_dir, self.store, self.token, self.max_body = Path(models_dir), store, token, max_body
         self.min_events, self.policy, self.rng = min_events, policy, np.random.default_rng(seed)
         self.store_lock, self.reload_lock, self.rng_lock = threading.RLock(), threading.Lock(), threading.Lock()
+        memory = ":memory:" in str(store_url)         # one in-memory database: every connection would be another one
+        self.reader = store if memory else open_store(store_url, migrate=False)
+        self.impressions = ImpressionWriter(store_url, flush_s)
+        if memory: self.impressions.store = store
         self.model = load_serving_model(models_dir)
+        self.cache = UserEventCache(self.model)
         self.registry = r = CollectorRegistry()
         self.requests = Counter("im_requests", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r)
         self.latency = Histogram("im_request_seconds", "Request latency by route", ["route"], registry=r,
@@ -488,9 +386,18 @@ class _Service:
         self.profiles, self.profiles_model, self.profiles_lock = None, None, threading.Lock()
 
     def call(self, fn, *args, **kw):
-        "Run one store call under the store lock."
+        "Run one write on the store's write connection under the store lock."
         with self.store_lock:
             return fn(*args, **kw)
+
+    def flush(self) -> int:
+        "Write the queued impressions now (tests and notebooks read them back right after a request)."
+        return self.impressions.flush()
+
+    def close(self):
+        "Write the queued impressions, close the connections (the app's lifespan end calls this)."
+        self.impressions.close()
+        if self.reader is not self.store: self.reader.close()
 
 # %% ../nbs/11b_serving.ipynb #db9d3be6
 def _bad_request(status: int, message: str):
@@ -526,31 +433,36 @@ def _install_handlers(app, svc: _Service):
         return _bad_request(422, str(exc).splitlines()[0])
 
 # %% ../nbs/11b_serving.ipynb #1f6fd09f
-def _install_middleware(app, svc: _Service):
-    "Body size limit (413), request counts and latency per route."
-    @app.middleware("http")
-    async def _observe(request, call_next):
-        t0 = time.perf_counter()
-        if request.method in ("POST", "PUT", "PATCH"):
-            cl = request.headers.get("content-length")
-            if cl is None:
-                resp = _bad_request(411, "a Content-Length header is required")
-            elif not cl.isdigit() or int(cl) > svc.max_body:
-                resp = _bad_request(413, f"request body of {cl} bytes exceeds the limit of {svc.max_body:,} bytes")
-            else:
-                resp = None
-            if resp is not None:
-                svc.requests.labels("(rejected)", request.method, resp.status_code).inc()
-                return resp
+class _Observe:
+    "ASGI middleware: the body size limit (411/413), request counts and latency per route, 500 on an unhandled error."
+    def __init__(self, app, svc: _Service):
+        self.app, self.svc = app, svc
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        svc, t0, method, status = self.svc, time.perf_counter(), scope["method"], [None]
+        if method in ("POST", "PUT", "PATCH"):
+            cl = dict(scope["headers"]).get(b"content-length")
+            cl = None if cl is None else cl.decode("latin-1")
+            if cl is None or not cl.isdigit() or int(cl) > svc.max_body:
+                resp = (_bad_request(411, "a Content-Length header is required") if cl is None else
+                        _bad_request(413, f"request body of {cl} bytes exceeds the limit of {svc.max_body:,} bytes"))
+                svc.requests.labels("(rejected)", method, resp.status_code).inc()
+                return await resp(scope, receive, send)
+        async def send_status(msg):
+            if msg["type"] == "http.response.start": status[0] = msg["status"]
+            await send(msg)
         try:
-            resp = await call_next(request)
+            await self.app(scope, receive, send_status)
         except Exception:
-            logger.exception("unhandled error on %s %s", request.method, request.url.path)
-            resp = _bad_request(500, "internal error (logged); the service keeps serving")
-        route = getattr(request.scope.get("route"), "path", "(unmatched)")
-        svc.requests.labels(route, request.method, resp.status_code).inc()
+            logger.exception("unhandled error on %s %s", method, scope.get("path"))
+            if status[0] is None:
+                await _bad_request(500, "internal error (logged); the service keeps serving")(scope, receive, send)
+            status[0] = 500
+        route = getattr(scope.get("route"), "path", "(unmatched)")
+        svc.requests.labels(route, method, status[0]).inc()
         svc.latency.labels(route).observe(time.perf_counter() - t0)
-        return resp
 
 # %% ../nbs/11b_serving.ipynb #0903445a
 def _auth(svc: _Service):
@@ -585,6 +497,13 @@ def events_frame(
     df["value"] = df["value"].astype("float64")
     return df
 
+# %% ../nbs/11b_serving.ipynb #15dd8e5e
+def _sync_profiles(svc: _Service, sm: ServingModel):
+    "Bring the service's IncrementalProfiles up to date with the store (rebuilt for a new model's catalogue); caller holds profiles_lock."
+    if svc.profiles is None or svc.profiles_model is not sm:   # new model, new catalogue: start over
+        svc.profiles, svc.profiles_model = IncrementalProfiles(_items_table(sm), half_life="14D", freq="30D"), sm
+    svc.profiles.sync(svc.reader)
+
 # %% ../nbs/11b_serving.ipynb #b81c55a1
 def _install_event_routes(app, svc: _Service):
     "POST /events and GET /users/{user_id}/interests (the store's IncrementalProfiles, synced with the store per request)."
@@ -604,9 +523,7 @@ def _install_event_routes(app, svc: _Service):
         uid = path_id(user_id)
         sm = svc.model
         with svc.profiles_lock:
-            if svc.profiles is None or svc.profiles_model is not sm:   # new model, new catalogue: start over
-                svc.profiles, svc.profiles_model = IncrementalProfiles(_items_table(sm), half_life="14D", freq="30D"), sm
-            svc.profiles.sync(svc.store)            # absorb the events stored since the last request
+            _sync_profiles(svc, sm)                  # absorb the events stored since the last request
             if uid not in svc.profiles:
                 raise HTTPException(404, f"unknown user {uid!r}: no events in the store")
             prof = svc.profiles.profile(users=[uid]).iloc[0]
@@ -651,13 +568,16 @@ def user_interests(
             "migration": m, "unknown_items": int((~known).sum())}
 
 # %% ../nbs/11b_serving.ipynb #932c2897
-def _impressions(recs: pd.DataFrame, request_id: str, user_id, version: str) -> pd.DataFrame:
-    "The impression rows of one response (request_id, user_id, timestamp, model_version, item_id, position, propensity, policy)."
-    n = len(recs)
-    return pd.DataFrame({"request_id": [request_id] * n, "user_id": [user_id] * n,
-                         "timestamp": pd.Timestamp.now(tz="UTC").floor("us"), "model_version": version,
-                         "item_id": recs["item_id"].to_numpy(), "position": recs["position"].to_numpy(np.int64),
-                         "propensity": recs["propensity"].to_numpy(float), "policy": recs["policy"].to_numpy()})
+def _impression_rows(recs: dict, request_id: str, user_id, version: str) -> tuple:
+    "(rows, kinds) of one response's impressions, in the form `ImpressionWriter.put` queues."
+    items = recs["item_id"].tolist()
+    ts = time.time_ns() // 1000 * 1000                        # microseconds, as the store's readers show them
+    u = _id_key(user_id)
+    rows = [(request_id, u, ts, version, _id_key(i), p, q, recs["policy"])
+            for i, p, q in zip(items, recs["position"].tolist(), recs["propensity"].tolist())]
+    kinds = {"user_id": "int" if isinstance(user_id, (int, np.integer)) else "str",
+             "item_id": "int" if items and isinstance(items[0], (int, np.integer)) else "str"}
+    return rows, kinds
 
 # %% ../nbs/11b_serving.ipynb #6b3a9302
 def recommend_user(
@@ -665,37 +585,42 @@ def recommend_user(
     sm: ServingModel,  # the model taken at the start of the request (reloads do not change it mid-request)
     uid,  # user id
     k: int,  # list length
-) -> pd.DataFrame:  # item_id, position, score, propensity, policy
+) -> dict:  # item_id, position, score, propensity (arrays) and policy (str)
     "Warm users (>= min_events known events): ONNX ranking; cold users: the segment prior or the exploration policy."
-    ev = svc.call(svc.store.events, users=[uid])
-    codes = pd.Index(sm.catalog.item_id).get_indexer(ev["item_id"].to_numpy()) + 1
-    if (codes > 0).sum() >= svc.min_events:
-        recs = rank_from_events(sm, ev, k)
-        return recs.assign(propensity=1.0, policy="sequence")
-    attrs = svc.call(svc.store.get_user, uid)
-    if len(ev) == 0 and attrs is None:
+    cache = svc.cache if svc.cache.sm is sm else UserEventCache(sm)   # a reload between the two reads: this model's codes
+    e = cache.read(svc.reader, uid)
+    if len(e["code"]) >= svc.min_events:
+        top, score = rank_codes(sm, e["code"], e["beh"], k)
+        return {"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1), "score": score,
+                "propensity": np.ones(len(top)), "policy": "sequence"}
+    attrs = svc.reader.get_user(uid)
+    if e["n"] == 0 and attrs is None:
         from fastapi import HTTPException
         raise HTTPException(404, f"unknown user {uid!r}: no events and no attributes; PUT /users/{uid} or POST /events first")
     with svc.rng_lock:
         seed = int(svc.rng.integers(2**31))
-    return cold_start_ranking(sm, attrs or {}, np.unique(codes[codes > 0]), k, svc.policy, np.random.default_rng(seed))
+    df = cold_start_ranking(sm, attrs or {}, np.unique(e["code"]), k, svc.policy, np.random.default_rng(seed))
+    return {**{c: df[c].to_numpy() for c in ("item_id", "position", "score", "propensity")},
+            "policy": str(df["policy"].iloc[0]) if len(df) else "none"}
 
 # %% ../nbs/11b_serving.ipynb #a4608e5f
 def _install_user_routes(app, svc: _Service):
     "GET /users/{id}/recommendations, PUT /users/{id}, GET /items/{id}/tags."
     from fastapi import Depends, HTTPException, Query
+    from fastapi.responses import JSONResponse
 
-    @app.get("/users/{user_id}/recommendations")
-    def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)) -> dict:
+    @app.get("/users/{user_id}/recommendations", response_class=JSONResponse)
+    def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)):
         "Top-k items for a user, logged as impressions (model version, items, positions, propensities)."
         sm, uid = svc.model, path_id(user_id)
         recs = recommend_user(svc, sm, uid, k)
         rid = uuid.uuid4().hex
-        svc.call(svc.store.log_impressions, _impressions(recs, rid, uid, sm.version))
-        return {"request_id": rid, "user_id": uid, "model_version": sm.version,
-                "policy": str(recs["policy"].iloc[0]) if len(recs) else "none",
-                "items": [{"item_id": _jsonable(r.item_id), "position": int(r.position), "score": float(r.score),
-                           "propensity": float(r.propensity)} for r in recs.itertuples()]}
+        if len(recs["item_id"]):
+            svc.impressions.put(*_impression_rows(recs, rid, uid, sm.version))   # written off the request path
+        return JSONResponse({"request_id": rid, "user_id": uid, "model_version": sm.version, "policy": recs["policy"],
+                             "items": [{"item_id": i, "position": p, "score": s, "propensity": q} for i, p, s, q in
+                                       zip(recs["item_id"].tolist(), recs["position"].tolist(), recs["score"].tolist(),
+                                           recs["propensity"].tolist())]})   # plain json.dumps: no jsonable_encoder pass
 
     @app.put("/users/{user_id}", dependencies=[Depends(_auth(svc))])
     def put_user(user_id: str, attrs: UserAttributes) -> dict:
@@ -733,7 +658,7 @@ def _install_admin_routes(app, svc: _Service):
     def metrics():
         "Prometheus text format: requests and latency per route, model version, events stored."
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-        svc.events_stored.set(svc.call(svc.store.n_events))
+        svc.events_stored.set(svc.reader.n_events())
         return Response(generate_latest(svc.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", dependencies=[Depends(_auth(svc))])
@@ -745,7 +670,7 @@ def _install_admin_routes(app, svc: _Service):
                 new = load_serving_model(folder)
             except (ModelFileError, DataError, OSError) as e:
                 raise HTTPException(409, f"reload refused, still serving {svc.model.version}: {str(e).splitlines()[0]}")
-            old, svc.model = svc.model, new
+            old, svc.cache, svc.model = svc.model, UserEventCache(new), new
             svc.models_dir = folder
             svc.model_info.clear(); svc.model_info.labels(new.version).set(1)
         logger.info("reloaded %s -> %s", old.version, new.version)
@@ -760,8 +685,10 @@ def make_app(
     min_events: int = 3,  # users with fewer known events get the cold-start path
     policy: str = "segment",  # cold-start policy: 'segment' (prior) or 'thompson' (exploration, with propensities)
     seed: int = 0,  # seed of the exploration policy's random source
+    impression_flush_s: float = 0.05,  # impressions are written in batches this often, off the request path
 ):
     "The FastAPI application: events in, interests and recommendations out, impressions logged, hot reload, metrics."
+    from contextlib import asynccontextmanager
     from fastapi import FastAPI
     from interest_migration.store import open_store
     from interest_migration import __version__
@@ -770,12 +697,19 @@ def make_app(
     token = token if token is not None else (os.environ.get("INTEREST_MIGRATION_TOKEN") or None)
     store = open_store(store_url)
     store.migrate()
-    svc = _Service(models_dir, store, token, max_body, min_events, policy, seed)
-    app = FastAPI(title="interest_migration", version=__version__,
+    svc = _Service(models_dir, store, store_url, token, max_body, min_events, policy, seed, impression_flush_s)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        svc.close()                        # a clean shutdown writes every queued impression
+    app = FastAPI(title="interest_migration", version=__version__, lifespan=lifespan,
                   description="Events in; interests and next-item recommendations out (ONNX Runtime); impressions logged.")
     app.state.service = svc
+    with svc.profiles_lock:
+        _sync_profiles(svc, svc.model)     # absorb the stored log now, not in the first /interests request
     _install_handlers(app, svc)
-    _install_middleware(app, svc)
+    app.add_middleware(_Observe, svc=svc)   # pure ASGI: no extra task and stream per request
     _install_event_routes(app, svc)
     _install_user_routes(app, svc)
     _install_admin_routes(app, svc)
@@ -859,265 +793,3 @@ def app_from_env():
         raise DataError(f"app_from_env: set {missing} (interest-migration serve does)")
     return make_app(os.environ[ENV_MODELS], os.environ[ENV_DB], token=os.environ.get(ENV_TOKEN) or None,
                     policy=os.environ.get(ENV_POLICY, "segment"))
-
-# %% ../nbs/11b_serving.ipynb #0c01a50e
-def start_server(
-    models: str | Path,  # model folder
-    db: str,  # store URL
-    port: int,  # loopback port
-    workers: int = 2,  # uvicorn worker processes
-    token: str | None = None,  # bearer token
-    timeout: float = 180.0,  # seconds to wait for /health (workers import torch; slow on a loaded machine)
-):
-    "Start `uvicorn --workers N` on 127.0.0.1 in a new process group and wait until /health answers; returns the Popen."
-    import subprocess, sys, httpx
-    env = {**os.environ, ENV_MODELS: str(models), ENV_DB: db, "PYTHONUNBUFFERED": "1"}
-    if token: env[ENV_TOKEN] = token
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "interest_migration.serving:app_from_env", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
-           "--timeout-worker-healthcheck", "120"]
-    import tempfile
-    log = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    proc.log_path = log.name
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        text = Path(log.name).read_text(errors="replace")
-        if proc.poll() is not None or "Traceback" in text:
-            stop_server(proc, kill=True)
-            raise RuntimeError(f"uvicorn failed to start (log {log.name}): {text[-600:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_server(proc, kill=True)
-    raise RuntimeError(f"uvicorn did not answer /health within {timeout:.0f} s")
-
-# %% ../nbs/11b_serving.ipynb #edfba485
-def stop_server(proc, kill: bool = False):
-    "Stop a server started by start_server: SIGTERM (or SIGKILL, `kill -9`) to its whole process group."
-    import signal
-    try:
-        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=20)
-    except Exception:
-        os.killpg(proc.pid, signal.SIGKILL); proc.wait()
-
-# %% ../nbs/11b_serving.ipynb #4953859c
-def free_port() -> int:
-    "A free TCP port on 127.0.0.1."
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-# %% ../nbs/11b_serving.ipynb #7e972f55
-def _event_batch(rng, users, items, n: int, prefix: str, start: int) -> list:
-    "n synthetic events (random known users and items, now, unique event ids prefix-start...)."
-    now = pd.Timestamp.now(tz="UTC").isoformat()
-    u, it = rng.choice(users, n), rng.choice(items, n)
-    return [{"user_id": _jsonable(u[j]), "item_id": _jsonable(it[j]), "timestamp": now, "behavior": "view",
-             "event_id": f"{prefix}-{start + j}"} for j in range(n)]
-
-# %% ../nbs/11b_serving.ipynb #f2d4d52e
-async def _client_loop(base, routes, seconds, rng, users, items, batch, cid, out, headers, seed=0):
-    "One client: cycles through `routes` for `seconds`, recording (route, status, seconds, events acknowledged)."
-    import httpx
-    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as c:
-        t_end, i, sent = time.perf_counter() + seconds, 0, 0
-        while time.perf_counter() < t_end:
-            route = routes[i % len(routes)]; i += 1
-            t0 = time.perf_counter()
-            try:
-                if route == "/events":
-                    body = {"events": _event_batch(rng, users, items, batch, f"s{seed}c{cid}", sent)}
-                    r = await c.post("/events", json=body)
-                    n = len(body["events"]) if r.status_code == 200 else 0
-                    sent += len(body["events"])
-                else:
-                    r = await c.get(route.format(user=_jsonable(rng.choice(users))))
-                    n = 0
-                out.append((route, r.status_code, time.perf_counter() - t0, n))
-            except httpx.HTTPError as e:
-                out.append((route, -1, time.perf_counter() - t0, 0))
-
-# %% ../nbs/11b_serving.ipynb #21325736
-def load_test(
-    base: str,  # server URL, e.g. http://127.0.0.1:8000
-    users,  # user ids to ask about (with history in the store)
-    items,  # item ids to send events about
-    clients: int = 8,  # concurrent clients
-    seconds: float = 30.0,  # duration
-    routes=("/events", "/users/{user}/recommendations", "/users/{user}/interests", "/users/{user}/recommendations"),  # each client's cycle
-    batch: int = 100,  # events per POST /events
-    token: str | None = None,  # bearer token for /events
-    seed: int = 0,  # random seed
-) -> tuple:  # (per-route table, raw records, events acknowledged)
-    "Clients in one asyncio loop hammer the server; returns requests/s and p50/p99 latency per route."
-    import asyncio
-    out = []
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async def main():
-        await asyncio.gather(*[_client_loop(base, routes, seconds, np.random.default_rng([seed, c]), np.asarray(users),
-                                            np.asarray(items), batch, c, out, headers, seed) for c in range(clients)])
-    t0 = time.perf_counter()
-    asyncio.run(main())
-    wall = time.perf_counter() - t0
-    df = pd.DataFrame(out, columns=["route", "status", "seconds", "events"])
-    tab = df.groupby("route").agg(requests=("status", "size"), p50_ms=("seconds", lambda s: 1e3 * s.quantile(.5)),
-                                  p99_ms=("seconds", lambda s: 1e3 * s.quantile(.99)),
-                                  errors_5xx=("status", lambda s: int((s >= 500).sum() + (s < 0).sum())),
-                                  events=("events", "sum"))
-    tab["requests_per_s"] = tab["requests"] / wall
-    return tab, df, int(df["events"].sum())
-
-# %% ../nbs/11b_serving.ipynb #9e4a4f48
-def crash_test(
-    models: str | Path,  # model folder
-    db: str,  # store URL (a fresh or existing store)
-    users,  # user ids for the events
-    items,  # item ids for the events
-    seconds_before_kill: float = 2.0,  # ingestion time before kill -9
-    clients: int = 4,  # concurrent ingesting clients
-    batch: int = 200,  # events per request
-    port: int | None = None,  # loopback port (default: a free one)
-) -> dict:  # acknowledged, stored_after_restart, partial_batches, lost, duplicates_after_retry
-    "kill -9 the server during ingestion, restart it: every acknowledged event is present once, no partial batch."
-    import asyncio, httpx
-    from interest_migration.store import open_store
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    st = open_store(db); before = st.n_events(); st.close()
-    proc = start_server(models, db, port, workers=1)
-    acked, sent = [], []          # batches (lists of events)
-    async def client(cid):
-        rng = np.random.default_rng([7, cid])
-        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
-            k = 0
-            while True:
-                b = _event_batch(rng, np.asarray(users), np.asarray(items), batch, f"crash{cid}", k * batch); k += 1
-                sent.append(b)
-                try:
-                    r = await c.post("/events", json={"events": b})
-                except httpx.HTTPError:
-                    return
-                if r.status_code == 200: acked.append(b)
-    async def main():
-        tasks = [asyncio.create_task(client(c)) for c in range(clients)]
-        await asyncio.sleep(seconds_before_kill)
-        stop_server(proc, kill=True)                 # kill -9 of the whole process group, mid-ingestion
-        await asyncio.gather(*tasks)
-    asyncio.run(main())
-    st = open_store(db); after_crash = st.n_events() - before; st.close()
-    n_ack = sum(len(b) for b in acked)
-    proc = start_server(models, db, port, workers=1)   # restart on the same store
-    try:
-        with httpx.Client(base_url=base, timeout=30) as c:
-            dup_acked = sum(c.post("/events", json={"events": b}).json()["duplicates"] for b in acked)
-            unacked = [b for b in sent if not any(b is a for a in acked)]
-            for b in unacked: c.post("/events", json={"events": b})      # the client's retries
-    finally:
-        stop_server(proc)
-    st = open_store(db); final = st.n_events() - before; st.close()
-    extra = after_crash - n_ack
-    return {"batches_acknowledged": len(acked), "events_acknowledged": n_ack, "stored_after_crash": after_crash,
-            "unacknowledged_batches_stored": extra / batch, "partial_batch": extra % batch != 0,
-            "acknowledged_present_once": dup_acked == n_ack and after_crash >= n_ack,
-            "after_retries_stored": final, "events_sent": sum(len(b) for b in sent),
-            "exactly_once_after_retries": final == sum(len(b) for b in sent)}
-
-# %% ../nbs/11b_serving.ipynb #45eca184
-def scoring_ratio(
-    model,  # a fitted sequence model
-    onnx_path: str | Path,  # its exported graph
-    repeat: int = 300,  # timed calls
-    seed: int = 0,  # seed of the request's sequence
-) -> dict:  # torch_ms, onnx_ms, ratio
-    "One request's scoring (one sequence of max_len events, full catalogue): PyTorch eager vs ONNX Runtime, 1 thread each."
-    from interest_migration.data import torch_threads
-    x, b, n = random_sequences(model.catalog_, model.max_len, model.max_len, 1, seed)
-    w = _ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
-    sess = ort_session(onnx_path, num_threads=1)
-    tx, tb, tn = torch.from_numpy(x), torch.from_numpy(b), torch.from_numpy(n)
-    def t_torch():
-        with torch.no_grad(): w(tx, tb, tn)
-    def t_ort(): ort_scores(sess, x, b, n)
-    out = {}
-    with torch_threads(1):
-        for name, f in (("torch", t_torch), ("onnx", t_ort)):
-            for _ in range(20): f()
-            ts = []
-            for _ in range(repeat):
-                t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
-            out[f"{name}_ms"] = 1e3 * float(np.median(ts))
-    out["ratio"] = out["torch_ms"] / out["onnx_ms"]
-    return out
-
-# %% ../nbs/11b_serving.ipynb #578bc986
-def bench_serve(
-    quick: bool = False,  # a few seconds per phase instead of 30 s (the normal test suite runs this)
-    seconds: float | None = None,  # load-test duration (default 30, quick 3)
-    clients: int = 8,  # concurrent clients
-    workers: int = 2,  # uvicorn workers
-    max_epochs: int | None = None,  # SASRec training epochs on MovieLens-100K (default 10, quick 1)
-    out_dir: str | Path | None = None,  # where the model folder and SQLite files go (default: a temporary folder)
-) -> dict:  # scoring ratio, per-route table, ingestion events/s, exactly-once and crash results (`report_serve` formats it)
-    "ONNX Runtime vs eager scoring, 8 clients against uvicorn --workers 2 on MovieLens-100K, ingestion rate, kill -9 test."
-    import tempfile
-    from interest_migration.data import load_movielens_100k
-    from interest_migration.store import open_store
-    seconds = seconds or (3.0 if quick else 30.0)
-    work = Path(out_dir or tempfile.mkdtemp(prefix="bench-serve-"))
-    ml = load_movielens_100k()
-    split = sequence_split(ml.events, ml.items)
-    model = SASRec(max_len=50, max_epochs=max_epochs or (1 if quick else 10), seed=0).fit(split, options=RunOptions(progress=False))
-    folder = export_model(model, work / "model", events=ml.events,
-                          segments=SegmentPopularity(prior_strength=None).fit(ml.events, ml.users, ml.items))
-    ratio = scoring_ratio(model, folder / "sequence.onnx")
-    db = f"sqlite:///{work / 'bench.db'}"
-    st = open_store(db); st.migrate(); st.add_events(ml.events); n0 = st.n_events(); st.close()
-    users, items = ml.users["user_id"].to_numpy(), ml.items["item_id"].to_numpy()
-    port = free_port()
-    proc = start_server(folder, db, port, workers=workers)
-    try:
-        tab, raw, acked = load_test(f"http://127.0.0.1:{port}", users, items, clients, seconds)
-        ing, _, ing_events = load_test(f"http://127.0.0.1:{port}", users, items, clients, max(2.0, seconds / 3),
-                                       routes=("/events",), batch=500, seed=1)
-    finally:
-        stop_server(proc)
-    st = open_store(db); stored = st.n_events() - n0; st.close()
-    ev_per_s = ing_events / max(2.0, seconds / 3)
-    crash = crash_test(folder, f"sqlite:///{work / 'crash.db'}", users, items, seconds_before_kill=1.0 if quick else 3.0)
-    res = {"scoring": ratio, "routes": tab, "events_per_s": ev_per_s, "events_acknowledged": acked + ing_events,
-           "events_stored": stored, "exactly_once": stored == acked + ing_events,
-           "no_5xx": int(tab["errors_5xx"].sum() + ing["errors_5xx"].sum()) == 0, "crash": crash}
-    res.update(model=f"SASRec on MovieLens-100K ({model.catalog_.n_items:,} items, max_len 50)", clients=clients,
-               workers=workers, seconds=seconds)
-    return res
-
-# %% ../nbs/11b_serving.ipynb #a7c3e1f2
-def report_serve(res: dict, # what `bench_serve` returned
-                ) -> str: # the figures as text, with their targets
-    "The figures of `bench_serve` as text: scoring ratio, per-route latency, ingestion rate, exactly-once and kill -9 results."
-    ratio, tab, crash, ev_per_s = res["scoring"], res["routes"], res["crash"], res["events_per_s"]
-    stored = res["events_stored"]
-    p99 = tab.loc["/users/{user}/recommendations", "p99_ms"]
-    lines = [f"bench serve: {res['model']}, {res['clients']} clients, uvicorn --workers {res['workers']}, "
-             f"{res['seconds']:.0f} s, SQLite store"]
-    lines.append(f"one request's scoring: PyTorch eager {ratio['torch_ms']:.3f} ms, ONNX Runtime {ratio['onnx_ms']:.3f} ms: "
-          f"{ratio['ratio']:.1f}x (target >= 2x)")
-    lines.append(tab.round(2).to_string())
-    lines.append(f"/recommendations p99 {p99:.1f} ms (target < 25 ms); /events ingestion {ev_per_s:,.0f} events/s "
-          f"(batches of 500; target >= 5,000); 5xx: {0 if res['no_5xx'] else 'SOME'}; "
-          f"events acknowledged {res['events_acknowledged']:,}, stored {stored:,} (exactly once: {res['exactly_once']})")
-    lines.append(f"kill -9 during ingestion: {crash['events_acknowledged']:,} acknowledged, {crash['stored_after_crash']:,} stored "
-          f"after restart (partial batch: {crash['partial_batch']}); every acknowledged event present once: "
-          f"{crash['acknowledged_present_once']}; after client retries {crash['after_retries_stored']:,} of "
-          f"{crash['events_sent']:,} sent, exactly once: {crash['exactly_once_after_retries']}")
-    return "\n".join(lines)
-

@@ -23,14 +23,12 @@ from .data import (BEHAVIORS, EVENT_COLUMNS, DataError, need_frame, need_columns
                                      _store_ids, _timestamp_column, _behavior_column, _numeric_column, _utc_from_ns,
                                      timestamps_ns, to_utc, _sort_events, atomic_output)
 from .simulate import user_partition
-from .metrics import js_divergence, bootstrap_ci
-from .exploration import ips, snips, direct_method, doubly_robust
+from .metrics import js_divergence
 from .profiles import event_weights, event_categories, _item_category_table
 
 # %% auto #0
-__all__ = ['logger', 'SCHEMA_VERSION', 'STORE_COLUMNS', 'IMPRESSION_COLUMNS', 'IMPRESSION_OPTIONAL', 'REWARD_DEFAULT',
-           'EventStore', 'open_store', 'check_store_events', 'check_impressions', 'user_partitions',
-           'IncrementalProfiles', 'bench_store', 'logged_decisions', 'ope_from_store']
+__all__ = ['logger', 'SCHEMA_VERSION', 'STORE_COLUMNS', 'IMPRESSION_COLUMNS', 'IMPRESSION_OPTIONAL', 'EventStore', 'open_store',
+           'check_store_events', 'check_impressions', 'user_partitions', 'IncrementalProfiles']
 
 # %% ../nbs/11a_store.ipynb #28508be4
 logger = logging.getLogger(__name__)
@@ -381,6 +379,19 @@ def recent_events(self: EventStore, user_id, # one user
                      "ORDER BY ts DESC, seq DESC LIMIT ?", (_id_key(user_id), int(n)))
     return self._frame(rows[::-1], sort=False)
 
+# %% ../nbs/11a_store.ipynb #a1d53142
+@patch
+def user_tail(self: EventStore, user_id, # one user
+              after: int = 0, # the user's last arrival number already read (0: all their events)
+             ) -> tuple: # (item ids as stored text (object), timestamps ns (int64), behaviour labels (object), arrival numbers (int64))
+    "One user's events that arrived after arrival number `after`, in arrival order, as plain arrays (no DataFrame)."
+    rows = self._all("SELECT item_id, ts, behavior, seq FROM events WHERE user_id = ? AND seq > ? ORDER BY seq",
+                     (_id_key(user_id), int(after)))
+    if not rows:
+        return np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64)
+    i, t, b, s = zip(*rows)
+    return np.asarray(i, dtype=object), np.asarray(t, np.int64), np.asarray(b, dtype=object), np.asarray(s, np.int64)
+
 # %% ../nbs/11a_store.ipynb #1c9b7839
 @patch
 def tail(self: EventStore, after: int = 0, # the last arrival number already read (0: from the start)
@@ -487,6 +498,28 @@ def users(self: EventStore) -> pd.DataFrame: # user_id + one column per attribut
 IMPRESSION_COLUMNS = ("request_id", "user_id", "timestamp", "model_version", "item_id", "position")  # required
 IMPRESSION_OPTIONAL = ("propensity", "policy")  # optional columns of log_impressions
 
+# %% ../nbs/11a_store.ipynb #0b22ef63
+@patch
+def _write_impressions(self: EventStore, rows: dict, # column -> list of SQL values (as `check_impressions` returns), plus 'kinds'
+                      ) -> dict: # received, stored, duplicates
+    "Insert checked impression rows in one durable transaction, skipping (request_id, position) pairs already logged."
+    cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
+    sql = (f"INSERT INTO impressions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+           "ON CONFLICT (request_id, position) DO NOTHING")
+    with self._tx() as c:
+        self._check_kinds(c, rows["kinds"])
+        if self.dialect == "sqlite":
+            before = c.total_changes
+            c.executemany(sql, zip(*(rows[k] for k in cols)))
+            stored = c.total_changes - before
+        else:
+            cur = c.execute("INSERT INTO impressions (" + ", ".join(cols) + ") SELECT * FROM unnest(%s::text[], %s::text[], "
+                            "%s::bigint[], %s::text[], %s::text[], %s::int[], %s::float8[], %s::text[]) "
+                            "ON CONFLICT (request_id, position) DO NOTHING", [rows[k] for k in cols])
+            stored = cur.rowcount
+    n = len(rows["ts"])
+    return dict(received=n, stored=stored, duplicates=n - stored)
+
 # %% ../nbs/11a_store.ipynb #96b07b32
 def _text_column(df: pd.DataFrame, col: str, required: bool = True) -> list:
     "A label column as text (whole floats as integers); a DataError naming the first missing row when `required`."
@@ -538,23 +571,7 @@ def log_impressions(self: EventStore, df: pd.DataFrame, # one row per item shown
     "Log impressions in one durable transaction; idempotent on (request_id, position)."
     if isinstance(df, pd.DataFrame) and len(df) == 0:
         return dict(received=0, stored=0, duplicates=0)
-    rows = check_impressions(df)
-    cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
-    sql = (f"INSERT INTO impressions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-           "ON CONFLICT (request_id, position) DO NOTHING")
-    with self._tx() as c:
-        self._check_kinds(c, rows["kinds"])
-        if self.dialect == "sqlite":
-            before = c.total_changes
-            c.executemany(sql, zip(*(rows[k] for k in cols)))
-            stored = c.total_changes - before
-        else:
-            cur = c.execute("INSERT INTO impressions (" + ", ".join(cols) + ") SELECT * FROM unnest(%s::text[], %s::text[], "
-                            "%s::bigint[], %s::text[], %s::text[], %s::int[], %s::float8[], %s::text[]) "
-                            "ON CONFLICT (request_id, position) DO NOTHING", [rows[k] for k in cols])
-            stored = cur.rowcount
-    n = len(rows["ts"])
-    return dict(received=n, stored=stored, duplicates=n - stored)
+    return self._write_impressions(check_impressions(df))
 
 # %% ../nbs/11a_store.ipynb #32f1be07
 @patch
@@ -789,105 +806,3 @@ def migration(self: IncrementalProfiles, min_weight: float = 0.0, # a window is 
 def edges(self: IncrementalProfiles) -> pd.DatetimeIndex:
     "Window edges from `start` to the end of the current window (for `windowed_profiles(edges=...)`)."
     return _utc_from_ns(self.start + np.arange(self.w + 2) * self.freq)
-
-# %% ../nbs/11a_store.ipynb #8539faf7
-def bench_store(url: str | None = None, # store to write into (fresh event ids: nothing collides); None: a new SQLite file per batch size
-                n_events: int = 50_000, # events written per batch size
-                batch_sizes=(100, 1_000, 10_000), # events per add_events call
-                seed: int = 0, # simulator seed of the events
-               ) -> pd.DataFrame: # one row per batch size: batches, seconds, events/s (write), read events/s
-    "Time durable, idempotent ingestion (`add_events` with event ids) and the read back, per batch size."
-    import tempfile
-    import uuid
-    from interest_migration.simulate import simulate_log
-    ev = simulate_log(n_users=max(200, n_events // 50), n_items=500, n_events=n_events, seed=seed).events
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for b in batch_sizes:
-            store = open_store(url or f"sqlite:///{tmp}/bench-{b}.db")
-            before, run = store.n_events(), uuid.uuid4().hex[:12]
-            log = ev.assign(event_id=[f"bench-{run}-{k}" for k in range(len(ev))])
-            t = time.perf_counter()
-            for k in range(0, len(log), b):
-                store.add_events(log.iloc[k:k + b])
-            write = time.perf_counter() - t
-            t = time.perf_counter()
-            n_read = len(store.events())
-            read = time.perf_counter() - t
-            n = store.n_events() - before
-            if n != len(log): raise DataError(f"bench_store: {len(log):,} events sent, {n:,} stored")
-            rows.append(dict(backend=store.dialect, batch_size=b, n_events=n, batches=-(-len(log) // b), seconds=write,
-                             events_per_s=n / write, read_seconds=read, read_events_per_s=n_read / read))
-            store.close()
-    out = pd.DataFrame(rows)
-    logger.info("bench_store:\n%s", out.to_string())
-    return out
-
-# %% ../nbs/11a_store.ipynb #e172c752
-REWARD_DEFAULT = {"cart": 1.0, "buy": 1.0}  # behaviour -> reward of an impression followed by it (others: 0)
-
-# %% ../nbs/11a_store.ipynb #30f23f5e
-def logged_decisions(store: EventStore, # the store with impressions and events
-                     actions=None, # the action set (item ids) in order; None: the items logged with propensities, sorted
-                     reward: dict | None = None, # behaviour -> reward; None: REWARD_DEFAULT; an impression earns its max
-                     horizon: str | pd.Timedelta = "1D", # events on the shown item within this time after the impression count
-                     policy: str | None = None, # only impressions of this logging policy
-                     since=None, # impressions from this time on (inclusive)
-                     until=None, # impressions before this time (exclusive)
-                    ) -> tuple: # (decisions frame: impression columns + action, reward; actions Index; counts)
-    "One row per impression with a propensity: its action code and the reward earned from the events that followed."
-    imp = store.impressions(since, until)
-    counts = {"impressions": len(imp)}
-    if policy is not None:
-        imp = imp[imp["policy"] == policy]
-        counts["other_policies"] = counts["impressions"] - len(imp)
-    has_p = imp["propensity"].notna().to_numpy()
-    counts["no_propensity"] = int((~has_p).sum())
-    imp = imp[has_p].reset_index(drop=True)
-    if len(imp) == 0:
-        raise DataError(f"ope_from_store: no impressions with a propensity to evaluate ({counts})")
-    actions = pd.Index(np.sort(imp["item_id"].unique()) if actions is None else list(actions), name="item_id")
-    code = actions.get_indexer(imp["item_id"])
-    if (code < 0).any():
-        raise DataError(f"ope_from_store: {int((code < 0).sum())} logged items are not in `actions` "
-                        f"(e.g. {imp.loc[code < 0, 'item_id'].unique()[:5].tolist()})")
-    rw = REWARD_DEFAULT if reward is None else reward
-    ev = store.events(users=imp["user_id"].unique())
-    ev = ev.assign(r=ev["behavior"].astype(str).map(lambda b: float(rw.get(b, 0.0))))[["user_id", "item_id", "timestamp", "r"]]
-    m = imp[["user_id", "item_id", "timestamp"]].reset_index().merge(ev, on=["user_id", "item_id"], suffixes=("", "_ev"))
-    hz = pd.Timedelta(horizon)
-    m = m[(m["timestamp_ev"] >= m["timestamp"]) & (m["timestamp_ev"] < m["timestamp"] + hz)]
-    r = m.groupby("index")["r"].max().reindex(range(len(imp)), fill_value=0.0).to_numpy(dtype=float)
-    return imp.assign(action=code, reward=r), actions, counts
-
-# %% ../nbs/11a_store.ipynb #f00aa075
-def ope_from_store(store: EventStore, # the store with impressions (with propensities) and events
-                   target_probs, # callable(decisions, actions) -> rows x actions array of the new policy's probabilities, or the array
-                   q_hat=None, # rows x actions reward model for DM/DR, or callable(decisions, actions); None: per-action mean reward
-                   n_boot: int = 1000, # bootstrap resamples for the CIs (0: none)
-                   seed: int = 0, # bootstrap seed
-                   **kw, # passed to `logged_decisions` (actions, reward, horizon, policy, since, until)
-                  ) -> pd.DataFrame: # one row per estimator: estimate, ci_low, ci_high; attrs: counts, logged value, ESS
-    "The OPE table (IPS, SNIPS, DM, DR from `interest_migration.exploration`) of a target policy on the store's logs."
-    d, actions, counts = logged_decisions(store, **kw)
-    pi = np.asarray(target_probs(d, actions) if callable(target_probs) else target_probs, dtype=float)
-    if pi.shape != (len(d), len(actions)):
-        raise DataError(f"ope_from_store: target_probs must be {len(d)} rows x {len(actions)} actions, got {pi.shape}")
-    r, a, p = d["reward"].to_numpy(), d["action"].to_numpy(), d["propensity"].to_numpy()
-    if q_hat is None:
-        mean = np.bincount(a, weights=r, minlength=len(actions)) / np.maximum(np.bincount(a, minlength=len(actions)), 1)
-        q = np.broadcast_to(np.where(np.bincount(a, minlength=len(actions)) > 0, mean, r.mean()), pi.shape)
-    else:
-        q = np.asarray(q_hat(d, actions) if callable(q_hat) else q_hat, dtype=float)
-    est = {"IPS": ips(r, a, p, pi), "SNIPS": snips(r, a, p, pi), "DM": direct_method(pi, q), "DR": doubly_robust(r, a, p, pi, q)}
-    i = np.arange(len(r))
-    w = pi[i, a] / p
-    per_row = {"IPS": w * r, "DM": (pi * q).sum(1), "DR": (pi * q).sum(1) + w * (r - q[i, a])}
-    rows = []
-    for k, v in est.items():
-        lo, hi = (bootstrap_ci(per_row[k], n_boot=n_boot, seed=seed)[1:] if k in per_row and n_boot else (np.nan, np.nan))
-        rows.append({"estimator": k, "estimate": v, "ci_low": lo, "ci_high": hi})
-    out = pd.DataFrame(rows).set_index("estimator")
-    out.attrs.update(counts, decisions=len(d), n_actions=len(actions), logged_value=float(r.mean()),
-                     ess=float(w.sum() ** 2 / (w ** 2).sum()) if (w > 0).any() else 0.0)
-    return out

@@ -16,9 +16,9 @@ from interest_migration.profiles import interest_profile  # noqa: E402
 from interest_migration.recommender import ModelFileError  # noqa: E402
 from interest_migration.sequence import RunOptions, planted_log, sequence_split
 from interest_migration.neural import GRU4Rec, SASRec  # noqa: E402
-from interest_migration.serving import (  # noqa: E402
-    _items_table, crash_test, free_port, load_serving_model, load_test, make_app, mlp_to_onnx, onnx_parity,
-    ort_session, rank_from_events, sequence_to_onnx, start_server, stop_server, top_k, train_serving_model)
+from interest_migration.serving import _items_table, make_app, rank_from_events, top_k, train_serving_model
+from interest_migration.model_export import load_serving_model, mlp_to_onnx, onnx_parity, ort_session, sequence_to_onnx
+from interest_migration.serve_bench import crash_test, free_port, load_test, start_server, stop_server
 from interest_migration.store import open_store  # noqa: E402
 
 TOKEN = "t0ken"
@@ -124,6 +124,7 @@ def test_bad_requests_right_4xx_and_still_serving(served):
 def test_recommendations_warm_cold_and_impressions(served):
     c, hist, app = served["client"], served["hist"], served["app"]
     svc = app.state.service
+    svc.flush()
     before = len(svc.store.impressions())
     r = c.get("/users/1/recommendations", params={"k": 7}).json()
     assert r["policy"] == "sequence" and len(r["items"]) == 7
@@ -134,6 +135,7 @@ def test_recommendations_warm_cold_and_impressions(served):
     assert c.put("/users/7001", json={"age": 22, "gender": "M"}, headers=AUTH).status_code == 200
     cold = c.get("/users/7001/recommendations", params={"k": 5}).json()
     assert cold["policy"] == "segment" and all(i["propensity"] == 1.0 for i in cold["items"])
+    svc.flush()                                  # impressions are written off the request path
     imp = svc.store.impressions()
     assert len(imp) == before + 12 and set(imp["model_version"]) == {svc.model.version}
     assert sorted(imp[imp["request_id"] == r["request_id"]]["position"].tolist()) == list(range(1, 8))
@@ -146,6 +148,7 @@ def test_thompson_cold_start_logs_propensities(served):
     r = c.get("/users/7002/recommendations", params={"k": 6}).json()
     p = [i["propensity"] for i in r["items"]]
     assert r["policy"] == "thompson" and len(p) == 6 and all(0 < x <= 1 for x in p)
+    app.state.service.flush()
     imp = app.state.service.store.impressions()
     np.testing.assert_allclose(imp[imp["request_id"] == r["request_id"]].sort_values("position")["propensity"], p)
 
@@ -215,7 +218,7 @@ def test_crash_kill9_every_acknowledged_event_once(served):
 
 @pytest.mark.slow
 def test_bench_serve_full():
-    from interest_migration.serving import bench_serve
+    from interest_migration.serve_bench import bench_serve
     res = bench_serve(quick=False)
     assert res["no_5xx"] and res["exactly_once"] and res["crash"]["acknowledged_present_once"]
 
@@ -235,3 +238,45 @@ def test_retrain_from_store(served, tmp_path):
     r = served["client"].post("/admin/reload", json={"folder": str(out)}, headers=AUTH).json()
     assert r["model_version"] == sm.version
     served["client"].post("/admin/reload", json={"folder": str(served["folder"])}, headers=AUTH)
+
+
+def test_event_cache_follows_the_store_across_processes(served, tmp_path):
+    "A worker's cached events see what another worker (another connection) stored since: rankings never go stale."
+    sim, folder = served["sim"], served["folder"]
+    db = f"sqlite:///{tmp_path / 'cache.db'}"
+    a, b = make_app(folder, db, token=TOKEN), make_app(folder, db, token=TOKEN)   # two 'workers' on one store
+    ca, cb = TestClient(a), TestClient(b)
+    u = sim.events[sim.events.user_id == 5].reset_index(drop=True)
+    first, rest = u.iloc[:5], u.iloc[5:]
+    def body(df, tag):
+        return {"events": [{"user_id": int(r.user_id), "item_id": int(r.item_id), "timestamp": r.timestamp.isoformat(),
+                            "behavior": str(r.behavior), "event_id": f"{tag}{i}"} for i, r in enumerate(df.itertuples())]}
+    assert cb.post("/events", json=body(first, "a"), headers=AUTH).status_code == 200
+    r1 = ca.get("/users/5/recommendations", params={"k": 5}).json()
+    sm = a.state.service.model
+    assert [i["item_id"] for i in r1["items"]] == rank_from_events(sm, first, k=5)["item_id"].tolist()
+    assert cb.post("/events", json=body(rest, "b"), headers=AUTH).status_code == 200   # through the OTHER worker
+    r2 = ca.get("/users/5/recommendations", params={"k": 5}).json()
+    assert [i["item_id"] for i in r2["items"]] == rank_from_events(sm, u, k=5)["item_id"].tolist()
+    assert not {i["item_id"] for i in r2["items"]} & set(u.item_id)
+    assert a.state.service.cache.hits >= 1
+
+
+def test_impressions_written_off_path_and_on_shutdown(served, tmp_path):
+    "Impressions reach the store within the flush interval, and a clean shutdown writes every queued one."
+    db = f"sqlite:///{tmp_path / 'imp.db'}"
+    st = open_store(db); st.add_events(served["hist"]); st.close()
+    import time
+    app = make_app(served["folder"], db, impression_flush_s=0.02)
+    r = TestClient(app).get("/users/1/recommendations", params={"k": 4}).json()
+    st = open_store(db)
+    t0 = time.time()
+    while len(st.impressions()) < 4 and time.time() - t0 < 10:
+        time.sleep(0.05)
+    assert sorted(st.impressions().query("request_id == @r['request_id']")["position"]) == [1, 2, 3, 4]
+    with TestClient(make_app(served["folder"], db, impression_flush_s=3600)) as c:    # lifespan: shutdown flushes
+        ids = [c.get(f"/users/{u}/recommendations", params={"k": 3}).json()["request_id"] for u in (1, 2, 3)]
+        assert not st.impressions()["request_id"].isin(ids).any()                     # still queued
+    got = st.impressions()
+    assert got["request_id"].isin(ids).sum() == 9
+    st.close()

@@ -350,7 +350,7 @@ def test_sigkill_mid_ingestion_keeps_acknowledged_batches_whole(url, kill_after)
 
 
 # ---- off-policy evaluation from the store -----------------------------------------------------------------------------
-from interest_migration.store import ope_from_store, logged_decisions  # noqa: E402
+from interest_migration.logged_ope import ope_from_store, logged_decisions  # noqa: E402
 
 
 def _hand_store(store):
@@ -426,7 +426,7 @@ def test_one_store_shared_by_threads(store):
 
 
 def test_bench_store_counts_what_it_stored(url):
-    from interest_migration.store import bench_store
+    from interest_migration.serve_bench import bench_store
     out = bench_store(url, n_events=2_000, batch_sizes=(500, 2_000))
     assert out.n_events.tolist() == [2_000, 2_000] and out.batches.tolist() == [4, 1]
     assert (out.events_per_s > 0).all() and (out.backend == url.split(":")[0]).all()
