@@ -92,19 +92,23 @@ class SequenceNet(nn.Module, abc.ABC):
 
 # %% ../nbs/10a_neural.ipynb #337bd5e6
 class _Block(nn.Module):
-    "Pre-LayerNorm transformer block with fused scaled-dot-product attention."
-    def __init__(self, d, n_heads, dropout, inner):
+    "Pre-LayerNorm transformer block with fused scaled-dot-product attention (causal, or bidirectional over the kept keys)."
+    def __init__(self, d, n_heads, dropout, inner, causal=True):
         super().__init__()
-        self.h = n_heads
+        self.h, self.causal = n_heads, causal
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), nn.Linear(inner, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x):
+    def forward(self, x, keep=None):
+        "keep: (B, L) bool of the positions any position may attend to (bidirectional blocks only)."
         B, L, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.causal:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=None if keep is None else keep[:, None, None, :])
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
         return x + self.drop(self.ff(self.ln2(x)))
 

@@ -17,6 +17,7 @@ from interest_migration.sequence import (
     planted_log, sequence_split, to_sequences, training_windows,
     evaluate_sequences, default_device)
 from interest_migration.neural import GRU4Rec, LSTMRec, SASRec
+from interest_migration.bert4rec import BERT4Rec
 from interest_migration.recommender import ModelFileError
 from interest_migration.bench import _split_agreement, bench_sequence, read_recbole_json, time_to_reach
 
@@ -179,7 +180,7 @@ def test_causal_prediction_for_prefixes(sas, plant):
     assert torch.allclose(full[:, :k], pref, atol=1e-5)
 
 
-@pytest.mark.parametrize("cls", [SASRec, GRU4Rec, LSTMRec])
+@pytest.mark.parametrize("cls", [SASRec, GRU4Rec, LSTMRec, BERT4Rec])
 def test_save_load_round_trip(tmp_path, cls):
     log = planted_log(n_users=40, n_items=20, length=8, seed=1)
     sp = sequence_split(log)
@@ -313,3 +314,16 @@ def test_cosine_schedule_warms_up_and_decays():
 def test_bad_loss_options_are_refused(plant, kw, msg):
     with pytest.raises(DataError, match=msg):
         SASRec(**FAST, **kw).fit(plant, options=OPTS)
+
+
+def test_bert4rec_scores_from_a_mask_after_the_history(plant):
+    "BERT4Rec's state for a sequence is the state at a [mask] placed after its last event, with both directions of attention."
+    m = BERT4Rec(**{**FAST, "max_epochs": 1}).fit(plant, options=OPTS)
+    x, b, n = pad_sequences(plant.test, m.max_len, np.arange(3))
+    full = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
+    full[torch.arange(3), n] = m.catalog_.n_items + 1
+    bb = torch.cat([b, torch.zeros_like(b[:, :1])], 1)
+    with torch.no_grad():
+        h = m.net_(full, bb)[torch.arange(3), n]
+    assert torch.allclose(m._last_hidden(plant.test, np.arange(3)), h)
+    assert torch.allclose(torch.from_numpy(m.score(plant.test)[:3]), h @ m.net_.emb.table()[1:].T, atol=1e-5)
