@@ -41,8 +41,8 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'RECBOLE_DIR', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate', 'reference_ranking_metrics',
            'bench_metrics', 'report_metrics', 'bench_metrics_peer', 'report_metrics_peer', 'reference_migration',
            'bench_profiles', 'report_profiles', 'bench_tagging', 'report_tagging', 'read_recbole_json', 'time_to_reach',
-           'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits', 'bench_taobao', 'report_taobao',
-           'cli_taobao']
+           'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits', 'simulate_sequences',
+           'bench_sequence_scale', 'report_sequence_scale', 'bench_taobao', 'report_taobao', 'cli_taobao']
 
 # %% ../nbs/12_bench.ipynb #1f0cd236
 def _rss_bytes() -> int:
@@ -708,6 +708,95 @@ def report_bandits(table: pd.DataFrame, # what `bench_bandits` returned
     "bench_bandits' table and its speed ratios (ours / MABWiser)."
     return (table.round(3).to_string() + "\ndecisions per second, ours / MABWiser: "
             + ", ".join(f"{k} {v:,.1f}x" for k, v in table.attrs["speedup"].items()))
+
+# %% ../nbs/12_bench.ipynb #b89b2b50
+from .neural import SASRec
+from .sequence import Catalog, Sequences
+
+# %% ../nbs/12_bench.ipynb #d310b26f
+def simulate_sequences(
+    n_events: int = 10_000_000,  # events in all
+    n_items: int = 1_000_000,  # catalogue size
+    mean_length: int = 100,  # mean events per user (users = n_events // mean_length)
+    follow: float = 0.5,  # chance that the next item is the successor of the previous one (the learnable signal)
+    seed: int = 0,  # seed of everything
+) -> Sequences:  # one sequence per user, one behaviour ('view'), items coded 1..n_items
+    "A large next-item log built vectorised: power-law popular items, and runs in which each item is followed by its successor."
+    rng = np.random.default_rng(seed)
+    n_users = max(1, n_events // mean_length)
+    cuts = np.sort(rng.choice(np.arange(1, n_events), n_users - 1, replace=False)) if n_users > 1 else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], cuts, [n_events]]).astype(np.int64)
+    start = np.zeros(n_events, bool)
+    start[offsets[:-1]] = True
+    jump = start | (rng.random(n_events) >= follow)                # a run starts at each user's first event and at each jump
+    run = np.cumsum(jump) - 1
+    head = rng.permutation(n_items)[(n_items * rng.random(int(jump.sum())) ** 3).astype(np.int64)]   # popular items first
+    pos = np.arange(n_events) - np.flatnonzero(jump)[run]
+    items = (head[run] + pos) % n_items + 1
+    cat = Catalog(np.arange(1, n_items + 1), np.zeros(n_items + 1, np.int64), [], ["view"])
+    return Sequences(np.arange(n_users), items.astype(np.int64), np.zeros(n_events, np.int64), offsets, cat)
+
+# %% ../nbs/12_bench.ipynb #4811f172
+def _hold_out_last(seqs: Sequences, n_eval: int) -> tuple:
+    "Training sequences without each user's last event, and the first n_eval users' last events as targets."
+    last = seqs.offsets[1:] - 1
+    keep = np.ones(len(seqs.items), bool)
+    keep[last] = False
+    lens = seqs.lengths - 1
+    off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    train = Sequences(seqs.user_id, seqs.items[keep], seqs.behaviors[keep], off, seqs.catalog)
+    e = min(n_eval, len(seqs))
+    ev = Sequences(seqs.user_id[:e], train.items[:off[e]], train.behaviors[:off[e]], off[:e + 1], seqs.catalog,
+                   seqs.items[last[:e]], seqs.behaviors[last[:e]])
+    return train, ev
+
+# %% ../nbs/12_bench.ipynb #3aa69449
+def bench_sequence_scale(
+    n_events: int = 10_000_000,  # events of the simulated log
+    n_items: int = 1_000_000,  # catalogue size
+    n_negatives: int = 1024,  # sampled-softmax negatives per step
+    batch_size: int = 256,  # training windows per step
+    embedding_size: int = 64,  # item embedding size
+    n_eval: int = 1_000,  # users whose last event is ranked against the full catalogue after the epoch
+    num_threads: int | None = None,  # torch threads (None: torch's default)
+    seed: int = 0,  # seed of the log and the model
+) -> dict:  # sizes, seconds (simulate, epoch wall and CPU, evaluation), peak RSS, NDCG@10 of the held-out events
+    "One epoch of sampled-softmax SASRec on a simulated log of n_items items and n_events events: time and peak memory."
+    import os
+    out = {"n_events": n_events, "n_items": n_items, "n_negatives": n_negatives, "batch_size": batch_size,
+           "load_before": os.getloadavg()}
+    with PeakRSS() as mem:
+        t = time.perf_counter()
+        train, ev = _hold_out_last(simulate_sequences(n_events, n_items, seed=seed), n_eval)
+        out["simulate_s"] = time.perf_counter() - t
+        m = SASRec(loss="sampled", n_negatives=n_negatives, batch_size=batch_size, embedding_size=embedding_size,
+                   max_epochs=1, use_category=False, seed=seed)
+        t, c = time.perf_counter(), time.process_time()
+        m.fit(train, options=RunOptions(progress=False, num_threads=num_threads))
+        out["epoch_s"], out["epoch_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+        out["windows"], out["users"] = int(-(-np.maximum(train.lengths - 1, 0) // m.max_len).sum()), len(train)
+        t = time.perf_counter()
+        res = evaluate_sequences(m, ev, k=(10,), metrics=("hit", "ndcg"), n_boot=0, exclude_seen=False).set_index("metric")
+        out["eval_s"], out["eval_users"] = time.perf_counter() - t, len(ev)
+        out["hit@10"], out["ndcg@10"] = float(res.loc["hit", "value"]), float(res.loc["ndcg", "value"])
+    out["rss_start_mib"], out["peak_rss_mib"] = mem.start / 2**20, mem.peak / 2**20
+    out["load_after"] = os.getloadavg()
+    return out
+
+# %% ../nbs/12_bench.ipynb #40f2cea2
+def report_sequence_scale(out: dict, # what `bench_sequence_scale` returned
+                         ) -> str:   # the figures as text
+    "bench_sequence_scale's figures as lines of text, with the 8 GiB memory target."
+    peak = out["peak_rss_mib"]
+    return "\n".join([
+        f"simulated log: {out['n_events']:,} events, {out['n_items']:,} items, {out['users']:,} users ({out['simulate_s']:.1f} s)",
+        f"one epoch of SASRec, sampled softmax ({out['n_negatives']:,} uniform negatives), "
+        f"{out['windows']:,} windows in batches of {out['batch_size']}: {out['epoch_s']:.1f} s "
+        f"({out['epoch_cpu_s']:.1f} s CPU)",
+        f"full-catalogue evaluation of {out['eval_users']:,} held-out last events: {out['eval_s']:.1f} s, "
+        f"HR@10 {out['hit@10']:.4f}, NDCG@10 {out['ndcg@10']:.4f}",
+        f"peak RSS {peak:,.0f} MiB ({peak / 1024:.2f} GiB; target < 8 GiB: {'met' if peak < 8 * 1024 else 'NOT met'}), "
+        f"load average {out['load_before'][0]:.2f} before, {out['load_after'][0]:.2f} after"])
 
 # %% ../nbs/12_bench.ipynb #caaf726f
 from .scale import taobao_pipeline, write_taobao_log

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import abc
+import math
 import logging
 import time
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ from tqdm import tqdm
 from .data import DataError, torch_threads
 from .ranking import ranking_metrics
 from .recommender import ModelFileError, Recommender, check_state
-from .sequence import (Catalog, RunOptions, SequenceRecommender, SequenceSplit, Sequences, default_device,
+from .sequence import (Catalog, RunOptions, block_rows, SequenceRecommender, SequenceSplit, Sequences, default_device,
                                          pad_sequences, training_windows, _summary_of, _train_of)
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['SEQUENCE_MODELS', 'ItemEmbedding', 'SequenceNet', 'NeuralRecommender', 'SASRec', 'GRU4Rec', 'LSTMRec']
+__all__ = ['SEQUENCE_MODELS', 'ItemEmbedding', 'SequenceNet', 'sampled_softmax_loss', 'gbce_beta', 'gbce_loss',
+           'NeuralRecommender', 'SASRec', 'GRU4Rec', 'LSTMRec']
 
 # %% ../nbs/10a_neural.ipynb #60198dc9
 class ItemEmbedding(nn.Module):
@@ -90,19 +92,23 @@ class SequenceNet(nn.Module, abc.ABC):
 
 # %% ../nbs/10a_neural.ipynb #337bd5e6
 class _Block(nn.Module):
-    "Pre-LayerNorm transformer block with fused scaled-dot-product attention."
-    def __init__(self, d, n_heads, dropout, inner):
+    "Pre-LayerNorm transformer block with fused scaled-dot-product attention (causal, or bidirectional over the kept keys)."
+    def __init__(self, d, n_heads, dropout, inner, causal=True):
         super().__init__()
-        self.h = n_heads
+        self.h, self.causal = n_heads, causal
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), nn.Linear(inner, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x):
+    def forward(self, x, keep=None):
+        "keep: (B, L) bool of the positions any position may attend to (bidirectional blocks only)."
         B, L, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.causal:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=None if keep is None else keep[:, None, None, :])
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
         return x + self.drop(self.ff(self.ln2(x)))
 
@@ -137,13 +143,77 @@ class _RNNNet(SequenceNet):
         h, _ = self.rnn(self.drop(self.emb(items, behaviors, table)))
         return self.out(self.drop(h))
 
+# %% ../nbs/10a_neural.ipynb #88582424
+def sampled_softmax_loss(
+    h: torch.Tensor,  # (n, d) states at the positions that have a target
+    pos: torch.Tensor,  # (n, d) vectors of each position's target item
+    neg: torch.Tensor,  # (m, d) vectors of the sampled negatives, shared by all positions
+    log_q_pos: torch.Tensor,  # (n,) log sampling probability of each target (the log-Q correction; zeros for none)
+    log_q_neg: torch.Tensor,  # (m,) log sampling probability of each negative
+    hit: torch.Tensor | None = None,  # (n, m) bool: True where a negative is the position's own target (left out)
+    reduction: str = "mean",  # 'mean' or 'sum' over the positions
+) -> torch.Tensor:  # the loss
+    "Sampled softmax cross-entropy with the log-Q correction: every logit minus the log-probability its item was sampled with."
+    lp = (h * pos).sum(-1, keepdim=True) - log_q_pos[:, None]
+    ln = h @ neg.T - log_q_neg
+    if hit is not None:
+        ln = ln.masked_fill(hit, float("-inf"))
+    target = torch.zeros(len(h), dtype=torch.long, device=h.device)
+    return F.cross_entropy(torch.cat([lp, ln], 1), target, reduction=reduction)
+
+# %% ../nbs/10a_neural.ipynb #a77d14b2
+def gbce_beta(
+    n_negatives: int,  # negatives per position
+    n_items: int,  # catalogue size
+    t: float,  # calibration in [0, 1]
+) -> float:  # the power of the positive's probability
+    "gSASRec's beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha = n_negatives / (n_items - 1) the sampling rate."
+    alpha = min(n_negatives, n_items - 1) / max(n_items - 1, 1)
+    return float(alpha * (t * (1 - 1 / alpha) + 1 / alpha))
+
+# %% ../nbs/10a_neural.ipynb #11534917
+def gbce_loss(
+    pos_logit: torch.Tensor,  # (n,) score of each position's target
+    neg_logit: torch.Tensor,  # (n, m) scores of the negatives
+    beta: float,  # power of the positive's probability (`gbce_beta`); 1 is plain BCE
+    hit: torch.Tensor | None = None,  # (n, m) bool: True where a negative is the position's own target (left out)
+    reduction: str = "mean",  # 'mean' or 'sum' over the positions
+) -> torch.Tensor:  # the loss
+    "Generalised BCE: -(beta log sigmoid(s+) + sum log(1 - sigmoid(s-))) / (1 + m) per position, as gSASRec averages it."
+    lp = beta * F.softplus(-pos_logit)            # -log sigmoid(s)^beta, stable
+    ln = F.softplus(neg_logit)                    # -log(1 - sigmoid(s))
+    if hit is not None:
+        ln = ln.masked_fill(hit, 0.0)
+    per = (lp + ln.sum(-1)) / (1 + neg_logit.shape[-1])
+    return per.mean() if reduction == "mean" else per.sum()
+
+# %% ../nbs/10a_neural.ipynb #435ec586
+def _dist_info() -> tuple:
+    "(rank, world size) of this process under torch.distributed, (0, 1) when no process group runs."
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+# %% ../nbs/10a_neural.ipynb #c861abc6
+def _allreduce_grads(net: nn.Module):
+    "Sum every parameter's gradient over the processes: one flat all_reduce per step (what DistributedDataParallel does in buckets)."
+    ps = [p for p in net.parameters() if p.requires_grad]
+    for p in ps:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in ps])
+    torch.distributed.all_reduce(flat)
+    o = 0
+    for p in ps:
+        p.grad.copy_(flat[o:o + p.numel()].view_as(p)); o += p.numel()
+
 # %% ../nbs/10a_neural.ipynb #55ce4f5c
 SEQUENCE_MODELS = {}  # registry key (kind) -> neural sequence model class, filled as the classes are defined
 
 # %% ../nbs/10a_neural.ipynb #4029ab07
 @dataclass(eq=False, repr=False)
 class NeuralRecommender(SequenceRecommender):
-    "Shared hyper-parameters and training loop of the neural sequence models: full-catalogue cross-entropy at every position, early stopping."
+    "Shared hyper-parameters and training loop of the neural sequence models: next-item loss at every position (full or sampled), early stopping."
     embedding_size: int = 64  # item embedding size (the state size the scores are taken against)
     n_layers: int = 1  # stacked layers (transformer blocks or recurrent layers)
     dropout: float = 0.2  # dropout on the embeddings and the residual/output branches
@@ -158,6 +228,12 @@ class NeuralRecommender(SequenceRecommender):
     use_behavior: bool = True  # add a behaviour-type embedding to the input (when the log has several)
     behavior_weight: float = 0.5  # weight of the next-behaviour loss (0: no behaviour head)
     seed: int = 0  # seed of initialisation, shuffling and dropout
+    loss: str = "ce"  # next-item loss: 'ce' full-catalogue cross-entropy, 'sampled' sampled softmax (log-Q corrected), 'gbce' (gSASRec)
+    n_negatives: int = 256  # sampled negatives per step for 'sampled' and 'gbce', shared by the batch (>= n_items: all items)
+    negatives: str = "uniform"  # sampling distribution of the negatives: 'uniform' or 'popularity' (training frequency)
+    gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 is plain BCE, 1 calibrates fully to the sampling rate
+    lr_schedule: str = "constant"  # 'constant', or 'cosine': linear warm-up, then cosine decay to 0 at max_epochs
+    warmup_epochs: float = 1.0  # length of the warm-up of lr_schedule='cosine', in epochs
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -240,6 +316,7 @@ def fit(self: NeuralRecommender,
 # %% ../nbs/10a_neural.ipynb #45bcbbdb
 @patch
 def _fit(self: NeuralRecommender, data, valid):
+    self._check_options()
     train = _train_of(data)
     self.data_summary_ = _summary_of(data)
     if isinstance(data, SequenceSplit) and valid is None:
@@ -258,40 +335,28 @@ def _fit(self: NeuralRecommender, data, valid):
     self.use_behavior_ = n_beh > 1 and self.use_behavior
     self.behavior_head_ = n_beh > 1 and self.behavior_weight > 0
     self.device_ = dev
+    self._init_negatives(Y, cat.n_items)
     net = self.net_ = self._make_net(cat, self.use_behavior_, self.behavior_head_).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+    n_batches = -(-len(X) // self.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor(n_batches))
     gen = torch.Generator().manual_seed(self.seed)
     torch.manual_seed(self.seed)
     hist = valid.history() if valid is not None and self.exclude_seen else None
     truth = sparse.csr_matrix((np.ones(len(valid), np.int8), (np.arange(len(valid)), valid.target - 1)),
                               shape=(len(valid), cat.n_items)) if valid is not None else None
     rows, best, best_state, wait = [], -np.inf, None, 0
-    n_batches = -(-len(X) // self.batch_size)
     t_start = time.perf_counter()
     bar = tqdm(range(1, self.max_epochs + 1), desc=type(self).__name__, disable=not opts.progress, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         net.train()
-        perm = torch.randperm(len(X), generator=gen).to(dev)
-        total = torch.zeros((), device=dev)
-        for s in range(0, len(X), self.batch_size):
-            idx = perm[s:s + self.batch_size]
-            loss = self._loss(net, X[idx], B[idx], Y[idx], YB[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        train_s = time.perf_counter() - t0
-        row = {"epoch": epoch, "loss": float(total) / n_batches, "train_s": train_s}
+        lr = sched.get_last_lr()[0]
+        total = self._train_epoch(net, opt, sched, X, B, Y, YB, torch.randperm(len(X), generator=gen).to(dev))
+        row = {"epoch": epoch, "loss": total / n_batches, "lr": lr, "train_s": time.perf_counter() - t0}
         if valid is not None:
             t1 = time.perf_counter()
-            res = ranking_metrics(self._scorer(valid), truth, k=10, metrics=("hit", "ndcg", "mrr"), exclude=hist,
-                                  batch_size=1024, n_items=cat.n_items)
-            row.update({f"valid_{m}@10": float(res.per_user[(m, 10)].mean()) for m in ("hit", "ndcg", "mrr")})
-            if self.behavior_head_:
-                p = torch.cat([self._behavior_proba(valid, np.arange(s, min(s + 1024, len(valid))))
-                               for s in range(0, len(valid), 1024)]).argmax(1).numpy()
-                row["valid_behavior_acc"] = float((p == valid.target_behavior).mean())
+            row.update(self._validate(valid, truth, hist))
             row["eval_s"] = time.perf_counter() - t1
             score = row["valid_ndcg@10"]
             if score >= best:             # ties keep the later (longer-trained) weights, only gains reset patience
@@ -318,17 +383,116 @@ def _fit(self: NeuralRecommender, data, valid):
     self.best_epoch_ = int(self.history_.loc[self.history_["best"], "epoch"].iloc[-1]) if best_state is not None else len(rows)
     return self
 
+# %% ../nbs/10a_neural.ipynb #6bfdc46d
+@patch
+def _check_options(self: NeuralRecommender):
+    "Refuse unknown loss, sampling and schedule settings in one line each, before any work."
+    if self.loss not in ("ce", "sampled", "gbce"):
+        raise DataError(f"loss must be 'ce', 'sampled' or 'gbce', got {self.loss!r}")
+    if self.negatives not in ("uniform", "popularity"):
+        raise DataError(f"negatives must be 'uniform' or 'popularity', got {self.negatives!r}")
+    if self.n_negatives < 1 or not 0 <= self.gbce_t <= 1:
+        raise DataError(f"need n_negatives >= 1 and 0 <= gbce_t <= 1, got {self.n_negatives} and {self.gbce_t}")
+    if self.lr_schedule not in ("constant", "cosine"):
+        raise DataError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+
+# %% ../nbs/10a_neural.ipynb #518badb3
+@patch
+def _init_negatives(self: NeuralRecommender, Y: torch.Tensor, n_items: int):
+    "The proposal q of the sampled losses (uniform or training frequency of the targets), its log, and a seeded generator."
+    q = torch.full((n_items,), 1.0 / n_items, dtype=torch.float64)
+    if self.negatives == "popularity":
+        c = torch.bincount((Y[Y > 0] - 1).cpu(), minlength=n_items).double()
+        q = c / c.sum()
+    self._all_items = self.n_negatives >= n_items      # every item is a negative: no sampling, no correction
+    self._log_q = (torch.zeros(n_items) if self._all_items else q.log().float()).to(Y.device)
+    self._cdf = torch.cumsum(q, 0)
+    self._neg_gen = torch.Generator().manual_seed(self.seed + 1)     # the same draws on every process
+    self._gbce_beta = gbce_beta(self.n_negatives, n_items, self.gbce_t)
+
+# %% ../nbs/10a_neural.ipynb #6df6af8b
+@patch
+def _draw_negatives(self: NeuralRecommender) -> torch.Tensor:
+    "Item codes of one step's negatives (with replacement, from q), or every item when n_negatives >= n_items."
+    n = len(self._cdf)
+    if self._all_items:
+        return torch.arange(1, n + 1, device=self._log_q.device)
+    u = torch.rand(self.n_negatives, generator=self._neg_gen, dtype=torch.float64) * self._cdf[-1]
+    return (torch.searchsorted(self._cdf, u, right=True).clamp(max=n - 1) + 1).to(self._log_q.device)
+
+# %% ../nbs/10a_neural.ipynb #4dea510e
+@patch
+def _lr_factor(self: NeuralRecommender, n_batches: int):
+    "The learning-rate multiplier by step: 1, or (lr_schedule='cosine') linear warm-up then cosine decay to 0 at max_epochs."
+    if self.lr_schedule == "constant":
+        return lambda step: 1.0
+    warm = max(1, round(self.warmup_epochs * n_batches))
+    total = max(self.max_epochs * n_batches, warm + 1)
+    return lambda step: (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+
+# %% ../nbs/10a_neural.ipynb #3c1bd121
+@patch
+def _train_epoch(self: NeuralRecommender, net, opt, sched, X, B, Y, YB, perm) -> float:
+    "One pass over the shuffled windows; under torch.distributed each process takes its share of every global batch."
+    rank, world = _dist_info()
+    total = torch.zeros((), device=X.device)
+    for s in range(0, len(X), self.batch_size):
+        idx = perm[s:s + self.batch_size]
+        n_total = (Y[idx] > 0).sum()          # target positions of the whole global batch
+        if world > 1:
+            idx = idx[rank::world]
+        loss = self._loss(net, X[idx], B[idx], Y[idx], YB[idx], n_total)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if world > 1:
+            _allreduce_grads(net)             # sum of the shares = the gradient of the global batch's mean loss
+        opt.step()
+        sched.step()
+        total += loss.detach()
+    if world > 1:
+        torch.distributed.all_reduce(total)
+    return float(total)
+
+# %% ../nbs/10a_neural.ipynb #c74b6550
+@patch
+def _validate(self: NeuralRecommender, valid: Sequences, truth, hist) -> dict:
+    "Validation HR/NDCG/MRR@10 over the full catalogue (in blocks of `block_rows`) and next-behaviour accuracy."
+    n = self.catalog_.n_items
+    res = ranking_metrics(self._scorer(valid), truth, k=10, metrics=("hit", "ndcg", "mrr"), exclude=hist,
+                          batch_size=block_rows(n), n_items=n)
+    row = {f"valid_{m}@10": float(res.per_user[(m, 10)].mean()) for m in ("hit", "ndcg", "mrr")}
+    if self.behavior_head_:
+        p = torch.cat([self._behavior_proba(valid, np.arange(s, min(s + 1024, len(valid))))
+                       for s in range(0, len(valid), 1024)]).argmax(1).numpy()
+        row["valid_behavior_acc"] = float((p == valid.target_behavior).mean())
+    return row
+
 # %% ../nbs/10a_neural.ipynb #d446f5c7
 @patch
-def _loss(self: NeuralRecommender, net, x, b, y, yb):
+def _loss(self: NeuralRecommender, net, x, b, y, yb, n_total=None):
+    "One batch's loss: next-item loss (`loss`) + weighted behaviour loss, summed over target positions / n_total (default their count)."
     table = net.emb.table()
     h = net(x, b, table)
     m = y > 0
     hs = h[m]
-    loss = F.cross_entropy(hs @ table[1:].T, y[m] - 1)
+    n = (m.sum() if n_total is None else n_total).clamp(min=1)
+    loss = self._item_loss(hs, y[m], table) / n
     if net.beh_head is not None:
-        loss = loss + self.behavior_weight * F.cross_entropy(net.beh_head(hs), yb[m])
+        loss = loss + self.behavior_weight * F.cross_entropy(net.beh_head(hs), yb[m], reduction="sum") / n
     return loss
+
+# %% ../nbs/10a_neural.ipynb #d8339732
+@patch
+def _item_loss(self: NeuralRecommender, hs, target, table):
+    "Summed next-item loss of states hs (n, d) for target codes (n,): full cross-entropy, sampled softmax or gBCE."
+    if self.loss == "ce":
+        return F.cross_entropy(hs @ table[1:].T, target - 1, reduction="sum")
+    neg = self._draw_negatives()
+    hit = target[:, None] == neg[None, :]
+    pos_e, neg_e = table[target], table[neg]
+    if self.loss == "sampled":
+        return sampled_softmax_loss(hs, pos_e, neg_e, self._log_q[target - 1], self._log_q[neg - 1], hit, reduction="sum")
+    return gbce_loss((hs * pos_e).sum(-1), hs @ neg_e.T, self._gbce_beta, hit, reduction="sum")
 
 # %% ../nbs/10a_neural.ipynb #6d6d0489
 @patch

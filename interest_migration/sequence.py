@@ -19,9 +19,9 @@ from .recommender import ModelFileError, Recommender, check_catalogue, check_sta
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['Catalog', 'make_catalog', 'Sequences', 'to_sequences', 'SequenceSplit', 'sequence_split', 'pad_sequences',
-           'training_windows', 'default_device', 'RunOptions', 'SequenceRecommender', 'evaluate_sequences',
-           'per_user_metric', 'results_table', 'Popularity', 'CoOccurrence', 'planted_log']
+__all__ = ['SCORE_BUDGET', 'Catalog', 'make_catalog', 'Sequences', 'to_sequences', 'SequenceSplit', 'sequence_split',
+           'pad_sequences', 'training_windows', 'default_device', 'RunOptions', 'block_rows', 'SequenceRecommender',
+           'evaluate_sequences', 'per_user_metric', 'results_table', 'Popularity', 'CoOccurrence', 'planted_log']
 
 # %% ../nbs/10_sequence.ipynb #ce82d7c3
 @dataclass(eq=False, repr=False)
@@ -271,6 +271,16 @@ class RunOptions:
     progress: bool = True  # tqdm progress bar over epochs
     time_limit: float | None = None  # stop training after this many seconds (None: no limit)
 
+# %% ../nbs/10_sequence.ipynb #d1ebf8bc
+SCORE_BUDGET = 2**26  # most scores (float32) held at once while scoring: 2^26 floats = 256 MiB
+
+def block_rows(
+    n_items: int,  # catalogue size (columns of a score block)
+    batch_size: int = 1024,  # the most rows wanted
+) -> int:  # rows per score block: batch_size, fewer for a large catalogue (at least 1)
+    "Rows per score block so that a (rows x n_items) block stays within `SCORE_BUDGET` floats."
+    return int(max(1, min(batch_size, SCORE_BUDGET // max(int(n_items), 1))))
+
 # %% ../nbs/10_sequence.ipynb #7f455462
 class SequenceRecommender(Recommender):
     "The contract for models that condition on each user's own sequence: scoring, top-k and state shared by all of them."
@@ -356,11 +366,12 @@ def _score_block(self: SequenceRecommender, seqs: Sequences, rows: np.ndarray) -
 def score(self: SequenceRecommender,
           events,  # Sequences, event log or list of item-id lists
           users=None,  # unused (the contract's user table)
-          batch_size: int = 1024,  # sequences scored at a time
+          batch_size: int = 1024,  # the most sequences scored at a time (fewer for a large catalogue: `block_rows`)
           unknown: str = "error",  # items outside the catalogue: 'error' or 'exclude'
          ) -> np.ndarray:  # (n, n_items) float32 scores, column c - 1 = item code c
     "Scores of every catalogue item as the next item of each sequence."
     seqs = self.as_sequences(events, unknown)
+    batch_size = block_rows(self.catalog_.n_items, batch_size)
     with torch_threads(self.options_.num_threads):
         out = [self._score_block(seqs, np.arange(s, min(s + batch_size, len(seqs))))
                for s in range(0, len(seqs), batch_size)]
@@ -389,11 +400,12 @@ def recommend(self: SequenceRecommender,
               users=None,  # unused (the contract's user table)
               k: int = 10,  # list length
               exclude_seen: bool = True,  # never recommend an item already in the sequence
-              batch_size: int = 1024,  # sequences scored and ranked at a time
+              batch_size: int = 1024,  # the most sequences scored and ranked at a time (`block_rows`)
               unknown: str = "error",  # items outside the catalogue: 'error' or 'exclude'
              ) -> pd.DataFrame:  # user_id, item_id, rank, score (k rows per sequence; ties: lower item id)
     "Top-k next items for each sequence over the full catalogue, in batches, history masked."
     seqs = self.as_sequences(events, unknown)
+    batch_size = block_rows(self.catalog_.n_items, batch_size)
     hist = seqs.history() if exclude_seen else None
     tops, vals = [], []
     with torch_threads(self.options_.num_threads):
@@ -457,7 +469,7 @@ def evaluate_sequences(
     exclude_seen: bool = True,  # exclude each user's earlier items from the ranking
     n_boot: int = 1000,  # bootstrap resamples over users for the CIs
     seed: int = 0,  # bootstrap seed (the same seed pairs the resamples across models)
-    batch_size: int = 1024,  # users scored and ranked at a time
+    batch_size: int = 1024,  # the most users scored and ranked at a time (`block_rows`)
 ) -> pd.DataFrame:  # metric, k, value, ci_low, ci_high, n_users, ...
     "Full-catalogue next-item metrics of a model on an evaluation set, with bootstrap CIs (metrics.evaluate)."
     if seqs.target is None:
@@ -466,7 +478,7 @@ def evaluate_sequences(
     truth = sparse.csr_matrix((np.ones(len(s), np.int8), (np.arange(len(s)), s.target - 1)),
                               shape=(len(s), model.catalog_.n_items))
     return evaluate(model._scorer(s), truth, metrics=metrics, k=k, exclude=s.history() if exclude_seen else None,
-                    n_boot=n_boot, seed=seed, batch_size=batch_size, n_items=model.catalog_.n_items)
+                    n_boot=n_boot, seed=seed, batch_size=block_rows(model.catalog_.n_items, batch_size), n_items=model.catalog_.n_items)
 
 # %% ../nbs/10_sequence.ipynb #39522891
 def per_user_metric(

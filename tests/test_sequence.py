@@ -17,6 +17,7 @@ from interest_migration.sequence import (
     planted_log, sequence_split, to_sequences, training_windows,
     evaluate_sequences, default_device)
 from interest_migration.neural import GRU4Rec, LSTMRec, SASRec
+from interest_migration.bert4rec import BERT4Rec
 from interest_migration.recommender import ModelFileError
 from interest_migration.bench import _split_agreement, bench_sequence, read_recbole_json, time_to_reach
 
@@ -179,7 +180,7 @@ def test_causal_prediction_for_prefixes(sas, plant):
     assert torch.allclose(full[:, :k], pref, atol=1e-5)
 
 
-@pytest.mark.parametrize("cls", [SASRec, GRU4Rec, LSTMRec])
+@pytest.mark.parametrize("cls", [SASRec, GRU4Rec, LSTMRec, BERT4Rec])
 def test_save_load_round_trip(tmp_path, cls):
     log = planted_log(n_users=40, n_items=20, length=8, seed=1)
     sp = sequence_split(log)
@@ -263,3 +264,66 @@ def test_bench_reads_a_peer_record(tmp_path):
     assert r["epochs_run"] == 2 and set(out["baselines"]) == {"popularity", "co-occurrence"}
     t = r["time_to_recbole_sasrec_s"]
     assert np.isnan(t) or r["ratio_vs_recbole_sasrec"] == pytest.approx(101.0 / t)
+
+
+# ---- sampled losses, schedules, block scoring ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [dict(loss="sampled", n_negatives=8), dict(loss="sampled", n_negatives=8, negatives="popularity")])
+def test_sampled_losses_learn_the_cycle(plant1, kw):
+    m = SASRec(**{**FAST, "embedding_size": 32, **kw}).fit(plant1, options=OPTS)
+    hr1 = evaluate_sequences(m, plant1.test, k=(1,), metrics=("hit",), n_boot=0)["value"].iloc[0]
+    assert hr1 >= 0.9, (kw, hr1)
+
+
+def test_default_loss_is_full_cross_entropy(sas, plant):
+    "The summed-then-divided loss equals the full-catalogue mean cross-entropy + behaviour term of the original loop."
+    import torch.nn.functional as F
+    X, B, Y, YB = training_windows(plant.train, sas.max_len)
+    net = sas.net_
+    table = net.emb.table()
+    h = net(X, B, table)
+    m = Y > 0
+    want = F.cross_entropy(h[m] @ table[1:].T, Y[m] - 1) + sas.behavior_weight * F.cross_entropy(net.beh_head(h[m]), YB[m])
+    torch.manual_seed(0)
+    got = sas._loss(net, X, B, Y, YB)
+    assert torch.allclose(got, want, rtol=1e-5), (got, want)
+
+
+def test_sampled_negatives_follow_popularity():
+    "Popularity negatives are drawn in proportion to training frequency; log q is their log-share."
+    m = SASRec(loss="sampled", n_negatives=20_000, negatives="popularity")
+    Y = torch.tensor([[1, 1, 1, 2, 0], [3, 3, 3, 3, 3]])          # shares 3/9, 1/9, 5/9 for items 1..3, item 4 never
+    m._init_negatives(Y, 4)
+    d = np.bincount(m._draw_negatives().numpy(), minlength=5)[1:] / 20_000
+    np.testing.assert_allclose(d, [3 / 9, 1 / 9, 5 / 9, 0], atol=0.015)
+    np.testing.assert_allclose(m._log_q[:3].numpy(), np.log([3 / 9, 1 / 9, 5 / 9]), rtol=1e-6)
+    m2 = SASRec(loss="sampled", n_negatives=4)
+    m2._init_negatives(Y, 4)
+    assert m2._draw_negatives().tolist() == [1, 2, 3, 4] and not m2._log_q.any()   # every item: no sampling, no correction
+
+
+def test_cosine_schedule_warms_up_and_decays():
+    f = SASRec(lr_schedule="cosine", warmup_epochs=1, max_epochs=3)._lr_factor(10)
+    assert [round(f(s), 3) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert f(19) == pytest.approx(0.5, abs=0.01) and f(29) == pytest.approx(0.0, abs=0.01)
+    assert SASRec()._lr_factor(10)(5) == 1.0
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(loss="bpr"), "loss must be"), (dict(negatives="zipf"), "negatives must be"),
+                                    (dict(gbce_t=2.0), "gbce_t"), (dict(lr_schedule="step"), "lr_schedule must be")])
+def test_bad_loss_options_are_refused(plant, kw, msg):
+    with pytest.raises(DataError, match=msg):
+        SASRec(**FAST, **kw).fit(plant, options=OPTS)
+
+
+def test_bert4rec_scores_from_a_mask_after_the_history(plant):
+    "BERT4Rec's state for a sequence is the state at a [mask] placed after its last event, with both directions of attention."
+    m = BERT4Rec(**{**FAST, "max_epochs": 1}).fit(plant, options=OPTS)
+    x, b, n = pad_sequences(plant.test, m.max_len, np.arange(3))
+    full = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
+    full[torch.arange(3), n] = m.catalog_.n_items + 1
+    bb = torch.cat([b, torch.zeros_like(b[:, :1])], 1)
+    with torch.no_grad():
+        h = m.net_(full, bb)[torch.arange(3), n]
+    assert torch.allclose(m._last_hidden(plant.test, np.arange(3)), h)
+    assert torch.allclose(torch.from_numpy(m.score(plant.test)[:3]), h @ m.net_.emb.table()[1:].T, atol=1e-5)
