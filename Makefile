@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: serve venv demo test test-slow bench bench-peer docs chromium lab export clean-venv
+.PHONY: serve pg venv demo test test-slow bench bench-peer docs chromium lab export clean-venv
 
 # (Re)build the environment when it is missing or settings.ini / setup.py / Makefile changed.
 $(STAMP): settings.ini setup.py Makefile
@@ -76,3 +76,12 @@ DB ?= sqlite:///serve.db
 serve: $(STAMP)
 	@test -f $(MODELS)/manifest.json || $(BIN)/interest-migration export --data movielens --out $(MODELS) --db $(DB) --epochs 20
 	$(BIN)/interest-migration serve --models $(MODELS) --db $(DB)
+
+# PostgreSQL for the store's tests (tests/pg.py starts a throwaway server with initdb/pg_ctl): installs Debian's
+# `postgresql` package where no initdb is found (PATH or /usr/lib/postgresql/*/bin), and does nothing where one is.
+pg:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "make pg: initdb present: $$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null && \
+	  ls /usr/lib/postgresql/*/bin/initdb; fi
