@@ -37,7 +37,7 @@ from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage
 from .sequence import Popularity, CoOccurrence, RunOptions, sequence_split, results_table
 from .neural import SASRec
 from .recommender import ModelFileError
-from .bench import (bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging,
+from .bench import (bench_sequence_scale, report_sequence_scale, bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging,
                                       report_bandits, report_metrics, report_profiles, report_sequence, report_simulate,
                                       report_tagging, bench_metrics_peer, report_metrics_peer)
 
@@ -639,6 +639,8 @@ BENCHES = {
                                                                    time_limit=120 if quick else 600, verbose=False,
                                                                    save="bench-out/sequence_bench.json"))),
     "serve": lambda quick: _bench_serve(quick),
+    "sequence-scale": lambda quick: print(report_sequence_scale(bench_sequence_scale(n_events=1_000_000 if quick else 10_000_000,
+                                                                                n_items=100_000 if quick else 1_000_000))),
     "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
     "taobao": lambda quick, **kw: __import__("interest_migration.bench", fromlist=["cli_taobao"]).cli_taobao(quick, **kw),
 }
