@@ -162,7 +162,7 @@ class PartitionWriter:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
-# %% ../nbs/03c_scale.ipynb #1a74a21a
+# %% ../nbs/03c_scale.ipynb #95a0aca5
 @dataclass
 class TaobaoLog:
     "Where write_taobao_log put a Taobao-shaped log, and its planted truth."
@@ -173,7 +173,7 @@ class TaobaoLog:
     shape: dict  # events, users, items, categories, days
     seconds: float = 0.0  # time taken to write
 
-# %% ../nbs/03c_scale.ipynb #623b13a6
+# %% ../nbs/03c_scale.ipynb #1562a5ec
 def write_taobao_log(
     out_dir: str | Path,  # folder to write into (created)
     n_events: int = 1_000_000,  # events (rows of the CSV); users, items and categories follow Taobao's proportions
@@ -425,7 +425,7 @@ def detect_migrations_sparse(
                          "from_category": pd.Categorical.from_codes(f, categories=cats),
                          "to_category": pd.Categorical.from_codes(t, categories=cats)})
 
-# %% ../nbs/03c_scale.ipynb #08b4198b
+# %% ../nbs/03c_scale.ipynb #f71b6d32
 def _tree_rss() -> int:
     "Resident memory of this process and its children (Dask workers, pyarrow has none), in bytes."
     import psutil
@@ -436,7 +436,7 @@ def _tree_rss() -> int:
         except psutil.Error: pass
     return total
 
-# %% ../nbs/03c_scale.ipynb #78b96c67
+# %% ../nbs/03c_scale.ipynb #86abb48b
 class StepTable:
     "Time, events/s and peak resident memory (this process and its children, sampled every 50 ms) of each pipeline step."
     def __init__(self, every: float = 0.05):  # seconds between memory samples
