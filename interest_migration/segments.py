@@ -21,7 +21,9 @@ from threadpoolctl import threadpool_limits
 from .data import Split, load_movielens_100k, user_cold_start_split
 from .simulate import simulate_log
 from .metrics import bootstrap_ci, js_divergence, paired_bootstrap
-from .ranking import evaluate, ranking_metrics
+from .ranking import ranking_metrics
+from .recommender import (ModelFileError, Recommender, check_state, data_summary, evaluate_recommender,
+                                            params_from_json, params_to_json)
 from .nextwindow import make_preprocessor
 from .profiles import event_weights
 from fastcore.basics import patch
@@ -266,9 +268,10 @@ def _dirichlet_mean(prior, observed, n, tau):
     return np.where(d > 0, (tau * prior + n[:, None] * observed) / np.where(d > 0, d, 1), prior)
 
 # %% ../nbs/05_segments.ipynb #19f20c91
-class ColdStartStrategy(BaseEstimator):
-    """Base of the transfer strategies. fit(events, users, items) on known users; then for new users (a users table,
-    optionally their first events) `predict_profile` gives users x categories and `score_items` users x items."""
+class ColdStartStrategy(BaseEstimator, Recommender):
+    """Base of the transfer strategies, on the recommender contract: fit(events, users, items) on known users; then for new
+    users (a users table, optionally their first events) `score(events, users)` gives users x items over the catalogue,
+    `recommend` the top k, and `predict_profile` users x categories."""
     prior_strength = "auto"
 
 # %% ../nbs/05_segments.ipynb #eb5d0d94
@@ -299,6 +302,7 @@ def fit(self: ColdStartStrategy,
     codes, cats = pd.factorize(it["category"], sort=True)
     self.item_cat_, self.categories_ = codes.astype(np.int64), pd.Index(cats, name="category")
     ipos = self._check_events(events, "events")
+    self.data_summary_ = data_summary(events)
     ucode, uniq = pd.factorize(events["user_id"], sort=True)
     self.train_users_ = pd.Index(uniq, name="user_id")
     self.train_user_table_ = _user_rows(users, uniq)
@@ -425,19 +429,103 @@ def predict_profile(self: ColdStartStrategy,
 
 # %% ../nbs/05_segments.ipynb #cc4c1d26
 @patch
-def score_items(self: ColdStartStrategy,
-                users: pd.DataFrame,  # new users
-                first_events: pd.DataFrame | None = None,  # their first events, if any
-               ) -> np.ndarray:       # users x items scores, columns in `self.item_ids_` order (higher = better)
-    "Score every catalogue item for each new user (items already seen are NOT removed: rank with exclude=)."
-    users = self._users(users)
-    if first_events is not None and self.prior_strength_ is None: self._evidence(users, first_events)  # validate anyway
-    _, s = self._posterior(users, first_events)
+def score(self: ColdStartStrategy,
+          events: pd.DataFrame | None = None,  # the new users' first events, if any (data contract); may be empty
+          users: pd.DataFrame | None = None,   # new users: user_id + the attributes the strategy uses; None: the users of events
+         ) -> np.ndarray:       # users x items scores, rows in users order, columns in `self.item_ids_` order (higher = better)
+    "Score every catalogue item for each new user (seen items are not removed here: `recommend` excludes them)."
+    users = self._users(pd.DataFrame({"user_id": self.query_users(events)}) if users is None else users)
+    first = events if events is not None and len(events) else None
+    if first is not None and self.prior_strength_ is None: self._evidence(users, first)  # validate anyway
+    _, s = self._posterior(users, first)
     return np.asarray(s, dtype=float) + 1e-9 * self.global_items_ / max(self.global_items_.max(), 1e-300)
+
+# %% ../nbs/05_segments.ipynb #63007813
+@patch
+def _params(self: ColdStartStrategy) -> dict:
+    "Constructor parameters for the manifest: a RuleSegmenter as its class and parameters; other estimators cannot be saved."
+    return params_to_json(self.get_params(deep=False), classes=(RuleSegmenter,))
+
+# %% ../nbs/05_segments.ipynb #d60b1e54
+@patch(cls_method=True)
+def _from_params(cls: ColdStartStrategy,
+                 params: dict,  # the manifest's `params`
+                ):
+    "An unfitted strategy from the manifest's parameters (a saved RuleSegmenter rebuilt)."
+    return cls(**params_from_json(params, classes=(RuleSegmenter,)))
+
+# %% ../nbs/05_segments.ipynb #717993a5
+@patch
+def _state(self: ColdStartStrategy) -> dict:
+    "Learned arrays: category code per item, global item and category shares, and the strategy's own (`_own_state`)."
+    return {"item_cat": self.item_cat_, "global_items": self.global_items_, "global_profile": self.global_profile_,
+            **self._own_state()}
+
+# %% ../nbs/05_segments.ipynb #12b3cb11
+@patch
+def _own_state(self: ColdStartStrategy) -> dict:
+    "Arrays a strategy learns beyond the global ones (none for global popularity)."
+    return {}
+
+# %% ../nbs/05_segments.ipynb #1de59c69
+@patch
+def _not_saveable(self: ColdStartStrategy,
+                  parts: str,  # the fitted parts that only pickle could write
+                 ):
+    "Refuse to save in one line, naming what cannot be written to a model folder."
+    raise NotImplementedError(f"{type(self).__name__} cannot be saved ({parts}: scikit-learn/torch objects written only by "
+                              "pickle, which model folders refuse); refit it instead")
+
+# %% ../nbs/05_segments.ipynb #c8702cac
+@patch
+def _fitted(self: ColdStartStrategy) -> dict:
+    "Learned labels and numbers saved in the manifest: the categories, the fitted prior strength, the strategy's own."
+    return {"categories": list(self.categories_), "prior_strength": self.prior_strength_, **self._own_fitted()}
+
+# %% ../nbs/05_segments.ipynb #b66a1366
+@patch
+def _own_fitted(self: ColdStartStrategy) -> dict:
+    "JSON-ready learned values beyond the global ones."
+    return {}
+
+# %% ../nbs/05_segments.ipynb #290710ed
+@patch
+def _own_shapes(self: ColdStartStrategy,
+                fitted: dict,  # the manifest's fitted values
+               ) -> dict:      # state name -> expected shape
+    "Expected shapes of the `_own_state` arrays in a model file."
+    return {}
+
+# %% ../nbs/05_segments.ipynb #ff310a19
+@patch
+def _set_own_state(self: ColdStartStrategy, state: dict, fitted: dict):
+    "Restore what `_own_state` and `_own_fitted` saved."
+    pass
+
+# %% ../nbs/05_segments.ipynb #10e853ef
+@patch
+def _set_state(self: ColdStartStrategy,
+               state: dict,     # arrays read back from the folder
+               manifest: dict,  # the verified manifest
+              ):
+    "Restore a saved strategy, checking names, shapes and category codes."
+    fitted = manifest["state"]["fitted"]
+    n_items, n_cat = len(self.item_ids_), len(fitted["categories"])
+    check_state(state, {"item_cat": (n_items,), "global_items": (n_items,), "global_profile": (n_cat,),
+                        **self._own_shapes(fitted)}, f"{type(self).__name__} state")
+    self.item_cat_ = np.asarray(state["item_cat"], dtype=np.int64)
+    if ((self.item_cat_ < 0) | (self.item_cat_ >= n_cat)).any():
+        raise ModelFileError(f"{type(self).__name__} state: item_cat holds codes outside 0..{n_cat - 1}")
+    self.item_index_ = pd.Index(self.item_ids_, name="item_id")
+    self.categories_ = pd.Index(fitted["categories"], name="category")
+    self.global_items_, self.global_profile_ = np.asarray(state["global_items"], float), np.asarray(state["global_profile"], float)
+    self.prior_strength_ = fitted["prior_strength"]
+    self._set_own_state(state, fitted)
 
 # %% ../nbs/05_segments.ipynb #3a47a7b4
 class GlobalPopularity(ColdStartStrategy):
     "Everyone gets the global item popularity and category profile (the baseline every strategy must beat)."
+    kind = "global_popularity"
     def __init__(self,
                  prior_strength: float | str | None = None,  # None: ignore first events (pure popularity); a number or 'auto': Dirichlet update
                 ):
@@ -464,6 +552,7 @@ def _buhlmann_tau(V, labels, n_seg) -> float:
 # %% ../nbs/05_segments.ipynb #37c76bf9
 class SegmentPopularity(ColdStartStrategy):
     "A new user gets the popularity and category profile of the known users of the same segment."
+    kind = "segment_popularity"
     def __init__(self,
                  segmenter=None,       # RuleSegmenter / KMeansSegmenter (cloned and fitted here); None: age band x gender
                  shrinkage=0.0,        # pseudo-users of the global estimate blended into each segment; 'auto': empirical Bayes
@@ -476,6 +565,10 @@ class SegmentPopularity(ColdStartStrategy):
         return self.segmenter_.transform(users, events=first)["segment"].to_numpy()
 
     def _fit(self, events, users, items):
+        self._fit_segments(events, items, self.min_users)
+
+    def _fit_segments(self, events, items, min_users):
+        "Segments of the known users and their estimates shrunk towards global; segments under min_users use global."
         self.segmenter_ = clone(self.segmenter) if self.segmenter is not None else RuleSegmenter()
         self.segmenter_.fit(self.train_user_table_, events=first_events(events, getattr(self.segmenter_, "n_early", 0)), items=items)
         lab = self._segment_labels(self.train_user_table_, first_events(events, getattr(self.segmenter_, "n_early", 0)))
@@ -493,7 +586,7 @@ class SegmentPopularity(ColdStartStrategy):
             if self.shrinkage < 0: raise ValueError(f"shrinkage must be >= 0, got {self.shrinkage}")
             tau_c = tau_i = float(self.shrinkage)
         self.tau_ = {"categories": tau_c, "items": tau_i}
-        small = n < self.min_users
+        small = n < min_users
         z_c = np.where(small, 0.0, n / (n + tau_c) if np.isfinite(tau_c) else 0.0)
         z_i = np.where(small, 0.0, n / (n + tau_i) if np.isfinite(tau_i) else 0.0)
         self.segment_profiles_ = pd.DataFrame(z_c[:, None] * m_prof + (1 - z_c[:, None]) * self.global_profile_,
@@ -517,6 +610,7 @@ class SegmentPopularity(ColdStartStrategy):
 # %% ../nbs/05_segments.ipynb #a4f466ed
 class HierarchicalShrinkage(SegmentPopularity):
     "Segment estimates shrunk towards the global ones by segment size (empirical Bayes, Buhlmann credibility)."
+    kind = "hierarchical_shrinkage"
     def __init__(self,
                  segmenter=None,      # RuleSegmenter / KMeansSegmenter; None: age band x gender
                  shrinkage="auto",    # 'auto': within/between-segment variance ratio; or fixed pseudo-users
@@ -524,6 +618,44 @@ class HierarchicalShrinkage(SegmentPopularity):
                  prior_strength: float | str | None = "auto",  # pseudo-events of the prior against the first events
                 ):
         super().__init__(segmenter, shrinkage, min_users, prior_strength)
+
+# %% ../nbs/05_segments.ipynb #05c0f6bb
+@patch
+def _own_state(self: SegmentPopularity) -> dict:
+    "Segment profiles, item shares, within-category item shares, sizes, weights on the segment and the two tau."
+    if not isinstance(self.segmenter_, RuleSegmenter):
+        self._not_saveable(f"a {type(self.segmenter_).__name__} segmentation")
+    return {"segment_profiles": self.segment_profiles_.to_numpy(float), "segment_items": self.segment_items_,
+            "segment_within": self.segment_within_, "segment_sizes": self.segment_sizes_.to_numpy(np.int64),
+            "segment_weight": self.segment_weight_.to_numpy(float),
+            "tau": np.array([self.tau_["categories"], self.tau_["items"]], float)}
+
+# %% ../nbs/05_segments.ipynb #92446c1f
+@patch
+def _own_fitted(self: SegmentPopularity) -> dict:
+    return {"segments": list(self.segments_)}
+
+# %% ../nbs/05_segments.ipynb #d5282b31
+@patch
+def _own_shapes(self: SegmentPopularity, fitted: dict) -> dict:
+    S, I, C = len(fitted["segments"]), len(self.item_ids_), len(fitted["categories"])
+    return {"segment_profiles": (S, C), "segment_items": (S, I), "segment_within": (S, I), "segment_sizes": (S,),
+            "segment_weight": (S, 2), "tau": (2,)}
+
+# %% ../nbs/05_segments.ipynb #a7004a1a
+@patch
+def _set_own_state(self: SegmentPopularity, state: dict, fitted: dict):
+    "Rebuild the segment tables and the (stateless apart from its labels) RuleSegmenter."
+    self.segments_ = pd.Index(fitted["segments"], name="segment")
+    self.segment_profiles_ = pd.DataFrame(np.asarray(state["segment_profiles"], float), index=self.segments_, columns=self.categories_)
+    self.segment_items_ = np.asarray(state["segment_items"], float)
+    self.segment_within_ = np.asarray(state["segment_within"], float)
+    self.segment_sizes_ = pd.Series(np.asarray(state["segment_sizes"], np.int64), index=self.segments_, name="n_users")
+    self.segment_weight_ = pd.DataFrame(np.asarray(state["segment_weight"], float), index=self.segments_, columns=["categories", "items"])
+    self.tau_ = {"categories": float(state["tau"][0]), "items": float(state["tau"][1])}
+    sg = clone(self.segmenter) if self.segmenter is not None else RuleSegmenter()
+    sg.segments_, sg.sizes_ = self.segments_, self.segment_sizes_.rename("count")
+    self.segmenter_ = sg
 
 # %% ../nbs/05_segments.ipynb #07515290
 def _demographics(users: pd.DataFrame, columns) -> pd.DataFrame:
@@ -534,6 +666,8 @@ def _demographics(users: pd.DataFrame, columns) -> pd.DataFrame:
 # %% ../nbs/05_segments.ipynb #1c3f7e33
 class SegmentForest(HierarchicalShrinkage):
     "One random forest per segment (the seed's per-group model): demographics -> category profile; shrunk segment items."
+    kind = "segment_forest"
+    shrinkage = "auto"  # segment item shares shrunk by empirical Bayes (not a parameter here)
     def __init__(self,
                  segmenter=None,            # RuleSegmenter / KMeansSegmenter; None: age band x gender
                  columns: Sequence | None = None,  # user columns the forests see; None: all but user_id, segment, zip
@@ -545,16 +679,13 @@ class SegmentForest(HierarchicalShrinkage):
                 ):
         self.segmenter, self.columns, self.n_estimators, self.min_samples_leaf = segmenter, columns, n_estimators, min_samples_leaf
         self.min_users, self.prior_strength, self.seed = min_users, prior_strength, seed
-        self.shrinkage = "auto"
 
     def _forest(self):
         return RandomForestRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
                                      random_state=self.seed, n_jobs=1)
 
     def _fit(self, events, users, items):
-        min_users, self.min_users = self.min_users, 1
-        try: super()._fit(events, users, items)        # segments, shrunk segment items (for the within-category ranking)
-        finally: self.min_users = min_users
+        self._fit_segments(events, items, 1)     # every segment's shrunk items (the within-category ranking)
         D = _demographics(self.train_user_table_, self.columns)
         self.prep_ = make_preprocessor(D).fit(D)
         Z = self.prep_.transform(D)
@@ -574,9 +705,16 @@ class SegmentForest(HierarchicalShrinkage):
         within = np.where((pos >= 0)[:, None], self.segment_within_[np.maximum(pos, 0)], self._within(self.global_items_))
         return _row_normalize(np.maximum(prof, 0)), within
 
+# %% ../nbs/05_segments.ipynb #21a5229d
+@patch
+def _own_state(self: SegmentForest) -> dict:
+    "Not saveable: its per-segment forests and preprocessor."
+    self._not_saveable("its per-segment random forests and preprocessor")
+
 # %% ../nbs/05_segments.ipynb #c62cd724
 class FoldInSVD(ColdStartStrategy):
     "A global low-rank model (PureSVD of known users' interactions) updated with the new user's first events by fold-in."
+    kind = "fold_in_svd"
     def __init__(self,
                  n_factors: int = 32,   # rank of the item factors
                  prior_strength: float | str | None = "auto",  # pseudo-events of global popularity against the folded-in events
@@ -620,9 +758,28 @@ class FoldInSVD(ColdStartStrategy):
             post = _dirichlet_mean(post, E, n, self.prior_strength_)
         return self._to_profile(post), post
 
+# %% ../nbs/05_segments.ipynb #4b09b786
+@patch
+def _own_state(self: FoldInSVD) -> dict:
+    return {"V": self.V_}
+
+# %% ../nbs/05_segments.ipynb #3c741dbc
+@patch
+def _own_shapes(self: FoldInSVD, fitted: dict) -> dict:
+    return {"V": None}
+
+# %% ../nbs/05_segments.ipynb #3936410d
+@patch
+def _set_own_state(self: FoldInSVD, state: dict, fitted: dict):
+    V = np.asarray(state["V"], float)
+    if V.ndim != 2 or V.shape[0] != len(self.item_ids_):
+        raise ModelFileError(f"FoldInSVD state: V has shape {V.shape}, expected ({len(self.item_ids_)}, n_factors)")
+    self.V_ = V
+
 # %% ../nbs/05_segments.ipynb #cd60b24d
 class OracleSegmentProfile(ColdStartStrategy):
     "The oracle of the simulator: the planted profile of the user's true segment (plus global within-category popularity)."
+    kind = "oracle_segment_profile"
     def __init__(self,
                  profiles: pd.DataFrame | None = None,  # segment x category planted profiles (SimTruth.segment_profiles)
                  segment_col: str = "segment",          # users column holding the true segment
@@ -643,6 +800,35 @@ class OracleSegmentProfile(ColdStartStrategy):
             bad = pd.unique(users[self.segment_col].to_numpy()[pos < 0])
             raise ValueError(f"users: column {self.segment_col!r} has segments with no planted profile, e.g. {bad[:5].tolist()}")
         return self.profiles_[pos], np.tile(self._within(self.global_items_), (len(users), 1))
+
+# %% ../nbs/05_segments.ipynb #7ffd1b39
+@patch
+def _params(self: OracleSegmentProfile) -> dict:
+    "The parameters without the profiles table (saved with the state)."
+    return {"profiles": None, "segment_col": self.segment_col, "prior_strength": self.prior_strength}
+
+# %% ../nbs/05_segments.ipynb #ef3ae961
+@patch
+def _own_state(self: OracleSegmentProfile) -> dict:
+    return {"profiles": self.profiles.to_numpy(float)}
+
+# %% ../nbs/05_segments.ipynb #a394aeb4
+@patch
+def _own_fitted(self: OracleSegmentProfile) -> dict:
+    return {"profile_segments": list(self.profiles.index), "profile_categories": list(self.profiles.columns)}
+
+# %% ../nbs/05_segments.ipynb #cbc267af
+@patch
+def _own_shapes(self: OracleSegmentProfile, fitted: dict) -> dict:
+    return {"profiles": (len(fitted["profile_segments"]), len(fitted["profile_categories"]))}
+
+# %% ../nbs/05_segments.ipynb #e0baef97
+@patch
+def _set_own_state(self: OracleSegmentProfile, state: dict, fitted: dict):
+    "Rebuild the planted profiles table (the parameter) and its normalised copy."
+    self.profiles = pd.DataFrame(np.asarray(state["profiles"], float), index=fitted["profile_segments"],
+                                 columns=fitted["profile_categories"])
+    self._fit(None, None, None)
 
 # %% ../nbs/05_segments.ipynb #f7c4de50
 CATEGORY_METRICS = ("js", "top1", "cat_ndcg@3")  # per-user category metrics: JS divergence (lower is better), top-category hit, NDCG@3 over categories
@@ -758,7 +944,7 @@ class TransferEval:
 
 # %% ../nbs/05_segments.ipynb #66e4d5fc
 def evaluate_transfer(
-    strategies: dict,            # name -> strategy (any object with fit(events, users, items), predict_profile, score_items)
+    strategies: dict,            # name -> ColdStartStrategy (fit(events, users, items), predict_profile, score)
     train: pd.DataFrame,         # events of the known users
     test: pd.DataFrame,          # events of the new users (none of them in train)
     users: pd.DataFrame,         # users table covering train and test users
@@ -815,18 +1001,16 @@ def evaluate_transfer(
         seg_train = pd.Series(sg.transform(tu)["segment"].to_numpy())
     size = seg_train.value_counts()
     seg_size = size.reindex(seg_new).fillna(0).astype(int).to_numpy()
+    tr, tc = T.nonzero()
+    truth = pd.DataFrame({"user_id": uidx.to_numpy()[tr], "item_id": item_index.to_numpy()[tc]})
     parts, tables = [], []
     for name, st in strategies.items():
         if fit: st.fit(train, users, items)
         for kf in ks:
-            fe = head.loc[rank_in_user < kf] if kf > 0 else None
-            prof = st.predict_profile(new, fe)
-            scores = st.score_items(new, fe)
-            ex = None
-            if kf > 0:
-                ex = sp.csr_matrix((np.ones(len(fe)), (uidx.get_indexer(fe["user_id"]), item_index.get_indexer(fe["item_id"]))), shape=T.shape)
-            rm = ranking_metrics(scores, T, k=(k,), metrics=("ndcg", "recall"), exclude=ex)
-            tab = evaluate(scores, T, metrics=("ndcg", "recall"), k=(k,), exclude=ex, n_boot=n_boot, seed=seed)
+            fe = head.loc[rank_in_user < kf]        # the first kf events (none at kf = 0)
+            prof = st.predict_profile(new, fe if kf > 0 else None)
+            rm = ranking_metrics(st.score(fe, new), T, k=(k,), metrics=("ndcg", "recall"), exclude=st.seen(fe, new))
+            tab = evaluate_recommender(st, fe, truth, users=new, k=(k,), metrics=("ndcg", "recall"), n_boot=n_boot, seed=seed)
             tables.append(tab.assign(strategy=name, k_first=kf))
             cm = category_metrics(prof.reindex(columns=cat_t.columns, fill_value=0), cat_t)
             parts.append(pd.DataFrame({"strategy": name, "k_first": kf, "user_id": uidx.to_numpy(), "segment": seg_new,
