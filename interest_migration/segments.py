@@ -29,10 +29,9 @@ from .profiles import event_weights
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['AGE_BANDS', 'CATEGORY_METRICS', 'age_band', 'RuleSegmenter', 'first_events', 'KMeansSegmenter', 'plot_silhouette',
-           'ColdStartStrategy', 'GlobalPopularity', 'SegmentPopularity', 'HierarchicalShrinkage', 'SegmentForest',
-           'FoldInSVD', 'OracleSegmentProfile', 'category_metrics', 'warmup_split', 'TransferEval', 'evaluate_transfer',
-           'gap_recovered', 'plot_warmup', 'plot_segment_gain']
+__all__ = ['AGE_BANDS', 'age_band', 'RuleSegmenter', 'first_events', 'KMeansSegmenter', 'plot_silhouette', 'ColdStartStrategy',
+           'GlobalPopularity', 'SegmentPopularity', 'HierarchicalShrinkage', 'SegmentForest', 'FoldInSVD',
+           'OracleSegmentProfile']
 
 # %% ../nbs/05_segments.ipynb #03c18979
 AGE_BANDS = (25, 35, 50)
@@ -274,6 +273,12 @@ class ColdStartStrategy(BaseEstimator, Recommender):
     `recommend` the top k, and `predict_profile` users x categories."""
     prior_strength = "auto"
 
+    # hooks of save/load; a strategy that learns more than the global shares overrides them
+    def _own_state(self) -> dict: return {}             # arrays learned beyond the global ones
+    def _own_fitted(self) -> dict: return {}            # JSON-ready learned values beyond the global ones
+    def _own_shapes(self, fitted: dict) -> dict: return {}   # expected shapes of the _own_state arrays
+    def _set_own_state(self, state: dict, fitted: dict): pass   # restore what _own_state and _own_fitted saved
+
 # %% ../nbs/05_segments.ipynb #eb5d0d94
 @patch
 def _check_events(self: ColdStartStrategy, events, name):
@@ -461,12 +466,6 @@ def _state(self: ColdStartStrategy) -> dict:
     return {"item_cat": self.item_cat_, "global_items": self.global_items_, "global_profile": self.global_profile_,
             **self._own_state()}
 
-# %% ../nbs/05_segments.ipynb #12b3cb11
-@patch
-def _own_state(self: ColdStartStrategy) -> dict:
-    "Arrays a strategy learns beyond the global ones (none for global popularity)."
-    return {}
-
 # %% ../nbs/05_segments.ipynb #1de59c69
 @patch
 def _not_saveable(self: ColdStartStrategy,
@@ -481,26 +480,6 @@ def _not_saveable(self: ColdStartStrategy,
 def _fitted(self: ColdStartStrategy) -> dict:
     "Learned labels and numbers saved in the manifest: the categories, the fitted prior strength, the strategy's own."
     return {"categories": list(self.categories_), "prior_strength": self.prior_strength_, **self._own_fitted()}
-
-# %% ../nbs/05_segments.ipynb #b66a1366
-@patch
-def _own_fitted(self: ColdStartStrategy) -> dict:
-    "JSON-ready learned values beyond the global ones."
-    return {}
-
-# %% ../nbs/05_segments.ipynb #290710ed
-@patch
-def _own_shapes(self: ColdStartStrategy,
-                fitted: dict,  # the manifest's fitted values
-               ) -> dict:      # state name -> expected shape
-    "Expected shapes of the `_own_state` arrays in a model file."
-    return {}
-
-# %% ../nbs/05_segments.ipynb #ff310a19
-@patch
-def _set_own_state(self: ColdStartStrategy, state: dict, fitted: dict):
-    "Restore what `_own_state` and `_own_fitted` saved."
-    pass
 
 # %% ../nbs/05_segments.ipynb #10e853ef
 @patch
@@ -829,259 +808,3 @@ def _set_own_state(self: OracleSegmentProfile, state: dict, fitted: dict):
     self.profiles = pd.DataFrame(np.asarray(state["profiles"], float), index=fitted["profile_segments"],
                                  columns=fitted["profile_categories"])
     self._fit(None, None, None)
-
-# %% ../nbs/05_segments.ipynb #f7c4de50
-CATEGORY_METRICS = ("js", "top1", "cat_ndcg@3")  # per-user category metrics: JS divergence (lower is better), top-category hit, NDCG@3 over categories
-
-def category_metrics(
-    pred,   # users x categories predicted profiles (DataFrame or array)
-    truth,  # users x categories true profiles, same shape (DataFrames are aligned on columns)
-) -> pd.DataFrame:  # one row per user: js, top1, cat_ndcg@3
-    "Per-user category prediction quality: JS divergence, top-category hit and NDCG@3 with the true shares as gains."
-    P, T = (np.asarray(x, dtype=float) for x in (pred, truth)) if not (isinstance(pred, pd.DataFrame) and isinstance(truth, pd.DataFrame)) \
-        else (pred.to_numpy(float), truth.reindex(columns=pred.columns, fill_value=0).to_numpy(float))
-    if P.shape != T.shape: raise ValueError(f"pred has shape {P.shape} but truth has shape {T.shape}")
-    if (T.sum(1) == 0).any(): raise ValueError(f"truth has {int((T.sum(1) == 0).sum())} all-zero row(s) (first: row {int(np.flatnonzero(T.sum(1) == 0)[0])})")
-    T = _row_normalize(T)
-    kk = min(3, P.shape[1])
-    disc = 1 / np.log2(np.arange(2, kk + 2))
-    order = np.argsort(-P, 1, kind="stable")[:, :kk]
-    dcg = (np.take_along_axis(T, order, 1) * disc).sum(1)
-    idcg = (-np.sort(-T, 1)[:, :kk] * disc).sum(1)
-    out = pd.DataFrame({"js": js_divergence(P, T), "top1": (P.argmax(1) == T.argmax(1)).astype(float), "cat_ndcg@3": dcg / idcg})
-    if isinstance(pred, pd.DataFrame): out.index = pred.index
-    return out
-
-# %% ../nbs/05_segments.ipynb #a66953db
-def warmup_split(
-    events: pd.DataFrame,  # events of the new (test) users
-    n_first: int = 10,     # events per user that may be revealed (the largest k of the warm-up curve)
-):                         # Split: train = first n_first events per user, test = the rest; report counts dropped users
-    "Per new user: the first `n_first` events (revealed k at a time) and the later events they are judged on."
-    head = first_events(events, n_first)
-    rest = events.drop(index=head.index)
-    keep = rest["user_id"].unique()
-    n_drop = int(events["user_id"].nunique() - len(keep))
-    head = head.loc[head["user_id"].isin(keep)]
-    return Split(head, rest, {"split": f"warmup(n_first={n_first})", "users": len(keep),
-                              "users_dropped_too_few_events": n_drop, "n_first_events": len(head), "n_target_events": len(rest)})
-
-# %% ../nbs/05_segments.ipynb #de1c107e
-@dataclass(repr=False)
-class TransferEval:
-    "Per-user results of cold-start strategies at each number of revealed first events, with summary views."
-    per_user: pd.DataFrame   # strategy, k_first, user_id, segment, segment_size, one column per metric
-    ranking: pd.DataFrame    # metrics.evaluate tables: strategy, k_first, metric, k, value, ci_low, ci_high, n_users
-    metrics: tuple           # metric columns of per_user
-    report: dict = field(default_factory=dict)  # users evaluated / dropped, sizes
-
-    def __repr__(self):
-        return (f"TransferEval({self.per_user['strategy'].nunique()} strategies x k_first {sorted(int(k) for k in self.per_user['k_first'].unique())}, "
-                f"{self.per_user['user_id'].nunique()} new users; metrics {list(self.metrics)})")
-
-    def table(self,
-              k_first: int | None = 0,   # revealed events; None: all
-              n_boot: int = 1000,        # bootstrap resamples over users
-              seed: int = 0,             # bootstrap seed (the same users are resampled for every strategy)
-             ) -> pd.DataFrame:          # strategy, k_first, metric, value, ci_low, ci_high, n_users
-        "Mean of every metric per strategy with a bootstrap CI over users."
-        d = self.per_user if k_first is None else self.per_user[self.per_user["k_first"] == k_first]
-        rows = []
-        for (s, k), g in d.groupby(["strategy", "k_first"], sort=False):
-            v, lo, hi = bootstrap_ci(g[list(self.metrics)].to_numpy(float), n_boot=n_boot, seed=seed)
-            rows += [{"strategy": s, "k_first": k, "metric": m, "value": v[j], "ci_low": lo[j], "ci_high": hi[j], "n_users": len(g)}
-                     for j, m in enumerate(self.metrics)]
-        return pd.DataFrame(rows)
-
-    def versus(self,
-               baseline: str = "popularity",  # strategy compared against
-               k_first: int = 0,              # revealed events
-               n_boot: int = 1000,            # bootstrap resamples
-               seed: int = 0,                 # bootstrap seed
-              ) -> pd.DataFrame:              # strategy, metric, diff, ci_low, ci_high, p_value, significant, better
-        "Paired bootstrap of every strategy against the baseline on the same users (JS: lower is better)."
-        d = self.per_user[self.per_user["k_first"] == k_first]
-        base = d[d["strategy"] == baseline].set_index("user_id")
-        if base.empty: raise ValueError(f"no strategy named {baseline!r} at k_first={k_first}")
-        rows = []
-        for s, g in d.groupby("strategy", sort=False):
-            if s == baseline: continue
-            g = g.set_index("user_id").loc[base.index]
-            for m in self.metrics:
-                r = paired_bootstrap(g[m].to_numpy(float), base[m].to_numpy(float), n_boot=n_boot, seed=seed)
-                sig = r["ci_low"] > 1e-12 or r["ci_high"] < -1e-12     # float noise is no difference
-                better = (r["diff"] < 0) if m == "js" else (r["diff"] > 0)
-                rows.append({"strategy": s, "metric": m, **{k: r[k] for k in ("diff", "ci_low", "ci_high", "p_value")},
-                             "significant": sig, "better": bool(better and sig)})
-        return pd.DataFrame(rows)
-
-    def per_segment(self,
-                    metric: str = "ndcg@10",        # metric column
-                    k_first: int = 0,               # revealed events
-                    baseline: str = "popularity",   # gain is measured against this strategy
-                    n_boot: int = 1000,             # bootstrap resamples
-                    seed: int = 0,                  # bootstrap seed
-                   ) -> pd.DataFrame:  # strategy, segment, n_users, segment_size, value, CI, gain, gain CI, verdict
-        "Every strategy per segment (and overall): the metric with a CI and the paired gain over the baseline, with a verdict."
-        d = self.per_user[self.per_user["k_first"] == k_first]
-        if metric not in self.metrics: raise ValueError(f"unknown metric {metric!r}: choose from {list(self.metrics)}")
-        base = d[d["strategy"] == baseline].set_index("user_id")[metric]
-        sign = -1.0 if metric == "js" else 1.0
-        rows = []
-        for s, g in d.groupby("strategy", sort=False):
-            g = g.set_index("user_id")
-            for seg, h in list(g.groupby("segment", sort=True)) + [("(overall)", g)]:
-                v = h[metric].to_numpy(float)
-                val, lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
-                r = paired_bootstrap(v, base.loc[h.index].to_numpy(float), n_boot=n_boot, seed=seed)
-                gain, glo, ghi = sign * r["diff"], *sorted((sign * r["ci_low"], sign * r["ci_high"]))
-                verdict = "helps" if glo > 1e-12 else "hurts" if ghi < -1e-12 else "no significant difference"
-                rows.append({"strategy": s, "segment": seg, "n_users": len(h),
-                             "segment_size": int(h["segment_size"].iloc[0]) if seg != "(overall)" else self.report.get("train_users", 0),
-                             "value": val, "ci_low": lo, "ci_high": hi, "gain": gain, "gain_low": glo, "gain_high": ghi,
-                             "verdict": "baseline" if s == baseline else verdict})
-        return pd.DataFrame(rows)
-
-# %% ../nbs/05_segments.ipynb #66e4d5fc
-def evaluate_transfer(
-    strategies: dict,            # name -> ColdStartStrategy (fit(events, users, items), predict_profile, score)
-    train: pd.DataFrame,         # events of the known users
-    test: pd.DataFrame,          # events of the new users (none of them in train)
-    users: pd.DataFrame,         # users table covering train and test users
-    items: pd.DataFrame,         # catalogue: item_id + category
-    k_first: Sequence = (0, 1, 3, 5, 10),  # first events revealed per new user (the warm-up curve)
-    k: int = 10,                 # ranking cut-off (NDCG@k, recall@k)
-    segments=None,               # segment of each user for the per-segment report: a fitted/unfitted segmenter or a Series user_id -> label; None: age band x gender
-    category_truth: pd.DataFrame | None = None,  # users x categories true profiles (e.g. planted mixtures); None: shares of the held-out events
-    fit: bool = True,            # fit each strategy on train first (False: they are already fitted)
-    n_boot: int = 1000,          # bootstrap resamples of the ranking tables
-    seed: int = 0,               # bootstrap seed
-) -> TransferEval:
-    "Fit every strategy on known users, then score new users after k = 0, 1, 3, ... revealed events against their later events."
-    _need(train, ["user_id", "item_id", "timestamp", "behavior"], "train")
-    _need(test, ["user_id", "item_id", "timestamp", "behavior"], "test")
-    both = np.intersect1d(train["user_id"].unique(), test["user_id"].unique())
-    if len(both): raise ValueError(f"{len(both)} user(s) appear in both train and test, e.g. {both[:5].tolist()}: use user_cold_start_split")
-    ks = sorted(set(int(x) for x in k_first))
-    head, rest = warmup_split(test, max(ks))
-    it = items.drop_duplicates("item_id").sort_values("item_id")
-    item_index = pd.Index(it["item_id"])
-    new = _user_rows(users, np.sort(rest["user_id"].unique()), "users")
-    uidx = pd.Index(new["user_id"])
-    # ranking truth: later items the user had not already met in the revealed window; exclusion: the first k items
-    ri, hi_ = item_index.get_indexer(rest["item_id"]), item_index.get_indexer(head["item_id"])
-    if (ri < 0).any() or (hi_ < 0).any(): raise ValueError("test: some events have an item_id not in items")
-    T = sp.csr_matrix((np.ones(len(rest)), (uidx.get_indexer(rest["user_id"]), ri)), shape=(len(new), len(item_index)))
-    H = sp.csr_matrix((np.ones(len(head)), (uidx.get_indexer(head["user_id"]), hi_)), shape=T.shape)
-    T = ((T > 0).astype(float) - (T > 0).multiply(H > 0)).tocsr(); T.eliminate_zeros()
-    # category truth
-    codes, cats = pd.factorize(it["category"], sort=True)
-    if category_truth is None:
-        w = event_weights(rest)
-        cat_t = np.bincount(uidx.get_indexer(rest["user_id"]) * len(cats) + codes[ri], weights=w,
-                            minlength=len(new) * len(cats)).reshape(len(new), len(cats))
-        cat_t = pd.DataFrame(cat_t, index=uidx, columns=pd.Index(cats, name="category"))
-    else:
-        cat_t = category_truth.rename(columns=str).reindex(index=uidx, columns=pd.Index(cats, name="category")).fillna(0)
-    ok = (np.diff(T.indptr) > 0) & (cat_t.to_numpy().sum(1) > 0)
-    report = {**_head_report(head, rest, test), "train_users": int(train["user_id"].nunique()), "users_evaluated": int(ok.sum()), "users_dropped_no_new_target": int((~ok).sum())}
-    new, T, cat_t = new.loc[ok].reset_index(drop=True), T[ok], cat_t.loc[ok]
-    uidx = pd.Index(new["user_id"])
-    head = head.loc[head["user_id"].isin(uidx)]
-    rank_in_user = head.groupby("user_id", sort=False).cumcount().to_numpy()
-    # segments for the per-segment report
-    if isinstance(segments, pd.Series):
-        seg_new = segments.reindex(uidx).fillna("unknown").astype(str).to_numpy()
-        seg_train = segments.reindex(train["user_id"].unique()).astype(str)
-    else:
-        sg = clone(segments) if segments is not None else RuleSegmenter()
-        tu = _user_rows(users, np.sort(train["user_id"].unique()))
-        sg.fit(tu, events=train, items=items)
-        seg_new = sg.transform(new)["segment"].to_numpy()
-        seg_train = pd.Series(sg.transform(tu)["segment"].to_numpy())
-    size = seg_train.value_counts()
-    seg_size = size.reindex(seg_new).fillna(0).astype(int).to_numpy()
-    tr, tc = T.nonzero()
-    truth = pd.DataFrame({"user_id": uidx.to_numpy()[tr], "item_id": item_index.to_numpy()[tc]})
-    parts, tables = [], []
-    for name, st in strategies.items():
-        if fit: st.fit(train, users, items)
-        for kf in ks:
-            fe = head.loc[rank_in_user < kf]        # the first kf events (none at kf = 0)
-            prof = st.predict_profile(new, fe if kf > 0 else None)
-            rm = ranking_metrics(st.score(fe, new), T, k=(k,), metrics=("ndcg", "recall"), exclude=st.seen(fe, new))
-            tab = evaluate_recommender(st, fe, truth, users=new, k=(k,), metrics=("ndcg", "recall"), n_boot=n_boot, seed=seed)
-            tables.append(tab.assign(strategy=name, k_first=kf))
-            cm = category_metrics(prof.reindex(columns=cat_t.columns, fill_value=0), cat_t)
-            parts.append(pd.DataFrame({"strategy": name, "k_first": kf, "user_id": uidx.to_numpy(), "segment": seg_new,
-                                       "segment_size": seg_size, f"ndcg@{k}": rm.per_user[("ndcg", k)], f"recall@{k}": rm.per_user[("recall", k)],
-                                       **{c: cm[c].to_numpy() for c in cm.columns}}))
-    per_user = pd.concat(parts, ignore_index=True)
-    ranking = pd.concat(tables, ignore_index=True)[["strategy", "k_first", "metric", "k", "value", "ci_low", "ci_high", "n_users"]]
-    return TransferEval(per_user, ranking, (f"ndcg@{k}", f"recall@{k}") + CATEGORY_METRICS, report)
-
-# %% ../nbs/05_segments.ipynb #c4e71948
-def _head_report(head, rest, test) -> dict:
-    return {"test_users": int(test["user_id"].nunique()), "n_first": int(head.groupby("user_id").size().max()) if len(head) else 0}
-
-# %% ../nbs/05_segments.ipynb #8b862fe9
-def gap_recovered(
-    ev: TransferEval,               # result of evaluate_transfer holding the three strategies
-    strategy: str,                  # the transfer strategy
-    baseline: str = "popularity",   # the floor (global popularity)
-    oracle: str = "oracle",         # the ceiling (knows the planted segment profile)
-    metric: str = "js",             # metric column
-    k_first: int = 0,               # revealed events
-    n_boot: int = 1000,             # bootstrap resamples over users (paired across the three)
-    seed: int = 0,                  # bootstrap seed
-) -> dict:                          # fraction, ci_low, ci_high, baseline, strategy, oracle (means)
-    "Share of the baseline-to-oracle gap that a strategy closes: (baseline - strategy) / (baseline - oracle), with a paired CI."
-    d = ev.per_user[ev.per_user["k_first"] == k_first].pivot(index="user_id", columns="strategy", values=metric)
-    miss = [s for s in (strategy, baseline, oracle) if s not in d.columns]
-    if miss: raise ValueError(f"gap_recovered: no strategy {miss} at k_first={k_first} (have {list(d.columns)})")
-    V = d[[strategy, baseline, oracle]].to_numpy(float)
-    def frac(x, axis=0):
-        m = x.mean(axis)
-        return ((m[..., 1] - m[..., 0]) / (m[..., 1] - m[..., 2]))[..., None]
-    v, lo, hi = bootstrap_ci(V, n_boot=n_boot, seed=seed, statistic=frac)
-    m = V.mean(0)
-    return {"fraction": float(v[0]), "ci_low": float(lo[0]), "ci_high": float(hi[0]),
-            "baseline": float(m[1]), "strategy": float(m[0]), "oracle": float(m[2])}
-
-# %% ../nbs/05_segments.ipynb #95503494
-def plot_warmup(
-    ev: TransferEval,          # result of evaluate_transfer
-    metric: str = "ndcg@10",   # metric column
-    n_boot: int = 500,         # bootstrap resamples for the bands
-    ax=None,                   # matplotlib axes; None makes a new figure
-):
-    "Warm-up curve: the metric (95% CI band) as the new user's revealed events grow, one line per strategy."
-    import matplotlib.pyplot as plt
-    t = ev.table(None, n_boot=n_boot)
-    t = t[t["metric"] == metric]
-    if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.5), dpi=80)
-    for s, g in t.groupby("strategy", sort=False):
-        ax.plot(g["k_first"], g["value"], "o-", label=s, ms=3)
-        ax.fill_between(g["k_first"].to_numpy(float), g["ci_low"], g["ci_high"], alpha=0.15)
-    ax.set(xlabel="events revealed per new user (k)", ylabel=metric, title=f"Warm-up curve: {metric} of new users")
-    ax.legend(fontsize=7)
-    return ax
-
-# %% ../nbs/05_segments.ipynb #0fd12ace
-def plot_segment_gain(
-    seg: pd.DataFrame,   # TransferEval.per_segment output
-    strategy: str,       # which strategy to draw
-    ax=None,             # matplotlib axes; None makes a new figure
-):
-    "Gain over the baseline per segment (95% CI) against the segment's number of known users."
-    import matplotlib.pyplot as plt
-    d = seg[(seg["strategy"] == strategy) & (seg["segment"] != "(overall)")]
-    if d.empty: raise ValueError(f"no segments for strategy {strategy!r}")
-    if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.5), dpi=80)
-    colors = d["verdict"].map({"helps": "tab:green", "hurts": "tab:red"}).fillna("tab:grey")
-    ax.errorbar(d["segment_size"], d["gain"], yerr=[d["gain"] - d["gain_low"], d["gain_high"] - d["gain"]], fmt="none", ecolor="lightgrey")
-    ax.scatter(d["segment_size"], d["gain"], c=colors, s=18, zorder=3)
-    ax.axhline(0, c="k", lw=0.8)
-    ax.set_xscale("log")
-    ax.set(xlabel="known users in the segment (log)", ylabel="gain over baseline", title=f"{strategy}: gain per segment vs size")
-    return ax

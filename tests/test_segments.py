@@ -8,10 +8,10 @@ from sklearn.exceptions import NotFittedError
 
 from interest_migration.data import BEHAVIORS, user_cold_start_split
 from interest_migration.simulate import simulate_log
-from interest_migration.segments import (
-    FoldInSVD, GlobalPopularity, HierarchicalShrinkage, KMeansSegmenter, OracleSegmentProfile, RuleSegmenter,
-    SegmentForest, SegmentPopularity, age_band, category_metrics, evaluate_transfer, first_events, gap_recovered,
-    warmup_split)
+from interest_migration.segments import (FoldInSVD, GlobalPopularity, HierarchicalShrinkage, KMeansSegmenter,
+                                         OracleSegmentProfile, RuleSegmenter, SegmentForest, SegmentPopularity,
+                                         age_band, first_events)
+from interest_migration.transfer import category_metrics, evaluate_transfer, gap_recovered, warmup_split
 
 from logs import T0, make_log  # tests/logs.py
 

@@ -11,7 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from interest_migration.data import user_cold_start_split
 from interest_migration.simulate import simulate_log
-from interest_migration.segments import GlobalPopularity, evaluate_transfer
+from interest_migration.segments import GlobalPopularity
+from interest_migration.transfer import evaluate_transfer
 from interest_migration.encoders import TextEncoder
 from interest_migration.tagging import evaluate_taggers
 from interest_migration.zero_shot import (
