@@ -25,7 +25,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'RECOMMENDERS', 'ModelFileError', 'catalogue_fingerprint', 'data_summary', 'file_sha256',
            'tensors_sha256', 'make_manifest', 'write_manifest', 'read_manifest', 'check_catalogue', 'Recommender',
-           'check_state', 'evaluate_recommender']
+           'params_to_json', 'params_from_json', 'check_state', 'evaluate_recommender']
 
 # %% ../nbs/01b_recommender.ipynb #c296d9c2
 _log = logging.getLogger(__name__)
@@ -347,7 +347,9 @@ def recommend(self: Recommender,
              ) -> pd.DataFrame:  # user_id, item_id, rank (1 = best), score
     "Top-k items per user over the full catalogue as a tidy table; fewer than k rows where too few items are left."
     rows = self.query_users(events, users)
-    S = np.asarray(self.score(events, users), dtype=np.float32)
+    S = np.asarray(self.score(events, users))
+    if S.dtype != np.float64:  # float64 scores keep their precision
+        S = S.astype(np.float32)
     if S.shape != (len(rows), len(self.item_ids_)):
         raise ValueError(f"{type(self).__name__}.score returned shape {S.shape}; expected {(len(rows), len(self.item_ids_))}")
     top = topk_items(S, k, exclude=self.seen(events, users) if exclude_seen else None, batch_size=batch_size)
@@ -382,6 +384,51 @@ def _fitted(self: Recommender) -> dict:
 def _categories(self: Recommender):
     "Category per catalogue item when the model uses them (saved with the catalogue), else None."
     return getattr(self, "item_categories_", None)
+
+# %% ../nbs/01b_recommender.ipynb #ffa0b87b
+@patch
+def _params(self: Recommender) -> dict:
+    "Constructor parameters as plain JSON values for the manifest (override when a parameter is an object)."
+    return self.get_params()
+
+# %% ../nbs/01b_recommender.ipynb #644044c9
+@patch(cls_method=True)
+def _from_params(cls: Recommender,
+                 params: dict,  # the manifest's `params` (written by `_params`)
+                ):
+    "A new, unfitted model from the manifest's parameters (the inverse of `_params`)."
+    return cls(**params)
+
+# %% ../nbs/01b_recommender.ipynb #982f128a
+def params_to_json(
+    params: dict,  # constructor parameters (get_params(deep=False))
+    classes=(),  # estimator classes that may appear as a parameter value
+) -> dict:  # the same with each such estimator as {"class": name, "params": {...}}
+    "Constructor parameters ready for a manifest: nested estimators of the allowed classes as their class and parameters."
+    out = {}
+    for k, v in params.items():
+        if any(type(v) is c for c in classes):
+            v = {"class": type(v).__name__, "params": params_to_json(v.get_params(deep=False), classes)}
+        elif hasattr(v, "get_params"):
+            raise ModelFileError(f"parameter {k}={type(v).__name__} cannot be written to a manifest "
+                                 f"(allowed estimator classes: {[c.__name__ for c in classes]})")
+        out[k] = v
+    return out
+
+# %% ../nbs/01b_recommender.ipynb #77141760
+def params_from_json(
+    params: dict,  # a manifest's params (written by params_to_json)
+    classes=(),  # estimator classes that may be rebuilt
+) -> dict:  # constructor parameters with the nested estimators rebuilt
+    "The inverse of params_to_json: rebuild the allowed nested estimators; JSON lists back to tuples inside them."
+    known = {c.__name__: c for c in classes}
+    def back(v, nested):
+        if isinstance(v, dict) and set(v) == {"class", "params"}:
+            if v["class"] not in known:
+                raise ModelFileError(f"the manifest names an estimator class {v['class']!r}; allowed: {sorted(known)}")
+            return known[v["class"]](**{k: back(x, True) for k, x in v["params"].items()})
+        return tuple(v) if nested and isinstance(v, list) else v
+    return {k: back(v, False) for k, v in params.items()}
 
 # %% ../nbs/01b_recommender.ipynb #2764ced9
 def check_state(
@@ -441,7 +488,7 @@ def save(self: Recommender,
         tmp = Path(tmp)
         _write_state(tmp / name, state, self.state_format)
         man = make_manifest(self.kind, item_ids=self.item_ids_, categories=self._categories(),
-                            data=getattr(self, "data_summary_", None), params=self.get_params(), metrics=metrics)
+                            data=getattr(self, "data_summary_", None), params=self._params(), metrics=metrics)
         dt = {k: _array_bytes(v)[:2] for k, v in state.items()}
         man["state"] = {"file": name, "format": self.state_format, "tensors_sha256": tensors_sha256(state),
                         "module": type(self).__module__, "class": type(self).__name__,
@@ -486,7 +533,7 @@ def load(cls: Recommender,
     if tensors_sha256(state) != st.get("tensors_sha256"):
         raise ModelFileError(f"{path}/{st['file']}: tensor content differs from the manifest's digest")
     try:
-        m = klass(**man["params"])
+        m = klass._from_params(man["params"])
     except TypeError as e:
         raise ModelFileError(f"{path}: parameters do not fit {klass.__name__} ({e})") from None
     cat = man["catalogue"]
@@ -527,7 +574,9 @@ def evaluate_recommender(
     ok = (r >= 0) & (c >= 0)
     T = sparse.csr_matrix((np.ones(ok.sum(), np.int8), (r[ok], c[ok])), shape=(len(rows), n))
     T.sum_duplicates(); T.data[:] = 1
-    S = np.asarray(model.score(hist, users), dtype=np.float32)
+    S = np.asarray(model.score(hist, users))
+    if S.dtype != np.float64:  # float64 scores keep their precision (ties broken by tiny terms stay broken)
+        S = S.astype(np.float32)
     out = evaluate(S, T, metrics=metrics, k=k, exclude=model.seen(hist, users) if exclude_seen else None,
                    n_boot=n_boot, seed=seed, n_items=n, **kwargs)
     out.attrs.update(model=model.kind, n_truth_outside_catalogue=int(outside.sum()),

@@ -21,16 +21,17 @@ from threadpoolctl import threadpool_limits
 from .data import Split, load_movielens_100k, user_cold_start_split
 from .simulate import simulate_log
 from .metrics import bootstrap_ci, js_divergence, paired_bootstrap
-from .ranking import evaluate, ranking_metrics
+from .ranking import ranking_metrics
+from .recommender import (ModelFileError, Recommender, check_state, data_summary, evaluate_recommender,
+                                            params_from_json, params_to_json)
 from .nextwindow import make_preprocessor
 from .profiles import event_weights
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['AGE_BANDS', 'CATEGORY_METRICS', 'age_band', 'RuleSegmenter', 'first_events', 'KMeansSegmenter', 'plot_silhouette',
-           'ColdStartStrategy', 'GlobalPopularity', 'SegmentPopularity', 'HierarchicalShrinkage', 'SegmentForest',
-           'FoldInSVD', 'OracleSegmentProfile', 'category_metrics', 'warmup_split', 'TransferEval', 'evaluate_transfer',
-           'gap_recovered', 'plot_warmup', 'plot_segment_gain']
+__all__ = ['AGE_BANDS', 'age_band', 'RuleSegmenter', 'first_events', 'KMeansSegmenter', 'plot_silhouette', 'ColdStartStrategy',
+           'GlobalPopularity', 'SegmentPopularity', 'HierarchicalShrinkage', 'SegmentForest', 'FoldInSVD',
+           'OracleSegmentProfile']
 
 # %% ../nbs/05_segments.ipynb #03c18979
 AGE_BANDS = (25, 35, 50)
@@ -266,10 +267,17 @@ def _dirichlet_mean(prior, observed, n, tau):
     return np.where(d > 0, (tau * prior + n[:, None] * observed) / np.where(d > 0, d, 1), prior)
 
 # %% ../nbs/05_segments.ipynb #19f20c91
-class ColdStartStrategy(BaseEstimator):
-    """Base of the transfer strategies. fit(events, users, items) on known users; then for new users (a users table,
-    optionally their first events) `predict_profile` gives users x categories and `score_items` users x items."""
+class ColdStartStrategy(BaseEstimator, Recommender):
+    """Base of the transfer strategies, on the recommender contract: fit(events, users, items) on known users; then for new
+    users (a users table, optionally their first events) `score(events, users)` gives users x items over the catalogue,
+    `recommend` the top k, and `predict_profile` users x categories."""
     prior_strength = "auto"
+
+    # hooks of save/load; a strategy that learns more than the global shares overrides them
+    def _own_state(self) -> dict: return {}             # arrays learned beyond the global ones
+    def _own_fitted(self) -> dict: return {}            # JSON-ready learned values beyond the global ones
+    def _own_shapes(self, fitted: dict) -> dict: return {}   # expected shapes of the _own_state arrays
+    def _set_own_state(self, state: dict, fitted: dict): pass   # restore what _own_state and _own_fitted saved
 
 # %% ../nbs/05_segments.ipynb #eb5d0d94
 @patch
@@ -299,6 +307,7 @@ def fit(self: ColdStartStrategy,
     codes, cats = pd.factorize(it["category"], sort=True)
     self.item_cat_, self.categories_ = codes.astype(np.int64), pd.Index(cats, name="category")
     ipos = self._check_events(events, "events")
+    self.data_summary_ = data_summary(events)
     ucode, uniq = pd.factorize(events["user_id"], sort=True)
     self.train_users_ = pd.Index(uniq, name="user_id")
     self.train_user_table_ = _user_rows(users, uniq)
@@ -425,19 +434,77 @@ def predict_profile(self: ColdStartStrategy,
 
 # %% ../nbs/05_segments.ipynb #cc4c1d26
 @patch
-def score_items(self: ColdStartStrategy,
-                users: pd.DataFrame,  # new users
-                first_events: pd.DataFrame | None = None,  # their first events, if any
-               ) -> np.ndarray:       # users x items scores, columns in `self.item_ids_` order (higher = better)
-    "Score every catalogue item for each new user (items already seen are NOT removed: rank with exclude=)."
-    users = self._users(users)
-    if first_events is not None and self.prior_strength_ is None: self._evidence(users, first_events)  # validate anyway
-    _, s = self._posterior(users, first_events)
+def score(self: ColdStartStrategy,
+          events: pd.DataFrame | None = None,  # the new users' first events, if any (data contract); may be empty
+          users: pd.DataFrame | None = None,   # new users: user_id + the attributes the strategy uses; None: the users of events
+         ) -> np.ndarray:       # users x items scores, rows in users order, columns in `self.item_ids_` order (higher = better)
+    "Score every catalogue item for each new user (seen items are not removed here: `recommend` excludes them)."
+    users = self._users(pd.DataFrame({"user_id": self.query_users(events)}) if users is None else users)
+    first = events if events is not None and len(events) else None
+    if first is not None and self.prior_strength_ is None: self._evidence(users, first)  # validate anyway
+    _, s = self._posterior(users, first)
     return np.asarray(s, dtype=float) + 1e-9 * self.global_items_ / max(self.global_items_.max(), 1e-300)
+
+# %% ../nbs/05_segments.ipynb #63007813
+@patch
+def _params(self: ColdStartStrategy) -> dict:
+    "Constructor parameters for the manifest: a RuleSegmenter as its class and parameters; other estimators cannot be saved."
+    return params_to_json(self.get_params(deep=False), classes=(RuleSegmenter,))
+
+# %% ../nbs/05_segments.ipynb #d60b1e54
+@patch(cls_method=True)
+def _from_params(cls: ColdStartStrategy,
+                 params: dict,  # the manifest's `params`
+                ):
+    "An unfitted strategy from the manifest's parameters (a saved RuleSegmenter rebuilt)."
+    return cls(**params_from_json(params, classes=(RuleSegmenter,)))
+
+# %% ../nbs/05_segments.ipynb #717993a5
+@patch
+def _state(self: ColdStartStrategy) -> dict:
+    "Learned arrays: category code per item, global item and category shares, and the strategy's own (`_own_state`)."
+    return {"item_cat": self.item_cat_, "global_items": self.global_items_, "global_profile": self.global_profile_,
+            **self._own_state()}
+
+# %% ../nbs/05_segments.ipynb #1de59c69
+@patch
+def _not_saveable(self: ColdStartStrategy,
+                  parts: str,  # the fitted parts that only pickle could write
+                 ):
+    "Refuse to save in one line, naming what cannot be written to a model folder."
+    raise NotImplementedError(f"{type(self).__name__} cannot be saved ({parts}: scikit-learn/torch objects written only by "
+                              "pickle, which model folders refuse); refit it instead")
+
+# %% ../nbs/05_segments.ipynb #c8702cac
+@patch
+def _fitted(self: ColdStartStrategy) -> dict:
+    "Learned labels and numbers saved in the manifest: the categories, the fitted prior strength, the strategy's own."
+    return {"categories": list(self.categories_), "prior_strength": self.prior_strength_, **self._own_fitted()}
+
+# %% ../nbs/05_segments.ipynb #10e853ef
+@patch
+def _set_state(self: ColdStartStrategy,
+               state: dict,     # arrays read back from the folder
+               manifest: dict,  # the verified manifest
+              ):
+    "Restore a saved strategy, checking names, shapes and category codes."
+    fitted = manifest["state"]["fitted"]
+    n_items, n_cat = len(self.item_ids_), len(fitted["categories"])
+    check_state(state, {"item_cat": (n_items,), "global_items": (n_items,), "global_profile": (n_cat,),
+                        **self._own_shapes(fitted)}, f"{type(self).__name__} state")
+    self.item_cat_ = np.asarray(state["item_cat"], dtype=np.int64)
+    if ((self.item_cat_ < 0) | (self.item_cat_ >= n_cat)).any():
+        raise ModelFileError(f"{type(self).__name__} state: item_cat holds codes outside 0..{n_cat - 1}")
+    self.item_index_ = pd.Index(self.item_ids_, name="item_id")
+    self.categories_ = pd.Index(fitted["categories"], name="category")
+    self.global_items_, self.global_profile_ = np.asarray(state["global_items"], float), np.asarray(state["global_profile"], float)
+    self.prior_strength_ = fitted["prior_strength"]
+    self._set_own_state(state, fitted)
 
 # %% ../nbs/05_segments.ipynb #3a47a7b4
 class GlobalPopularity(ColdStartStrategy):
     "Everyone gets the global item popularity and category profile (the baseline every strategy must beat)."
+    kind = "global_popularity"
     def __init__(self,
                  prior_strength: float | str | None = None,  # None: ignore first events (pure popularity); a number or 'auto': Dirichlet update
                 ):
@@ -464,6 +531,7 @@ def _buhlmann_tau(V, labels, n_seg) -> float:
 # %% ../nbs/05_segments.ipynb #37c76bf9
 class SegmentPopularity(ColdStartStrategy):
     "A new user gets the popularity and category profile of the known users of the same segment."
+    kind = "segment_popularity"
     def __init__(self,
                  segmenter=None,       # RuleSegmenter / KMeansSegmenter (cloned and fitted here); None: age band x gender
                  shrinkage=0.0,        # pseudo-users of the global estimate blended into each segment; 'auto': empirical Bayes
@@ -476,6 +544,10 @@ class SegmentPopularity(ColdStartStrategy):
         return self.segmenter_.transform(users, events=first)["segment"].to_numpy()
 
     def _fit(self, events, users, items):
+        self._fit_segments(events, items, self.min_users)
+
+    def _fit_segments(self, events, items, min_users):
+        "Segments of the known users and their estimates shrunk towards global; segments under min_users use global."
         self.segmenter_ = clone(self.segmenter) if self.segmenter is not None else RuleSegmenter()
         self.segmenter_.fit(self.train_user_table_, events=first_events(events, getattr(self.segmenter_, "n_early", 0)), items=items)
         lab = self._segment_labels(self.train_user_table_, first_events(events, getattr(self.segmenter_, "n_early", 0)))
@@ -493,7 +565,7 @@ class SegmentPopularity(ColdStartStrategy):
             if self.shrinkage < 0: raise ValueError(f"shrinkage must be >= 0, got {self.shrinkage}")
             tau_c = tau_i = float(self.shrinkage)
         self.tau_ = {"categories": tau_c, "items": tau_i}
-        small = n < self.min_users
+        small = n < min_users
         z_c = np.where(small, 0.0, n / (n + tau_c) if np.isfinite(tau_c) else 0.0)
         z_i = np.where(small, 0.0, n / (n + tau_i) if np.isfinite(tau_i) else 0.0)
         self.segment_profiles_ = pd.DataFrame(z_c[:, None] * m_prof + (1 - z_c[:, None]) * self.global_profile_,
@@ -517,6 +589,7 @@ class SegmentPopularity(ColdStartStrategy):
 # %% ../nbs/05_segments.ipynb #a4f466ed
 class HierarchicalShrinkage(SegmentPopularity):
     "Segment estimates shrunk towards the global ones by segment size (empirical Bayes, Buhlmann credibility)."
+    kind = "hierarchical_shrinkage"
     def __init__(self,
                  segmenter=None,      # RuleSegmenter / KMeansSegmenter; None: age band x gender
                  shrinkage="auto",    # 'auto': within/between-segment variance ratio; or fixed pseudo-users
@@ -524,6 +597,44 @@ class HierarchicalShrinkage(SegmentPopularity):
                  prior_strength: float | str | None = "auto",  # pseudo-events of the prior against the first events
                 ):
         super().__init__(segmenter, shrinkage, min_users, prior_strength)
+
+# %% ../nbs/05_segments.ipynb #05c0f6bb
+@patch
+def _own_state(self: SegmentPopularity) -> dict:
+    "Segment profiles, item shares, within-category item shares, sizes, weights on the segment and the two tau."
+    if not isinstance(self.segmenter_, RuleSegmenter):
+        self._not_saveable(f"a {type(self.segmenter_).__name__} segmentation")
+    return {"segment_profiles": self.segment_profiles_.to_numpy(float), "segment_items": self.segment_items_,
+            "segment_within": self.segment_within_, "segment_sizes": self.segment_sizes_.to_numpy(np.int64),
+            "segment_weight": self.segment_weight_.to_numpy(float),
+            "tau": np.array([self.tau_["categories"], self.tau_["items"]], float)}
+
+# %% ../nbs/05_segments.ipynb #92446c1f
+@patch
+def _own_fitted(self: SegmentPopularity) -> dict:
+    return {"segments": list(self.segments_)}
+
+# %% ../nbs/05_segments.ipynb #d5282b31
+@patch
+def _own_shapes(self: SegmentPopularity, fitted: dict) -> dict:
+    S, I, C = len(fitted["segments"]), len(self.item_ids_), len(fitted["categories"])
+    return {"segment_profiles": (S, C), "segment_items": (S, I), "segment_within": (S, I), "segment_sizes": (S,),
+            "segment_weight": (S, 2), "tau": (2,)}
+
+# %% ../nbs/05_segments.ipynb #a7004a1a
+@patch
+def _set_own_state(self: SegmentPopularity, state: dict, fitted: dict):
+    "Rebuild the segment tables and the (stateless apart from its labels) RuleSegmenter."
+    self.segments_ = pd.Index(fitted["segments"], name="segment")
+    self.segment_profiles_ = pd.DataFrame(np.asarray(state["segment_profiles"], float), index=self.segments_, columns=self.categories_)
+    self.segment_items_ = np.asarray(state["segment_items"], float)
+    self.segment_within_ = np.asarray(state["segment_within"], float)
+    self.segment_sizes_ = pd.Series(np.asarray(state["segment_sizes"], np.int64), index=self.segments_, name="n_users")
+    self.segment_weight_ = pd.DataFrame(np.asarray(state["segment_weight"], float), index=self.segments_, columns=["categories", "items"])
+    self.tau_ = {"categories": float(state["tau"][0]), "items": float(state["tau"][1])}
+    sg = clone(self.segmenter) if self.segmenter is not None else RuleSegmenter()
+    sg.segments_, sg.sizes_ = self.segments_, self.segment_sizes_.rename("count")
+    self.segmenter_ = sg
 
 # %% ../nbs/05_segments.ipynb #07515290
 def _demographics(users: pd.DataFrame, columns) -> pd.DataFrame:
@@ -534,6 +645,8 @@ def _demographics(users: pd.DataFrame, columns) -> pd.DataFrame:
 # %% ../nbs/05_segments.ipynb #1c3f7e33
 class SegmentForest(HierarchicalShrinkage):
     "One random forest per segment (the seed's per-group model): demographics -> category profile; shrunk segment items."
+    kind = "segment_forest"
+    shrinkage = "auto"  # segment item shares shrunk by empirical Bayes (not a parameter here)
     def __init__(self,
                  segmenter=None,            # RuleSegmenter / KMeansSegmenter; None: age band x gender
                  columns: Sequence | None = None,  # user columns the forests see; None: all but user_id, segment, zip
@@ -545,16 +658,13 @@ class SegmentForest(HierarchicalShrinkage):
                 ):
         self.segmenter, self.columns, self.n_estimators, self.min_samples_leaf = segmenter, columns, n_estimators, min_samples_leaf
         self.min_users, self.prior_strength, self.seed = min_users, prior_strength, seed
-        self.shrinkage = "auto"
 
     def _forest(self):
         return RandomForestRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
                                      random_state=self.seed, n_jobs=1)
 
     def _fit(self, events, users, items):
-        min_users, self.min_users = self.min_users, 1
-        try: super()._fit(events, users, items)        # segments, shrunk segment items (for the within-category ranking)
-        finally: self.min_users = min_users
+        self._fit_segments(events, items, 1)     # every segment's shrunk items (the within-category ranking)
         D = _demographics(self.train_user_table_, self.columns)
         self.prep_ = make_preprocessor(D).fit(D)
         Z = self.prep_.transform(D)
@@ -574,9 +684,16 @@ class SegmentForest(HierarchicalShrinkage):
         within = np.where((pos >= 0)[:, None], self.segment_within_[np.maximum(pos, 0)], self._within(self.global_items_))
         return _row_normalize(np.maximum(prof, 0)), within
 
+# %% ../nbs/05_segments.ipynb #21a5229d
+@patch
+def _own_state(self: SegmentForest) -> dict:
+    "Not saveable: its per-segment forests and preprocessor."
+    self._not_saveable("its per-segment random forests and preprocessor")
+
 # %% ../nbs/05_segments.ipynb #c62cd724
 class FoldInSVD(ColdStartStrategy):
     "A global low-rank model (PureSVD of known users' interactions) updated with the new user's first events by fold-in."
+    kind = "fold_in_svd"
     def __init__(self,
                  n_factors: int = 32,   # rank of the item factors
                  prior_strength: float | str | None = "auto",  # pseudo-events of global popularity against the folded-in events
@@ -620,9 +737,28 @@ class FoldInSVD(ColdStartStrategy):
             post = _dirichlet_mean(post, E, n, self.prior_strength_)
         return self._to_profile(post), post
 
+# %% ../nbs/05_segments.ipynb #4b09b786
+@patch
+def _own_state(self: FoldInSVD) -> dict:
+    return {"V": self.V_}
+
+# %% ../nbs/05_segments.ipynb #3c741dbc
+@patch
+def _own_shapes(self: FoldInSVD, fitted: dict) -> dict:
+    return {"V": None}
+
+# %% ../nbs/05_segments.ipynb #3936410d
+@patch
+def _set_own_state(self: FoldInSVD, state: dict, fitted: dict):
+    V = np.asarray(state["V"], float)
+    if V.ndim != 2 or V.shape[0] != len(self.item_ids_):
+        raise ModelFileError(f"FoldInSVD state: V has shape {V.shape}, expected ({len(self.item_ids_)}, n_factors)")
+    self.V_ = V
+
 # %% ../nbs/05_segments.ipynb #cd60b24d
 class OracleSegmentProfile(ColdStartStrategy):
     "The oracle of the simulator: the planted profile of the user's true segment (plus global within-category popularity)."
+    kind = "oracle_segment_profile"
     def __init__(self,
                  profiles: pd.DataFrame | None = None,  # segment x category planted profiles (SimTruth.segment_profiles)
                  segment_col: str = "segment",          # users column holding the true segment
@@ -644,260 +780,31 @@ class OracleSegmentProfile(ColdStartStrategy):
             raise ValueError(f"users: column {self.segment_col!r} has segments with no planted profile, e.g. {bad[:5].tolist()}")
         return self.profiles_[pos], np.tile(self._within(self.global_items_), (len(users), 1))
 
-# %% ../nbs/05_segments.ipynb #f7c4de50
-CATEGORY_METRICS = ("js", "top1", "cat_ndcg@3")  # per-user category metrics: JS divergence (lower is better), top-category hit, NDCG@3 over categories
+# %% ../nbs/05_segments.ipynb #7ffd1b39
+@patch
+def _params(self: OracleSegmentProfile) -> dict:
+    "The parameters without the profiles table (saved with the state)."
+    return {"profiles": None, "segment_col": self.segment_col, "prior_strength": self.prior_strength}
 
-def category_metrics(
-    pred,   # users x categories predicted profiles (DataFrame or array)
-    truth,  # users x categories true profiles, same shape (DataFrames are aligned on columns)
-) -> pd.DataFrame:  # one row per user: js, top1, cat_ndcg@3
-    "Per-user category prediction quality: JS divergence, top-category hit and NDCG@3 with the true shares as gains."
-    P, T = (np.asarray(x, dtype=float) for x in (pred, truth)) if not (isinstance(pred, pd.DataFrame) and isinstance(truth, pd.DataFrame)) \
-        else (pred.to_numpy(float), truth.reindex(columns=pred.columns, fill_value=0).to_numpy(float))
-    if P.shape != T.shape: raise ValueError(f"pred has shape {P.shape} but truth has shape {T.shape}")
-    if (T.sum(1) == 0).any(): raise ValueError(f"truth has {int((T.sum(1) == 0).sum())} all-zero row(s) (first: row {int(np.flatnonzero(T.sum(1) == 0)[0])})")
-    T = _row_normalize(T)
-    kk = min(3, P.shape[1])
-    disc = 1 / np.log2(np.arange(2, kk + 2))
-    order = np.argsort(-P, 1, kind="stable")[:, :kk]
-    dcg = (np.take_along_axis(T, order, 1) * disc).sum(1)
-    idcg = (-np.sort(-T, 1)[:, :kk] * disc).sum(1)
-    out = pd.DataFrame({"js": js_divergence(P, T), "top1": (P.argmax(1) == T.argmax(1)).astype(float), "cat_ndcg@3": dcg / idcg})
-    if isinstance(pred, pd.DataFrame): out.index = pred.index
-    return out
+# %% ../nbs/05_segments.ipynb #ef3ae961
+@patch
+def _own_state(self: OracleSegmentProfile) -> dict:
+    return {"profiles": self.profiles.to_numpy(float)}
 
-# %% ../nbs/05_segments.ipynb #a66953db
-def warmup_split(
-    events: pd.DataFrame,  # events of the new (test) users
-    n_first: int = 10,     # events per user that may be revealed (the largest k of the warm-up curve)
-):                         # Split: train = first n_first events per user, test = the rest; report counts dropped users
-    "Per new user: the first `n_first` events (revealed k at a time) and the later events they are judged on."
-    head = first_events(events, n_first)
-    rest = events.drop(index=head.index)
-    keep = rest["user_id"].unique()
-    n_drop = int(events["user_id"].nunique() - len(keep))
-    head = head.loc[head["user_id"].isin(keep)]
-    return Split(head, rest, {"split": f"warmup(n_first={n_first})", "users": len(keep),
-                              "users_dropped_too_few_events": n_drop, "n_first_events": len(head), "n_target_events": len(rest)})
+# %% ../nbs/05_segments.ipynb #a394aeb4
+@patch
+def _own_fitted(self: OracleSegmentProfile) -> dict:
+    return {"profile_segments": list(self.profiles.index), "profile_categories": list(self.profiles.columns)}
 
-# %% ../nbs/05_segments.ipynb #de1c107e
-@dataclass(repr=False)
-class TransferEval:
-    "Per-user results of cold-start strategies at each number of revealed first events, with summary views."
-    per_user: pd.DataFrame   # strategy, k_first, user_id, segment, segment_size, one column per metric
-    ranking: pd.DataFrame    # metrics.evaluate tables: strategy, k_first, metric, k, value, ci_low, ci_high, n_users
-    metrics: tuple           # metric columns of per_user
-    report: dict = field(default_factory=dict)  # users evaluated / dropped, sizes
+# %% ../nbs/05_segments.ipynb #cbc267af
+@patch
+def _own_shapes(self: OracleSegmentProfile, fitted: dict) -> dict:
+    return {"profiles": (len(fitted["profile_segments"]), len(fitted["profile_categories"]))}
 
-    def __repr__(self):
-        return (f"TransferEval({self.per_user['strategy'].nunique()} strategies x k_first {sorted(int(k) for k in self.per_user['k_first'].unique())}, "
-                f"{self.per_user['user_id'].nunique()} new users; metrics {list(self.metrics)})")
-
-    def table(self,
-              k_first: int | None = 0,   # revealed events; None: all
-              n_boot: int = 1000,        # bootstrap resamples over users
-              seed: int = 0,             # bootstrap seed (the same users are resampled for every strategy)
-             ) -> pd.DataFrame:          # strategy, k_first, metric, value, ci_low, ci_high, n_users
-        "Mean of every metric per strategy with a bootstrap CI over users."
-        d = self.per_user if k_first is None else self.per_user[self.per_user["k_first"] == k_first]
-        rows = []
-        for (s, k), g in d.groupby(["strategy", "k_first"], sort=False):
-            v, lo, hi = bootstrap_ci(g[list(self.metrics)].to_numpy(float), n_boot=n_boot, seed=seed)
-            rows += [{"strategy": s, "k_first": k, "metric": m, "value": v[j], "ci_low": lo[j], "ci_high": hi[j], "n_users": len(g)}
-                     for j, m in enumerate(self.metrics)]
-        return pd.DataFrame(rows)
-
-    def versus(self,
-               baseline: str = "popularity",  # strategy compared against
-               k_first: int = 0,              # revealed events
-               n_boot: int = 1000,            # bootstrap resamples
-               seed: int = 0,                 # bootstrap seed
-              ) -> pd.DataFrame:              # strategy, metric, diff, ci_low, ci_high, p_value, significant, better
-        "Paired bootstrap of every strategy against the baseline on the same users (JS: lower is better)."
-        d = self.per_user[self.per_user["k_first"] == k_first]
-        base = d[d["strategy"] == baseline].set_index("user_id")
-        if base.empty: raise ValueError(f"no strategy named {baseline!r} at k_first={k_first}")
-        rows = []
-        for s, g in d.groupby("strategy", sort=False):
-            if s == baseline: continue
-            g = g.set_index("user_id").loc[base.index]
-            for m in self.metrics:
-                r = paired_bootstrap(g[m].to_numpy(float), base[m].to_numpy(float), n_boot=n_boot, seed=seed)
-                sig = r["ci_low"] > 1e-12 or r["ci_high"] < -1e-12     # float noise is no difference
-                better = (r["diff"] < 0) if m == "js" else (r["diff"] > 0)
-                rows.append({"strategy": s, "metric": m, **{k: r[k] for k in ("diff", "ci_low", "ci_high", "p_value")},
-                             "significant": sig, "better": bool(better and sig)})
-        return pd.DataFrame(rows)
-
-    def per_segment(self,
-                    metric: str = "ndcg@10",        # metric column
-                    k_first: int = 0,               # revealed events
-                    baseline: str = "popularity",   # gain is measured against this strategy
-                    n_boot: int = 1000,             # bootstrap resamples
-                    seed: int = 0,                  # bootstrap seed
-                   ) -> pd.DataFrame:  # strategy, segment, n_users, segment_size, value, CI, gain, gain CI, verdict
-        "Every strategy per segment (and overall): the metric with a CI and the paired gain over the baseline, with a verdict."
-        d = self.per_user[self.per_user["k_first"] == k_first]
-        if metric not in self.metrics: raise ValueError(f"unknown metric {metric!r}: choose from {list(self.metrics)}")
-        base = d[d["strategy"] == baseline].set_index("user_id")[metric]
-        sign = -1.0 if metric == "js" else 1.0
-        rows = []
-        for s, g in d.groupby("strategy", sort=False):
-            g = g.set_index("user_id")
-            for seg, h in list(g.groupby("segment", sort=True)) + [("(overall)", g)]:
-                v = h[metric].to_numpy(float)
-                val, lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
-                r = paired_bootstrap(v, base.loc[h.index].to_numpy(float), n_boot=n_boot, seed=seed)
-                gain, glo, ghi = sign * r["diff"], *sorted((sign * r["ci_low"], sign * r["ci_high"]))
-                verdict = "helps" if glo > 1e-12 else "hurts" if ghi < -1e-12 else "no significant difference"
-                rows.append({"strategy": s, "segment": seg, "n_users": len(h),
-                             "segment_size": int(h["segment_size"].iloc[0]) if seg != "(overall)" else self.report.get("train_users", 0),
-                             "value": val, "ci_low": lo, "ci_high": hi, "gain": gain, "gain_low": glo, "gain_high": ghi,
-                             "verdict": "baseline" if s == baseline else verdict})
-        return pd.DataFrame(rows)
-
-# %% ../nbs/05_segments.ipynb #66e4d5fc
-def evaluate_transfer(
-    strategies: dict,            # name -> strategy (any object with fit(events, users, items), predict_profile, score_items)
-    train: pd.DataFrame,         # events of the known users
-    test: pd.DataFrame,          # events of the new users (none of them in train)
-    users: pd.DataFrame,         # users table covering train and test users
-    items: pd.DataFrame,         # catalogue: item_id + category
-    k_first: Sequence = (0, 1, 3, 5, 10),  # first events revealed per new user (the warm-up curve)
-    k: int = 10,                 # ranking cut-off (NDCG@k, recall@k)
-    segments=None,               # segment of each user for the per-segment report: a fitted/unfitted segmenter or a Series user_id -> label; None: age band x gender
-    category_truth: pd.DataFrame | None = None,  # users x categories true profiles (e.g. planted mixtures); None: shares of the held-out events
-    fit: bool = True,            # fit each strategy on train first (False: they are already fitted)
-    n_boot: int = 1000,          # bootstrap resamples of the ranking tables
-    seed: int = 0,               # bootstrap seed
-) -> TransferEval:
-    "Fit every strategy on known users, then score new users after k = 0, 1, 3, ... revealed events against their later events."
-    _need(train, ["user_id", "item_id", "timestamp", "behavior"], "train")
-    _need(test, ["user_id", "item_id", "timestamp", "behavior"], "test")
-    both = np.intersect1d(train["user_id"].unique(), test["user_id"].unique())
-    if len(both): raise ValueError(f"{len(both)} user(s) appear in both train and test, e.g. {both[:5].tolist()}: use user_cold_start_split")
-    ks = sorted(set(int(x) for x in k_first))
-    head, rest = warmup_split(test, max(ks))
-    it = items.drop_duplicates("item_id").sort_values("item_id")
-    item_index = pd.Index(it["item_id"])
-    new = _user_rows(users, np.sort(rest["user_id"].unique()), "users")
-    uidx = pd.Index(new["user_id"])
-    # ranking truth: later items the user had not already met in the revealed window; exclusion: the first k items
-    ri, hi_ = item_index.get_indexer(rest["item_id"]), item_index.get_indexer(head["item_id"])
-    if (ri < 0).any() or (hi_ < 0).any(): raise ValueError("test: some events have an item_id not in items")
-    T = sp.csr_matrix((np.ones(len(rest)), (uidx.get_indexer(rest["user_id"]), ri)), shape=(len(new), len(item_index)))
-    H = sp.csr_matrix((np.ones(len(head)), (uidx.get_indexer(head["user_id"]), hi_)), shape=T.shape)
-    T = ((T > 0).astype(float) - (T > 0).multiply(H > 0)).tocsr(); T.eliminate_zeros()
-    # category truth
-    codes, cats = pd.factorize(it["category"], sort=True)
-    if category_truth is None:
-        w = event_weights(rest)
-        cat_t = np.bincount(uidx.get_indexer(rest["user_id"]) * len(cats) + codes[ri], weights=w,
-                            minlength=len(new) * len(cats)).reshape(len(new), len(cats))
-        cat_t = pd.DataFrame(cat_t, index=uidx, columns=pd.Index(cats, name="category"))
-    else:
-        cat_t = category_truth.rename(columns=str).reindex(index=uidx, columns=pd.Index(cats, name="category")).fillna(0)
-    ok = (np.diff(T.indptr) > 0) & (cat_t.to_numpy().sum(1) > 0)
-    report = {**_head_report(head, rest, test), "train_users": int(train["user_id"].nunique()), "users_evaluated": int(ok.sum()), "users_dropped_no_new_target": int((~ok).sum())}
-    new, T, cat_t = new.loc[ok].reset_index(drop=True), T[ok], cat_t.loc[ok]
-    uidx = pd.Index(new["user_id"])
-    head = head.loc[head["user_id"].isin(uidx)]
-    rank_in_user = head.groupby("user_id", sort=False).cumcount().to_numpy()
-    # segments for the per-segment report
-    if isinstance(segments, pd.Series):
-        seg_new = segments.reindex(uidx).fillna("unknown").astype(str).to_numpy()
-        seg_train = segments.reindex(train["user_id"].unique()).astype(str)
-    else:
-        sg = clone(segments) if segments is not None else RuleSegmenter()
-        tu = _user_rows(users, np.sort(train["user_id"].unique()))
-        sg.fit(tu, events=train, items=items)
-        seg_new = sg.transform(new)["segment"].to_numpy()
-        seg_train = pd.Series(sg.transform(tu)["segment"].to_numpy())
-    size = seg_train.value_counts()
-    seg_size = size.reindex(seg_new).fillna(0).astype(int).to_numpy()
-    parts, tables = [], []
-    for name, st in strategies.items():
-        if fit: st.fit(train, users, items)
-        for kf in ks:
-            fe = head.loc[rank_in_user < kf] if kf > 0 else None
-            prof = st.predict_profile(new, fe)
-            scores = st.score_items(new, fe)
-            ex = None
-            if kf > 0:
-                ex = sp.csr_matrix((np.ones(len(fe)), (uidx.get_indexer(fe["user_id"]), item_index.get_indexer(fe["item_id"]))), shape=T.shape)
-            rm = ranking_metrics(scores, T, k=(k,), metrics=("ndcg", "recall"), exclude=ex)
-            tab = evaluate(scores, T, metrics=("ndcg", "recall"), k=(k,), exclude=ex, n_boot=n_boot, seed=seed)
-            tables.append(tab.assign(strategy=name, k_first=kf))
-            cm = category_metrics(prof.reindex(columns=cat_t.columns, fill_value=0), cat_t)
-            parts.append(pd.DataFrame({"strategy": name, "k_first": kf, "user_id": uidx.to_numpy(), "segment": seg_new,
-                                       "segment_size": seg_size, f"ndcg@{k}": rm.per_user[("ndcg", k)], f"recall@{k}": rm.per_user[("recall", k)],
-                                       **{c: cm[c].to_numpy() for c in cm.columns}}))
-    per_user = pd.concat(parts, ignore_index=True)
-    ranking = pd.concat(tables, ignore_index=True)[["strategy", "k_first", "metric", "k", "value", "ci_low", "ci_high", "n_users"]]
-    return TransferEval(per_user, ranking, (f"ndcg@{k}", f"recall@{k}") + CATEGORY_METRICS, report)
-
-# %% ../nbs/05_segments.ipynb #c4e71948
-def _head_report(head, rest, test) -> dict:
-    return {"test_users": int(test["user_id"].nunique()), "n_first": int(head.groupby("user_id").size().max()) if len(head) else 0}
-
-# %% ../nbs/05_segments.ipynb #8b862fe9
-def gap_recovered(
-    ev: TransferEval,               # result of evaluate_transfer holding the three strategies
-    strategy: str,                  # the transfer strategy
-    baseline: str = "popularity",   # the floor (global popularity)
-    oracle: str = "oracle",         # the ceiling (knows the planted segment profile)
-    metric: str = "js",             # metric column
-    k_first: int = 0,               # revealed events
-    n_boot: int = 1000,             # bootstrap resamples over users (paired across the three)
-    seed: int = 0,                  # bootstrap seed
-) -> dict:                          # fraction, ci_low, ci_high, baseline, strategy, oracle (means)
-    "Share of the baseline-to-oracle gap that a strategy closes: (baseline - strategy) / (baseline - oracle), with a paired CI."
-    d = ev.per_user[ev.per_user["k_first"] == k_first].pivot(index="user_id", columns="strategy", values=metric)
-    miss = [s for s in (strategy, baseline, oracle) if s not in d.columns]
-    if miss: raise ValueError(f"gap_recovered: no strategy {miss} at k_first={k_first} (have {list(d.columns)})")
-    V = d[[strategy, baseline, oracle]].to_numpy(float)
-    def frac(x, axis=0):
-        m = x.mean(axis)
-        return ((m[..., 1] - m[..., 0]) / (m[..., 1] - m[..., 2]))[..., None]
-    v, lo, hi = bootstrap_ci(V, n_boot=n_boot, seed=seed, statistic=frac)
-    m = V.mean(0)
-    return {"fraction": float(v[0]), "ci_low": float(lo[0]), "ci_high": float(hi[0]),
-            "baseline": float(m[1]), "strategy": float(m[0]), "oracle": float(m[2])}
-
-# %% ../nbs/05_segments.ipynb #95503494
-def plot_warmup(
-    ev: TransferEval,          # result of evaluate_transfer
-    metric: str = "ndcg@10",   # metric column
-    n_boot: int = 500,         # bootstrap resamples for the bands
-    ax=None,                   # matplotlib axes; None makes a new figure
-):
-    "Warm-up curve: the metric (95% CI band) as the new user's revealed events grow, one line per strategy."
-    import matplotlib.pyplot as plt
-    t = ev.table(None, n_boot=n_boot)
-    t = t[t["metric"] == metric]
-    if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.5), dpi=80)
-    for s, g in t.groupby("strategy", sort=False):
-        ax.plot(g["k_first"], g["value"], "o-", label=s, ms=3)
-        ax.fill_between(g["k_first"].to_numpy(float), g["ci_low"], g["ci_high"], alpha=0.15)
-    ax.set(xlabel="events revealed per new user (k)", ylabel=metric, title=f"Warm-up curve: {metric} of new users")
-    ax.legend(fontsize=7)
-    return ax
-
-# %% ../nbs/05_segments.ipynb #0fd12ace
-def plot_segment_gain(
-    seg: pd.DataFrame,   # TransferEval.per_segment output
-    strategy: str,       # which strategy to draw
-    ax=None,             # matplotlib axes; None makes a new figure
-):
-    "Gain over the baseline per segment (95% CI) against the segment's number of known users."
-    import matplotlib.pyplot as plt
-    d = seg[(seg["strategy"] == strategy) & (seg["segment"] != "(overall)")]
-    if d.empty: raise ValueError(f"no segments for strategy {strategy!r}")
-    if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.5), dpi=80)
-    colors = d["verdict"].map({"helps": "tab:green", "hurts": "tab:red"}).fillna("tab:grey")
-    ax.errorbar(d["segment_size"], d["gain"], yerr=[d["gain"] - d["gain_low"], d["gain_high"] - d["gain"]], fmt="none", ecolor="lightgrey")
-    ax.scatter(d["segment_size"], d["gain"], c=colors, s=18, zorder=3)
-    ax.axhline(0, c="k", lw=0.8)
-    ax.set_xscale("log")
-    ax.set(xlabel="known users in the segment (log)", ylabel="gain over baseline", title=f"{strategy}: gain per segment vs size")
-    return ax
+# %% ../nbs/05_segments.ipynb #e0baef97
+@patch
+def _set_own_state(self: OracleSegmentProfile, state: dict, fitted: dict):
+    "Rebuild the planted profiles table (the parameter) and its normalised copy."
+    self.profiles = pd.DataFrame(np.asarray(state["profiles"], float), index=fitted["profile_segments"],
+                                 columns=fitted["profile_categories"])
+    self._fit(None, None, None)

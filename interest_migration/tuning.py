@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes HalvingRandomSearchCV importable)
 from sklearn.linear_model import LogisticRegression
@@ -21,12 +22,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import (BaseCrossValidator, GridSearchCV, HalvingRandomSearchCV, KFold,
                                      RandomizedSearchCV, cross_val_score)
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import get_tags
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _num_features, check_array, check_consistent_length, check_is_fitted
 
 from .metrics import bootstrap_ci, paired_bootstrap
 from .ranking import ranking_metrics
 from .metrics import recall_at_k
 from .nextwindow import TorchMLPClassifier, predict_scores
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SEARCHES', 'NORMALIZATIONS', 'TemporalSplit', 'interest_scorer', 'leakage_report', 'UserStatistics', 'leakage_gain',
@@ -426,6 +430,28 @@ def _logit(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
 def _fit_clone(est, X, Y):
     return clone(est).fit(X, Y)
 
+# %% ../nbs/07_tuning.ipynb #e940c35e
+def _member_tags(tags, estimators):
+    "An ensemble's tags from its members': multi-label, sparse input and missing values only when every member has them."
+    members = [get_tags(e) for _, e in estimators]
+    every = lambda f: bool(members) and all(f(t) for t in members)
+    tags.target_tags.multi_output = tags.classifier_tags.multi_label = every(lambda t: t.target_tags.multi_output)
+    tags.input_tags.sparse = every(lambda t: t.input_tags.sparse)
+    tags.input_tags.allow_nan = every(lambda t: t.input_tags.allow_nan)
+    return tags
+
+# %% ../nbs/07_tuning.ipynb #be75082f
+def _check_fit_input(ensemble, X, Y) -> np.ndarray:
+    "Refuse, in scikit-learn's words, what no member should see: no target, no rows, sparse X the members cannot take, unequal lengths."
+    if Y is None:
+        raise ValueError(f"{type(ensemble).__name__} requires y to be passed, but the target y is None")
+    if not hasattr(X, "iloc"):   # arrays: shape and sparsity checked here; values (NaN, inf) are the members' business
+        check_array(X, accept_sparse=ensemble.__sklearn_tags__().input_tags.sparse, dtype=None, ensure_all_finite=False)
+    y = np.asarray(Y)
+    check_consistent_length(X, y)
+    check_classification_targets(y)
+    return y
+
 # %% ../nbs/07_tuning.ipynb #b504d1eb
 class SoftVote(ClassifierMixin, BaseEstimator):
     "Soft voting for multi-label (or binary) models: a weighted mean of each label's predicted probability."
@@ -435,10 +461,8 @@ class SoftVote(ClassifierMixin, BaseEstimator):
         self.estimators, self.weights = estimators, weights
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.classifier_tags.multi_label = True
-        return tags
+        "Multi-label and sparse input exactly when every member supports them."
+        return _member_tags(super().__sklearn_tags__(), self.estimators)
 
     def fit(self, X, Y):
         "Fit a clone of every estimator on the same rows."
@@ -446,26 +470,27 @@ class SoftVote(ClassifierMixin, BaseEstimator):
             raise ValueError("SoftVote needs at least one (name, estimator) pair")
         if self.weights is not None and len(self.weights) != len(self.estimators):
             raise ValueError(f"{len(self.weights)} weights for {len(self.estimators)} estimators")
+        y = _check_fit_input(self, X, Y)
         self.estimators_ = [(n, _fit_clone(e, X, Y)) for n, e in self.estimators]
-        self.multilabel_ = np.ndim(Y) == 2 and np.shape(Y)[1] > 1
-        self.classes_ = np.arange(np.shape(Y)[1]) if self.multilabel_ else np.unique(Y)
-        self.n_features_in_ = X.shape[1]
+        self.multilabel_ = y.ndim == 2 and y.shape[1] > 1
+        self.classes_ = np.arange(y.shape[1]) if self.multilabel_ else np.unique(y)
+        self.n_features_in_ = _num_features(X)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        "Weighted mean of the members' probabilities ((n, n_labels), or (n, 2) for a binary target)."
+        "Weighted mean of the members' probabilities ((n, n_labels), or (n, n_classes) for a binary/multiclass target)."
         check_is_fitted(self, "estimators_")
         w = np.ones(len(self.estimators_)) if self.weights is None else np.asarray(self.weights, float)
         return sum(wi * predict_scores(e, X) for wi, (_, e) in zip(w, self.estimators_)) / w.sum()
 
     def predict(self, X) -> np.ndarray:
-        "0/1 per label at 0.5 (multi-label) or the more probable class (binary)."
+        "0/1 per label at 0.5 (multi-label) or the most probable class."
         p = self.predict_proba(X)
         return (p >= 0.5).astype(int) if self.multilabel_ else self.classes_[p.argmax(1)]
 
 # %% ../nbs/07_tuning.ipynb #6fe69c3a
 class TemporalStacking(ClassifierMixin, BaseEstimator):
-    "Stacking for multi-label models whose meta-learner is trained only on temporal out-of-fold scores."
+    "Stacking for multi-label, binary or multiclass models whose meta-learner is trained only on temporal out-of-fold scores."
     def __init__(self,
                  estimators: Sequence = (),   # (name, unfitted estimator) pairs: the base models
                  cv=None,                     # temporal splitter for the out-of-fold scores (e.g. TemporalSplit(times))
@@ -473,45 +498,68 @@ class TemporalStacking(ClassifierMixin, BaseEstimator):
         self.estimators, self.cv, self.final_estimator = estimators, cv, final_estimator
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.classifier_tags.multi_label = True
-        return tags
+        "Multi-label, sparse input and missing values exactly when every base model supports them."
+        return _member_tags(super().__sklearn_tags__(), self.estimators)
+
+    def _scores(self, model, X) -> np.ndarray:
+        "(n, n_labels) probability of each label (binary target: one column, the second class; multiclass: one per class)."
+        s = predict_scores(model, X)
+        if self.target_ == "multilabel-indicator":
+            return s
+        out = np.zeros((len(s), len(self.classes_)))   # a model fitted on a fold may have seen fewer classes
+        out[:, np.searchsorted(self.classes_, model.classes_)] = s.reshape(len(s), -1)
+        return out[:, 1:] if self.target_ == "binary" else out
 
     def _meta_features(self, scores: list) -> np.ndarray:
         "(n_rows * n_labels, n_models) logits, label-major within each row."
         return np.column_stack([_logit(s.reshape(-1)) for s in scores])
 
-    def fit(self, X, Y):
-        "Out-of-fold base scores on each temporal test fold -> fit the meta-learner -> refit the bases on all rows."
-        if not self.estimators or self.cv is None:
-            raise ValueError("TemporalStacking needs estimators and a temporal cv")
-        y = np.asarray(Y)
-        if y.ndim != 2:
-            raise ValueError(f"TemporalStacking expects a multi-label (n, n_labels) target, got shape {y.shape}")
-        take = lambda A, idx: A.iloc[idx] if hasattr(A, "iloc") else np.asarray(A)[idx]
-        Z, T, rows = [], [], []
-        for tr, te in self.cv.split(X, y):
-            Z.append(self._meta_features([predict_scores(_fit_clone(e, take(X, tr), take(Y, tr)), take(X, te))
-                                          for _, e in self.estimators]))
-            T.append(y[te].reshape(-1)); rows.append(te)
-        self.meta_rows_ = np.concatenate(rows)   # rows whose out-of-fold scores trained the meta-learner
-        self.final_estimator_ = clone(self.final_estimator or LogisticRegression()).fit(np.vstack(Z), np.concatenate(T))
-        self.estimators_ = [(n, _fit_clone(e, X, Y)) for n, e in self.estimators]
-        self.classes_ = np.arange(y.shape[1])
-        self.n_features_in_ = X.shape[1]
-        return self
+# %% ../nbs/07_tuning.ipynb #fa7712df
+@patch
+def fit(self: TemporalStacking, X, Y):
+    "Out-of-fold base scores on each temporal test fold -> fit the meta-learner -> refit the bases on all rows."
+    if not self.estimators or self.cv is None:
+        raise ValueError("TemporalStacking needs estimators and a temporal cv")
+    y = _check_fit_input(self, X, Y)
+    self.target_ = type_of_target(y)
+    if self.target_ not in ("binary", "multiclass", "multilabel-indicator"):
+        raise ValueError(f"TemporalStacking expects a binary, multiclass or multi-label (n, n_labels) target, got {self.target_}")
+    self.classes_ = np.arange(y.shape[1]) if self.target_ == "multilabel-indicator" else np.unique(y)
+    if len(self.classes_) < 2:
+        raise ValueError(f"TemporalStacking needs samples of at least 2 classes, got 1 class {self.classes_.tolist()}")
+    if self.target_ == "multilabel-indicator":
+        y01 = y
+    else:   # one 0/1 column per class (binary: the second class only)
+        y01 = (y.reshape(-1, 1) == self.classes_[None, :]).astype(int)[:, 1 if self.target_ == "binary" else 0:]
+    take = lambda A, idx: A.iloc[idx] if hasattr(A, "iloc") else (sp.csr_matrix(A)[idx] if sp.issparse(A) else np.asarray(A)[idx])
+    Z, T, rows = [], [], []
+    for tr, te in self.cv.split(X, y):
+        Z.append(self._meta_features([self._scores(_fit_clone(e, take(X, tr), take(Y, tr)), take(X, te))
+                                      for _, e in self.estimators]))
+        T.append(y01[te].reshape(-1)); rows.append(te)
+    self.meta_rows_ = np.concatenate(rows)   # rows whose out-of-fold scores trained the meta-learner
+    self.final_estimator_ = clone(self.final_estimator or LogisticRegression()).fit(np.vstack(Z), np.concatenate(T))
+    self.estimators_ = [(n, _fit_clone(e, X, Y)) for n, e in self.estimators]
+    self.n_features_in_ = _num_features(X)
+    return self
 
-    def predict_proba(self, X) -> np.ndarray:
-        "(n, n_labels) probabilities from the meta-learner over the refitted base models' scores."
-        check_is_fitted(self, "final_estimator_")
-        scores = [predict_scores(e, X) for _, e in self.estimators_]
-        p = self.final_estimator_.predict_proba(self._meta_features(scores))[:, 1]
-        return p.reshape(len(scores[0]), -1)
+# %% ../nbs/07_tuning.ipynb #85be53f9
+@patch
+def predict_proba(self: TemporalStacking, X) -> np.ndarray:
+    "(n, n_labels) probabilities from the meta-learner over the refitted base models' scores ((n, n_classes) for a binary or multiclass target)."
+    check_is_fitted(self, "final_estimator_")
+    scores = [self._scores(e, X) for _, e in self.estimators_]
+    p = self.final_estimator_.predict_proba(self._meta_features(scores))[:, 1].reshape(len(scores[0]), -1)
+    if self.target_ == "binary":
+        return np.column_stack([1 - p[:, 0], p[:, 0]])
+    return p / p.sum(1, keepdims=True) if self.target_ == "multiclass" else p
 
-    def predict(self, X) -> np.ndarray:
-        "0/1 per label at 0.5."
-        return (self.predict_proba(X) >= 0.5).astype(int)
+# %% ../nbs/07_tuning.ipynb #01765231
+@patch
+def predict(self: TemporalStacking, X) -> np.ndarray:
+    "0/1 per label at 0.5 (multi-label) or the most probable class."
+    p = self.predict_proba(X)
+    return (p >= 0.5).astype(int) if self.target_ == "multilabel-indicator" else self.classes_[p.argmax(1)]
 
 # %% ../nbs/07_tuning.ipynb #4e772268
 NORMALIZATIONS = ("minmax", "zscore", "rank")

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from .data import IdEncoder, Split, need_log, timestamps_ns
 from .ranking import evaluate
+from .recommender import Recommender, check_state, data_summary, params_from_json, params_to_json
 from .nextwindow import make_preprocessor
 from .segments import ColdStartStrategy, _demographics
 from .encoders import TextEncoder
@@ -210,12 +211,12 @@ class ContentToCF(RegressorMixin, BaseEstimator):
                  alpha: float | str = 1.0,    # ridge penalty (method="ridge"); "auto": the best of `alphas` by leave-one-out on the warm items
                  alphas: Sequence = (0.1, 1.0, 10.0, 100.0),  # candidates of alpha="auto"
                  hidden: int = 128,           # hidden units (method="mlp")
-                 epochs: int = 300,           # full-batch Adam steps (method="mlp")
+                 max_epochs: int = 300,       # full-batch Adam steps (method="mlp")
                  learning_rate: float = 1e-2, # Adam step size (method="mlp")
                  weight_decay: float = 1e-3,  # Adam L2 decay (method="mlp")
                  seed: int = 0,               # initialisation seed (method="mlp")
                 ):
-        self.method, self.alpha, self.hidden, self.epochs = method, alpha, hidden, epochs
+        self.method, self.alpha, self.hidden, self.max_epochs = method, alpha, hidden, max_epochs
         self.learning_rate, self.weight_decay, self.seed, self.alphas = learning_rate, weight_decay, seed, alphas
 
     def fit(self,
@@ -244,7 +245,7 @@ class ContentToCF(RegressorMixin, BaseEstimator):
             self.y_scale_ = float(Y.std()) or 1.0
             xt, yt = torch.from_numpy(X), torch.from_numpy(Y / self.y_scale_)
             opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-            for _ in range(int(self.epochs)):
+            for _ in range(int(self.max_epochs)):
                 opt.zero_grad()
                 loss = torch.nn.functional.mse_loss(net(xt), yt)
                 loss.backward()
@@ -268,8 +269,9 @@ class ContentToCF(RegressorMixin, BaseEstimator):
             return self.model_(torch.from_numpy(X)).numpy() * self.y_scale_
 
 # %% ../nbs/09_zero_shot.ipynb #613a5b31
-class ColdItemRecommender(BaseEstimator):
+class ColdItemRecommender(BaseEstimator, Recommender):
     "Scores items never seen in training for known users: MF on warm items + a text-to-factor map."
+    kind = "cold_item"
     def __init__(self,
                  mf: SVDFactors | None = None,       # the factorisation; None: SVDFactors()
                  mapper: ContentToCF | None = None,  # the content map; None: ContentToCF("ridge")
@@ -278,9 +280,12 @@ class ColdItemRecommender(BaseEstimator):
 
     def fit(self,
             events: pd.DataFrame,         # training log (warm items only need to appear)
-            item_embeddings: pd.DataFrame, # item_id-indexed text embeddings (rows for warm and cold items)
+            item_embeddings: pd.DataFrame, # item_id-indexed text embeddings (rows for warm and cold items): the catalogue
            ):
-        "Factorise the log, then learn text -> factors on the warm items."
+        "Factorise the log, learn text -> factors on the warm items, then map every catalogue item's text."
+        if not item_embeddings.index.is_unique:
+            dup = item_embeddings.index[item_embeddings.index.duplicated()].unique()
+            raise ValueError(f"item_embeddings: duplicated item_id in the index, e.g. {dup[:5].tolist()}")
         self.mf_ = clone(self.mf) if self.mf is not None else SVDFactors()
         self.mf_.fit(events)
         self.mapper_ = clone(self.mapper) if self.mapper is not None else ContentToCF()
@@ -290,24 +295,81 @@ class ColdItemRecommender(BaseEstimator):
             raise ValueError(f"item_embeddings lacks {int(missing.sum())} trained item(s), e.g. {warm[missing][:5].tolist()}")
         self.mapper_.fit(item_embeddings.loc[warm].to_numpy(), self.mf_.item_factors_)
         self.item_embeddings_ = item_embeddings
+        self.item_ids_ = np.asarray(item_embeddings.index)
+        self.item_vectors_ = self.mapper_.predict(item_embeddings.to_numpy())      # catalogue order
+        self.user_ids_, self.user_factors_ = self.mf_.users_.classes_, self.mf_.user_factors_
+        self.data_summary_ = data_summary(events)
         return self
 
-    def item_vectors(self,
-                     item_ids,  # items with a row in the fitted item_embeddings
-                    ) -> np.ndarray:  # (n, n_factors)
-        "Mapped factors of any items with an embedding (warm items too: what their text says, not their history)."
-        check_is_fitted(self, "mapper_")
-        idx = pd.Index(self.item_embeddings_.index).get_indexer(np.asarray(item_ids))
-        if (idx < 0).any():
-            raise ValueError(f"no embedding for item_id {np.asarray(item_ids)[idx < 0][:5].tolist()}")
-        return self.mapper_.predict(self.item_embeddings_.to_numpy()[idx])
-
     def score(self,
-              user_ids,  # known users
-              item_ids,  # items to score (typically cold ones)
-             ) -> np.ndarray:  # (n_users, n_items)
-        "Dot products of user factors and mapped item factors."
-        return self.mf_.user_vectors(user_ids) @ self.item_vectors(item_ids).T
+              events: pd.DataFrame | None = None,  # history of the users to score (their rows: its sorted users)
+              users: pd.DataFrame | None = None,   # or a users table whose user_id column fixes the rows
+             ) -> np.ndarray:  # (n_users, n_items) over the whole catalogue, columns in `item_ids_` order
+        "The recommender contract: every catalogue item (warm and cold alike, by their text) for each known user."
+        return self.user_vectors(self.query_users(events, users)) @ self.item_vectors_.T
+
+# %% ../nbs/09_zero_shot.ipynb #9d7f1994
+@patch
+def item_vectors(self: ColdItemRecommender,
+                 item_ids,  # items of the catalogue (rows of the fitted item_embeddings)
+                ) -> np.ndarray:  # (n, n_factors)
+    "Mapped factors of any catalogue items (warm items too: what their text says, not their history)."
+    idx = self.item_index(item_ids)
+    if (idx < 0).any():
+        raise ValueError(f"no embedding for item_id {np.asarray(item_ids).ravel()[idx < 0][:5].tolist()}")
+    return self.item_vectors_[idx]
+
+# %% ../nbs/09_zero_shot.ipynb #9c3fe203
+@patch
+def user_vectors(self: ColdItemRecommender,
+                 user_ids,  # users seen in training
+                ) -> np.ndarray:  # (n, n_factors)
+    "Factors of known users (unknown ids raise, naming them)."
+    self.check_fitted()
+    idx = pd.Index(self.user_ids_).get_indexer(np.asarray(user_ids).ravel())
+    if (idx < 0).any():
+        raise ValueError(f"user_id {np.asarray(user_ids).ravel()[idx < 0][:5].tolist()} not seen in training (no factors)")
+    return self.user_factors_[idx]
+
+# %% ../nbs/09_zero_shot.ipynb #4ab52f5b
+@patch
+def score_pairs(self: ColdItemRecommender,
+                user_ids,  # known users
+                item_ids,  # items to score (typically cold ones)
+               ) -> np.ndarray:  # (n_users, n_items)
+    "Dot products of the given users' factors and the given items' mapped factors."
+    return self.user_vectors(user_ids) @ self.item_vectors(item_ids).T
+
+# %% ../nbs/09_zero_shot.ipynb #ce8be278
+@patch
+def _params(self: ColdItemRecommender) -> dict:
+    return params_to_json(self.get_params(deep=False), classes=(SVDFactors, ContentToCF))
+
+# %% ../nbs/09_zero_shot.ipynb #482e5d45
+@patch(cls_method=True)
+def _from_params(cls: ColdItemRecommender, params: dict):
+    return cls(**params_from_json(params, classes=(SVDFactors, ContentToCF)))
+
+# %% ../nbs/09_zero_shot.ipynb #f3788490
+@patch
+def _state(self: ColdItemRecommender) -> dict:
+    "What scoring needs: the known users' factors and the catalogue's mapped factors."
+    return {"user_factors": self.user_factors_, "item_vectors": self.item_vectors_}
+
+# %% ../nbs/09_zero_shot.ipynb #b6d93c50
+@patch
+def _fitted(self: ColdItemRecommender) -> dict:
+    return {"user_ids": list(self.user_ids_)}
+
+# %% ../nbs/09_zero_shot.ipynb #fd846bf5
+@patch
+def _set_state(self: ColdItemRecommender, state: dict, manifest: dict):
+    "Restore the factors, checking their shapes against the catalogue and the saved users."
+    users = manifest["state"]["fitted"]["user_ids"]
+    f = state["item_vectors"].shape[1] if state.get("item_vectors") is not None and state["item_vectors"].ndim == 2 else None
+    check_state(state, {"user_factors": (len(users), f), "item_vectors": (len(self.item_ids_), f)}, "cold_item state")
+    self.user_ids_ = np.asarray(users)
+    self.user_factors_, self.item_vectors_ = np.asarray(state["user_factors"]), np.asarray(state["item_vectors"])
 
 # %% ../nbs/09_zero_shot.ipynb #e8bf2539
 def cold_item_truth(
@@ -516,6 +578,7 @@ class _MLP(torch.nn.Module):
 # %% ../nbs/09_zero_shot.ipynb #428c0316
 class PrototypeInterest(ColdStartStrategy):
     "Cold users as a posterior mixture of interest prototypes: a prototypical network on demographics, updated by first events."
+    kind = "prototype_interest"
     prior_strength = None      # the Bayes update is built in; the base class's Dirichlet update is not used
     def __init__(self,
                  n_prototypes: int = 8,     # K-means clusters of known users' profiles
@@ -586,6 +649,11 @@ class PrototypeInterest(ColdStartStrategy):
         prof = post @ self.prototypes_
         return prof, prof[:, self.item_cat_] * self._within(self.global_items_)
 
+# %% ../nbs/09_zero_shot.ipynb #f9e9a705
+@patch
+def _own_state(self: PrototypeInterest) -> dict:
+    self._not_saveable("its clusters, preprocessor and prototypical network")
+
 # %% ../nbs/09_zero_shot.ipynb #45e4699a
 def _nll(net, params, x, counts):
     "Summed negative log-likelihood of category counts under f_params(x) (one task)."
@@ -622,6 +690,7 @@ def kshot_logloss(
 # %% ../nbs/09_zero_shot.ipynb #dfbc36fc
 class MAMLInterest(ColdStartStrategy):
     "A tiny demographics -> category model meta-learned (MAML / first-order MAML / Reptile) to adapt to a new user in a few steps."
+    kind = "maml_interest"
     prior_strength = None      # adaptation by gradient steps replaces the base class's Dirichlet update
     def __init__(self,
                  algorithm: str = "maml",   # "maml" (second order), "fomaml" (first order) or "reptile"
@@ -642,6 +711,11 @@ class MAMLInterest(ColdStartStrategy):
         self.meta_lr, self.meta_steps, self.meta_batch, self.k_max = meta_lr, meta_steps, meta_batch, k_max
         self.reptile_steps, self.columns, self.seed = reptile_steps, columns, seed
         self.inner_grid, self.val_frac = inner_grid, val_frac
+
+# %% ../nbs/09_zero_shot.ipynb #fb3a4c88
+@patch
+def _own_state(self: MAMLInterest) -> dict:
+    self._not_saveable("its preprocessor and meta-learned network")
 
 # %% ../nbs/09_zero_shot.ipynb #1d4922c3
 @patch

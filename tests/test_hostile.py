@@ -473,7 +473,8 @@ def test_exact_ids_never_merge(ids, want):
 
 
 def test_readers_registry_drives_the_cli():
-    from interest_migration.cli import FORMATS, build_parser
+    from interest_migration.cli import build_parser
+    from interest_migration.demo import FORMATS
     assert list(FORMATS) == list(READERS) == ["grouplens", "contract", "retailrocket", "taobao"]
     fmt = next(a for a in build_parser()._subparsers._group_actions[0].choices["summary"]._actions if a.dest == "fmt")
     assert list(fmt.choices) == list(READERS)

@@ -8,10 +8,10 @@ from sklearn.exceptions import NotFittedError
 
 from interest_migration.data import BEHAVIORS, user_cold_start_split
 from interest_migration.simulate import simulate_log
-from interest_migration.segments import (
-    FoldInSVD, GlobalPopularity, HierarchicalShrinkage, KMeansSegmenter, OracleSegmentProfile, RuleSegmenter,
-    SegmentForest, SegmentPopularity, age_band, category_metrics, evaluate_transfer, first_events, gap_recovered,
-    warmup_split)
+from interest_migration.segments import (FoldInSVD, GlobalPopularity, HierarchicalShrinkage, KMeansSegmenter,
+                                         OracleSegmentProfile, RuleSegmenter, SegmentForest, SegmentPopularity,
+                                         age_band, first_events)
+from interest_migration.transfer import category_metrics, evaluate_transfer, gap_recovered, warmup_split
 
 from logs import T0, make_log  # tests/logs.py
 
@@ -36,7 +36,7 @@ def test_segment_popularity_hand_computed():
     p = s.predict_profile(NEW)
     np.testing.assert_allclose(p.loc[5].to_numpy(), [1, 0, 0])          # young woman: all a
     np.testing.assert_allclose(p.loc[7].to_numpy(), [0, 1 / 6, 5 / 6])  # older man: user 3 (c, c), user 4 (c, c, b)
-    sc = s.score_items(NEW)
+    sc = s.score(None, NEW)
     np.testing.assert_allclose(sc[2, 4:], [0.5 * 1 / 2 + 0.5 * 1 / 3, 0.5 * 1 / 2 + 0.5 * 1 / 3], rtol=1e-6)
     assert sc[0, :2].min() > sc[0, 2:].max()
 
@@ -98,7 +98,7 @@ def test_outputs_are_distributions(ev, fe_rows, j):
     assert p.shape == (4, 3) and list(p.index) == [5, 6, 7, 8]
     np.testing.assert_allclose(p.sum(1).to_numpy(), 1.0)
     assert (p.to_numpy() >= 0).all()
-    sc = s.score_items(NEW, fe)
+    sc = s.score(fe, NEW)
     assert sc.shape == (4, 6) and np.isfinite(sc).all()
 
 
@@ -108,9 +108,9 @@ def test_row_order_does_not_matter():
     new = sim.users[sim.users.user_id.isin(te.user_id.unique())]
     fe = first_events(te, 3)
     for proto in (HierarchicalShrinkage(), SegmentForest(n_estimators=4), FoldInSVD(n_factors=8)):
-        a = clone(proto).fit(tr, sim.users, sim.items).score_items(new, fe)
+        a = clone(proto).fit(tr, sim.users, sim.items).score(fe, new)
         b = clone(proto).fit(tr.sample(frac=1, random_state=1), sim.users.sample(frac=1, random_state=2),
-                             sim.items.sample(frac=1, random_state=3)).score_items(new, fe.sample(frac=1, random_state=4))
+                             sim.items.sample(frac=1, random_state=3)).score(fe.sample(frac=1, random_state=4), new)
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12)
 
 
@@ -193,3 +193,94 @@ def test_gap_recovered_other_seed():
                            k_first=(0,), category_truth=sim.truth.mixture_before, n_boot=200)
     g = gap_recovered(ev, "shrinkage", n_boot=200)
     assert g["fraction"] >= 0.8 and g["ci_low"] >= 0.7
+
+
+# --- the recommender contract ---------------------------------------------------------------------------------------
+
+def test_recommend_hand_computed():
+    "User 5 (young woman) gets her segment's items: item 0 is excluded once seen, item 1 (share 1/2) comes first."
+    s = SegmentPopularity(prior_strength=None).fit(TRAIN, USERS, ITEMS)
+    fe = make_log([(5, 0, 10, 0)])
+    r = s.recommend(fe, NEW[NEW.user_id == 5], k=2)
+    assert list(r.columns) == ["user_id", "item_id", "rank", "score"]
+    assert list(r["rank"]) == [1, 2] and (r.user_id == 5).all()
+    assert r.item_id.iloc[0] == 1 and r.score.iloc[0] == pytest.approx(0.5, abs=1e-8)
+    # then categories b and c, which the segment never watched: only the global tie-break orders them (items 4, 5 lead)
+    assert r.item_id.iloc[1] in (4, 5) and r.score.iloc[1] < 1e-8
+    S = s.score(fe, NEW)
+    assert S.shape == (4, 6) and list(s.item_ids_) == list(range(6))
+    np.testing.assert_allclose(S[0, :2], [0.5, 0.5], atol=1e-8)   # seen items are scored; recommend drops them
+
+
+def test_score_users_default_to_the_users_of_events():
+    "Without a users table, the rows are the sorted users of the first events (enough for global popularity)."
+    g = GlobalPopularity().fit(TRAIN, USERS, ITEMS)
+    fe = make_log([(7, 0, 10, 0), (5, 1, 11, 0)])
+    np.testing.assert_allclose(g.score(fe), g.score(None, NEW[NEW.user_id.isin([5, 7])]))
+    with pytest.raises(ValueError, match="'gender'|'age'"):
+        SegmentPopularity().fit(TRAIN, USERS, ITEMS).score(fe)
+
+
+PROFILES = pd.DataFrame({"a": [0.8, 0.1], "b": [0.1, 0.1], "c": [0.1, 0.8]}, index=["young", "old"])
+SEG_USERS = USERS.assign(segment=np.where(USERS.age < 40, "young", "old"))
+SAVEABLE = [GlobalPopularity(), GlobalPopularity(prior_strength="auto"), SegmentPopularity(), HierarchicalShrinkage(),
+            SegmentPopularity(RuleSegmenter(columns=("occupation",)), shrinkage="auto"), FoldInSVD(n_factors=2),
+            OracleSegmentProfile(PROFILES, prior_strength=2.0)]
+
+
+@pytest.mark.parametrize("strategy", SAVEABLE, ids=lambda s: type(s).__name__)
+def test_save_load_round_trip(strategy, tmp_path):
+    from interest_migration.recommender import RECOMMENDERS, Recommender, read_manifest
+    s = clone(strategy).fit(TRAIN, SEG_USERS, ITEMS)
+    fe = make_log([(5, 4, 10, 0), (7, 0, 11, 0)])
+    new = SEG_USERS[SEG_USERS.user_id >= 5]
+    back = Recommender.load(s.save(tmp_path / "m"))
+    assert type(back) is type(s) and RECOMMENDERS[s.kind] is type(s)
+    assert read_manifest(tmp_path / "m")["kind"] == s.kind
+    np.testing.assert_array_equal(back.score(fe, new), s.score(fe, new))
+    pd.testing.assert_frame_equal(back.predict_profile(new, fe), s.predict_profile(new, fe))
+    pd.testing.assert_frame_equal(back.recommend(fe, new, k=3), s.recommend(fe, new, k=3))
+    assert repr(back) == repr(s) or isinstance(s, OracleSegmentProfile)
+
+
+def test_unsaveable_strategies_refuse_in_one_line(tmp_path):
+    for s in (SegmentForest(n_estimators=2, min_users=1), HierarchicalShrinkage(KMeansSegmenter(n_clusters=2))):
+        with pytest.raises(NotImplementedError, match="pickle"):
+            s.fit(TRAIN, USERS, ITEMS).save(tmp_path / "m")
+        assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_recommender_matches_evaluate_transfer():
+    "The transfer table at k = 0 is evaluate_recommender on the new users' later events."
+    from interest_migration.recommender import evaluate_recommender
+    sim = simulate_log(n_users=300, n_items=80, n_events=8_000, migrating_share=0, seed=5)
+    tr, te = user_cold_start_split(sim.events, 0.3, seed=0)
+    s = HierarchicalShrinkage().fit(tr, sim.users, sim.items)
+    ev = evaluate_transfer({"shrinkage": s}, tr, te, sim.users, sim.items, k_first=(0,), fit=False, n_boot=50)
+    head, rest = warmup_split(te, 0)
+    new = sim.users[sim.users.user_id.isin(rest.user_id.unique())].sort_values("user_id")
+    direct = evaluate_recommender(s, rest.iloc[:0], rest, users=new, k=(10,), metrics=("ndcg", "recall"), n_boot=50)
+    got = ev.ranking.set_index("metric")["value"]
+    for m in ("ndcg", "recall"):
+        assert got[m] == pytest.approx(float(direct.set_index("metric").loc[m, "value"]))
+
+
+class _WatchedForest(SegmentForest):
+    "A SegmentForest that fails on any write to a constructor parameter once watching starts."
+    def __setattr__(self, k, v):
+        if getattr(self, "_watch", False) and k in self.get_params():
+            raise AssertionError(f"fit wrote the constructor parameter {k}")
+        super().__setattr__(k, v)
+
+
+def test_segment_forest_does_not_touch_its_parameters():
+    f = _WatchedForest(n_estimators=3, min_users=2)
+    before = f.get_params()
+    object.__setattr__(f, "_watch", True)
+    f.fit(TRAIN, USERS, ITEMS)
+    assert f.get_params() == before
+    g = clone(SegmentForest(n_estimators=3, min_users=2).fit(TRAIN, USERS, ITEMS))
+    assert g.get_params() == before and not hasattr(g, "forests_")
+    h = SegmentForest(n_estimators=3, min_users=2).fit(TRAIN, USERS, ITEMS)
+    np.testing.assert_array_equal(g.fit(TRAIN, USERS, ITEMS).score(None, NEW), h.score(None, NEW))
+    assert set(g.forests_) == set(h.forests_)

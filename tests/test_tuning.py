@@ -320,3 +320,32 @@ def test_user_statistics_fit_only_on_training_rows_and_gain_checks():
     b.attrs["per_row"] = {"p": [0.0, float("nan")]}
     g = leakage_gain(a, b, n_boot=50)
     assert g.rows.tolist() == [1] and g.gain.tolist() == [0.5]
+
+
+# ---- the scikit-learn contract of the ensembles ----------------------------------------------------------
+from sklearn.model_selection import TimeSeriesSplit
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+_ONE_CLASS_FOLD = ("the check's target is sorted by class, so the first temporal fold trains a logistic base model "
+                   "on one class, which LogisticRegression refuses")
+
+
+def _expected_failures(est) -> dict:
+    "Checks that cannot pass, with the reason: only stacking over members that cannot fit a one-class fold."
+    members = [type(e).__name__ for _, e in est.estimators]
+    if isinstance(est, TemporalStacking) and "LogisticRegression" in members:
+        return {"check_estimators_nan_inf": _ONE_CLASS_FOLD, "check_positive_only_tag_during_fit": _ONE_CLASS_FOLD}
+    return {}
+
+
+def _tree(depth):
+    return DecisionTreeClassifier(max_depth=depth, random_state=0)
+
+
+@parametrize_with_checks([SoftVote([("tree", _tree(3)), ("stump", _tree(1))]),
+                          TemporalStacking([("tree", _tree(3)), ("stump", _tree(1))], cv=TimeSeriesSplit(2)),
+                          TemporalStacking([("logreg", LogisticRegression(max_iter=100))], cv=TimeSeriesSplit(2))],
+                         expected_failed_checks=_expected_failures)
+def test_ensembles_pass_sklearn_checks(estimator, check):
+    check(estimator)

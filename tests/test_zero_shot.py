@@ -11,7 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from interest_migration.data import user_cold_start_split
 from interest_migration.simulate import simulate_log
-from interest_migration.segments import GlobalPopularity, evaluate_transfer
+from interest_migration.segments import GlobalPopularity
+from interest_migration.transfer import evaluate_transfer
 from interest_migration.encoders import TextEncoder
 from interest_migration.tagging import evaluate_taggers
 from interest_migration.zero_shot import (
@@ -134,8 +135,8 @@ def test_content_map_linear_recovery_and_reproducibility():
     X, W = r.normal(size=(300, 10)), r.normal(size=(10, 3))
     m = ContentToCF("ridge", alpha=1e-8).fit(X, X @ W)
     np.testing.assert_allclose(m.model_.coef_.T, W, atol=1e-5)
-    a = ContentToCF("mlp", epochs=50, seed=7).fit(X, X @ W).predict(X[:5])
-    b = ContentToCF("mlp", epochs=50, seed=7).fit(X, X @ W).predict(X[:5])
+    a = ContentToCF("mlp", max_epochs=50, seed=7).fit(X, X @ W).predict(X[:5])
+    b = ContentToCF("mlp", max_epochs=50, seed=7).fit(X, X @ W).predict(X[:5])
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="same rows"):
         ContentToCF().fit(X, X[:10] @ W)
@@ -149,9 +150,9 @@ def test_svd_factors_and_cold_recommender():
     np.testing.assert_allclose(mf.user_factors_ @ mf.item_factors_.T, (U[:, :5] * s[:5]) @ Vt[:5], atol=5e-3)   # randomized SVD: close, not exact
     emb = pd.DataFrame(np.random.default_rng(0).normal(size=(31, 8)), index=np.arange(1, 32))   # item 31 is new
     rec = ColdItemRecommender(SVDFactors(5)).fit(ev, emb)
-    assert rec.score([1, 2], [31]).shape == (2, 1)
+    assert rec.score_pairs([1, 2], [31]).shape == (2, 1)
     with pytest.raises(ValueError, match="no embedding"):
-        rec.score([1], [99])
+        rec.score_pairs([1], [99])
     with pytest.raises(ValueError, match="lacks"):
         ColdItemRecommender().fit(ev, emb.iloc[:5])
     truth = cold_item_truth(ev.iloc[:5], [ev.user_id.iloc[0]], [ev.item_id.iloc[0]])
@@ -265,7 +266,7 @@ def test_maml_reproducible_and_algorithms_differ():
     np.testing.assert_allclose(P.sum(1), 1, rtol=1e-5)
 
 
-def test_cold_user_strategies_through_evaluate_transfer(sim):
+def test_cold_user_strategies_through_evaluate_transfer(sim, tmp_path):
     train, test = user_cold_start_split(sim.events, test_frac=0.2, seed=0)
     strats = {"global": GlobalPopularity(), "proto": PrototypeInterest(n_prototypes=3, episodes=20),
               "maml": MAMLInterest(meta_steps=10)}
@@ -274,3 +275,34 @@ def test_cold_user_strategies_through_evaluate_transfer(sim):
     prof = strats["maml"].predict_profile(sim.users.iloc[:4])
     np.testing.assert_allclose(prof.sum(1), 1, rtol=1e-6)
     assert clone(strats["proto"]).get_params()["n_prototypes"] == 3
+    for name, kind in (("proto", "prototype_interest"), ("maml", "maml_interest")):
+        assert strats[name].kind == kind
+        with pytest.raises(NotImplementedError, match="pickle"):
+            strats[name].save(tmp_path / name)
+
+
+def test_cold_item_recommender_contract(tmp_path):
+    "score over the whole catalogue (known answer: user factors . mapped text), recommend without history, save/load."
+    from interest_migration.recommender import Recommender
+    ev = _log(40, 30, 600, 1)
+    emb = pd.DataFrame(np.random.default_rng(0).normal(size=(31, 8)), index=np.arange(1, 32))   # item 31 is new
+    rec = ColdItemRecommender(SVDFactors(5), ContentToCF("ridge", alpha="auto")).fit(ev, emb)
+    assert list(rec.item_ids_) == list(range(1, 32)) and rec.kind == "cold_item"
+    users = np.sort(ev.user_id.unique())
+    S = rec.score(ev)
+    assert S.shape == (len(users), 31)
+    np.testing.assert_allclose(S, rec.score_pairs(users, np.arange(1, 32)), rtol=1e-6)
+    np.testing.assert_allclose(S[0], rec.mf_.user_factors_[0] @ rec.mapper_.predict(emb.to_numpy()).T, rtol=1e-5, atol=1e-6)
+    r = rec.recommend(ev, k=5)
+    assert list(r.columns) == ["user_id", "item_id", "rank", "score"] and len(r) == 5 * len(users)
+    seen = set(zip(ev.user_id, ev.item_id))
+    assert not any((u, i) in seen for u, i in zip(r.user_id, r.item_id))
+    back = Recommender.load(rec.save(tmp_path / "m"))
+    assert type(back) is ColdItemRecommender and back.get_params()["mf"].n_factors == 5
+    assert back.get_params()["mapper"].alphas == ContentToCF().alphas
+    np.testing.assert_array_equal(back.score(ev), S)
+    pd.testing.assert_frame_equal(back.recommend(ev, k=5), r)
+    with pytest.raises(ValueError, match="not seen in training"):
+        rec.score(None, users=pd.DataFrame({"user_id": [999]}))
+    with pytest.raises(ValueError, match="duplicated item_id"):
+        ColdItemRecommender(SVDFactors(5)).fit(ev, pd.concat([emb, emb.iloc[:1]]))
