@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import base64
 import html
 import io
@@ -43,10 +44,10 @@ from .demo import (FORMATS, CLIError, _category_column, _first_line, load_data, 
                                      summarize, tagging_step, transfer_step)
 from .bench import (bench_sequence_scale, report_sequence_scale, bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging,
                                       report_bandits, report_metrics, report_profiles, report_sequence, report_simulate,
-                                      report_tagging, bench_metrics_peer, report_metrics_peer)
+                                      report_tagging, bench_metrics_peer, report_metrics_peer, cli_taobao)
 
 # %% auto #0
-__all__ = ['BENCHES', 'LOGGER', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
+__all__ = ['SCALE_BENCHES', 'BENCHES', 'LOGGER', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
 
 # %% ../nbs/13_cli.ipynb #0402d05b
 # Each bench returns its figures; the CLI prints them (the library only logs).
@@ -57,6 +58,8 @@ def _bench_serve(quick: bool):
     print(report_serve(bench_serve(quick=quick)))
     tab = bench_store(n_events=10_000 if quick else 50_000)
     print("event store alone (SQLite, durable commits, client event ids): events/s per batch size\n" + tab.to_string())
+
+SCALE_BENCHES = ("sequence-scale", "taobao")  # minutes of both cores at full size: `bench all` skips them unless --quick
 
 BENCHES = {
     "simulate": lambda quick: print(report_simulate(bench_simulate(n_events=1_000_000 if quick else 10_000_000))),
@@ -69,10 +72,10 @@ BENCHES = {
                                                                    time_limit=120 if quick else 600, verbose=False,
                                                                    save="bench-out/sequence_bench.json"))),
     "serve": lambda quick: _bench_serve(quick),
-    "sequence-scale": lambda quick: print(report_sequence_scale(bench_sequence_scale(n_events=1_000_000 if quick else 10_000_000,
-                                                                                n_items=100_000 if quick else 1_000_000))),
+    "sequence-scale": lambda quick, events=None, items=None: print(report_sequence_scale(bench_sequence_scale(
+        n_events=events or (1_000_000 if quick else 10_000_000), n_items=items or (100_000 if quick else 1_000_000)))),
     "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
-    "taobao": lambda quick, **kw: __import__("interest_migration.bench", fromlist=["cli_taobao"]).cli_taobao(quick, **kw),
+    "taobao": lambda quick, events=None, dask_workers=0: cli_taobao(quick, events=events, dask_workers=dask_workers),
 }
 
 # %% ../nbs/13_cli.ipynb #964e7379
@@ -305,10 +308,18 @@ def _cmd_recommend(a):
 
 # %% ../nbs/13_cli.ipynb #53af9f6a
 def _cmd_bench(a):
-    names = list(BENCHES) if a.name == "all" else [a.name]
+    sizes = {k: v for k, v in (("events", a.events), ("items", a.items), ("dask_workers", a.dask_workers)) if v is not None}
+    names = ([n for n in BENCHES if a.quick or n not in SCALE_BENCHES] if a.name == "all" else [a.name])
+    if a.name == "all" and not a.quick:
+        print(f"bench all: {', '.join(SCALE_BENCHES)} skipped at full size (run each by name)", flush=True)
     for n in names:
+        takes = inspect.signature(BENCHES[n]).parameters
+        extra = sorted(set(sizes) - set(takes))
+        if extra and a.name != "all":
+            raise CLIError(f"bench {n} does not take --{extra[0].replace('_', '-')} (sizes apply to: "
+                           f"{', '.join(k for k, f in BENCHES.items() if len(inspect.signature(f).parameters) > 1)})")
         print(f"== bench {n} ==", flush=True)
-        BENCHES[n](a.quick)
+        BENCHES[n](a.quick, **{k: v for k, v in sizes.items() if k in takes})
     return 0
 
 # %% ../nbs/13_cli.ipynb #d8566b63
@@ -365,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time our code against a reference and print the ratio")
     b.add_argument("name", choices=sorted(BENCHES) + ["all"], help="which benchmark")
     b.add_argument("--quick", action="store_true", help="a smaller size, for a smoke run")
+    b.add_argument("--events", type=_positive_int, help="events of the simulated log (taobao, sequence-scale)")
+    b.add_argument("--items", type=_positive_int, help="catalogue size (sequence-scale)")
+    b.add_argument("--dask-workers", type=_positive_int, help="also run on a dask LocalCluster with this many workers (taobao)")
     b.set_defaults(func=_cmd_bench)
     return p
 
@@ -388,6 +402,7 @@ def configure_logging(level: str = "normal", # 'quiet' (errors only), 'normal' (
 def main(argv: list | None = None) -> int:
     "Run `interest-migration` with `argv` (default: the command line); return the exit status (2 on any error, one line on stderr)."
     args = build_parser().parse_args(argv)
+    level, handlers = LOGGER.level, list(LOGGER.handlers)  # restored after the run: main() called in-process leaves logging as it was
     configure_logging(args.log_level, args.debug)
     if args.command != "bench":
         import matplotlib
@@ -405,6 +420,9 @@ def main(argv: list | None = None) -> int:
                                             "rerun with --debug and report the traceback")
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        LOGGER.setLevel(level)
+        LOGGER.handlers[:] = handlers
 
 # %% ../nbs/13_cli.ipynb #fac0c997
 def _cmd_export(a):

@@ -97,3 +97,17 @@ def test_profile_needs_categories(tmp_path):
     f = tmp_path / "events.csv"
     f.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,5,\n1433221332118,2,view,6,\n")
     _one_line_error(run("profile", "--data", str(f)), "no item categories")
+
+
+def test_bench_sizes_reach_the_bench_and_are_refused_where_they_do_not_apply(monkeypatch, capsys):
+    import logging
+    from interest_migration import cli
+    seen = {}
+    monkeypatch.setitem(cli.BENCHES, "taobao", lambda quick, events=None, dask_workers=0: seen.update(quick=quick, events=events, workers=dask_workers))
+    level = cli.LOGGER.level
+    assert cli.main(["--quiet", "bench", "taobao", "--events", "1000", "--dask-workers", "2"]) == 0
+    assert seen == {"quick": False, "events": 1000, "workers": 2}
+    assert cli.LOGGER.level == level                                 # main() leaves the library's logging as it found it
+    assert cli.main(["bench", "bandits", "--events", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "bench bandits does not take --events" in err and "taobao" in err

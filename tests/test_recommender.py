@@ -73,7 +73,8 @@ def test_manifest_holds_what_15_asks(trained):
 def test_round_trip_is_exact(trained):
     m, folder, log, sp = trained
     again = Recommender.load(folder)
-    assert type(again) is SASRec and again.get_params() == m.get_params()
+    # the registry's class of that kind: the package's SASRec, or the same class re-defined by a notebook run in this process
+    assert type(again).__qualname__ == "SASRec" and again.kind == SASRec.kind and again.get_params() == m.get_params()
     assert np.array_equal(again.score(sp.test), m.score(sp.test))
     assert again.recommend(log, k=5).equals(m.recommend(log, k=5))
 
@@ -179,7 +180,7 @@ def test_mismatched_catalogue_says_how_many_items_differ(trained, caplog):
     msg = refused(lambda: m.recommend(other, k=3), "5 of the log's 20 distinct items")
     assert f"({n_bad} of {len(other)} rows)" in msg and "catalogue of 20 items" in msg
     refused(lambda: check_catalogue(read_manifest(folder), other["item_id"]), "5 of the log's 20 distinct items")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="interest_migration"):
         rec = m.recommend(other, k=3, unknown="exclude")
     assert "5 of the log's 20 distinct items" in caplog.text and "excluded" in caplog.text
     assert rec.user_id.nunique() == other.user_id.nunique()              # users keep their rows
