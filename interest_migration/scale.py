@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .data import BEHAVIORS, DataError, ValidationReport, _utc_from_ns, timestamps_ns, validate_events, validate_items
 from .readers import TAOBAO_BEHAVIORS, _implausible_report, _items_from_pairs, iter_taobao
-from .simulate import _SIM_DIURNAL, user_partition
+from .simulate import _SIM_DIURNAL, category_item_cdf, user_partition
 from .profiles import (WindowedProfiles, _xlogx, detect_migrations, event_weights, merge_profiles, migration_matrix,
                        migration_scores, score_detections, window_edges, windowed_profiles)
 from .nextwindow import compare_models, next_window_dataset
@@ -82,18 +82,13 @@ def _taobao_world(shape: dict, # from taobao_shape
     icat = np.concatenate([np.repeat(np.arange(C), 2), rng.choice(C, I - 2 * C, p=cat_pop)])
     icat = icat[rng.permutation(I)]
     pop = rng.lognormal(0, 1.2, I)
-    order = np.argsort(icat, kind="stable")
-    csum = np.cumsum(pop[order])
-    totals = np.bincount(icat, pop, C)
-    first = np.concatenate([[0], np.cumsum(totals)[:-1]])
-    within = (csum - first[icat[order]]) / totals[icat[order]]
-    within[np.cumsum(np.bincount(icat, minlength=C)) - 1] = 1.0
+    order, item_key = category_item_cdf(icat, pop, C)
     item_id = rng.permutation(I).astype(np.int64) + 1
     mig = pd.DataFrame({"user_id": user_id[movers], "time": _utc_from_ns((TAOBAO_START + mig_s[movers].astype(np.int64)) * 10**9),
                         "from_category": cat_id[fav[movers, 0]], "to_category": cat_id[target[movers]]})
     return dict(user_id=user_id, budget=budget, fav=fav, fav_cum=np.cumsum(fav_w, 1), target=target, mig_s=mig_s,
                 strength=migration_strength, explore=explore, cat_id=cat_id, cat_cum=np.cumsum(cat_pop),
-                item_id=item_id, item_cat=icat, item_order=order, item_key=icat[order] + within, migrations=mig,
+                item_id=item_id, item_cat=icat, item_order=order, item_key=item_key, migrations=mig,
                 days=shape["days"], C=C)
 
 # %% ../nbs/03c_scale.ipynb #b344b21c

@@ -19,8 +19,8 @@ from .data import (BEHAVIORS, Dataset, ValidationReport, _utc_from_ns, timestamp
 
 # %% auto #0
 __all__ = ['SIM_CATEGORIES', 'SIM_WORDS', 'SIM_GENERIC_WORDS', 'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL',
-           'SIM_CHURN', 'sim_categories', 'SimTruth', 'SimulatedLog', 'user_partition', 'simulate_log',
-           'read_simulated']
+           'SIM_CHURN', 'sim_categories', 'SimTruth', 'SimulatedLog', 'category_item_cdf', 'user_partition',
+           'simulate_log', 'read_simulated']
 
 # %% ../nbs/00b_simulate.ipynb #50cbae25
 SIM_CATEGORIES = ("electronics", "books", "fashion", "home", "beauty", "sports", "toys", "grocery",
@@ -100,6 +100,20 @@ class SimulatedLog(Dataset):
     truth: SimTruth | None = None  # the planted ground truth
     path: str | None = None  # folder of the parquet partitions when `out_dir` was given (events is then None)
 
+# %% ../nbs/00b_simulate.ipynb #f2396eff
+def category_item_cdf(icat: np.ndarray, # category code (0..n_categories-1) of each item
+                      pop: np.ndarray, # popularity weight of each item (positive)
+                      n_categories: int, # number of categories
+                     ) -> tuple: # (order: item indices sorted by category, key: category code + cumulative popularity share)
+    "Inverse-CDF table for drawing items within a category in proportion to popularity, vectorised over events."
+    order = np.argsort(icat, kind="stable")
+    csum = np.cumsum(pop[order])
+    totals = np.bincount(icat, pop, n_categories)
+    first = np.concatenate([[0], np.cumsum(totals)[:-1]])
+    within = (csum - first[icat[order]]) / totals[icat[order]]
+    within[np.cumsum(np.bincount(icat, minlength=n_categories)) - 1] = 1.0
+    return order, icat[order] + within
+
 # %% ../nbs/00b_simulate.ipynb #b45eb2f6
 def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, migration_strength, concentration, seed):
     "Users, items, segment profiles, mixtures and migrations of a simulated log (vectorised, seeded)."
@@ -147,13 +161,7 @@ def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, mig
     w2cat = np.where(borrow, (icat + rng.integers(1, C, n_items)) % C, icat)
     generic = np.asarray(SIM_GENERIC_WORDS, dtype=object)[rng.integers(0, len(SIM_GENERIC_WORDS), n_items)]
     title = pd.Series(brand).str.cat([pd.Series(generic), pd.Series(words[icat, w1]), pd.Series(words[w2cat, w2])], sep=" ")
-    # inverse-CDF tables: items by category (popularity within a category)
-    order = np.argsort(icat, kind="stable")
-    csum = np.cumsum(pop[order])
-    totals = np.bincount(icat, pop, C)
-    first = np.concatenate([[0], np.cumsum(totals)[:-1]])
-    within = (csum - first[icat[order]]) / totals[icat[order]]
-    within[np.cumsum(np.bincount(icat, minlength=C)) - 1] = 1.0
+    order, item_key = category_item_cdf(icat, pop, C)  # inverse-CDF tables: items by category (popularity within a category)
     start_ns = to_utc(start).value
     users = pd.DataFrame({"user_id": user_id, "age": age, "gender": np.where(female, "F", "M").astype(object),
                           "region": region, "segment": np.asarray(segments, dtype=object)[seg]})
@@ -169,7 +177,7 @@ def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, mig
                                  "from_category": np.asarray(cats, dtype=object)[dominant[movers]],
                                  "to_category": np.asarray(cats, dtype=object)[target]}))
     return dict(users=users, items=items, truth=truth, before=before, after=after, mig_ms=mig_ms, activity=activity,
-                icat=icat, item_order=order, item_key=icat[order] + within, price=price, start_ns=start_ns,
+                icat=icat, item_order=order, item_key=item_key, price=price, start_ns=start_ns,
                 span_ms=span_ms, days=days, C=C)
 
 # %% ../nbs/00b_simulate.ipynb #806a4514
