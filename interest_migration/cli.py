@@ -42,9 +42,10 @@ from .recommender import ModelFileError
 from .demo import (FORMATS, CLIError, _category_column, _first_line, load_data, migration_step,
                                      next_window_step, profile_window, ranking_baselines, run_demo, sequence_step,
                                      summarize, tagging_step, transfer_step)
-from .bench import (bench_sequence_scale, report_sequence_scale, bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate, bench_tagging,
-                                      report_bandits, report_metrics, report_profiles, report_sequence, report_simulate,
-                                      report_tagging, bench_metrics_peer, report_metrics_peer, cli_taobao)
+from .bench import (bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate,
+                                      bench_tagging, report_bandits, report_metrics, report_profiles, report_sequence,
+                                      report_simulate, report_tagging, bench_metrics_peer, report_metrics_peer)
+from .bench_scale import bench_sequence_scale, report_sequence_scale, cli_taobao
 
 # %% auto #0
 __all__ = ['SCALE_BENCHES', 'BENCHES', 'LOGGER', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
