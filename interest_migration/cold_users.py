@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from .data import need_log, timestamps_ns
 from .nextwindow import make_preprocessor
-from .segments import ColdStartStrategy, _demographics
+from .segments import ColdStartStrategy, demographics
 from fastcore.basics import patch
 
 # %% auto #0
@@ -232,7 +232,7 @@ class PrototypeInterest(ColdStartStrategy):
         self.log_sizes_ = np.log(self.clusters_.sizes_ / self.clusters_.sizes_.sum())
         if not self.demographics:
             return
-        D = _demographics(self.train_user_table_, self.columns)
+        D = demographics(self.train_user_table_, self.columns)
         self.prep_ = make_preprocessor(D).fit(D)
         X = torch.tensor(self.prep_.transform(D), dtype=torch.float32)
         y = torch.from_numpy(lab.astype(np.int64))
@@ -266,7 +266,7 @@ class PrototypeInterest(ColdStartStrategy):
         check_is_fitted(self, "prototypes_")
         if not self.demographics:
             return np.tile(self.log_sizes_, (len(users), 1))
-        X = torch.tensor(self.prep_.transform(_demographics(users, self.columns)), dtype=torch.float32)
+        X = torch.tensor(self.prep_.transform(demographics(users, self.columns)), dtype=torch.float32)
         with torch.no_grad():
             return torch.log_softmax(-torch.cdist(self.net_(X), self.centres_) ** 2, 1).numpy().astype(np.float64)
 
@@ -468,7 +468,7 @@ def predict_tasks(self: MAMLInterest,
 # %% ../nbs/09a_cold_users.ipynb #6ca1ef67
 @patch
 def _fit(self: MAMLInterest, events, users, items):
-    D = _demographics(self.train_user_table_, self.columns)
+    D = demographics(self.train_user_table_, self.columns)
     self.prep_ = make_preprocessor(D).fit(D)
     it = items.drop_duplicates("item_id")
     tasks = kshot_data(events, it, self.train_user_table_, k_max=self.k_max, feature_cols=list(D.columns),
@@ -479,6 +479,6 @@ def _fit(self: MAMLInterest, events, users, items):
 # %% ../nbs/09a_cold_users.ipynb #1024095d
 @patch
 def _posterior(self: MAMLInterest, users, first):
-    X = self.prep_.transform(_demographics(users, self.columns))
+    X = self.prep_.transform(demographics(users, self.columns))
     prof = self.predict_tasks(X, _first_counts(self, users, first))
     return prof, prof[:, self.item_cat_] * self._within(self.global_items_)
