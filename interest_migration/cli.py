@@ -7,41 +7,22 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import base64
-import html
-import io
-import json
 import logging
 import os
 import sys
-import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .data import (DataError, check_writable, atomic_output, Dataset, load_movielens_100k,
-                                     temporal_split, IdEncoder)
-from .readers import compression_of, TIME_UNITS, READERS, guess_format, parse_columns, read_side_table
-from .simulate import simulate_log
-from .ranking import evaluate
-from .profiles import windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix
-from .nextwindow import MODELS, next_window_dataset, compare_models
-from threadpoolctl import threadpool_limits
-from .encoders import TextEncoder
-from .tagging import (tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
-                                        user_tags, top_user_tags)
-from .data import user_cold_start_split
-from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage
-from .transfer import evaluate_transfer
-from .sequence import Popularity, CoOccurrence, RunOptions, sequence_split, results_table
+from .data import atomic_output, check_writable, Dataset
+from .readers import TIME_UNITS, READERS
+from .nextwindow import MODELS
 from .neural import SASRec
 from .recommender import ModelFileError
-from .demo import (FORMATS, CLIError, _category_column, _first_line, load_data, migration_step,
-                                     next_window_step, profile_window, ranking_baselines, run_demo, sequence_step,
-                                     summarize, tagging_step, transfer_step)
+from .demo import (CLIError, category_column, first_line, load_data, migration_step, next_window_step,
+                                     profile_window, run_demo, sequence_step, summarize, tagging_step, transfer_step)
 from .bench import (bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate,
                                       bench_tagging, report_bandits, report_metrics, report_profiles, report_sequence,
                                       report_simulate, report_tagging, bench_metrics_peer, report_metrics_peer)
@@ -154,7 +135,7 @@ def _cmd_demo(a):
     freq = profile_window(ds, a.freq)
     if a.freq is None and freq != "30D": print(f"window: {freq} (the log spans {ds.events.timestamp.max() - ds.events.timestamp.min()}; pass --freq to choose)")
     rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet, sequence_epochs=a.sequence_epochs,
-                   dataset=ds, freq=freq)
+                   dataset=ds, freq=freq, progress=lambda line: print(line, file=sys.stderr, flush=True))
     path = rep.save(Path(a.out))
     s = rep.metrics["summary"]
     print(f"{s['data']}: {s['events']:,} events, {s['users']:,} users, {s['items']:,} items"
@@ -185,7 +166,7 @@ def _cmd_demo(a):
 
 # %% ../nbs/13_cli.ipynb #5fcd9573
 def _need_categories(ds: Dataset) -> str:
-    col = _category_column(ds)
+    col = category_column(ds)
     if col is None:
         raise CLIError(f"{ds.name} has no item categories: this job needs an item table with `category`")
     return col
@@ -270,10 +251,10 @@ def _load_model(path: str):
     try:
         return SASRec.load(p)
     except ModelFileError as e:
-        raise CLIError(f"--load: {path} is not a usable model folder ({_first_line(e)[:300]})") from e
+        raise CLIError(f"--load: {path} is not a usable model folder ({first_line(e)[:300]})") from e
     except CLIError: raise
     except Exception as e:  # torch's unpickler, missing keys, wrong shapes, truncated files: all mean "not a usable model"
-        raise CLIError(f"--load: {path} is not a usable model file ({type(e).__name__}: {_first_line(e)[:200]})") from e
+        raise CLIError(f"--load: {path} is not a usable model file ({type(e).__name__}: {first_line(e)[:200]})") from e
 
 # %% ../nbs/13_cli.ipynb #18cf32c6
 def _cmd_recommend(a):
@@ -417,7 +398,7 @@ def main(argv: list | None = None) -> int:
     except Exception as e:
         if args.debug: traceback.print_exc()
         known = isinstance(e, (CLIError, ValueError, OSError, EOFError))
-        msg = _first_line(e) if known else (f"unexpected {type(e).__name__}: {_first_line(e)[:300]}; this is a bug: "
+        msg = first_line(e) if known else (f"unexpected {type(e).__name__}: {first_line(e)[:300]}; this is a bug: "
                                             "rerun with --debug and report the traceback")
         print(f"error: {msg}", file=sys.stderr)
         return 2
@@ -432,7 +413,7 @@ def _cmd_export(a):
     ds = _load(a)
     if ds.items is None or "category" not in ds.items.columns:
         raise CLIError(f"export needs an items table with a category column; {ds.name} has none")
-    folder = train_serving_model(ds.events, ds.items, a.out, users=ds.users, model=a.model, max_epochs=a.epochs,
+    folder = train_serving_model(ds.events, ds.items, a.out, users=ds.users, model=a.model, max_epochs=a.max_epochs,
                                  max_len=a.max_len, time_limit=a.seconds, seed=a.seed)
     man = read_manifest(folder)
     ndcg = man["metrics"].get("test_ndcg@10", {})
@@ -469,9 +450,27 @@ def _cmd_serve(a):
 def _cmd_retrain(a):
     from interest_migration.serving import retrain_from_store
     from interest_migration.model_export import load_serving_model
-    folder = retrain_from_store(a.db, a.models, out=a.out, max_epochs=a.epochs, time_limit=a.seconds, seed=a.seed)
+    folder = retrain_from_store(a.db, a.models, out=a.out, max_epochs=a.max_epochs, time_limit=a.seconds, seed=a.seed)
     print(f"wrote {folder}: {load_serving_model(folder).version}; POST /admin/reload to serve it")
     return 0
+
+# %% ../nbs/13_cli.ipynb #cli-renamed
+class _Renamed(argparse.Action):
+    "argparse action of a renamed option: stores its value under the new option's name and warns on stderr."
+    def __init__(self, option_strings, dest, new: str = "", **kw):  # new: the option that replaces this one
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+# %% ../nbs/13_cli.ipynb #cli-max-epochs
+def _add_max_epochs(p, default: int):  # p: a sub-parser; default: its epoch budget
+    "`--max-epochs N` (training stops earlier on validation), and `--epochs`, its deprecated old name."
+    p.add_argument("--max-epochs", type=_positive_int, default=default, help=f"maximum training epochs (default {default})")
+    p.add_argument("--epochs", dest="max_epochs", type=_positive_int, action=_Renamed, new="--max-epochs",
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 # %% ../nbs/13_cli.ipynb #216a1b6c
 def add_serving_commands(sub):  # the sub-parsers action of build_parser
@@ -480,7 +479,7 @@ def add_serving_commands(sub):  # the sub-parsers action of build_parser
     _add_data_args(e)
     e.add_argument("--out", default="models", help="model folder to write (default ./models)")
     e.add_argument("--model", default="sasrec", choices=["sasrec", "gru4rec", "lstmrec"], help="sequence model")
-    e.add_argument("--epochs", type=_positive_int, default=20, help="maximum training epochs (default 20)")
+    _add_max_epochs(e, 20)
     e.add_argument("--max-len", type=_positive_int, default=50, help="most recent events the model reads (default 50)")
     e.add_argument("--seconds", type=float, help="also stop training after this many seconds")
     e.add_argument("--db", help="also load the log into this event store (sqlite:///path.db or postgresql://...)")
@@ -498,7 +497,7 @@ def add_serving_commands(sub):  # the sub-parsers action of build_parser
     r.add_argument("--db", required=True, help="event store URL")
     r.add_argument("--models", required=True, help="the served model folder (its catalogue is kept)")
     r.add_argument("--out", help="write here instead of replacing --models")
-    r.add_argument("--epochs", type=_positive_int, default=20, help="maximum training epochs (default 20)")
+    _add_max_epochs(r, 20)
     r.add_argument("--seconds", type=float, help="also stop training after this many seconds")
     r.add_argument("--seed", type=int, default=0, help="seed of the model (default 0)")
     r.set_defaults(func=_cmd_retrain)

@@ -5,29 +5,26 @@
 # %% ../nbs/12a_demo.ipynb #12c13042
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
 import json
 import logging
 import os
-import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .data import (DataError, check_writable, atomic_output, Dataset, load_movielens_100k,
+from .data import (DataError, atomic_output, Dataset, load_movielens_100k,
                                      temporal_split, IdEncoder)
 from .readers import compression_of, TIME_UNITS, READERS, guess_format, parse_columns, read_side_table
 from .simulate import simulate_log
 from .ranking import evaluate
 from .profiles import windowed_profiles, migration_scores, migration_matrix, plot_migration_matrix
-from .nextwindow import MODELS, next_window_dataset, compare_models
+from .nextwindow import next_window_dataset, compare_models
 from threadpoolctl import threadpool_limits
 from .encoders import TextEncoder
 from .tagging import (tagging_data, TfidfTagger, LinearProbeTagger, MajorityTagger, evaluate_taggers,
@@ -37,13 +34,12 @@ from .segments import GlobalPopularity, SegmentPopularity, HierarchicalShrinkage
 from .transfer import evaluate_transfer
 from .sequence import Popularity, CoOccurrence, RunOptions, sequence_split, results_table
 from .neural import SASRec
-from .recommender import ModelFileError
 
 
 # %% auto #0
-__all__ = ['FORMATS', 'FIGURE_STYLE', 'CLIError', 'load_data', 'summarize', 'house_style', 'Report', 'ranking_baselines',
-           'migration_step', 'next_window_step', 'tagging_step', 'transfer_step', 'repeat_share', 'sequence_step',
-           'profile_window', 'run_demo']
+__all__ = ['FORMATS', 'FIGURE_STYLE', 'CLIError', 'first_line', 'load_data', 'summarize', 'house_style', 'Report',
+           'ranking_baselines', 'category_column', 'migration_step', 'next_window_step', 'tagging_step',
+           'transfer_step', 'repeat_share', 'sequence_step', 'profile_window', 'run_demo']
 
 # %% ../nbs/12a_demo.ipynb #5e14ab34
 class CLIError(Exception):
@@ -60,8 +56,9 @@ def _guess_format(path: Path) -> str:
     return fmt
 
 # %% ../nbs/12a_demo.ipynb #dfb2ea4e
-def _first_line(e: BaseException) -> str:
-    "The first non-empty line of an exception's message (its type name when it has none)."
+def first_line(e: BaseException,  # any exception
+              ) -> str:           # its message's first non-empty line, stripped
+    "The first non-empty line of an exception's message (its type name when it has none): what a one-line error shows."
     lines = [l for l in str(e).strip().splitlines() if l.strip()]
     return lines[0].strip() if lines else type(e).__name__
 
@@ -143,7 +140,7 @@ def load_data(
     except pd.errors.EmptyDataError as e:
         raise CLIError(f"{path} ({fmt}): the file has no data rows") from e
     except (ValueError, KeyError, OSError, EOFError) as e:
-        first = _first_line(e)
+        first = first_line(e)
         raise CLIError(first if str(path) in first else f"{path} ({fmt}): {first}") from e
     return _with_side_tables(ds, users, items, mapping)
 
@@ -164,7 +161,7 @@ def _with_side_tables(ds: Dataset, # the log as read
         except UnicodeDecodeError as e:
             raise CLIError(f"{p} ({table}): {_bad_encoding_line(p)}") from e
         except (ValueError, KeyError, OSError, EOFError) as e:
-            first = _first_line(e)
+            first = first_line(e)
             raise CLIError(first if str(p) in first else f"{p} ({table}): {first}") from e
         setattr(ds, table, df); ds.reports[table] = r
     return ds
@@ -414,7 +411,8 @@ def ranking_baselines(
     return df[["model"] + [c for c in df.columns if c != "model"]]
 
 # %% ../nbs/12a_demo.ipynb #356d87c2
-def _category_column(ds: Dataset) -> str | None:
+def category_column(ds: Dataset,  # a loaded data set
+                   ) -> str | None: # `genres`, `category` or None when the items carry no categories
     "The item column holding interest categories: MovieLens' genre lists, else `category`, else None."
     if ds.items is None: return None
     return "genres" if "genres" in ds.items else ("category" if "category" in ds.items else None)
@@ -517,9 +515,11 @@ def sequence_step(
     return {"table": table, "split": sp, "model": models["sasrec"], "exclude_history": exclude}
 
 # %% ../nbs/12a_demo.ipynb #b9d80c48
-def _progress(msg: str, quiet: bool):
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
+_log = logging.getLogger(__name__)
+
+def _progress(msg: str, quiet: bool, write=None):
+    "One progress line of the demo: to `write` when given (the CLI passes a stderr writer), else this module's log at INFO."
+    if not quiet: (write or _log.info)(msg)
 
 # %% ../nbs/12a_demo.ipynb #89476999
 def profile_window(ds: Dataset, # the data set
@@ -542,7 +542,8 @@ def run_demo(
     out: str | Path = "report",  # report folder
     seed: int = 0,             # seed for the simulator, splits and bootstrap
     nrows: int | None = None,  # read at most this many rows of a user's file
-    quiet: bool = False,       # no progress messages on stderr
+    quiet: bool = False,       # no progress messages at all
+    progress=None,             # where progress lines go: a callable taking one line (the CLI writes to stderr); None: logged at INFO
     sequence_epochs: int = 5,  # training epochs of the next-item SASRec (0: skip the step)
     sequence_seconds: float | None = 300.0,  # and at most this many seconds of its training
     dataset: Dataset | None = None,  # an already loaded data set (then `data`, `fmt` and `nrows` are not used)
@@ -551,7 +552,7 @@ def run_demo(
     "The main job: load, validate, split by time, run each landed topic, and save the report."
     import matplotlib.pyplot as plt
     t0 = time.perf_counter()
-    _progress("loading and validating the log ...", quiet)
+    _progress("loading and validating the log ...", quiet, progress)
     ds = dataset if dataset is not None else load_data(data, fmt, nrows=nrows, seed=seed)
     freq = profile_window(ds, freq)
     rep = Report(title=f"interest_migration report: {ds.name}")
@@ -562,41 +563,40 @@ def run_demo(
     if ds.reports:
         rep.add_text("Validation", " | ".join(str(r).replace("\n", " ") for r in ds.reports.values()))
     fig = _events_figure(ds); rep.add_figure("Events over time", fig, "events_over_time.png"); plt.close(fig)
-
-    _progress("temporal split ...", quiet)
+    _progress("temporal split ...", quiet, progress)
     sp = temporal_split(ds.events, test_frac=0.2)
     rep.metrics["split"] = {k: (v if isinstance(v, (int, float)) else str(v)) for k, v in dict(sp.report).items()}
     rep.add_text("Temporal split", str(sp))
 
-    _progress("ranking baselines on the test period (full catalogue) ...", quiet)
+    _progress("ranking baselines on the test period (full catalogue) ...", quiet, progress)
     rb = ranking_baselines(sp.train, sp.test, k=(10,), seed=seed)
     rep.metrics["ranking_baselines"] = rb.to_dict(orient="records")
     rep.add_table("Top-10 ranking of the test period", rb,
                   note="Full-catalogue ranking, items seen in training excluded, 95% bootstrap CIs over users.")
-    cat_col = _category_column(ds)
+    cat_col = category_column(ds)
     if cat_col is None:
         rep.add_text("Interest migration", "skipped: this log has no item categories (RetailRocket needs --properties)")
     else:
-        _progress(f"interest migration between {freq} windows ...", quiet)
+        _progress(f"interest migration between {freq} windows ...", quiet, progress)
         mig = migration_step(ds, cat_col, freq=freq)
         rep.metrics["migration"] = mig["summary"]
         rep.add_table(f"Interest migration between consecutive {freq} windows", pd.DataFrame([mig["summary"]]),
                       note="js: Jensen-Shannon divergence (base 2) between a user's category shares in consecutive active windows.")
         rep.add_figure("Migration matrix", mig["figure"], "migration_matrix.png"); plt.close(mig["figure"])
-        _progress("next-window interest prediction (baselines + logistic regression) ...", quiet)
+        _progress("next-window interest prediction (baselines + logistic regression) ...", quiet, progress)
         nw = next_window_step(ds, cat_col, seed=seed, freq=freq)
         rep.metrics["next_window"] = nw.to_dict(orient="records")
         rep.add_table("Next-window interest prediction (test window)", nw,
                       note="Thresholds tuned on the temporal validation window; 95% bootstrap CIs over test users.")
     if cat_col is not None and "title" in ds.items:
-        _progress("tagging item titles with BERT (all-MiniLM-L6-v2) and users from their history ...", quiet)
+        _progress("tagging item titles with BERT (all-MiniLM-L6-v2) and users from their history ...", quiet, progress)
         tg = tagging_step(ds, cat_col, seed=seed)
         rep.metrics["tagging"] = tg["table"].to_dict(orient="records")
         rep.add_table("Item tags from titles (test items)", tg["table"],
                       note="Seeded 70/15/15 item split; per-tag thresholds tuned on validation items; 95% bootstrap CIs.")
         rep.add_table("Users' top interest tags (first 5 users)", tg["users"].head(5).reset_index())
     if ds.users is not None and {"age", "gender"} <= set(ds.users) and "category" in ds.items:
-        _progress("segment transfer to held-out users ...", quiet)
+        _progress("segment transfer to held-out users ...", quiet, progress)
         tr = transfer_step(ds, seed=seed)
         rep.metrics["transfer"] = tr["table"].to_dict(orient="records")
         rep.add_table("Segment transfer to new users (user-cold-start split)", tr["table"],
@@ -606,7 +606,7 @@ def run_demo(
     else:
         rep.add_text("Segment transfer", "skipped: needs users with age and gender and items with `category`")
     if sequence_epochs > 0:
-        _progress(f"next-item recommendation: baselines + SASRec ({sequence_epochs} epochs) ...", quiet)
+        _progress(f"next-item recommendation: baselines + SASRec ({sequence_epochs} epochs) ...", quiet, progress)
         sq = sequence_step(ds, seed=seed, epochs=sequence_epochs, seconds=sequence_seconds)
         rep.metrics["next_item"] = sq["table"].to_dict(orient="records")
         rep.add_table("Next-item recommendation (leave-last-out test)", sq["table"],

@@ -117,20 +117,14 @@ class _Scores:
     "Uniform access to scores: a numpy array, a torch tensor, a callable `rows -> block` or an iterator of row blocks."
     def __init__(self, scores, n_users: int | None, n_items: int | None):
         self.obj, self.kind = scores, None
-        if _is_torch(scores) or isinstance(scores, np.ndarray) or isinstance(scores, pd.DataFrame):
-            if isinstance(scores, pd.DataFrame):
-                self.obj = scores.to_numpy()
-            if self.obj.ndim != 2:
-                raise ValueError(f"scores must be 2-D (users x items), got shape {tuple(self.obj.shape)}")
-            self.kind = "torch" if _is_torch(self.obj) else "array"
-            self.n_users, self.n_items = (int(s) for s in self.obj.shape)
-        elif callable(scores):
+        if callable(scores):
             self.kind, self.n_users, self.n_items = "callable", n_users, n_items
             if n_users is None:
                 raise ValueError("a score callable needs the number of users: pass truth as a sparse matrix or a list")
             if n_items is None:
                 self.n_items = int(self._call(np.arange(1)).shape[1])
-        elif isinstance(scores, Iterable) and not isinstance(scores, (str, bytes, list, tuple)):
+        elif isinstance(scores, Iterable) and not (isinstance(scores, (str, bytes, list, tuple, np.ndarray, pd.DataFrame))
+                                                   or _is_torch(scores)):
             self.kind, self.n_users = "iter", n_users
             self.it = iter(scores)
             first = next(self.it, None)
@@ -140,12 +134,12 @@ class _Scores:
             self.n_items = int(np.shape(first)[1]) if len(np.shape(first)) == 2 else None
             if self.n_items is None:
                 raise ValueError(f"score blocks must be 2-D (rows x items), got shape {np.shape(first)}")
-        else:
-            arr = np.asarray(scores)
-            if arr.ndim != 2:
-                raise ValueError(f"scores must be 2-D (users x items), got shape {arr.shape}")
-            self.obj, self.kind = arr, "array"
-            self.n_users, self.n_items = arr.shape
+        else:   # an array: torch, numpy, a DataFrame or nested lists
+            self.obj = scores if _is_torch(scores) else np.asarray(scores.to_numpy() if isinstance(scores, pd.DataFrame) else scores)
+            if self.obj.ndim != 2:
+                raise ValueError(f"scores must be 2-D (users x items), got shape {tuple(self.obj.shape)}")
+            self.kind = "torch" if _is_torch(self.obj) else "array"
+            self.n_users, self.n_items = (int(s) for s in self.obj.shape)
         if n_users is not None and self.n_users != n_users:
             raise ValueError(f"scores have {self.n_users} rows but truth has {n_users} users")
         if n_items is not None and self.n_items != n_items:
@@ -328,7 +322,7 @@ def topk_items(
     k = _check_k(k, src.n_items)[0] if np.ndim(k) == 0 else None
     if k is None:
         raise ValueError("topk_items takes a single k (an int)")
-    _check_batch(batch_size)
+    _check_positive(batch_size, "batch_size")
     ex = None if exclude is None else _as_csr(exclude, "exclude", src.n_users, src.n_items)
     out = np.empty((src.n_users, k), np.int64)
     for r, b, owned in src.blocks(np.arange(src.n_users), batch_size):
@@ -337,9 +331,10 @@ def topk_items(
     return out
 
 # %% ../nbs/01a_ranking.ipynb #b2533139
-def _check_batch(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+def _check_positive(value, name: str):
+    "Refuse anything but a positive integer (a bool is not one), naming the parameter."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 # %% ../nbs/01a_ranking.ipynb #4f343704
 @dataclass
@@ -376,20 +371,24 @@ def _is_topk_input(x, is_topk) -> bool:
         return bool(is_topk)
     if _is_torch(x):
         return not (x.is_floating_point() or x.dtype == _torch().bool)
-    if isinstance(x, (np.ndarray, pd.DataFrame)):
-        return np.asarray(x).dtype.kind in "iu"
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (np.ndarray, pd.DataFrame, list, tuple)):
         return np.asarray(x).dtype.kind in "iu"
     return False
+
+# %% ../nbs/01a_ranking.ipynb #f91c7487
+def _check_topk(topk, n_items: int | None = None, integer: bool = True) -> np.ndarray:
+    "Top-k lists (users x k, -1 = empty slot) as int64, item indices checked; `integer` refuses float lists."
+    t = np.asarray(_to_numpy(topk, "topk"))
+    if t.ndim != 2 or (integer and t.dtype.kind not in "iu"):
+        raise ValueError(f"top-k lists must be 2-D{' integer' if integer else ''} (users x k), got shape {t.shape} dtype {t.dtype}")
+    t = t.astype(np.int64)
+    _check_item_ids(t.ravel(), np.repeat(np.arange(t.shape[0]), t.shape[1]), "topk", n_items, allow_pad=True)
+    return t
 
 # %% ../nbs/01a_ranking.ipynb #9ff4b51e
 def _clean_topk(topk, exclude: sparse.csr_matrix | None, n_items: int | None) -> np.ndarray:
     "Validate top-k lists (-1 = padding); drop excluded items, shifting the rest forward."
-    t = np.asarray(_to_numpy(topk, "topk"))
-    if t.ndim != 2:
-        raise ValueError(f"top-k lists must be 2-D (users x k), got shape {t.shape}")
-    t = t.astype(np.int64)
-    _check_item_ids(t.ravel(), np.repeat(np.arange(t.shape[0]), t.shape[1]), "topk", n_items, allow_pad=True)
+    t = _check_topk(topk, n_items, integer=False)
     s = np.sort(t, axis=1)
     dup = (s[:, 1:] == s[:, :-1]) & (s[:, 1:] >= 0)
     if dup.any():
@@ -438,7 +437,7 @@ def _check_metrics(metrics, allowed) -> tuple:
 
 # %% ../nbs/01a_ranking.ipynb #ac092f20
 def _infer_shape(scores_or_topk, truth, n_items, topk_in):
-    "(n_users, n_items) from the inputs, checking that they agree."
+    "(n_users, n_items) from the inputs; `_as_csr` then checks the truth against them, naming the mismatch."
     n_users = None
     if isinstance(scores_or_topk, (np.ndarray, pd.DataFrame)) or _is_torch(scores_or_topk):
         n_users = int(scores_or_topk.shape[0])
@@ -448,11 +447,8 @@ def _infer_shape(scores_or_topk, truth, n_items, topk_in):
                 raise ValueError(f"scores have {w} columns but n_items={n_items}")
             n_items = w
     if sparse.issparse(truth):
-        if n_users is not None and truth.shape[0] != n_users:
-            raise ValueError(f"truth has {truth.shape[0]} rows but the scores have {n_users} users")
-        if n_items is not None and truth.shape[1] != n_items:
-            raise ValueError(f"truth has {truth.shape[1]} columns but the catalogue has {n_items} items")
-        n_users, n_items = truth.shape
+        n_users = truth.shape[0] if n_users is None else n_users
+        n_items = truth.shape[1] if n_items is None else n_items
     elif n_users is None:
         n_users = len(truth)
     return n_users, n_items
@@ -519,7 +515,7 @@ def ranking_metrics(
 ) -> RankingResult:
     "Full-catalogue hit, precision, recall, NDCG, MRR and MAP at several k, per user, with no per-user loop."
     metrics = _check_metrics(metrics, RANKING_METRICS)
-    _check_batch(batch_size)
+    _check_positive(batch_size, "batch_size")
     _check_gains(gains, truth)
     topk_in = _is_topk_input(scores_or_topk, is_topk)
     n_users, n_items = _infer_shape(scores_or_topk, truth, n_items, topk_in)
@@ -561,15 +557,6 @@ def ranking_metrics(
         per_user.update(_graded_ndcg(_gain_csr(truth, tr.shape, gains), users, topk, ks))
     n_tx = int(tr.multiply(ex).nnz) if ex is not None else 0
     return RankingResult(per_user, users, int(n_users - len(users)), int(n_users), topk, n_tx, n_items=int(n_items))
-
-# %% ../nbs/01a_ranking.ipynb #f91c7487
-def _check_topk(topk, n_items: int | None = None) -> np.ndarray:
-    t = np.asarray(_to_numpy(topk, "topk"))
-    if t.ndim != 2 or t.dtype.kind not in "iu":
-        raise ValueError(f"topk must be a 2-D integer array (users x k), got shape {t.shape} dtype {t.dtype}")
-    t = t.astype(np.int64)
-    _check_item_ids(t.ravel(), np.repeat(np.arange(t.shape[0]), t.shape[1]), "topk", n_items, allow_pad=True)
-    return t
 
 # %% ../nbs/01a_ranking.ipynb #a3b85851
 def _item_array(x, n_min: int, name: str) -> np.ndarray:
@@ -698,10 +685,9 @@ def evaluate(
     for m in ms:
         if m not in BEYOND_METRICS:
             continue
-        need = {"novelty": item_popularity, "popularity": item_popularity, "diversity": item_category,
-                "coverage": n_items, "gini": n_items}[m]
+        arg = {"novelty": "item_popularity", "popularity": "item_popularity", "diversity": "item_category"}.get(m, "n_items")
+        need = {"item_popularity": item_popularity, "item_category": item_category, "n_items": n_items}[arg]
         if need is None:
-            arg = {"novelty": "item_popularity", "popularity": "item_popularity", "diversity": "item_category"}.get(m, "n_items")
             raise ValueError(f"metric {m!r} needs {arg}=...")
         for kk in ks:
             t = res.topk[:, :kk]
@@ -756,8 +742,7 @@ def sampled_metrics(
     n_items = src.n_items
     tr = _as_csr(truth, "truth", n_users, n_items)
     ex = None if exclude is None else _as_csr(exclude, "exclude", n_users, n_items)
-    if isinstance(n_negatives, bool) or not isinstance(n_negatives, (int, np.integer)) or n_negatives <= 0:
-        raise ValueError(f"n_negatives must be a positive integer, got {n_negatives!r}")
+    _check_positive(n_negatives, "n_negatives"); _check_positive(batch_size, "batch_size")
     ks = _check_k(k, n_negatives + 1, "the candidate list (1 positive + n_negatives)")
     _check_k(ks, n_items)
     banned = tr if ex is None else ((tr + ex) > 0).astype(np.int8).tocsr()

@@ -5,62 +5,34 @@
 # %% ../nbs/05_segments.ipynb #f2a9bcdf
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.cluster import KMeans
+from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.metrics import silhouette_score
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
-from .data import Split, load_movielens_100k, user_cold_start_split
-from .simulate import simulate_log
-from .metrics import bootstrap_ci, js_divergence, paired_bootstrap
-from .ranking import ranking_metrics
-from .recommender import (ModelFileError, Recommender, check_state, data_summary, evaluate_recommender,
-                                            params_from_json, params_to_json)
+from .data import need_columns, need_frame
+from .recommender import (ModelFileError, Recommender, check_state, data_summary, params_from_json,
+                                            params_to_json)
 from .nextwindow import make_preprocessor
 from .profiles import event_weights
+from .segmenters import RuleSegmenter, first_events
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['AGE_BANDS', 'age_band', 'RuleSegmenter', 'first_events', 'KMeansSegmenter', 'plot_silhouette', 'ColdStartStrategy',
-           'GlobalPopularity', 'SegmentPopularity', 'HierarchicalShrinkage', 'SegmentForest', 'FoldInSVD',
-           'OracleSegmentProfile']
-
-# %% ../nbs/05_segments.ipynb #03c18979
-AGE_BANDS = (25, 35, 50)
-
-def _need(df, cols, table):
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{table} must be a pandas DataFrame, got {type(df).__name__}")
-    miss = [c for c in cols if c not in df.columns]
-    if miss:
-        raise ValueError(f"{table} has no column(s) {miss} (columns: {list(df.columns)})")
-
-# %% ../nbs/05_segments.ipynb #423fad0b
-def age_band(age, bands: Sequence = AGE_BANDS) -> np.ndarray:
-    "Age band labels such as '<25', '25-34', '35-49', '50+' from the band edges; missing ages give 'unknown'."
-    a = pd.to_numeric(pd.Series(np.asarray(age, dtype=object)), errors="coerce").to_numpy(float)
-    b = np.asarray(bands, dtype=float)
-    if b.size == 0 or np.any(np.diff(b) <= 0):
-        raise ValueError(f"age bands must be strictly increasing edges, got {list(bands)}")
-    e = [int(x) if float(x).is_integer() else x for x in b]
-    names = [f"<{e[0]}"] + [f"{lo}-{(hi - 1) if isinstance(hi, int) else hi}" for lo, hi in zip(e[:-1], e[1:])] + [f"{e[-1]}+"]
-    idx = np.searchsorted(b, np.nan_to_num(a, nan=0.0), side="right")
-    out = np.asarray(names, dtype=object)[idx]
-    out[np.isnan(a)] = "unknown"
-    return out
+__all__ = ['user_rows', 'row_normalize', 'ColdStartStrategy', 'GlobalPopularity', 'SegmentPopularity', 'HierarchicalShrinkage',
+           'demographics', 'SegmentForest', 'FoldInSVD', 'OracleSegmentProfile']
 
 # %% ../nbs/05_segments.ipynb #1e2e9dbc
-def _user_rows(users: pd.DataFrame, ids, table: str = "users") -> pd.DataFrame:
+def user_rows(users: pd.DataFrame,  # users table with a `user_id` column (duplicated ids: the first row counts)
+              ids,                  # user ids wanted, in the order wanted
+              table: str = "users", # table name, for messages
+             ) -> pd.DataFrame:     # one row per id, in the order of `ids`
     "Rows of `users` for `ids`, in that order; raises naming ids the table lacks."
-    _need(users, ["user_id"], table)
+    need_frame(users, table); need_columns(users, ["user_id"], table)
     u = users.drop_duplicates("user_id").set_index("user_id")
     pos = u.index.get_indexer(np.asarray(ids))
     if (pos < 0).any():
@@ -68,180 +40,9 @@ def _user_rows(users: pd.DataFrame, ids, table: str = "users") -> pd.DataFrame:
         raise ValueError(f"{table}: {len(bad):,} user_id value(s) have no row in the users table, e.g. {bad[:5].tolist()}")
     return u.iloc[pos].reset_index()
 
-# %% ../nbs/05_segments.ipynb #96335c82
-class RuleSegmenter(TransformerMixin, BaseEstimator):
-    "Segments from user attributes: age bands, gender, occupation, region, or any combination of columns."
-    def __init__(self,
-                 columns: Sequence = ("gender", "age_band"),  # user columns combined into a segment; 'age_band' is derived from `age`
-                 age_bands: Sequence = AGE_BANDS,  # edges of the age bands: (25, 35, 50) gives <25, 25-34, 35-49, 50+
-                ):
-        self.columns, self.age_bands = columns, age_bands
-
-    def _labels(self, X: pd.DataFrame) -> np.ndarray:
-        cols = [self.columns] if isinstance(self.columns, str) else list(self.columns)
-        if not cols: raise ValueError("RuleSegmenter: columns is empty; name at least one user column")
-        _need(X, [("age" if c == "age_band" else c) for c in cols], "users")
-        parts = [age_band(X["age"], self.age_bands) if c == "age_band" else X[c].astype(object).where(X[c].notna(), "unknown").astype(str).to_numpy()
-                 for c in cols]
-        out = parts[0].astype(object)
-        for p in parts[1:]: out = out + " " + p.astype(object)
-        return out
-
-    def fit(self,
-            X: pd.DataFrame,  # users table (user_id + attributes)
-            y=None,           # ignored
-            **fit_params,     # ignored (events/items are accepted for a common interface with KMeansSegmenter)
-           ) -> "RuleSegmenter":
-        "Record the segments present in the users table and their sizes."
-        lab = pd.Series(self._labels(X))
-        self.sizes_ = lab.value_counts().sort_index()
-        self.segments_ = pd.Index(self.sizes_.index, name="segment")
-        return self
-
-    def transform(self,
-                  X: pd.DataFrame,  # users table
-                  events=None,      # ignored (common interface)
-                 ) -> pd.DataFrame:  # one column `segment`, same index as X
-        "Segment label of each user (new combinations are kept; strategies fall back to global for them)."
-        check_is_fitted(self, "segments_")
-        return pd.DataFrame({"segment": self._labels(X)}, index=X.index)
-
-    def fit_transform(self, X, y=None, events=None, items=None):
-        return self.fit(X, events=events, items=items).transform(X, events=events)
-
-# %% ../nbs/05_segments.ipynb #d76e2889
-def first_events(
-    events: pd.DataFrame,  # interaction log (validated)
-    k: int,                # events kept per user
-) -> pd.DataFrame:         # each user's first k events by timestamp (ties: row order)
-    "Each user's first `k` events: what a new user has shown after k interactions."
-    _need(events, ["user_id", "timestamp"], "events")
-    if k < 0: raise ValueError(f"first_events: k must be >= 0, got {k}")
-    t = pd.DatetimeIndex(events["timestamp"]).asi8      # int64 ns (no per-row Timestamp objects)
-    order = np.lexsort((np.arange(len(events)), t, pd.factorize(events["user_id"], sort=True)[0]))
-    ev = events.iloc[order]
-    return ev.loc[ev.groupby("user_id", sort=False).cumcount().to_numpy() < k]
-
-# %% ../nbs/05_segments.ipynb #02222ba4
-class KMeansSegmenter(TransformerMixin, BaseEstimator):
-    "Learned segments: K-means on demographics plus early behaviour (category shares of the first events), k by silhouette."
-    def __init__(self,
-                 n_clusters: int | None = None,      # fixed k; None picks k in k_range by silhouette
-                 k_range: Sequence = range(2, 9),     # candidate k when n_clusters is None
-                 columns: Sequence | None = None,     # user columns used; None: all but user_id, segment and zip
-                 n_early: int = 10,                   # early events per user whose category shares join the features
-                 behaviour_weight: float = 1.0,       # scale of the (standardised) behaviour block against demographics
-                 seed: int = 0,                       # K-means and silhouette sampling seed
-                 max_silhouette: int = 2000,          # users sampled to compute each silhouette
-                ):
-        self.n_clusters, self.k_range, self.columns, self.n_early = n_clusters, k_range, columns, n_early
-        self.behaviour_weight, self.seed, self.max_silhouette = behaviour_weight, seed, max_silhouette
-
-# %% ../nbs/05_segments.ipynb #af3f198a
-@patch
-def _cols(self: KMeansSegmenter, X):
-    return [c for c in X.columns if c not in ("user_id", "segment", "zip")] if self.columns is None else list(self.columns)
-
-# %% ../nbs/05_segments.ipynb #d6c3ad76
-@patch
-def _behaviour(self: KMeansSegmenter, X, events):
-    "Users x categories shares of the first n_early events; users without events get the training mean."
-    B = np.tile(self.mean_share_, (len(X), 1))
-    if events is None or self.n_early == 0 or len(events) == 0: return B
-    ev = first_events(events, self.n_early)
-    pos = pd.Index(X["user_id"]).get_indexer(ev["user_id"])
-    cat = self.item_category_.reindex(ev["item_id"].to_numpy()).to_numpy()
-    ok = (pos >= 0) & (cat >= 0)
-    C = len(self.categories_)
-    cnt = np.bincount(pos[ok] * C + cat[ok].astype(np.int64), minlength=len(X) * C).reshape(len(X), C)
-    tot = cnt.sum(1, keepdims=True)
-    return np.where(tot > 0, cnt / np.maximum(tot, 1), B)
-
-# %% ../nbs/05_segments.ipynb #3b15efe4
-@patch
-def _features(self: KMeansSegmenter, X, events):
-    D = self.prep_.transform(X[self._cols(X)])
-    Bz = (self._behaviour(X, events) - self.b_mean_) / self.b_std_
-    return np.hstack([D, self.behaviour_weight * Bz])
-
-# %% ../nbs/05_segments.ipynb #c5dc3754
-@patch
-def fit(self: KMeansSegmenter,
-        X: pd.DataFrame,             # users table
-        y=None,                      # ignored
-        events: pd.DataFrame | None = None,  # their events (the first n_early per user are used); None: demographics only
-        items: pd.DataFrame | None = None,   # item table with `category` (needed with events)
-       ) -> "KMeansSegmenter":
-    "Fit the preprocessing and K-means; with n_clusters=None try each k in k_range and keep the best silhouette."
-    _need(X, ["user_id"] + self._cols(X), "users")
-    self.prep_ = make_preprocessor(X[self._cols(X)]).fit(X[self._cols(X)])
-    if events is not None:
-        if items is None: raise ValueError("KMeansSegmenter.fit: events were given without items (need their category)")
-        _need(items, ["item_id", "category"], "items")
-        codes, cats = pd.factorize(items["category"], sort=True)
-        self.item_category_ = pd.Series(codes, index=items["item_id"].to_numpy())
-        self.categories_ = pd.Index(cats, name="category")
-        self.mean_share_ = np.zeros(len(cats))
-        B = self._behaviour(X, events)
-        has = np.isin(X["user_id"].to_numpy(), events["user_id"].unique())
-        self.mean_share_ = B[has].mean(0) if has.any() else np.full(len(cats), 1 / len(cats))
-        B = self._behaviour(X, events)
-    else:
-        self.item_category_, self.categories_, self.mean_share_ = pd.Series(dtype=np.int64), pd.Index([]), np.zeros(0)
-        B = np.zeros((len(X), 0))
-    self.b_mean_, self.b_std_ = B.mean(0), np.where(B.std(0) > 0, B.std(0), 1.0)
-    Z = self._features(X, events)
-    ks = [self.n_clusters] if self.n_clusters is not None else [k for k in self.k_range if 2 <= k < len(X)]
-    if not ks: raise ValueError(f"KMeansSegmenter: no k in k_range {list(self.k_range)} fits {len(X)} users")
-    sil, models = {}, {}
-    for k in ks:
-        with threadpool_limits(1):    # tiny problems: threads only contend on a shared CPU
-            m = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(Z)
-        models[k] = m
-        if len(ks) > 1:
-            sil[k] = silhouette_score(Z, m.labels_, sample_size=min(len(Z), self.max_silhouette), random_state=self.seed)
-    self.silhouette_ = pd.Series(sil, name="silhouette", dtype=float).rename_axis("k")
-    self.k_ = int(self.silhouette_.idxmax()) if len(ks) > 1 else ks[0]
-    self.kmeans_ = models[self.k_]
-    self.segments_ = pd.Index([f"cluster {j}" for j in range(self.k_)], name="segment")
-    self.sizes_ = pd.Series(np.bincount(self.kmeans_.labels_, minlength=self.k_), index=self.segments_)
-    return self
-
-# %% ../nbs/05_segments.ipynb #e852d8f6
-@patch
-def transform(self: KMeansSegmenter,
-              X: pd.DataFrame,   # users table
-              events: pd.DataFrame | None = None,  # their first events, if any (missing behaviour is imputed)
-             ) -> pd.DataFrame:  # one column `segment`, same index as X
-    "Nearest learned segment of each user."
-    check_is_fitted(self, "kmeans_")
-    with threadpool_limits(1):
-        lab = self.kmeans_.predict(self._features(X, events))
-    return pd.DataFrame({"segment": self.segments_.to_numpy()[lab]}, index=X.index)
-
-# %% ../nbs/05_segments.ipynb #fdba5757
-@patch
-def fit_transform(self: KMeansSegmenter, X, y=None, events=None, items=None):
-    return self.fit(X, events=events, items=items).transform(X, events=events)
-
-# %% ../nbs/05_segments.ipynb #781493c5
-def plot_silhouette(
-    segmenter: KMeansSegmenter,  # a fitted KMeansSegmenter that searched over k
-    ax=None,                     # matplotlib axes; None makes a new figure
-):
-    "Silhouette score per candidate k, the chosen k marked."
-    import matplotlib.pyplot as plt
-    check_is_fitted(segmenter, "kmeans_")
-    s = segmenter.silhouette_
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3), dpi=80)
-    ax.plot(s.index, s.values, "o-")
-    ax.axvline(segmenter.k_, ls="--", c="grey", label=f"chosen k = {segmenter.k_}")
-    ax.set(xlabel="k (clusters)", ylabel="silhouette", title="K-means segments: silhouette by k")
-    ax.legend()
-    return ax
-
 # %% ../nbs/05_segments.ipynb #76ed36ef
-def _row_normalize(M):
+def row_normalize(M,  # (rows x columns) non-negative numpy array or scipy sparse matrix
+                 ):   # same type and shape; each row sums to 1, all-zero rows stay zero
     "Rows scaled to sum to 1 (all-zero rows stay zero); works for dense and sparse."
     if sp.issparse(M):
         s = np.asarray(M.sum(1)).ravel()
@@ -282,7 +83,7 @@ class ColdStartStrategy(BaseEstimator, Recommender):
 # %% ../nbs/05_segments.ipynb #eb5d0d94
 @patch
 def _check_events(self: ColdStartStrategy, events, name):
-    _need(events, ["user_id", "item_id", "timestamp", "behavior"], name)
+    need_frame(events, name); need_columns(events, ["user_id", "item_id", "timestamp", "behavior"], name)
     pos = self.item_index_.get_indexer(events["item_id"])
     if (pos < 0).any():
         bad = pd.unique(events["item_id"].to_numpy()[pos < 0])
@@ -297,7 +98,7 @@ def fit(self: ColdStartStrategy,
         items: pd.DataFrame,   # the catalogue: item_id + category; scores come in sorted item_id order
        ):
     "Learn from the known users; returns self."
-    _need(items, ["item_id", "category"], "items")
+    need_frame(items, "items"); need_columns(items, ["item_id", "category"], "items")
     if items["category"].isna().any():
         raise ValueError(f"items: column 'category' is missing for {int(items['category'].isna().sum())} item(s), "
                          f"e.g. item_id {items.loc[items['category'].isna(), 'item_id'].head().tolist()}")
@@ -310,13 +111,13 @@ def fit(self: ColdStartStrategy,
     self.data_summary_ = data_summary(events)
     ucode, uniq = pd.factorize(events["user_id"], sort=True)
     self.train_users_ = pd.Index(uniq, name="user_id")
-    self.train_user_table_ = _user_rows(users, uniq)
+    self.train_user_table_ = user_rows(users, uniq)
     w = event_weights(events)
     U, I, C = len(uniq), len(self.item_ids_), len(cats)
     X = sp.csr_matrix((w, (ucode, ipos)), shape=(U, I))
     X.sum_duplicates()
     self.n_train_ = np.asarray(X.sum(1)).ravel()
-    self.P_ = _row_normalize(X).tocsr()                                   # user x item shares
+    self.P_ = row_normalize(X).tocsr()                                   # user x item shares
     self.Y_ = np.asarray((self.P_ @ sp.csr_matrix((np.ones(I), (np.arange(I), self.item_cat_)), shape=(I, C))).todense())
     self.global_items_ = np.asarray(self.P_.mean(0)).ravel()              # every known user counts equally
     self.global_profile_ = self.Y_.mean(0)
@@ -343,7 +144,7 @@ def _tune_prior_strength(self: ColdStartStrategy, events, reveal=(1, 3, 5, 10), 
                     minlength=len(tu) * C).reshape(len(tu), C)
     ok = T.sum(1) > 0
     if ok.sum() < 10: return float(_credibility(self.Y_, self._prior(tu, None)[0], self.n_train_))
-    T = _row_normalize(T[ok])
+    T = row_normalize(T[ok])
     A = self._prior(tu, None)[0][ok]
     loss = np.zeros(len(grid))
     for m in reveal:
@@ -398,7 +199,7 @@ def _evidence(self: ColdStartStrategy, users, first):
 def _evidence_profile(self: ColdStartStrategy, users, first):
     "(users x categories shares of the first events, their total weight n)."
     cnt, n = self._evidence(users, first)
-    return _row_normalize(cnt), n
+    return row_normalize(cnt), n
 
 # %% ../nbs/05_segments.ipynb #29d96f54
 @patch
@@ -414,7 +215,7 @@ def _posterior(self: ColdStartStrategy, users, first):
 @patch
 def _users(self: ColdStartStrategy, users):
     check_is_fitted(self, "categories_")
-    _need(users, ["user_id"], "users")
+    need_frame(users, "users"); need_columns(users, ["user_id"], "users")
     if users["user_id"].duplicated().any():
         raise ValueError(f"users: duplicated user_id {users.loc[users['user_id'].duplicated(), 'user_id'].head().tolist()}")
     return users.reset_index(drop=True)
@@ -429,7 +230,7 @@ def predict_profile(self: ColdStartStrategy,
     users = self._users(users)
     if first_events is not None and self.prior_strength_ is None: self._evidence(users, first_events)  # validate anyway
     prof, _ = self._posterior(users, first_events)
-    prof = _row_normalize(np.asarray(prof, dtype=float))
+    prof = row_normalize(np.asarray(prof, dtype=float))
     return pd.DataFrame(prof, index=pd.Index(users["user_id"].to_numpy(), name="user_id"), columns=self.categories_)
 
 # %% ../nbs/05_segments.ipynb #cc4c1d26
@@ -555,7 +356,7 @@ class SegmentPopularity(ColdStartStrategy):
         S = len(segs)
         self.segments_ = pd.Index(segs, name="segment")
         n = np.bincount(codes, minlength=S).astype(float)
-        Ind = _row_normalize(sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(S, len(codes))))
+        Ind = row_normalize(sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(S, len(codes))))
         m_items = np.asarray((Ind @ self.P_).todense())
         m_prof = Ind @ self.Y_
         if isinstance(self.shrinkage, str):
@@ -637,9 +438,12 @@ def _set_own_state(self: SegmentPopularity, state: dict, fitted: dict):
     self.segmenter_ = sg
 
 # %% ../nbs/05_segments.ipynb #07515290
-def _demographics(users: pd.DataFrame, columns) -> pd.DataFrame:
+def demographics(users: pd.DataFrame,  # users table
+                 columns=None,         # attribute columns to keep; None: every column but user_id, segment and zip
+                ) -> pd.DataFrame:     # the attribute columns, same rows
+    "The demographic columns of a users table that a learner may use (never the id, a planted segment or a zip code)."
     cols = [c for c in users.columns if c not in ("user_id", "segment", "zip")] if columns is None else list(columns)
-    _need(users, cols, "users")
+    need_frame(users, "users"); need_columns(users, cols, "users")
     return users[cols]
 
 # %% ../nbs/05_segments.ipynb #1c3f7e33
@@ -665,7 +469,7 @@ class SegmentForest(HierarchicalShrinkage):
 
     def _fit(self, events, users, items):
         self._fit_segments(events, items, 1)     # every segment's shrunk items (the within-category ranking)
-        D = _demographics(self.train_user_table_, self.columns)
+        D = demographics(self.train_user_table_, self.columns)
         self.prep_ = make_preprocessor(D).fit(D)
         Z = self.prep_.transform(D)
         lab = self.segments_.get_indexer(self._segment_labels(self.train_user_table_, first_events(events, getattr(self.segmenter_, "n_early", 0))))
@@ -675,14 +479,14 @@ class SegmentForest(HierarchicalShrinkage):
 
     def _prior(self, users, first):
         pos = self._seg_pos(users, first)
-        Z = self.prep_.transform(_demographics(users, self.columns))
+        Z = self.prep_.transform(demographics(users, self.columns))
         prof = np.empty((len(users), len(self.categories_)))
         for j in np.unique(pos):
             m = pos == j
             f = self.forests_.get(self.segments_[j] if j >= 0 else None, self.global_forest_)
             prof[m] = f.predict(Z[m])
         within = np.where((pos >= 0)[:, None], self.segment_within_[np.maximum(pos, 0)], self._within(self.global_items_))
-        return _row_normalize(np.maximum(prof, 0)), within
+        return row_normalize(np.maximum(prof, 0)), within
 
 # %% ../nbs/05_segments.ipynb #21a5229d
 @patch
@@ -720,7 +524,7 @@ class FoldInSVD(ColdStartStrategy):
         upos = pd.Index(users["user_id"]).get_indexer(first["user_id"])
         x = (sp.csr_matrix((np.ones(len(first)), (upos, ipos)), shape=(U, I)) > 0).astype(float)
         proj = np.maximum(np.asarray(x @ self.V_) @ self.V_.T, 0)      # fold-in: the events projected on the item factors
-        return np.where(proj.sum(1, keepdims=True) > 0, _row_normalize(proj), self.global_items_), n
+        return np.where(proj.sum(1, keepdims=True) > 0, row_normalize(proj), self.global_items_), n
 
     def _to_profile(self, Q):
         C = len(self.categories_)
@@ -770,10 +574,10 @@ class OracleSegmentProfile(ColdStartStrategy):
         if not isinstance(self.profiles, pd.DataFrame): raise ValueError("OracleSegmentProfile needs profiles (a segment x category DataFrame)")
         miss = self.categories_.difference(self.profiles.columns.astype(str))
         if len(miss): raise ValueError(f"OracleSegmentProfile: profiles lack categories {miss[:5].tolist()}")
-        self.profiles_ = _row_normalize(self.profiles.rename(columns=str).reindex(columns=self.categories_).to_numpy(float))
+        self.profiles_ = row_normalize(self.profiles.rename(columns=str).reindex(columns=self.categories_).to_numpy(float))
 
     def _prior(self, users, first):
-        _need(users, [self.segment_col], "users")
+        need_frame(users, "users"); need_columns(users, [self.segment_col], "users")
         pos = pd.Index(self.profiles.index).get_indexer(users[self.segment_col])
         if (pos < 0).any():
             bad = pd.unique(users[self.segment_col].to_numpy()[pos < 0])

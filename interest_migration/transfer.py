@@ -18,7 +18,9 @@ from .metrics import bootstrap_ci, js_divergence, paired_bootstrap
 from .ranking import ranking_metrics
 from .recommender import evaluate_recommender
 from .profiles import event_weights
-from .segments import RuleSegmenter, _need, _row_normalize, _user_rows, first_events
+from .data import need_columns, need_frame
+from .segments import row_normalize, user_rows
+from .segmenters import RuleSegmenter, first_events
 
 # %% auto #0
 __all__ = ['CATEGORY_METRICS', 'category_metrics', 'warmup_split', 'TransferEval', 'evaluate_transfer', 'gap_recovered',
@@ -36,7 +38,7 @@ def category_metrics(
         else (pred.to_numpy(float), truth.reindex(columns=pred.columns, fill_value=0).to_numpy(float))
     if P.shape != T.shape: raise ValueError(f"pred has shape {P.shape} but truth has shape {T.shape}")
     if (T.sum(1) == 0).any(): raise ValueError(f"truth has {int((T.sum(1) == 0).sum())} all-zero row(s) (first: row {int(np.flatnonzero(T.sum(1) == 0)[0])})")
-    T = _row_normalize(T)
+    T = row_normalize(T)
     kk = min(3, P.shape[1])
     disc = 1 / np.log2(np.arange(2, kk + 2))
     order = np.argsort(-P, 1, kind="stable")[:, :kk]
@@ -152,15 +154,15 @@ def evaluate_transfer(
     seed: int = 0,               # bootstrap seed
 ) -> TransferEval:
     "Fit every strategy on known users, then score new users after k = 0, 1, 3, ... revealed events against their later events."
-    _need(train, ["user_id", "item_id", "timestamp", "behavior"], "train")
-    _need(test, ["user_id", "item_id", "timestamp", "behavior"], "test")
+    need_frame(train, "train"); need_columns(train, ["user_id", "item_id", "timestamp", "behavior"], "train")
+    need_frame(test, "test"); need_columns(test, ["user_id", "item_id", "timestamp", "behavior"], "test")
     both = np.intersect1d(train["user_id"].unique(), test["user_id"].unique())
     if len(both): raise ValueError(f"{len(both)} user(s) appear in both train and test, e.g. {both[:5].tolist()}: use user_cold_start_split")
     ks = sorted(set(int(x) for x in k_first))
     head, rest = warmup_split(test, max(ks))
     it = items.drop_duplicates("item_id").sort_values("item_id")
     item_index = pd.Index(it["item_id"])
-    new = _user_rows(users, np.sort(rest["user_id"].unique()), "users")
+    new = user_rows(users, np.sort(rest["user_id"].unique()), "users")
     uidx = pd.Index(new["user_id"])
     # ranking truth: later items the user had not already met in the revealed window; exclusion: the first k items
     ri, hi_ = item_index.get_indexer(rest["item_id"]), item_index.get_indexer(head["item_id"])
@@ -189,7 +191,7 @@ def evaluate_transfer(
         seg_train = segments.reindex(train["user_id"].unique()).astype(str)
     else:
         sg = clone(segments) if segments is not None else RuleSegmenter()
-        tu = _user_rows(users, np.sort(train["user_id"].unique()))
+        tu = user_rows(users, np.sort(train["user_id"].unique()))
         sg.fit(tu, events=train, items=items)
         seg_new = sg.transform(new)["segment"].to_numpy()
         seg_train = pd.Series(sg.transform(tu)["segment"].to_numpy())

@@ -111,3 +111,44 @@ def test_bench_sizes_reach_the_bench_and_are_refused_where_they_do_not_apply(mon
     assert cli.main(["bench", "bandits", "--events", "5"]) == 2
     err = capsys.readouterr().err
     assert "bench bandits does not take --events" in err and "taobao" in err
+
+
+def test_export_max_epochs_and_its_deprecated_alias(capsys):
+    "export/retrain take --max-epochs; the old --epochs still parses into it, with one warning line on stderr."
+    from interest_migration.cli import build_parser
+    p = build_parser()
+    assert p.parse_args(["export", "--max-epochs", "3"]).max_epochs == 3
+    assert p.parse_args(["export"]).max_epochs == 20 and capsys.readouterr().err == ""
+    assert p.parse_args(["export", "--epochs", "4"]).max_epochs == 4
+    assert capsys.readouterr().err == "warning: --epochs is deprecated; use --max-epochs\n"
+    assert p.parse_args(["retrain", "--db", "x", "--models", "m", "--epochs", "2"]).max_epochs == 2
+    assert "--max-epochs" in run("export", "--help").stdout
+    with pytest.raises(SystemExit):
+        p.parse_args(["export", "--epochs", "0"])                     # the alias is checked like the option
+
+
+def test_demo_progress_goes_to_the_writer_or_the_log(tmp_path, caplog):
+    "run_demo's progress lines: to a writer when given (the CLI's stderr), else the demo module's log at INFO; none when quiet."
+    import logging
+    from interest_migration.demo import run_demo
+    from interest_migration.simulate import simulate_log
+    from interest_migration.data import Dataset
+    sim = simulate_log(n_users=60, n_items=40, n_categories=3, n_events=3_000, seed=0)
+    ds = Dataset(sim.events, sim.users, sim.items.drop(columns="title"), "sim")   # no title: no BERT step
+    lines = []
+    run_demo(out=tmp_path / "a", dataset=ds, sequence_epochs=0, progress=lines.append)
+    assert lines[0] == "loading and validating the log ..." and "temporal split ..." in lines
+    with caplog.at_level(logging.INFO, logger="interest_migration.demo"):
+        run_demo(out=tmp_path / "b", dataset=ds, sequence_epochs=0)
+    assert [r.getMessage() for r in caplog.records if r.name == "interest_migration.demo"] == lines
+    caplog.clear(); lines.clear()
+    with caplog.at_level(logging.INFO, logger="interest_migration.demo"):
+        run_demo(out=tmp_path / "c", dataset=ds, sequence_epochs=0, quiet=True, progress=lines.append)
+    assert lines == [] and not [r for r in caplog.records if r.name == "interest_migration.demo"]
+
+
+def test_demo_progress_on_stderr_as_before(tmp_path):
+    "Through the CLI the demo's progress lines still reach stderr, unprefixed."
+    r = run("demo", "--data", "simulate", "--out", str(tmp_path / "rep"), "--sequence-epochs", "0")
+    assert r.returncode == 0, r.stderr
+    assert "loading and validating the log ...\n" in r.stderr and "temporal split ...\n" in r.stderr

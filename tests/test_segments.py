@@ -8,9 +8,9 @@ from sklearn.exceptions import NotFittedError
 
 from interest_migration.data import BEHAVIORS, user_cold_start_split
 from interest_migration.simulate import simulate_log
-from interest_migration.segments import (FoldInSVD, GlobalPopularity, HierarchicalShrinkage, KMeansSegmenter,
-                                         OracleSegmentProfile, RuleSegmenter, SegmentForest, SegmentPopularity,
-                                         age_band, first_events)
+from interest_migration.segments import (FoldInSVD, GlobalPopularity, HierarchicalShrinkage, OracleSegmentProfile,
+                                         SegmentForest, SegmentPopularity)
+from interest_migration.segmenters import KMeansSegmenter, RuleSegmenter, age_band, first_events
 from interest_migration.transfer import category_metrics, evaluate_transfer, gap_recovered, warmup_split
 
 from logs import T0, make_log  # tests/logs.py
@@ -284,3 +284,27 @@ def test_segment_forest_does_not_touch_its_parameters():
     h = SegmentForest(n_estimators=3, min_users=2).fit(TRAIN, USERS, ITEMS)
     np.testing.assert_array_equal(g.fit(TRAIN, USERS, ITEMS).score(None, NEW), h.score(None, NEW))
     assert set(g.forests_) == set(h.forests_)
+
+
+def test_public_helpers_shared_with_transfer_and_cold_users():
+    "user_rows, row_normalize and demographics: the helpers transfer and cold_users import, on hand-made tables."
+    import scipy.sparse as sp
+    from interest_migration.data import DataError
+    from interest_migration.segments import demographics, row_normalize, user_rows
+    users = pd.concat([USERS, USERS.iloc[[0]].assign(age=99)])           # a duplicated id: the first row counts
+    got = user_rows(users, [3, 1, 3])
+    assert got.user_id.tolist() == [3, 1, 3] and got.age.tolist() == [60, 20, 60]
+    with pytest.raises(ValueError, match=r"2 user_id value\(s\) have no row in the users table, e.g. \[77, 78\]"):
+        user_rows(users, [1, 77, 78, 77])
+    with pytest.raises(DataError, match="expected a pandas DataFrame"):
+        user_rows(users.to_numpy(), [1])
+    M = np.array([[2.0, 6.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 2.0]])
+    want = np.array([[0.25, 0.75, 0], [0, 0, 0], [0.25, 0.25, 0.5]])
+    assert np.allclose(row_normalize(M), want)
+    S = row_normalize(sp.csr_matrix(M))
+    assert sp.issparse(S) and np.allclose(S.toarray(), want)
+    d = demographics(USERS.assign(segment="s", zip="0"))
+    assert list(d) == ["age", "gender", "occupation"] and len(d) == len(USERS)
+    assert list(demographics(USERS, ["gender"])) == ["gender"]
+    with pytest.raises(DataError, match=r"missing column\(s\) \['income'\]"):
+        demographics(USERS, ["income"])

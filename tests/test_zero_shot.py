@@ -15,10 +15,10 @@ from interest_migration.segments import GlobalPopularity
 from interest_migration.transfer import evaluate_transfer
 from interest_migration.encoders import TextEncoder
 from interest_migration.tagging import evaluate_taggers
-from interest_migration.zero_shot import (
-    ALGORITHMS, ColdItemRecommender, ContentToCF, InterestClusters, MAMLInterest, PrototypeInterest, SVDFactors,
-    ZeroShotTagger, _MLP, _adapt, _platt, _platt_per_tag, _query_loss, cold_item_truth, compare_rankers, item_cold_split,
-    kshot_data, kshot_logloss)
+from interest_migration.zero_shot import (ColdItemRecommender, ContentToCF, SVDFactors, ZeroShotTagger, _platt,
+                                          _platt_per_tag, cold_item_truth, compare_rankers, item_cold_split)
+from interest_migration.cold_users import (ALGORITHMS, InterestClusters, MAMLInterest, PrototypeInterest, _MLP, _adapt,
+                                           _query_loss, kshot_data, kshot_logloss)
 
 torch.set_num_threads(1)
 
