@@ -31,7 +31,8 @@ from .profiles import interest_profile, windowed_profiles, migration_scores
 from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import SegmentPopularity
-from .store import IncrementalProfiles, _id_key
+from .store import _id_key
+from .incremental import IncrementalProfiles
 from .coldstart import ColdStartBandit, cold_start_ranking, segment_of
 from .model_export import (ServingModel, _ScoreNet, _jsonable, export_model, load_serving_model, ort_scores, top_k,
                                               ort_session, random_sequences, sequence_to_onnx, onnx_parity, mlp_to_onnx)
@@ -290,6 +291,7 @@ class _Service:
         self.store_lock, self.reload_lock, self.rng_lock = threading.RLock(), threading.Lock(), threading.Lock()
         memory = ":memory:" in str(store_url)         # one in-memory database: every connection would be another one
         self.reader = store if memory else open_store(store_url, migrate=False)
+        self.rec_reader = store if memory else open_store(store_url, migrate=False)   # the recommendations route's own: never waits on /interests
         self.impressions = ImpressionWriter(store_url, flush_s)
         if memory: self.impressions.store = store
         self.model = load_serving_model(models_dir)
@@ -317,7 +319,8 @@ class _Service:
     def close(self):
         "Write the queued impressions, close the connections (the app's lifespan end calls this)."
         self.impressions.close()
-        if self.reader is not self.store: self.reader.close()
+        for r in {id(self.reader): self.reader, id(self.rec_reader): self.rec_reader}.values():
+            if r is not self.store: r.close()
 
 # %% ../nbs/11b_serving.ipynb #db9d3be6
 def _bad_request(status: int, message: str):
@@ -508,7 +511,7 @@ def _bandit(svc: _Service, sm: ServingModel) -> ColdStartBandit:
             b, svc.bandit_synced = ColdStartBandit(sm), 0.0
         now = time.monotonic()
         if now - svc.bandit_synced >= svc.bandit_refresh_s:
-            b.sync(svc.reader); svc.bandit_synced = now
+            b.sync(svc.rec_reader); svc.bandit_synced = now
         svc.bandit = b
         return b
 
@@ -521,12 +524,12 @@ def recommend_user(
 ) -> dict:  # item_id, position, score, propensity (arrays) and policy (str)
     "Warm users (>= min_events known events): ONNX ranking; cold users: the segment prior or the exploration policy learned from the store."
     cache = svc.cache if svc.cache.sm is sm else UserEventCache(sm)   # a reload between the two reads: this model's codes
-    e = cache.read(svc.reader, uid)
+    e = cache.read(svc.rec_reader, uid)
     if len(e["code"]) >= svc.min_events:
         top, score = rank_codes(sm, e["code"], e["beh"], k)
         return {"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1), "score": score,
                 "propensity": np.ones(len(top)), "policy": "sequence"}
-    attrs = svc.reader.get_user(uid)
+    attrs = svc.rec_reader.get_user(uid)
     if e["n"] == 0 and attrs is None:
         from fastapi import HTTPException
         raise HTTPException(404, f"unknown user {uid!r}: no events and no attributes; PUT /users/{uid} or POST /events first")
@@ -544,7 +547,7 @@ def _install_user_routes(app, svc: _Service):
     from fastapi.responses import JSONResponse
 
     @app.get("/users/{user_id}/recommendations", response_class=JSONResponse)
-    def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)):
+    async def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)):   # async: no thread-pool hop per request
         "Top-k items for a user, logged as impressions (model version, items, positions, propensities)."
         sm, uid = svc.model, path_id(user_id)
         recs = recommend_user(svc, sm, uid, k)
