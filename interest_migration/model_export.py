@@ -73,6 +73,9 @@ def ort_session(
     src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
+# %% ../nbs/11ab_export.ipynb #09eb8934
+_INPUT_NAMES = {}  # id(session) -> the graph's input names (sessions live as long as the process serves them)
+
 # %% ../nbs/11ab_export.ipynb #52f5c769
 def ort_scores(
     session,  # an InferenceSession of a sequence graph
@@ -83,7 +86,9 @@ def ort_scores(
     "Run a sequence graph (inputs the exporter dropped as unused, e.g. behaviours of a model without them, are not fed)."
     feed = {"items": np.asarray(items, np.int64), "behaviors": np.asarray(behaviors, np.int64),
             "lengths": np.asarray(lengths, np.int64)}
-    names = {i.name for i in session.get_inputs()}
+    names = _INPUT_NAMES.get(id(session))
+    if names is None:   # asked once per session, not per request
+        names = _INPUT_NAMES[id(session)] = frozenset(i.name for i in session.get_inputs())
     return session.run(["scores"], {k: v for k, v in feed.items() if k in names})[0]
 
 # %% ../nbs/11ab_export.ipynb #3620f745

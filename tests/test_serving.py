@@ -203,6 +203,12 @@ def test_thompson_learns_from_the_store_across_workers(served, tmp_path):
     st.close()
 
 
+def test_request_cpu_measures_served_requests(served):
+    from interest_migration.serve_bench import request_cpu
+    r = request_cpu(served["folder"], served["app"].state.service.store.url, n=40, users=[1, 2, 3, 4])
+    assert r["statuses"] == {200: 40} and r["n"] == 40 and 0 < r["cpu_ms"] < 1e3 and r["wall_ms"] > 0
+
+
 def test_interests_equal_batch_profile(served):
     c, hist, svc = served["client"], served["hist"], served["app"].state.service
     got = c.get("/users/2/interests").json()
