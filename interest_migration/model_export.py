@@ -26,7 +26,7 @@ from .recommender import ModelFileError, make_manifest, write_manifest, read_man
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'sequence_to_onnx', 'ort_session', 'ort_scores', 'random_sequences', 'onnx_parity', 'mlp_to_onnx',
+__all__ = ['logger', 'sequence_to_onnx', 'ort_session', 'ort_scores', 'top_k', 'random_sequences', 'onnx_parity', 'mlp_to_onnx',
            'export_model', 'ServingModel', 'load_serving_model']
 
 # %% ../nbs/11ab_export.ipynb #e3ad6935
@@ -73,6 +73,9 @@ def ort_session(
     src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
+# %% ../nbs/11ab_export.ipynb #09eb8934
+_INPUT_NAMES = {}  # id(session) -> the graph's input names (sessions live as long as the process serves them)
+
 # %% ../nbs/11ab_export.ipynb #52f5c769
 def ort_scores(
     session,  # an InferenceSession of a sequence graph
@@ -83,8 +86,25 @@ def ort_scores(
     "Run a sequence graph (inputs the exporter dropped as unused, e.g. behaviours of a model without them, are not fed)."
     feed = {"items": np.asarray(items, np.int64), "behaviors": np.asarray(behaviors, np.int64),
             "lengths": np.asarray(lengths, np.int64)}
-    names = {i.name for i in session.get_inputs()}
+    names = _INPUT_NAMES.get(id(session))
+    if names is None:   # asked once per session, not per request
+        names = _INPUT_NAMES[id(session)] = frozenset(i.name for i in session.get_inputs())
     return session.run(["scores"], {k: v for k, v in feed.items() if k in names})[0]
+
+# %% ../nbs/11ab_export.ipynb #3620f745
+def top_k(
+    scores: np.ndarray,  # (n_items,) scores, column c - 1 = item code c
+    k: int,  # list length
+    exclude: np.ndarray | None = None,  # item codes (1..n) never to return
+) -> np.ndarray:  # item codes of the top k, best first (ties: lower code)
+    "The k best item codes after masking, in order (fewer when fewer remain)."
+    s = np.asarray(scores, np.float64).copy()
+    if exclude is not None and len(exclude):
+        s[np.asarray(exclude) - 1] = -np.inf
+    k = min(k, int(np.isfinite(s).sum()))
+    part = np.argpartition(-s, k - 1)[:k] if 0 < k < len(s) else np.arange(len(s))[:k]
+    order = np.lexsort((part, -s[part]))
+    return part[order] + 1
 
 # %% ../nbs/11ab_export.ipynb #65bb6d4e
 def random_sequences(

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'start_server', 'stop_server', 'free_port', 'load_test', 'crash_test', 'scoring_ratio', 'bench_serve',
-           'report_serve', 'bench_store']
+           'report_serve', 'request_cpu', 'bench_store']
 
 # %% ../nbs/11d_serve_bench.ipynb #0c01a50e
 def start_server(
@@ -290,6 +290,57 @@ def report_serve(res: dict, # what `bench_serve` returned
           f"{crash['events_sent']:,} sent, exactly once: {crash['exactly_once_after_retries']}")
     return "\n".join(lines)
 
+
+# %% ../nbs/11d_serve_bench.ipynb #e00af7b8
+async def _asgi_get(app, path: str, query: bytes = b"") -> tuple:
+    "(status, body) of one GET through the ASGI app, with no server and no socket."
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "headers": [(b"host", b"local")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    out = {"status": None, "body": []}
+    async def receive(): return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(msg):
+        if msg["type"] == "http.response.start": out["status"] = msg["status"]
+        elif msg["type"] == "http.response.body": out["body"].append(msg.get("body", b""))
+    await app(scope, receive, send)
+    return out["status"], b"".join(out["body"])
+
+# %% ../nbs/11d_serve_bench.ipynb #30fbd4ad
+def request_cpu(
+    folder: str | Path | None = None,  # model folder; None: SASRec (1 epoch) on MovieLens-100K, trained into a temporary folder
+    db: str | None = None,  # store URL holding the users' events; None: a SQLite file with MovieLens-100K's events
+    n: int = 2_000,  # requests timed (after 200 warm-up requests)
+    k: int = 10,  # list length
+    seed: int = 0,  # which users are asked
+    users=None,  # user ids to ask about; None: MovieLens-100K's users
+) -> dict:  # cpu_ms and wall_ms per request, n, statuses
+    "In-process CPU milliseconds per GET /users/{id}/recommendations (time.process_time over n requests through the ASGI app)."
+    import asyncio, tempfile
+    from interest_migration.data import load_movielens_100k
+    from interest_migration.serving import make_app
+    ml = load_movielens_100k() if folder is None or db is None or users is None else None
+    work = Path(tempfile.mkdtemp(prefix="request-cpu-"))
+    if folder is None:
+        m = SASRec(max_len=50, max_epochs=1, seed=0).fit(sequence_split(ml.events, ml.items), options=RunOptions(progress=False))
+        folder = export_model(m, work / "model", events=ml.events,
+                              segments=SegmentPopularity(prior_strength=None).fit(ml.events, ml.users, ml.items))
+    if db is None:
+        db = f"sqlite:///{work / 'events.db'}"
+        st = open_store(db); st.add_events(ml.events); st.close()
+    app = make_app(folder, db)
+    users = np.random.default_rng(seed).choice(np.asarray(ml.users["user_id"] if users is None else users), n + 200)
+    q = f"k={int(k)}".encode()
+    async def run(us):
+        return [(await _asgi_get(app, f"/users/{int(u)}/recommendations", q))[0] for u in us]
+    try:
+        asyncio.run(run(users[:200]))
+        t0, c0 = time.perf_counter(), time.process_time()
+        status = asyncio.run(run(users[200:]))
+        t1, c1 = time.perf_counter(), time.process_time()
+    finally:
+        app.state.service.close()
+    return {"cpu_ms": 1e3 * (c1 - c0) / n, "wall_ms": 1e3 * (t1 - t0) / n, "n": n,
+            "statuses": pd.Series(status).value_counts().to_dict()}
 
 # %% ../nbs/11d_serve_bench.ipynb #8539faf7
 def bench_store(url: str | None = None, # store to write into (fresh event ids: nothing collides); None: a new SQLite file per batch size

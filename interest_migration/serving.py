@@ -30,20 +30,21 @@ from .data import BEHAVIORS, DataError, atomic_output
 from .profiles import interest_profile, windowed_profiles, migration_scores
 from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
-from .segments import RuleSegmenter, SegmentPopularity
-from .exploration import BetaThompson
-from .store import IncrementalProfiles, _id_key
-from .model_export import (ServingModel, _ScoreNet, _jsonable, export_model, load_serving_model, ort_scores,
+from .segments import SegmentPopularity
+from .store import _id_key
+from .incremental import IncrementalProfiles
+from .coldstart import ColdStartBandit, cold_start_ranking, segment_of
+from .model_export import (ServingModel, _ScoreNet, _jsonable, export_model, load_serving_model, ort_scores, top_k,
                                               ort_session, random_sequences, sequence_to_onnx, onnx_parity, mlp_to_onnx)
 from .recommender import ModelFileError, make_manifest, write_manifest, read_manifest, data_summary
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'Id', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'encode_events', 'top_k', 'rank_from_events',
-           'segment_of', 'cold_start_ranking', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload',
-           'UserEventCache', 'rank_codes', 'ImpressionWriter', 'events_frame', 'user_interests', 'recommend_user',
-           'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
+__all__ = ['logger', 'Id', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'encode_events', 'rank_from_events', 'path_id',
+           'Event', 'EventBatch', 'UserAttributes', 'Reload', 'UserEventCache', 'rank_codes', 'ImpressionWriter',
+           'events_frame', 'user_interests', 'recommend_user', 'make_app', 'train_serving_model', 'retrain_from_store',
+           'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #2f154539
 def encode_events(
@@ -60,21 +61,6 @@ def encode_events(
     x[0, :len(c)], xb[0, :len(b)] = c, b
     return x, xb, np.array([len(c)], np.int64), np.unique(codes[known]), int((~known).sum())
 
-# %% ../nbs/11b_serving.ipynb #2d9464ff
-def top_k(
-    scores: np.ndarray,  # (n_items,) scores, column c - 1 = item code c
-    k: int,  # list length
-    exclude: np.ndarray | None = None,  # item codes (1..n) never to return
-) -> np.ndarray:  # item codes of the top k, best first (ties: lower code)
-    "The k best item codes after masking, in order (fewer when fewer remain)."
-    s = np.asarray(scores, np.float64).copy()
-    if exclude is not None and len(exclude):
-        s[np.asarray(exclude) - 1] = -np.inf
-    k = min(k, int(np.isfinite(s).sum()))
-    part = np.argpartition(-s, k - 1)[:k] if 0 < k < len(s) else np.arange(len(s))[:k]
-    order = np.lexsort((part, -s[part]))
-    return part[order] + 1
-
 # %% ../nbs/11b_serving.ipynb #5d32cc02
 def rank_from_events(
     sm: ServingModel,  # the loaded model
@@ -88,72 +74,6 @@ def rank_from_events(
     top = top_k(scores, k, seen if exclude_seen else None)
     return pd.DataFrame({"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1),
                          "score": scores[top - 1].astype(float)})
-
-# %% ../nbs/11b_serving.ipynb #2648b34d
-def segment_of(
-    sm: ServingModel,  # the loaded model (with cold-start tables)
-    attrs: dict | None,  # the user's attributes (age, gender, ...) or None
-) -> int:  # row of the segment tables, or -1 for 'unknown: use the global prior'
-    "The exported segment of a user's attributes, or -1."
-    if sm.cold is None or not attrs:
-        return -1
-    seg = sm.cold["segmenter"]
-    need = ["age" if c == "age_band" else c for c in seg["columns"]]
-    if any(attrs.get(c) is None for c in need):
-        return -1
-    rs = RuleSegmenter(columns=tuple(seg["columns"]), age_bands=tuple(seg["age_bands"]))
-    row = pd.DataFrame([{"user_id": 0, **{c: attrs[c] for c in need}}])
-    try:
-        label = str(rs.fit(row).transform(row)["segment"].iloc[0])
-    except (ValueError, TypeError):
-        return -1
-    return sm.cold["segments"].index(label) if label in sm.cold["segments"] else -1
-
-# %% ../nbs/11b_serving.ipynb #9fe02274
-def cold_start_ranking(
-    sm: ServingModel,  # the loaded model
-    attrs: dict | None,  # the user's attributes
-    seen: np.ndarray,  # item codes the user already has
-    k: int = 10,  # list length
-    policy: str = "segment",  # 'segment' (prior, deterministic) or 'thompson' (exploration with propensities)
-    rng: np.random.Generator | None = None,  # random source of the exploration policy
-) -> pd.DataFrame:  # item_id, position, score, propensity, policy
-    "Cold-start list: the segment prior's top items, or an exploration policy's slate with propensities."
-    s = segment_of(sm, attrs)
-    n = sm.catalog.n_items
-    if sm.cold is None:
-        item_scores, prof = np.zeros(n), None
-    else:
-        item_scores = sm.cold["segment_items"][s] if s >= 0 else sm.cold["global_items"]
-        prof = sm.cold["segment_profiles"][s] if s >= 0 else sm.cold["global_profile"]
-    name = "segment" if s >= 0 else "global"
-    if policy != "thompson" or prof is None:
-        top = top_k(item_scores, k, seen)
-        return pd.DataFrame({"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1),
-                             "score": item_scores[top - 1], "propensity": 1.0, "policy": name})
-    return _thompson_slate(sm, item_scores, prof, seen, k, rng or np.random.default_rng())
-
-# %% ../nbs/11b_serving.ipynb #c30fd1b9
-def _thompson_slate(sm, item_scores, prof, seen, k, rng) -> pd.DataFrame:
-    "k slots: BetaThompson (prior = the segment's category profile) picks each slot's category; best remaining item in it."
-    cats = sm.cold["categories"]
-    C = len(cats)
-    pol = BetaThompson(C, level="segment", prior=np.tile(prof, (k, 1)), seed=int(rng.integers(2**31)))
-    acts, props = pol.act({"segment": np.zeros(k, np.int64)})
-    code_of = {c: i + 1 for i, c in enumerate(sm.catalog.categories)}   # category label -> item_category code
-    item_cat = sm.catalog.item_category[1:]
-    s = np.asarray(item_scores, np.float64).copy()
-    if len(seen): s[np.asarray(seen) - 1] = -np.inf
-    out = []
-    for a in acts:   # a loop over the k slots of one response
-        cand = np.where(item_cat == code_of.get(cats[a], -1), s, -np.inf)
-        j = int(np.argmax(cand)) if np.isfinite(cand).any() else int(np.argmax(s))
-        if not np.isfinite(s[j]): break
-        out.append(j); s[j] = -np.inf
-    top = np.asarray(out, np.int64) + 1
-    return pd.DataFrame({"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1),
-                         "score": np.asarray(item_scores)[top - 1], "propensity": props[:len(top)].astype(float),
-                         "policy": "thompson"})
 
 # %% ../nbs/11b_serving.ipynb #b17527b1
 _INT64 = (-2**63, 2**63 - 1)
@@ -363,7 +283,7 @@ def close(self: ImpressionWriter):
 # %% ../nbs/11b_serving.ipynb #9db38d1f
 class _Service:
     "Everything a request needs: the current model and its event cache, the store's connections, metrics, settings."
-    def __init__(self, models_dir, store, store_url, token, max_body, min_events, policy, seed, flush_s=0.05):
+    def __init__(self, models_dir, store, store_url, token, max_body, min_events, policy, seed, flush_s=0.05, bandit_refresh_s=0.25):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         from interest_migration.store import open_store
         self.models_dir, self.store, self.token, self.max_body = Path(models_dir), store, token, max_body
@@ -371,6 +291,7 @@ class _Service:
         self.store_lock, self.reload_lock, self.rng_lock = threading.RLock(), threading.Lock(), threading.Lock()
         memory = ":memory:" in str(store_url)         # one in-memory database: every connection would be another one
         self.reader = store if memory else open_store(store_url, migrate=False)
+        self.rec_reader = store if memory else open_store(store_url, migrate=False)   # the recommendations route's own: never waits on /interests
         self.impressions = ImpressionWriter(store_url, flush_s)
         if memory: self.impressions.store = store
         self.model = load_serving_model(models_dir)
@@ -384,6 +305,7 @@ class _Service:
         self.events_ingested = Counter("im_events_ingested", "Events newly stored by this process", registry=r)
         self.model_info.labels(self.model.version).set(1)
         self.profiles, self.profiles_model, self.profiles_lock = None, None, threading.Lock()
+        self.bandit, self.bandit_lock, self.bandit_refresh_s, self.bandit_synced = None, threading.Lock(), bandit_refresh_s, 0.0
 
     def call(self, fn, *args, **kw):
         "Run one write on the store's write connection under the store lock."
@@ -397,7 +319,8 @@ class _Service:
     def close(self):
         "Write the queued impressions, close the connections (the app's lifespan end calls this)."
         self.impressions.close()
-        if self.reader is not self.store: self.reader.close()
+        for r in {id(self.reader): self.reader, id(self.rec_reader): self.rec_reader}.values():
+            if r is not self.store: r.close()
 
 # %% ../nbs/11b_serving.ipynb #db9d3be6
 def _bad_request(status: int, message: str):
@@ -579,6 +502,19 @@ def _impression_rows(recs: dict, request_id: str, user_id, version: str) -> tupl
              "item_id": "int" if items and isinstance(items[0], (int, np.integer)) else "str"}
     return rows, kinds
 
+# %% ../nbs/11b_serving.ipynb #375eb546
+def _bandit(svc: _Service, sm: ServingModel) -> ColdStartBandit:
+    "The service's ColdStartBandit for model `sm` (rebuilt from the store after a reload), synced at most every bandit_refresh_s."
+    with svc.bandit_lock:
+        b = svc.bandit
+        if b is None or b.sm is not sm:
+            b, svc.bandit_synced = ColdStartBandit(sm), 0.0
+        now = time.monotonic()
+        if now - svc.bandit_synced >= svc.bandit_refresh_s:
+            b.sync(svc.rec_reader); svc.bandit_synced = now
+        svc.bandit = b
+        return b
+
 # %% ../nbs/11b_serving.ipynb #6b3a9302
 def recommend_user(
     svc: _Service,  # the service state
@@ -586,20 +522,21 @@ def recommend_user(
     uid,  # user id
     k: int,  # list length
 ) -> dict:  # item_id, position, score, propensity (arrays) and policy (str)
-    "Warm users (>= min_events known events): ONNX ranking; cold users: the segment prior or the exploration policy."
+    "Warm users (>= min_events known events): ONNX ranking; cold users: the segment prior or the exploration policy learned from the store."
     cache = svc.cache if svc.cache.sm is sm else UserEventCache(sm)   # a reload between the two reads: this model's codes
-    e = cache.read(svc.reader, uid)
+    e = cache.read(svc.rec_reader, uid)
     if len(e["code"]) >= svc.min_events:
         top, score = rank_codes(sm, e["code"], e["beh"], k)
         return {"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1), "score": score,
                 "propensity": np.ones(len(top)), "policy": "sequence"}
-    attrs = svc.reader.get_user(uid)
+    attrs = svc.rec_reader.get_user(uid)
     if e["n"] == 0 and attrs is None:
         from fastapi import HTTPException
         raise HTTPException(404, f"unknown user {uid!r}: no events and no attributes; PUT /users/{uid} or POST /events first")
     with svc.rng_lock:
         seed = int(svc.rng.integers(2**31))
-    df = cold_start_ranking(sm, attrs or {}, np.unique(e["code"]), k, svc.policy, np.random.default_rng(seed))
+    bandit = _bandit(svc, sm) if svc.policy == "thompson" and sm.cold is not None else None
+    df = cold_start_ranking(sm, attrs or {}, np.unique(e["code"]), k, svc.policy, np.random.default_rng(seed), bandit)
     return {**{c: df[c].to_numpy() for c in ("item_id", "position", "score", "propensity")},
             "policy": str(df["policy"].iloc[0]) if len(df) else "none"}
 
@@ -610,7 +547,7 @@ def _install_user_routes(app, svc: _Service):
     from fastapi.responses import JSONResponse
 
     @app.get("/users/{user_id}/recommendations", response_class=JSONResponse)
-    def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)):
+    async def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)):   # async: no thread-pool hop per request
         "Top-k items for a user, logged as impressions (model version, items, positions, propensities)."
         sm, uid = svc.model, path_id(user_id)
         recs = recommend_user(svc, sm, uid, k)
@@ -686,6 +623,7 @@ def make_app(
     policy: str = "segment",  # cold-start policy: 'segment' (prior) or 'thompson' (exploration, with propensities)
     seed: int = 0,  # seed of the exploration policy's random source
     impression_flush_s: float = 0.05,  # impressions are written in batches this often, off the request path
+    bandit_refresh_s: float = 0.25,  # the Thompson policy reads new impressions and clicks from the store at most this often
 ):
     "The FastAPI application: events in, interests and recommendations out, impressions logged, hot reload, metrics."
     from contextlib import asynccontextmanager
@@ -697,7 +635,7 @@ def make_app(
     token = token if token is not None else (os.environ.get("INTEREST_MIGRATION_TOKEN") or None)
     store = open_store(store_url)
     store.migrate()
-    svc = _Service(models_dir, store, store_url, token, max_body, min_events, policy, seed, impression_flush_s)
+    svc = _Service(models_dir, store, store_url, token, max_body, min_events, policy, seed, impression_flush_s, bandit_refresh_s)
 
     @asynccontextmanager
     async def lifespan(app):

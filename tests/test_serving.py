@@ -16,7 +16,8 @@ from interest_migration.profiles import interest_profile  # noqa: E402
 from interest_migration.recommender import ModelFileError  # noqa: E402
 from interest_migration.sequence import RunOptions, planted_log, sequence_split
 from interest_migration.neural import GRU4Rec, SASRec  # noqa: E402
-from interest_migration.serving import _items_table, make_app, rank_from_events, top_k, train_serving_model
+from interest_migration.serving import _items_table, make_app, rank_from_events, train_serving_model
+from interest_migration.model_export import top_k
 from interest_migration.model_export import load_serving_model, mlp_to_onnx, onnx_parity, ort_session, sequence_to_onnx
 from interest_migration.serve_bench import crash_test, free_port, load_test, start_server, stop_server
 from interest_migration.store import open_store  # noqa: E402
@@ -151,6 +152,61 @@ def test_thompson_cold_start_logs_propensities(served):
     app.state.service.flush()
     imp = app.state.service.store.impressions()
     np.testing.assert_allclose(imp[imp["request_id"] == r["request_id"]].sort_values("position")["propensity"], p)
+
+
+def test_thompson_learns_from_the_store_across_workers(served, tmp_path):
+    "Two apps (two workers) on one database: Beta counts equal hand counts from the store; the clicked category is chosen more."
+    db = f"sqlite:///{tmp_path / 'bandit.db'}"
+    a1, a2 = (make_app(served["folder"], db, token=TOKEN, policy="thompson", seed=s, bandit_refresh_s=0) for s in (1, 2))
+    c1, c2 = TestClient(a1), TestClient(a2)
+    for u in (8001, 8002):
+        assert c1.put(f"/users/{u}", json={"age": 30, "gender": "F"}, headers=AUTH).status_code == 200
+    cat = served["sim"].items.set_index("item_id")["category"]
+    first = [c1.get("/users/8001/recommendations", params={"k": 10}).json() for _ in range(30)]
+    assert all(r["policy"] == "thompson" for r in first)
+    a1.state.service.flush()
+    st = open_store(db)
+    imp = st.impressions()
+    assert len(imp) == 300 and imp["propensity"].between(0, 1, inclusive="right").all()   # propensities logged
+    shares = cat.loc[imp["item_id"]].value_counts(normalize=True)
+    A = shares.index[-1]                                     # the category the prior showed least
+    clicked = imp.loc[cat.loc[imp["item_id"]].to_numpy() == A, "item_id"].unique()
+    now = pd.Timestamp.now(tz="UTC") + pd.Timedelta("1min")
+    ev = [{"user_id": 8001, "item_id": int(i), "timestamp": now.isoformat(), "behavior": "view"} for i in clicked]
+    assert c1.post("/events", json={"events": ev}, headers=AUTH).json()["stored"] == len(clicked)
+    second = [c2.get("/users/8002/recommendations", params={"k": 10}).json() for _ in range(30)]
+    from interest_migration.coldstart import ColdStartBandit, segment_of
+    a1.state.service.flush(); a2.state.service.flush()
+    b1, b2 = a1.state.service.bandit, a2.state.service.bandit
+    for b in (b1, b2): b.sync(st)                            # each worker reads what the other wrote
+    b3 = ColdStartBandit(b1.sm); b3.sync(st)                 # a fresh worker: one sync from scratch
+    # hand counts: every impression is a trial of its item's category; 8001's impressions of a clicked item are successes
+    imp = st.impressions()
+    cats = list(b1.sm.cold["categories"])
+    ic = cat.loc[imp["item_id"]].to_numpy()
+    n_hand = pd.Series(ic).value_counts().reindex(cats, fill_value=0).to_numpy(float)
+    won = (imp["user_id"] == 8001).to_numpy() & imp["item_id"].isin(clicked).to_numpy()
+    s_hand = pd.Series(ic[won]).value_counts().reindex(cats, fill_value=0).to_numpy(float)
+    assert len(imp) == 600 and s_hand.sum() > 0
+    s = segment_of(b1.sm, {"age": 30, "gender": "F"})
+    assert s >= 0
+    for b in (b1, b2, b3):
+        np.testing.assert_array_equal(b.n_[s], n_hand); np.testing.assert_array_equal(b.s_[s], s_hand)
+        assert b.n_.sum() == n_hand.sum()                    # nothing counted in another segment
+    pol, ctx = b3.policy(s, k=1)
+    alpha, beta = pol.posterior(ctx)
+    prior = 2.0 * np.asarray(b1.sm.cold["segment_profiles"][s]) * len(cats) * 0.5
+    np.testing.assert_allclose(alpha[0], 1 + np.clip(b3.s_[s] + prior, 0, b3.n_[s] + 2), rtol=1e-12)
+    np.testing.assert_allclose(alpha[0] + beta[0], 2 + b3.n_[s] + 2.0, rtol=1e-12)
+    share = lambda rs: np.mean([cat.loc[i["item_id"]] == A for r in rs for i in r["items"]])
+    assert share(second) > share(first) + 0.3, (share(first), share(second))
+    st.close()
+
+
+def test_request_cpu_measures_served_requests(served):
+    from interest_migration.serve_bench import request_cpu
+    r = request_cpu(served["folder"], served["app"].state.service.store.url, n=40, users=[1, 2, 3, 4])
+    assert r["statuses"] == {200: 40} and r["n"] == 40 and 0 < r["cpu_ms"] < 1e3 and r["wall_ms"] > 0
 
 
 def test_interests_equal_batch_profile(served):

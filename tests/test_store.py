@@ -209,7 +209,7 @@ def test_upgrade_from_v1_database(url):
 from hypothesis import given, settings, strategies as st, HealthCheck  # noqa: E402
 
 from interest_migration.profiles import interest_profile, windowed_profiles, migration_scores  # noqa: E402
-from interest_migration.store import IncrementalProfiles  # noqa: E402
+from interest_migration.incremental import IncrementalProfiles  # noqa: E402
 
 
 def _profile_log(seed, n=400, users=15, multi=False):
