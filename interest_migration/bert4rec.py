@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DataError
-from .neural import NeuralRecommender, SequenceNet, _Block, _dist_info
+from .neural import SequenceNet, TransformerRecommender, _Block, _dist_info
 from .sequence import Sequences, pad_sequences
 from fastcore.basics import patch
 
@@ -46,16 +46,13 @@ class _BERT4RecNet(SequenceNet):
 
 # %% ../nbs/10b_bert4rec.ipynb #e9a7dc0a
 @dataclass(eq=False, repr=False)
-class BERT4Rec(NeuralRecommender):
+class BERT4Rec(TransformerRecommender):
     "BERT4Rec: a bidirectional transformer trained to fill in masked items (Cloze task); scores the item at a mask after the history."
     kind = "bert4rec"
-    n_layers: int = 2  # transformer blocks
-    n_heads: int = 2  # attention heads (must divide embedding_size)
     mask_prob: float = 0.2  # share of each training window's items replaced by the mask token
 
     def build_net(self, emb, n_behaviors, behavior_head):
-        if self.embedding_size % self.n_heads:
-            raise DataError(f"n_heads={self.n_heads} must divide embedding_size={self.embedding_size}")
+        self.check_heads()
         if not 0 < self.mask_prob < 1:
             raise DataError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         return _BERT4RecNet(emb, self.embedding_size, self.max_len, self.n_layers, self.n_heads, self.dropout,

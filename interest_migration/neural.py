@@ -28,7 +28,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SEQUENCE_MODELS', 'ItemEmbedding', 'SequenceNet', 'sampled_softmax_loss', 'gbce_beta', 'gbce_loss',
-           'NeuralRecommender', 'SASRec', 'GRU4Rec', 'LSTMRec']
+           'NeuralRecommender', 'TransformerRecommender', 'SASRec', 'GRU4Rec', 'LSTMRec']
 
 # %% ../nbs/10a_neural.ipynb #60198dc9
 class ItemEmbedding(nn.Module):
@@ -339,6 +339,7 @@ def _fit(self: NeuralRecommender, data, valid):
     net = self.net_ = self._make_net(cat, self.use_behavior_, self.behavior_head_).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
     n_batches = -(-len(X) // self.batch_size)
+    n_run = n_batches if opts.max_batches is None else min(n_batches, opts.max_batches)   # batches per epoch run
     sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor(n_batches))
     gen = torch.Generator().manual_seed(self.seed)
     torch.manual_seed(self.seed)
@@ -349,11 +350,12 @@ def _fit(self: NeuralRecommender, data, valid):
     t_start = time.perf_counter()
     bar = tqdm(range(1, self.max_epochs + 1), desc=type(self).__name__, disable=not opts.progress, leave=False)
     for epoch in bar:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         net.train()
         lr = sched.get_last_lr()[0]
         total = self._train_epoch(net, opt, sched, X, B, Y, YB, torch.randperm(len(X), generator=gen).to(dev))
-        row = {"epoch": epoch, "loss": total / n_batches, "lr": lr, "train_s": time.perf_counter() - t0}
+        row = {"epoch": epoch, "loss": total / n_run, "lr": lr, "batches": n_run, "train_s": time.perf_counter() - t0,
+               "train_cpu_s": time.process_time() - c0}
         if valid is not None:
             t1 = time.perf_counter()
             row.update(self._validate(valid, truth, hist))
@@ -433,10 +435,11 @@ def _lr_factor(self: NeuralRecommender, n_batches: int):
 # %% ../nbs/10a_neural.ipynb #3c1bd121
 @patch
 def _train_epoch(self: NeuralRecommender, net, opt, sched, X, B, Y, YB, perm) -> float:
-    "One pass over the shuffled windows; under torch.distributed each process takes its share of every global batch."
+    "One pass over the shuffled windows (the first `options_.max_batches` batches when set); under torch.distributed each process takes its share of every global batch."
     rank, world = _dist_info()
     total = torch.zeros((), device=X.device)
-    for s in range(0, len(X), self.batch_size):
+    stop = len(X) if self.options_.max_batches is None else min(len(X), self.options_.max_batches * self.batch_size)
+    for s in range(0, stop, self.batch_size):
         idx = perm[s:s + self.batch_size]
         n_total = (Y[idx] > 0).sum()          # target positions of the whole global batch
         if world > 1:
@@ -524,17 +527,26 @@ def _set_state(self: NeuralRecommender,
     net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     self.net_ = net.to(self.device_).eval()
 
-# %% ../nbs/10a_neural.ipynb #20a3486c
+# %% ../nbs/10a_neural.ipynb #49d549fa
 @dataclass(eq=False, repr=False)
-class SASRec(NeuralRecommender):
-    "Self-attentive sequential recommender (causal transformer) trained with full-catalogue cross-entropy."
-    kind = "sasrec"
+class TransformerRecommender(NeuralRecommender):
+    "The fields and the check shared by the transformer models (SASRec, BERT4Rec): blocks and attention heads."
     n_layers: int = 2  # transformer blocks
     n_heads: int = 2  # attention heads (must divide embedding_size)
 
-    def build_net(self, emb, n_behaviors, behavior_head):
-        if self.embedding_size % self.n_heads:
+    def check_heads(self):
+        "Refuse a head count that does not divide the embedding size, naming both (call it first in build_net)."
+        if self.n_heads < 1 or self.embedding_size % self.n_heads:
             raise DataError(f"n_heads={self.n_heads} must divide embedding_size={self.embedding_size}")
+
+# %% ../nbs/10a_neural.ipynb #20a3486c
+@dataclass(eq=False, repr=False)
+class SASRec(TransformerRecommender):
+    "Self-attentive sequential recommender (causal transformer) trained with full-catalogue cross-entropy."
+    kind = "sasrec"
+
+    def build_net(self, emb, n_behaviors, behavior_head):
+        self.check_heads()
         return _SASRecNet(emb, self.embedding_size, self.max_len, self.n_layers, self.n_heads, self.dropout,
                           n_behaviors, behavior_head)
 

@@ -270,6 +270,7 @@ class RunOptions:
     num_threads: int | None = None  # torch CPU threads while training/scoring (None: torch's setting)
     progress: bool = True  # tqdm progress bar over epochs
     time_limit: float | None = None  # stop training after this many seconds (None: no limit)
+    max_batches: int | None = None  # end each epoch after this many batches (timing runs at scale; None: whole epochs)
 
 # %% ../nbs/10_sequence.ipynb #d1ebf8bc
 SCORE_BUDGET = 2**26  # most scores (float32) held at once while scoring: 2^26 floats = 256 MiB

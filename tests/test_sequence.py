@@ -332,3 +332,33 @@ def test_bert4rec_scores_from_a_mask_after_the_history(plant):
         h = m.net_(full, bb)[torch.arange(3), n]
     assert torch.allclose(m._last_hidden(plant.test, np.arange(3)), h)
     assert torch.allclose(torch.from_numpy(m.score(plant.test)[:3]), h @ m.net_.emb.table()[1:].T, atol=1e-5)
+
+
+def test_transformer_fields_have_one_home():
+    "SASRec and BERT4Rec take n_layers/n_heads from TransformerRecommender: same defaults, same parameter order as before."
+    from interest_migration.neural import TransformerRecommender
+    base = ['embedding_size', 'n_layers', 'dropout', 'max_len', 'max_epochs', 'learning_rate', 'weight_decay', 'batch_size',
+            'patience', 'exclude_seen', 'use_category', 'use_behavior', 'behavior_weight', 'seed', 'loss', 'n_negatives',
+            'negatives', 'gbce_t', 'lr_schedule', 'warmup_epochs', 'n_heads']
+    assert list(SASRec().get_params()) == base
+    assert list(BERT4Rec().get_params()) == base + ["mask_prob"]
+    for cls in (SASRec, BERT4Rec):
+        assert issubclass(cls, TransformerRecommender)
+        assert not {"n_layers", "n_heads"} & set(vars(cls).get("__annotations__", {}))
+        assert (cls().n_layers, cls().n_heads) == (2, 2)
+        with pytest.raises(DataError, match="n_heads=0 must divide embedding_size=16"):
+            cls(embedding_size=16, n_heads=0).check_heads()
+    with pytest.raises(TypeError):          # abstract: no build_net, no kind
+        TransformerRecommender()
+
+
+def test_max_batches_ends_each_epoch_early(plant):
+    "RunOptions.max_batches: each epoch runs that many batches (the history says so), None runs them all."
+    n_win = len(training_windows(plant.train, 12)[0])
+    full = SASRec(**{**FAST, "max_epochs": 1}).fit(plant, options=OPTS)
+    cut = SASRec(**{**FAST, "max_epochs": 2}).fit(plant, options=RunOptions(progress=False, num_threads=1, max_batches=2))
+    assert full.history_["batches"].tolist() == [-(-n_win // 16)]
+    assert cut.history_["batches"].tolist() == [2, 2]
+    big = SASRec(**{**FAST, "max_epochs": 1}).fit(plant, options=RunOptions(progress=False, num_threads=1, max_batches=10**6))
+    assert big.history_["batches"].tolist() == full.history_["batches"].tolist()
+    assert np.allclose(big.score(plant.test), full.score(plant.test))      # a cap above the epoch changes nothing
