@@ -44,7 +44,7 @@ __all__ = ['logger', 'MODELS', 'SELECTORS', 'SplitRows', 'NextWindowData', 'next
            'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor',
            'make_model', 'Comparison', 'compare_models', 'multilabel_mutual_info', 'PermutationSelector',
            'make_selector', 'make_selected_model', 'selected_features', 'explain_predictions', 'FrozenExtractor',
-           'transfer_head', 'plot_comparison', 'add_side_features']
+           'transfer_head', 'plot_comparison', 'add_side_features', 'paired_gain']
 
 # %% ../nbs/03_nextwindow.ipynb #26aa418d
 class SplitRows:
@@ -799,4 +799,46 @@ def add_side_features(
         report["dwell_views"] = int(view.sum())
     X = pd.concat([data.X, pd.DataFrame(feats, index=data.X.index)], axis=1)
     return replace(data, X=X, report={**data.report, "side_features": report})
+
+
+# %% ../nbs/03_nextwindow.ipynb #40647fd7
+def paired_gain(
+    with_: Comparison,       # `compare_models` on the rows with the extra columns
+    without: Comparison,     # `compare_models` on the same rows without them (same test rows, same order)
+    Y: pd.DataFrame,         # the test targets (`data.part("test")[1]`)
+    models: Sequence | None = None,  # model names in both; None: every common one
+    rows=None,               # boolean mask of test rows to score (e.g. planted movers); None: all
+    k: int = 3,              # recall@k
+    n_boot: int = 1000,      # paired bootstrap resamples of the test rows
+    seed: int = 0,           # resampling seed
+) -> pd.DataFrame:           # model, metric, n, without, with, gain, ci_low, ci_high
+    "Gain in micro-F1 and recall@k from extra columns, with a paired bootstrap CI over the same test rows."
+    y = _multilabel_y(Y)
+    names = [n for n in (models or with_.scores) if n in with_.scores and n in without.scores]
+    if not names:
+        raise ValueError("no model is in both comparisons")
+    if with_.scores[names[0]].shape != y.shape or without.scores[names[0]].shape != y.shape:
+        raise ValueError(f"scores of shape {with_.scores[names[0]].shape} do not match Y {y.shape}: the same test rows are needed")
+    m = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
+    y, n = y[m], int(m.sum())
+    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    W = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
+    f1 = lambda tp, fp, fn: 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12)
+    out = []
+    for name in names:
+        per = {}
+        for tag, comp in (("with", with_), ("without", without)):
+            s = comp.scores[name][m]
+            pred = s >= comp.thresholds[name]
+            counts = np.stack([(pred & (y == 1)).sum(1), (pred & (y == 0)).sum(1), (~pred & (y == 1)).sum(1)], 1)
+            per[tag] = (counts.astype(float), recall_at_k(y, s, k))
+        (ca, ra), (cb, rb) = per["with"], per["without"]
+        ok = ~np.isnan(ra)
+        res = {"f1_micro": (f1(*ca.sum(0)), f1(*cb.sum(0)), f1(*(W @ ca).T) - f1(*(W @ cb).T)),
+               f"recall@{k}": (ra[ok].mean(), rb[ok].mean(), (W[:, ok] @ (ra[ok] - rb[ok])) / W[:, ok].sum(1))}
+        for metric, (a, b, dist) in res.items():
+            lo, hi = np.quantile(dist, [0.025, 0.975])
+            out.append({"model": name, "metric": metric, "n": n, "without": float(b), "with": float(a),
+                        "gain": float(a - b), "ci_low": float(lo), "ci_high": float(hi)})
+    return pd.DataFrame(out)
 
