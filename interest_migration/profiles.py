@@ -20,18 +20,20 @@ from .metrics import js_divergence
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['BEHAVIOR_WEIGHTS', 'event_weights', 'event_categories', 'window_edges', 'WindowedProfiles', 'windowed_profiles',
-           'interest_profile', 'migration_scores', 'transition_matrix', 'migration_matrix', 'detect_migrations',
-           'score_detections', 'plot_category_shares', 'plot_interest_stream', 'plot_migration_matrix', 'profile_cells',
-           'windowed_profiles_parquet', 'windowed_profiles_dask', 'merge_profiles']
+__all__ = ['BEHAVIOR_WEIGHTS', 'DWELL_REFERENCE_S', 'event_weights', 'event_categories', 'window_edges', 'WindowedProfiles',
+           'windowed_profiles', 'interest_profile', 'migration_scores', 'transition_matrix', 'migration_matrix',
+           'detect_migrations', 'score_detections', 'plot_category_shares', 'plot_interest_stream',
+           'plot_migration_matrix', 'profile_cells', 'windowed_profiles_parquet', 'windowed_profiles_dask',
+           'merge_profiles']
 
 # %% ../nbs/02_profiles.ipynb #3003b0b2
 BEHAVIOR_WEIGHTS = {"view": 1.0, "search": 0.5, "fav": 2.0, "cart": 3.0, "buy": 5.0, "rate": 1.0}
+DWELL_REFERENCE_S = 30.0  # use_value="dwell": a view of this many seconds keeps its behaviour weight
 
 def event_weights(
     events: pd.DataFrame,                # log with a `behavior` column (and `value` if use_value)
     behavior_weights: dict | None = None, # behaviour -> weight; None: `BEHAVIOR_WEIGHTS`
-    use_value: bool = False,             # also multiply by the `value` column (rating, price, dwell)
+    use_value: bool | str = False,       # True: multiply by `value` (rating, price); "dwell": views x log1p(dwell s)/log1p(DWELL_REFERENCE_S)
 ) -> np.ndarray:                          # one float64 weight per event
     "Weight of each event from its behaviour (and optionally its value); unknown behaviours are an error."
     weights = BEHAVIOR_WEIGHTS if behavior_weights is None else behavior_weights
@@ -49,7 +51,19 @@ def event_weights(
         raise DataError(f"behavior_weights has no weight for behavior {missing} found in column 'behavior' "
                          f"(weights given for {sorted(weights)})")
     w = by_code[codes]
-    if use_value:
+    if isinstance(use_value, str) and use_value != "dwell":
+        raise ValueError(f"use_value must be False, True or 'dwell', got {use_value!r}")
+    if use_value == "dwell":   # dwell seconds of views only; other behaviours keep their weight (buys carry a price in value)
+        need_columns(events, ("value",), "events (use_value='dwell')")
+        view = (beh == "view").to_numpy()
+        d = events["value"].to_numpy(dtype=float)[view]
+        bad = np.isnan(d) | (d < 0)
+        if bad.any():
+            rows = events.index[view][bad][:5].tolist()
+            raise DataError(f"events: column 'value' has {int(bad.sum())} view rows without a dwell time >= 0 (rows {rows})")
+        w = w.copy()
+        w[view] *= np.log1p(d) / np.log1p(DWELL_REFERENCE_S)
+    elif use_value:
         need_columns(events, ("value",), "events (use_value=True)")
         v = events["value"].to_numpy(dtype=float)
         if np.isnan(v).any():
@@ -304,7 +318,7 @@ def windowed_profiles(
     category_col: str = "category",       # items column with the category (or a list of categories)
     categories: Sequence | None = None,   # fixed category order; None: sorted categories of items
     users: Sequence | None = None,        # fixed user rows; None: every user in events, sorted
-    use_value: bool = False,              # multiply weights by the `value` column
+    use_value: bool | str = False,        # multiply weights by `value` (True) or views by their dwell ("dwell"); see `event_weights`
 ) -> WindowedProfiles:
     "Behaviour-weighted (optionally decayed) engagement of every user per window and category."
     if edges is None:
@@ -323,7 +337,7 @@ def interest_profile(
     category_col: str = "category",       # items column with the category (or a list of categories)
     categories: Sequence | None = None,   # fixed category order; None: sorted categories of items
     users: Sequence | None = None,        # fixed user rows; None: every user with events up to `at`
-    use_value: bool = False,              # multiply weights by the `value` column
+    use_value: bool | str = False,        # multiply weights by `value` (True) or views by their dwell ("dwell"); see `event_weights`
 ) -> pd.DataFrame:                        # users x categories
     "Time-decayed, behaviour-weighted share (or intensity) of each user's attention per category."
     ts = events["timestamp"]

@@ -19,8 +19,8 @@ from .data import (BEHAVIORS, Dataset, ValidationReport, _utc_from_ns, timestamp
 
 # %% auto #0
 __all__ = ['SIM_CATEGORIES', 'SIM_WORDS', 'SIM_GENERIC_WORDS', 'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL',
-           'SIM_CHURN', 'sim_categories', 'SimTruth', 'SimulatedLog', 'category_item_cdf', 'user_partition',
-           'simulate_log', 'read_simulated']
+           'SIM_CHURN', 'SIM_SIDE_SIGNAL', 'sim_categories', 'SimTruth', 'SimulatedLog', 'category_item_cdf',
+           'user_partition', 'simulate_log', 'read_simulated', 'plant_side_signal']
 
 # %% ../nbs/00b_simulate.ipynb #50cbae25
 SIM_CATEGORIES = ("electronics", "books", "fashion", "home", "beauty", "sports", "toys", "grocery",
@@ -422,3 +422,65 @@ def read_simulated(
                      pd.read_parquet(out / "truth_migrations.parquet"), params)
     return SimulatedLog(ev, us, pd.read_parquet(out / "items.parquet"), f"simulated(seed={params['seed']})",
                         {"events": rev}, truth, str(out))
+
+# %% ../nbs/00b_simulate.ipynb #fde6e600
+SIM_SIDE_SIGNAL = {"house_share": 0.15,  # share of each category's items re-branded into a house line
+                   "lead_days": 30.0,  # days before a migration in which the signal shows
+                   "strength": 0.6,  # P(a mover's (user, item) pair in the lead period switches to the target's house line)
+                   "premium": 1.6}  # price factor of house lines of dear categories (1/premium for cheap ones)
+
+def plant_side_signal(
+    sim: SimulatedLog,  # a `simulate_log` result held in memory (events not None)
+    seed: int = 0,  # seed of the re-branding and the switches
+    **params,  # overrides of `SIM_SIDE_SIGNAL`
+) -> SimulatedLog:  # a new log: items re-branded and re-priced, movers' lead-period items switched
+    "Plant brand and price-band signal that announces each user's migration target (post-processing, seeded)."
+    if sim.events is None: raise ValueError("plant_side_signal needs the events in memory (simulate_log without out_dir)")
+    bad = sorted(set(params) - set(SIM_SIDE_SIGNAL))
+    if bad: raise ValueError(f"plant_side_signal: unknown parameters {bad}; known: {sorted(SIM_SIDE_SIGNAL)}")
+    p = {**SIM_SIDE_SIGNAL, **params}
+    if not (0 < p["house_share"] <= 1 and 0 <= p["strength"] <= 1 and p["lead_days"] > 0 and p["premium"] > 0):
+        raise ValueError(f"plant_side_signal needs house_share in (0, 1], strength in [0, 1], lead_days > 0, premium > 0; got {p}")
+    rng = np.random.default_rng([seed, 7])
+    cats = list(sim.truth.mixture_before.columns)
+    C, items = len(cats), sim.items.copy()
+    icat = pd.Index(cats).get_indexer(items["category"].astype(object))
+    house = np.where(rng.random(len(items)) < p["house_share"], rng.integers(0, C, len(items)), -1)
+    level = np.array([SIM_PRICE_LEVEL.get(c, 30) for c in cats], dtype=float)
+    factor = np.where(level > np.median(level), p["premium"], 1 / p["premium"])
+    is_house = house >= 0
+    items.loc[is_house, "brand"] = [f"{cats[h].capitalize()} House" for h in house[is_house]]
+    items.loc[is_house, "price"] = np.round(items.loc[is_house, "price"].to_numpy() * factor[house[is_house]], 2)
+    # house items grouped by (category, house): a pair switches to a uniform draw from its group
+    key = np.where(is_house, icat * C + house, -1)
+    hk = np.flatnonzero(is_house)[np.argsort(key[is_house], kind="stable")]
+    count = np.bincount(key[is_house], minlength=C * C)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])
+    ev = sim.events.copy()
+    mig = sim.truth.migrations
+    row_of = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
+    ipos = row_of.reindex(ev["item_id"].to_numpy()).to_numpy()
+    m_at = pd.Series(mig["time"].to_numpy(), index=mig["user_id"].to_numpy()).reindex(ev["user_id"].to_numpy())
+    target = pd.Index(cats).get_indexer(pd.Series(mig["to_category"].to_numpy(), index=mig["user_id"].to_numpy())
+                                        .reindex(ev["user_id"].to_numpy()).fillna("").astype(object))
+    t = ev["timestamp"].to_numpy()
+    lead = (target >= 0) & (t < m_at.to_numpy()) & (t >= (m_at - pd.Timedelta(days=p["lead_days"])).to_numpy())
+    lead &= ~np.isnan(ipos)
+    li = np.flatnonzero(lead)
+    g = icat[ipos[li].astype(int)] * C + target[li]
+    pair = pd.factorize(ev["user_id"].to_numpy()[li] * (int(items["item_id"].max()) + 1) + ev["item_id"].to_numpy()[li])[0]
+    u_pair = rng.random((2, pair.max() + 1 if len(pair) else 0))
+    switch = (u_pair[0][pair] < p["strength"]) & (count[g] > 0)
+    new_pos = hk[np.minimum(first[g] + np.floor(u_pair[1][pair] * count[g]).astype(int), len(hk) - 1)]
+    ev_item = ev["item_id"].to_numpy().copy()
+    ev_item[li[switch]] = items["item_id"].to_numpy()[new_pos[switch]]
+    ev["item_id"] = ev_item
+    buy = (ev["behavior"] == "buy").to_numpy()
+    price = row_of.reindex(ev_item[buy]).to_numpy()
+    ev.loc[buy, "value"] = np.where(np.isnan(price), ev.loc[buy, "value"].to_numpy(),
+                                    items["price"].to_numpy()[np.nan_to_num(price).astype(int)])
+    truth = SimTruth(**{f: getattr(sim.truth, f) for f in SimTruth.__dataclass_fields__})
+    truth.params = {**sim.truth.params, "side_signal": {**p, "seed": seed, "events_switched": int(switch.sum()),
+                                                        "house_items": int(is_house.sum())}}
+    return SimulatedLog(ev, sim.users, items, f"{sim.name}+side_signal", dict(sim.reports), truth)
+

@@ -140,7 +140,7 @@ class TransferEval:
 
 # %% ../nbs/05a_transfer.ipynb #66e4d5fc
 def evaluate_transfer(
-    strategies: dict,            # name -> ColdStartStrategy (fit(events, users, items), predict_profile, score)
+    strategies: dict,            # name -> ColdStartStrategy, or any plain Recommender (e.g. cf.EASE) fitted by fit(events)
     train: pd.DataFrame,         # events of the known users
     test: pd.DataFrame,          # events of the new users (none of them in train)
     users: pd.DataFrame,         # users table covering train and test users
@@ -201,11 +201,16 @@ def evaluate_transfer(
     truth = pd.DataFrame({"user_id": uidx.to_numpy()[tr], "item_id": item_index.to_numpy()[tc]})
     parts, tables = [], []
     for name, st in strategies.items():
-        if fit: st.fit(train, users, items)
+        plain = not hasattr(st, "predict_profile")  # a plain Recommender: no users table, no category profile of its own
+        if fit: st.fit(train) if plain else st.fit(train, users, items)
         for kf in ks:
             fe = head.loc[rank_in_user < kf]        # the first kf events (none at kf = 0)
-            prof = st.predict_profile(new, fe if kf > 0 else None)
-            rm = ranking_metrics(st.score(fe, new), T, k=(k,), metrics=("ndcg", "recall"), exclude=st.seen(fe, new))
+            if plain:
+                S, seen = _catalogue_view(st, fe, new, item_index)
+                prof = _top_k_profile(S, seen, codes, cats, k, uidx)
+            else:
+                S, seen, prof = st.score(fe, new), st.seen(fe, new), st.predict_profile(new, fe if kf > 0 else None)
+            rm = ranking_metrics(S, T, k=(k,), metrics=("ndcg", "recall"), exclude=seen)
             tab = evaluate_recommender(st, fe, truth, users=new, k=(k,), metrics=("ndcg", "recall"), n_boot=n_boot, seed=seed)
             tables.append(tab.assign(strategy=name, k_first=kf))
             cm = category_metrics(prof.reindex(columns=cat_t.columns, fill_value=0), cat_t)
@@ -219,6 +224,27 @@ def evaluate_transfer(
 # %% ../nbs/05a_transfer.ipynb #c4e71948
 def _head_report(head, rest, test) -> dict:
     return {"test_users": int(test["user_id"].nunique()), "n_first": int(head.groupby("user_id").size().max()) if len(head) else 0}
+
+# %% ../nbs/05a_transfer.ipynb #a005be84
+def _catalogue_view(model, events, users, item_index) -> tuple:
+    "A plain recommender's scores and seen matrix over the full catalogue; items it never learned rank below every learned one."
+    S = np.asarray(model.score(events, users), dtype=np.float64)
+    col = item_index.get_indexer(np.asarray(model.item_ids_))
+    full = np.full((len(S), len(item_index)), (S.min() if S.size else 0.0) - 1.0)
+    full[:, col[col >= 0]] = S[:, col >= 0]
+    r, c = pd.Index(users["user_id"]).get_indexer(events["user_id"]), item_index.get_indexer(events["item_id"])
+    seen = sp.csr_matrix((np.ones(len(events)), (r, c)), shape=full.shape)
+    seen.data[:] = 1.0
+    return full, seen
+
+# %% ../nbs/05a_transfer.ipynb #6790e874
+def _top_k_profile(S, seen, codes, cats, k: int, index) -> pd.DataFrame:
+    "Category profile of a plain recommender: the category shares of its top k unseen items per user."
+    S = S.copy()
+    S[seen.nonzero()] = -np.inf
+    top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    C = np.bincount((np.arange(len(S))[:, None] * len(cats) + codes[top]).ravel(), minlength=len(S) * len(cats))
+    return pd.DataFrame(C.reshape(len(S), len(cats)) / k, index=index, columns=pd.Index(cats, name="category"))
 
 # %% ../nbs/05a_transfer.ipynb #8b862fe9
 def gap_recovered(

@@ -96,3 +96,26 @@ def test_bad_input_is_refused():
         UserKNN().fit(pd.DataFrame({"user_id": [1]}))
     with pytest.raises(DataError, match="weight_decay"):
         EASE(weight_decay=-1).fit(log([(1, 1)]))
+
+
+def test_cf_in_segment_transfer_comparison():
+    "CF models go through evaluate_transfer: its per-user NDCG agrees with evaluate_recommender, and no history means all-zero scores."
+    from interest_migration.data import user_cold_start_split
+    from interest_migration.segments import GlobalPopularity
+    from interest_migration.simulate import simulate_log
+    from interest_migration.transfer import evaluate_transfer
+    sim = simulate_log(n_users=300, n_items=120, n_events=15_000, migrating_share=0.0, seed=2)
+    train, test = user_cold_start_split(sim.events, test_frac=0.25, seed=0)
+    models = {"popularity": GlobalPopularity(), "EASE": EASE(weight_decay=50.0), "user-KNN": UserKNN(k=20)}
+    ev = evaluate_transfer(models, train, test, sim.users, sim.items, k_first=(0, 3), n_boot=50)
+    mean = ev.per_user.groupby(["strategy", "k_first"])["ndcg@10"].mean()
+    table = ev.ranking[ev.ranking.metric == "ndcg"].set_index(["strategy", "k_first"])["value"]
+    np.testing.assert_allclose(mean.loc[table.index].to_numpy(), table.to_numpy(), atol=1e-9)
+    assert set(ev.per_user.strategy) == set(models) and ev.per_user.js.notna().all()
+    none = test.iloc[:0]
+    new = sim.users[sim.users.user_id.isin(test.user_id)]
+    assert np.abs(models["EASE"].score(none, new)).max() == 0 and np.abs(models["user-KNN"].score(none, new)).max() == 0
+    # with three revealed events EASE personalises: its rankings differ between users
+    k3 = ev.per_user[(ev.per_user.strategy == "EASE") & (ev.per_user.k_first == 3)]["ndcg@10"]
+    k0 = ev.per_user[(ev.per_user.strategy == "EASE") & (ev.per_user.k_first == 0)]["ndcg@10"]
+    assert not np.allclose(k3.to_numpy(), k0.to_numpy())

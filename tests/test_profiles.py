@@ -130,3 +130,27 @@ def test_planted_migrations_recovered(seed):
 def test_bench_profiles_million():
     b = bench_profiles(n_events=1_000_000, ref_events=200_000)
     assert b["agree_on_slice"] and b["speedup"] > 1
+
+
+def test_dwell_weights_views_only_by_hand():
+    "use_value='dwell': views x log1p(dwell)/log1p(30); buys (price in value) and carts (NaN value) keep their weight."
+    ev = pd.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [1, 1, 1, 2],
+                       "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-01"], utc=True),
+                       "behavior": pd.Categorical(["view", "cart", "buy", "view"], categories=BEHAVIORS),
+                       "value": [np.expm1(2 * np.log1p(30)), np.nan, 80.0, 0.0]})
+    np.testing.assert_allclose(event_weights(ev, use_value="dwell"), [2.0, 3.0, 5.0, 0.0])
+    with pytest.raises(DataError, match="view rows without a dwell"):
+        event_weights(ev.assign(value=[-1.0, np.nan, 80.0, 0.0]), use_value="dwell")
+    with pytest.raises(DataError, match="missing values"):   # True multiplies every value: NaN carts are an error there
+        event_weights(ev, use_value=True)
+    with pytest.raises(ValueError, match="'dwell'"):
+        event_weights(ev, use_value="seconds")
+
+
+def test_dwell_weighted_profiles_keep_the_event_weights():
+    "A windowed profile with use_value='dwell' holds exactly the dwell-weighted event weights, and sees only its window."
+    sim = simulate_log(n_users=100, n_items=60, n_events=8_000, seed=2)
+    wp = windowed_profiles(sim.events, sim.items, freq="30D", use_value="dwell")
+    assert np.isclose(wp.intensity().sum(), event_weights(sim.events, use_value="dwell").sum())
+    plain = windowed_profiles(sim.events, sim.items, freq="30D")
+    assert not np.allclose(wp.intensity(), plain.intensity())
