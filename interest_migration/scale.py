@@ -579,7 +579,7 @@ def _duckdb(memory_limit: str, # DuckDB's memory limit, e.g. '4GB' (it spills to
 
 # %% ../nbs/03c_scale.ipynb #91093c3c
 def _first_categories(csv: Path, # the CSV
-                      items: pd.DataFrame, # item_id, category (any of its categories), k (its number of distinct categories)
+                      items: pd.DataFrame, # item_id, category (any of its categories), k (2 where it has several categories, else 1)
                      ) -> pd.DataFrame:  # the same frame, items with k > 1 carrying the category of their first row in the file
     "Items seen with several categories keep the first one in file order, as the chunked path does: one pyarrow pass over two columns."
     want = items.loc[items["k"] > 1, "item_id"].to_numpy()
@@ -634,41 +634,66 @@ def _duck_read_to_spill(csv: Path, # Taobao UserBehavior.csv
     last = n - chunksize * ((n - 1) // chunksize)   # rows in the chunked path's last chunk
     if n_bad and (2 * n_bad >= min(chunksize, last) or (parts["n"] == parts["implausible"]).any()):
         raise _DuckUnfit("a chunk could be half implausible, or a partition all implausible")
-    items = con.execute(f"SELECT item_id, min(category) AS category, count(DISTINCT category) AS k FROM {src} GROUP BY item_id").df()
+    items = con.execute(f"SELECT item_id, min(category) AS category, 1 + (max(category) > min(category))::INT AS k FROM {src} GROUP BY item_id").df()
     clashes = int((items["k"] > 1).sum())
     cats = con.execute(f"SELECT DISTINCT category FROM {src}").df()["category"].to_numpy()   # also an item's second category
     if clashes: items = _first_categories(csv, items)
     return {"n": n, "n_bad": n_bad, "items": items[["item_id", "category"]], "clashes": clashes, "categories": cats, "parts": parts,
             "ok": ok, "m": m}
 
-# %% ../nbs/03c_scale.ipynb #4e7ad9b9
+# %% ../nbs/03c_scale.ipynb #1490ac4e
+def _partition_schema() -> pa.Schema:
+    "The arrow schema (with pandas' metadata) of a validated partition, as the chunked path writes it from pandas."
+    return pa.Schema.from_pandas(pd.DataFrame({"user_id": np.array([], np.int64), "item_id": np.array([], np.int64),
+                                               "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+                                               "behavior": pd.Categorical([], categories=list(BEHAVIORS)),
+                                               "category": np.array([], np.int64)}), preserve_index=False)
+
+# %% ../nbs/03c_scale.ipynb #dcd94ebe
+def _duck_partition(con, # a DuckDB cursor (one per thread)
+                    spill: Path, # the partitions from _duck_read_to_spill
+                    part: int, # the partition
+                    out: Path, # folder of the validated partitions
+                    fast: dict, # what _duck_read_to_spill returned
+                    schema: pa.Schema, # from _partition_schema
+                   ) -> tuple:  # (file, rows written, first and last timestamp or None)
+    "One partition: plausible rows sorted in DuckDB by (timestamp, user, item, behaviour, category), exact duplicates (now adjacent) dropped, written."
+    t = con.execute(f"""SELECT user_id, item_id, timestamp, behavior, category FROM read_parquet('{spill}/part={part}/*.parquet')
+        WHERE {fast['ok']} ORDER BY timestamp, user_id, item_id, behavior, category""").to_arrow_table()
+    c = {k: t.column(k).to_numpy() for k in t.column_names}
+    keep = np.ones(len(t), bool)
+    if len(t) > 1: keep[1:] = np.logical_or.reduce([v[1:] != v[:-1] for v in c.values()])   # a row equal to the one before it
+    c = {k: v[keep] for k, v in c.items()}
+    beh = pa.DictionaryArray.from_arrays(pa.array(c["behavior"], pa.int8()), pa.array(list(BEHAVIORS)))
+    ts = c["timestamp"] * fast["m"]
+    table = pa.Table.from_arrays([pa.array(c["user_id"]), pa.array(c["item_id"]), pa.array(ts, pa.timestamp("ns", tz="UTC")), beh,
+                                  pa.array(c["category"])], schema=schema)
+    dest = out / f"partition={part}" / "part-0.parquet"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dest, use_dictionary=["behavior"], compression="lz4")
+    return dest, len(table), (int(ts[0]) if len(ts) else None), (int(ts[-1]) if len(ts) else None)
+
+# %% ../nbs/03c_scale.ipynb #7cd5bf3c
 def _duck_validate(spill: Path, # the partitions from _duck_read_to_spill
                    out: Path, # folder of the validated partitions (`partition=p/part-0.parquet`)
                    fast: dict, # what _duck_read_to_spill returned
                    con, # the DuckDB connection
                    bar, # tqdm bar over rows
+                   num_threads: int = 2, # partitions in flight at once (DuckDB's sort of one overlaps the parquet write of another)
                   ) -> tuple:  # (files, ValidationReport, first and last timestamp)
-    "Per partition: drop implausible times and exact duplicates, sort by (timestamp, user, item, behaviour, category), write the chunked path's parquet."
-    files, n_dup, lo, hi = [], 0, None, None
-    for part, n_in, n_imp in fast["parts"][["part", "n", "implausible"]].itertuples(index=False):
-        t = con.execute(f"""SELECT DISTINCT user_id, item_id, timestamp, behavior, category FROM read_parquet('{spill}/part={part}/*.parquet')
-            WHERE {fast['ok']} ORDER BY timestamp, user_id, item_id, behavior, category""").to_arrow_table()
-        n_dup += int(n_in - n_imp - len(t))
-        ev = pd.DataFrame({"user_id": t.column("user_id").to_numpy(), "item_id": t.column("item_id").to_numpy(),
-                           "timestamp": _utc_from_ns(t.column("timestamp").to_numpy() * fast["m"]),
-                           "behavior": pd.Categorical.from_codes(t.column("behavior").to_numpy(), categories=list(BEHAVIORS)),
-                           "category": t.column("category").to_numpy()})
-        if len(ev):
-            lo = ev["timestamp"].iloc[0] if lo is None else min(lo, ev["timestamp"].iloc[0])
-            hi = ev["timestamp"].iloc[-1] if hi is None else max(hi, ev["timestamp"].iloc[-1])
-        dest = out / f"partition={part}" / "part-0.parquet"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(ev, preserve_index=False), dest, use_dictionary=["behavior"], compression="lz4")
-        files.append(dest)
-        bar.update(int(n_in))
+    "Every partition through _duck_partition; the rows dropped as duplicates are the rows in minus implausible minus written, per partition."
+    from concurrent.futures import ThreadPoolExecutor
+    schema, parts = _partition_schema(), fast["parts"]
+    def one(part, n_in):
+        r = _duck_partition(con.cursor(), spill, part, out, fast, schema)
+        bar.update(int(n_in)); return r
+    with ThreadPoolExecutor(max(1, int(num_threads))) as pool:
+        res = list(pool.map(one, parts["part"].tolist(), parts["n"].tolist()))
     n, n_bad = fast["n"], fast["n_bad"]
+    n_dup = n - n_bad - sum(r[1] for r in res)
+    lo, hi = min(r[2] for r in res if r[2] is not None), max(r[3] for r in res if r[3] is not None)
     dropped = {k: v for k, v in (("duplicates", n_dup), ("implausible_timestamp", n_bad)) if v}
-    return files, ValidationReport("events", n, n - n_dup - n_bad, dropped, {}), lo, hi
+    return [r[0] for r in res], ValidationReport("events", n, n - n_dup - n_bad, dropped, {}), _utc_from_ns(np.array([lo]))[0], _utc_from_ns(np.array([hi]))[0]
 
 # %% ../nbs/03c_scale.ipynb #677658e4
 def _predict_sample(files: list, # validated partitions
@@ -756,7 +781,7 @@ def taobao_pipeline(
         table.rows[-1].update(step=f"read CSV + hash users ({'pyarrow -> DuckDB' if fast else 'chunked'})", events=n_rows,
                               events_per_s=n_rows / table.rows[-1]["seconds"])
         with table.step("validate + write partitions", n_rows), tqdm(total=n_rows, desc="validate", unit="ev", unit_scale=True, disable=quiet) as bar:
-            if fast: files, rev, lo, hi = _duck_validate(work / "spill", work / "events", fast, con, bar)
+            if fast: files, rev, lo, hi = _duck_validate(work / "spill", work / "events", fast, con, bar, num_threads)
             else: files, rev, lo, hi = _validate_partitions(spill, work / "events", bar); rev = _implausible_report(rev, n_bad)
             it, rit = validate_items(items)
             if clashes: rit.notes["items_with_several_categories_first_kept"] = clashes
