@@ -249,6 +249,28 @@ class _ArrowUnfit(Exception):
 # %% ../nbs/00a_readers.ipynb #0cbdacf7
 _ARROW_COMPRESSION = {"gzip": "gzip", "bz2": "bz2", "zstd": "zstd", ".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 
+_TAOBAO_COLUMNS = ("user_id", "item_id", "category", "behavior", "timestamp")  # UserBehavior.csv's columns, in file order (no header)
+
+def _arrow_taobao_reader(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd compressed
+                        ):  # a pyarrow CSV streaming reader: int64 ids and times, text behaviour, pandas' NA strings as nulls
+    "pyarrow's multi-threaded streaming reader of UserBehavior.csv, with the options under which it matches pandas; raises _ArrowUnfit where it cannot."
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    from pandas._libs.parsers import STR_NA_VALUES
+    kind = compression_of(path)
+    comp = _ARROW_COMPRESSION.get(kind if kind != "infer" else Path(path).suffix.lower())
+    if kind == "infer" and Path(path).suffix.lower() in (".xz", ".zip", ".tar") or kind == "xz":
+        raise _ArrowUnfit("compression pyarrow does not stream")
+    ints = {c: pa.int64() for c in _TAOBAO_COLUMNS if c != "behavior"}
+    try:
+        stream = pa.input_stream(str(path), compression=comp)
+        return pacsv.open_csv(stream, read_options=pacsv.ReadOptions(column_names=list(_TAOBAO_COLUMNS), block_size=1 << 24),
+                              convert_options=pacsv.ConvertOptions(column_types=ints | {"behavior": pa.string()},
+                                                                   null_values=sorted(STR_NA_VALUES), strings_can_be_null=True))
+    except (pa.ArrowException, OSError) as e:
+        raise _ArrowUnfit(str(e)) from e
+
+# %% ../nbs/00a_readers.ipynb #5d295f08
 def _arrow_taobao_chunks(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd compressed
                          chunksize: int, # rows per chunk, as the pandas reader's chunks
                          nrows: int | None, # read only the first nrows rows
@@ -256,21 +278,8 @@ def _arrow_taobao_chunks(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd co
     "Raw Taobao chunks (pandas' columns, dtypes and row index) from pyarrow's multi-threaded CSV reader; raises _ArrowUnfit where pandas could differ."
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    from pandas._libs.parsers import STR_NA_VALUES
-    kind = compression_of(path)
-    comp = _ARROW_COMPRESSION.get(kind if kind != "infer" else Path(path).suffix.lower())
-    if kind == "infer" and Path(path).suffix.lower() in (".xz", ".zip", ".tar") or kind == "xz":
-        raise _ArrowUnfit("compression pyarrow does not stream")
-    names = ["user_id", "item_id", "category", "behavior", "timestamp"]
-    ints = {c: pa.int64() for c in names if c != "behavior"}
-    try:
-        stream = pa.input_stream(str(path), compression=comp)
-        reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
-                                convert_options=pacsv.ConvertOptions(column_types=ints | {"behavior": pa.string()},
-                                                                     null_values=sorted(STR_NA_VALUES), strings_can_be_null=True))
-    except (pa.ArrowException, OSError) as e:
-        raise _ArrowUnfit(str(e)) from e
+    reader = _arrow_taobao_reader(path)
+    ints = [c for c in _TAOBAO_COLUMNS if c != "behavior"]
     buf, n_buf, start, left = [], 0, 0, (np.inf if nrows is None else nrows)
 
     def frame(t):  # an arrow table of one chunk -> the pandas chunk

@@ -27,7 +27,8 @@ from scipy.stats import chi2
 from tqdm import tqdm
 
 from .data import BEHAVIORS, DataError, ValidationReport, _utc_from_ns, timestamps_ns, validate_events, validate_items
-from .readers import TAOBAO_BEHAVIORS, _implausible_report, _items_from_pairs, iter_taobao
+from .readers import (TAOBAO_BEHAVIORS, _NS_PER, _ArrowUnfit, _arrow_taobao_reader, _implausible_report, _items_from_pairs,
+                                        iter_taobao, plausible_span)
 from .simulate import _SIM_DIURNAL, category_item_cdf, user_partition
 from .profiles import (WindowedProfiles, _xlogx, detect_migrations, event_weights, merge_profiles, migration_matrix,
                        migration_scores, score_detections, window_edges, windowed_profiles)
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'TAOBAO_SHAPE', 'TAOBAO_BEHAVIOR_SHARES', 'TAOBAO_START', 'taobao_shape', 'PartitionWriter', 'TaobaoLog',
            'write_taobao_log', 'category_codes', 'partition_profiles', 'migration_scores_sparse', 'migration_counts',
            'add_counts', 'detect_migrations_sparse', 'StepTable', 'partition_profiles_file', 'partition_measures',
-           'ScaleRun', 'taobao_pipeline']
+           'user_partition_sql', 'ScaleRun', 'taobao_pipeline']
 
 # %% ../nbs/03c_scale.ipynb #cbc849c8
 TAOBAO_SHAPE = {"events": 100_150_807, "users": 987_994, "items": 4_162_024, "categories": 9_439, "days": 9}  # the public UserBehavior.csv
@@ -505,7 +506,7 @@ def _read_to_spill(csv: Path, # Taobao UserBehavior.csv
                    chunksize: int, # rows per chunk read
                    time_unit: str | None, # unit of the time column
                    bar, # tqdm bar over rows
-                  ) -> tuple:  # (rows read, rows with an implausible time, items frame, items with several categories, partition files)
+                  ) -> tuple:  # (rows read, rows with an implausible time, items frame, items with several categories, partition files, every category)
     "Stream the CSV (pyarrow), map each chunk onto the contract, and append it to user-hashed spill partitions."
     pairs, n_rows, n_bad, buffered = [], 0, 0, 0
     with PartitionWriter(spill, n_partitions) as pw:
@@ -521,8 +522,9 @@ def _read_to_spill(csv: Path, # Taobao UserBehavior.csv
             pw.write(pa.Table.from_pandas(ch, preserve_index=False))
             bar.update(len(ch))
         files = pw.close()
+    cats = pd.concat(pairs, ignore_index=True)["category"].unique()   # the events' categories, also an item's second one
     items, clashes = _items_from_pairs(pairs)
-    return n_rows, n_bad, items, clashes, files
+    return n_rows, n_bad, items, clashes, files, cats
 
 # %% ../nbs/03c_scale.ipynb #161560d0
 def _validate_partitions(spill_files: list, # unvalidated partitions from _read_to_spill
@@ -546,6 +548,152 @@ def _validate_partitions(spill_files: list, # unvalidated partitions from _read_
         f.unlink()
         bar.update(rep.n_in)
     return files, ValidationReport("events", n_in, n_out, dropped, fixed), lo, hi
+
+# %% ../nbs/03c_scale.ipynb #6e07b1a1
+def user_partition_sql(col: str, # a BIGINT column (or SQL expression) of user ids
+                       n_partitions: int, # number of partitions
+                      ) -> str:  # DuckDB SQL: the partition of each id, equal to `user_partition`'s
+    "`user_partition` (splitmix64) as DuckDB SQL: products taken in 128 bits and reduced mod 2^64, as numpy's uint64 arithmetic wraps."
+    mask = "18446744073709551615::UHUGEINT"
+    x = f"(CASE WHEN {col} < 0 THEN ({col}::HUGEINT + 18446744073709551616)::UBIGINT ELSE {col}::UBIGINT END)"
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        x = f"((xor({x}, {x} >> {shift})::UHUGEINT * {mult}::UHUGEINT) & {mask})::UBIGINT"
+    return f"(xor({x}, {x} >> 31) % {int(n_partitions)})::BIGINT"
+
+# %% ../nbs/03c_scale.ipynb #63f1a350
+class _DuckUnfit(Exception):
+    "The DuckDB path cannot give exactly what the chunked path gives for this file: the caller falls back to it."
+
+# %% ../nbs/03c_scale.ipynb #63d5520f
+def _duckdb(memory_limit: str, # DuckDB's memory limit, e.g. '4GB' (it spills to `temp` beyond it)
+            num_threads: int, # DuckDB's threads
+            temp: Path, # its spill folder (created)
+           ):  # a DuckDB connection
+    "A DuckDB connection with bounded memory and threads, spilling to `temp`, without its progress bar."
+    import duckdb
+    temp.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"SET threads={int(num_threads)}; SET memory_limit='{memory_limit}'; SET preserve_insertion_order=false; "
+                f"SET temp_directory='{temp}'; SET enable_progress_bar=false")
+    return con
+
+# %% ../nbs/03c_scale.ipynb #91093c3c
+def _first_categories(csv: Path, # the CSV
+                      items: pd.DataFrame, # item_id, category (any of its categories), k (2 where it has several categories, else 1)
+                     ) -> pd.DataFrame:  # the same frame, items with k > 1 carrying the category of their first row in the file
+    "Items seen with several categories keep the first one in file order, as the chunked path does: one pyarrow pass over two columns."
+    want = items.loc[items["k"] > 1, "item_id"].to_numpy()
+    first = {}
+    for b in _arrow_taobao_reader(csv):
+        it, cat = b.column("item_id").to_numpy(), b.column("category").to_numpy()
+        hit = np.isin(it, want)
+        if not hit.any(): continue
+        u, pos = np.unique(it[hit], return_index=True)   # first row of each wanted item in this batch
+        for i, c in zip(u.tolist(), cat[hit][pos].tolist()): first.setdefault(i, c)
+        if len(first) == len(want): break
+    sel = np.flatnonzero(items["k"].to_numpy() > 1)
+    cat = items["category"].to_numpy().copy()
+    cat[sel] = [first[i] for i in items["item_id"].to_numpy()[sel].tolist()]
+    return items.assign(category=cat)
+
+# %% ../nbs/03c_scale.ipynb #2e253d02
+def _duck_read_to_spill(csv: Path, # Taobao UserBehavior.csv
+                        spill: Path, # folder for the unvalidated user-hashed partitions (`part=p/*.parquet`)
+                        n_partitions: int, # partitions
+                        chunksize: int, # the chunked path's rows per chunk (its wrong-unit check is per chunk)
+                        time_unit: str | None, # unit of the time column (None: seconds)
+                        con, # a DuckDB connection (from _duckdb)
+                        bar, # tqdm bar over rows
+                       ) -> dict:  # n, n_bad (implausible times), items, clashes, categories, parts (rows, implausible per partition), ok (SQL), m (ns per unit)
+    "pyarrow's CSV batches into DuckDB: users hashed to parquet partitions, and the counts validation needs; raises _DuckUnfit where the chunked path must decide."
+    import duckdb
+    unit = time_unit or "s"
+    if unit not in _NS_PER: raise _DuckUnfit(f"unknown time unit {unit!r}")
+    reader = _arrow_taobao_reader(csv)   # raises _ArrowUnfit: the chunked path decides
+    def batches():
+        for b in reader: bar.update(len(b)); yield b
+    con.register("taobao_csv", pa.RecordBatchReader.from_batches(reader.schema, batches()))
+    code = "CASE behavior " + " ".join(f"WHEN '{k}' THEN {BEHAVIORS.index(v)}" for k, v in TAOBAO_BEHAVIORS.items()) + " END::TINYINT"
+    try:
+        con.execute(f"COPY (SELECT user_id, item_id, category, {code} AS behavior, timestamp, {user_partition_sql('user_id', n_partitions)} AS part "
+                    f"FROM taobao_csv) TO '{spill}' (FORMAT parquet, PARTITION_BY (part), COMPRESSION lz4, OVERWRITE_OR_IGNORE)")
+    except (duckdb.Error, pa.ArrowException, OSError) as e:   # pyarrow's parse errors surface here
+        raise _DuckUnfit(str(e).splitlines()[0][:200]) from e
+    finally:
+        con.unregister("taobao_csv")
+    lo, hi = plausible_span()
+    m = _NS_PER[unit]
+    ok = f"(timestamp::DOUBLE >= {lo.value / m!r} AND timestamp::DOUBLE <= {hi.value / m!r})"   # unix_times' float comparison
+    src = f"read_parquet('{spill}/*/*.parquet', hive_partitioning=true)"
+    parts = con.execute(f"""SELECT part, count(*) AS n, count(*) FILTER (WHERE NOT {ok}) AS implausible,
+        count(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL OR category IS NULL OR timestamp IS NULL OR behavior IS NULL) AS bad
+        FROM {src} GROUP BY part ORDER BY part""").df()
+    n, n_bad = int(parts["n"].sum()), int(parts["implausible"].sum())
+    if n == 0: raise _DuckUnfit("no rows")
+    if parts["bad"].sum(): raise _DuckUnfit("missing cells or unknown behaviour labels")
+    last = n - chunksize * ((n - 1) // chunksize)   # rows in the chunked path's last chunk
+    if n_bad and (2 * n_bad >= min(chunksize, last) or (parts["n"] == parts["implausible"]).any()):
+        raise _DuckUnfit("a chunk could be half implausible, or a partition all implausible")
+    items = con.execute(f"SELECT item_id, min(category) AS category, 1 + (max(category) > min(category))::INT AS k FROM {src} GROUP BY item_id").df()
+    clashes = int((items["k"] > 1).sum())
+    cats = con.execute(f"SELECT DISTINCT category FROM {src}").df()["category"].to_numpy()   # also an item's second category
+    if clashes: items = _first_categories(csv, items)
+    return {"n": n, "n_bad": n_bad, "items": items[["item_id", "category"]], "clashes": clashes, "categories": cats, "parts": parts,
+            "ok": ok, "m": m}
+
+# %% ../nbs/03c_scale.ipynb #1490ac4e
+def _partition_schema() -> pa.Schema:
+    "The arrow schema (with pandas' metadata) of a validated partition, as the chunked path writes it from pandas."
+    return pa.Schema.from_pandas(pd.DataFrame({"user_id": np.array([], np.int64), "item_id": np.array([], np.int64),
+                                               "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+                                               "behavior": pd.Categorical([], categories=list(BEHAVIORS)),
+                                               "category": np.array([], np.int64)}), preserve_index=False)
+
+# %% ../nbs/03c_scale.ipynb #dcd94ebe
+def _duck_partition(con, # a DuckDB cursor (one per thread)
+                    spill: Path, # the partitions from _duck_read_to_spill
+                    part: int, # the partition
+                    out: Path, # folder of the validated partitions
+                    fast: dict, # what _duck_read_to_spill returned
+                    schema: pa.Schema, # from _partition_schema
+                   ) -> tuple:  # (file, rows written, first and last timestamp or None)
+    "One partition: plausible rows sorted in DuckDB by (timestamp, user, item, behaviour, category), exact duplicates (now adjacent) dropped, written."
+    t = con.execute(f"""SELECT user_id, item_id, timestamp, behavior, category FROM read_parquet('{spill}/part={part}/*.parquet')
+        WHERE {fast['ok']} ORDER BY timestamp, user_id, item_id, behavior, category""").to_arrow_table()
+    c = {k: t.column(k).to_numpy() for k in t.column_names}
+    keep = np.ones(len(t), bool)
+    if len(t) > 1: keep[1:] = np.logical_or.reduce([v[1:] != v[:-1] for v in c.values()])   # a row equal to the one before it
+    c = {k: v[keep] for k, v in c.items()}
+    beh = pa.DictionaryArray.from_arrays(pa.array(c["behavior"], pa.int8()), pa.array(list(BEHAVIORS)))
+    ts = c["timestamp"] * fast["m"]
+    table = pa.Table.from_arrays([pa.array(c["user_id"]), pa.array(c["item_id"]), pa.array(ts, pa.timestamp("ns", tz="UTC")), beh,
+                                  pa.array(c["category"])], schema=schema)
+    dest = out / f"partition={part}" / "part-0.parquet"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dest, use_dictionary=["behavior"], compression="lz4")
+    return dest, len(table), (int(ts[0]) if len(ts) else None), (int(ts[-1]) if len(ts) else None)
+
+# %% ../nbs/03c_scale.ipynb #7cd5bf3c
+def _duck_validate(spill: Path, # the partitions from _duck_read_to_spill
+                   out: Path, # folder of the validated partitions (`partition=p/part-0.parquet`)
+                   fast: dict, # what _duck_read_to_spill returned
+                   con, # the DuckDB connection
+                   bar, # tqdm bar over rows
+                   num_threads: int = 2, # partitions in flight at once (DuckDB's sort of one overlaps the parquet write of another)
+                  ) -> tuple:  # (files, ValidationReport, first and last timestamp)
+    "Every partition through _duck_partition; the rows dropped as duplicates are the rows in minus implausible minus written, per partition."
+    from concurrent.futures import ThreadPoolExecutor
+    schema, parts = _partition_schema(), fast["parts"]
+    def one(part, n_in):
+        r = _duck_partition(con.cursor(), spill, part, out, fast, schema)
+        bar.update(int(n_in)); return r
+    with ThreadPoolExecutor(max(1, int(num_threads))) as pool:
+        res = list(pool.map(one, parts["part"].tolist(), parts["n"].tolist()))
+    n, n_bad = fast["n"], fast["n_bad"]
+    n_dup = n - n_bad - sum(r[1] for r in res)
+    lo, hi = min(r[2] for r in res if r[2] is not None), max(r[3] for r in res if r[3] is not None)
+    dropped = {k: v for k, v in (("duplicates", n_dup), ("implausible_timestamp", n_bad)) if v}
+    return [r[0] for r in res], ValidationReport("events", n, n - n_dup - n_bad, dropped, {}), _utc_from_ns(np.array([lo]))[0], _utc_from_ns(np.array([hi]))[0]
 
 # %% ../nbs/03c_scale.ipynb #677658e4
 def _predict_sample(files: list, # validated partitions
@@ -604,7 +752,10 @@ def taobao_pipeline(
     sample_users: int = 5_000,  # users in the next-window prediction sample (0: skip the step)
     top_categories: int = 20,  # categories kept as prediction labels
     models: Sequence = ("popularity", "last_window", "logreg"),  # next-window models compared
-    chunksize: int = 4_000_000,  # rows per CSV chunk
+    chunksize: int = 4_000_000,  # rows per CSV chunk (chunked path)
+    engine: str = "auto",  # steps 1-2: 'auto' (pyarrow -> DuckDB where that is exactly the chunked result, else chunked) or 'chunked'
+    memory_limit: str = "4GB",  # DuckDB's memory limit (it spills to work_dir beyond it)
+    num_threads: int = 2,  # DuckDB's threads
     time_unit: str | None = None,  # unit of the time column (default seconds)
     seed: int = 0,  # sample and model seed
     progress: bool | None = None,  # tqdm bars (None: only on a terminal)
@@ -616,17 +767,30 @@ def taobao_pipeline(
     table, quiet = StepTable(), (None if progress is None else not progress)
     for sub in ("spill", "events"): shutil.rmtree(work / sub, ignore_errors=True)
     n_est = max(1, os.path.getsize(csv) // 35)
-    with table.step("read CSV (pyarrow) + hash users", n_est) as st, tqdm(total=n_est, desc="read", unit="ev", unit_scale=True, disable=quiet) as bar:
-        n_rows, n_bad, items, clashes, spill = _read_to_spill(csv, work / "spill", n_partitions, chunksize, time_unit, bar)
-    table.rows[-1].update(events=n_rows, events_per_s=n_rows / table.rows[-1]["seconds"])
-    with table.step("validate + write partitions", n_rows), tqdm(total=n_rows, desc="validate", unit="ev", unit_scale=True, disable=quiet) as bar:
-        files, rev, lo, hi = _validate_partitions(spill, work / "events", bar)
-        rev = _implausible_report(rev, n_bad)
-        it, rit = validate_items(items)
-        if clashes: rit.notes["items_with_several_categories_first_kept"] = clashes
+    if engine not in ("auto", "chunked"): raise ValueError(f"taobao_pipeline: engine must be 'auto' or 'chunked', got {engine!r}")
+    fast, con = None, (_duckdb(memory_limit, num_threads, work / "duckdb-tmp") if engine == "auto" else None)
+    try:
+        with table.step("read CSV + hash users", n_est), tqdm(total=n_est, desc="read", unit="ev", unit_scale=True, disable=quiet) as bar:
+            if con is not None:
+                try: fast = _duck_read_to_spill(csv, work / "spill", n_partitions, chunksize, time_unit, con, bar)
+                except (_DuckUnfit, _ArrowUnfit) as e:
+                    logger.info("taobao_pipeline: %s takes the chunked path (%s)", csv, e)
+                    shutil.rmtree(work / "spill", ignore_errors=True); bar.reset()
+            if fast is None: n_rows, n_bad, items, clashes, spill, all_cats = _read_to_spill(csv, work / "spill", n_partitions, chunksize, time_unit, bar)
+            else: n_rows, n_bad, items, clashes, all_cats = fast["n"], fast["n_bad"], fast["items"], fast["clashes"], fast["categories"]
+        table.rows[-1].update(step=f"read CSV + hash users ({'pyarrow -> DuckDB' if fast else 'chunked'})", events=n_rows,
+                              events_per_s=n_rows / table.rows[-1]["seconds"])
+        with table.step("validate + write partitions", n_rows), tqdm(total=n_rows, desc="validate", unit="ev", unit_scale=True, disable=quiet) as bar:
+            if fast: files, rev, lo, hi = _duck_validate(work / "spill", work / "events", fast, con, bar, num_threads)
+            else: files, rev, lo, hi = _validate_partitions(spill, work / "events", bar); rev = _implausible_report(rev, n_bad)
+            it, rit = validate_items(items)
+            if clashes: rit.notes["items_with_several_categories_first_kept"] = clashes
+    finally:
+        if con is not None: con.close()
+        shutil.rmtree(work / "duckdb-tmp", ignore_errors=True)
     shutil.rmtree(work / "spill", ignore_errors=True)
     edges = window_edges(pd.Series([lo, hi]), freq)
-    cats = pd.Index(np.unique(it["category"].to_numpy()).astype(str), name="category").sort_values()
+    cats = pd.Index(np.unique(np.r_[it["category"].to_numpy(), all_cats]).astype(str), name="category").sort_values()   # every event's category
     n = rev.n_out
     res = _profiles_and_measures(files, edges, cats, client, table, n, quiet)
     score = score_detections(res["detections"], truth, tolerance=freq) if truth is not None else None
