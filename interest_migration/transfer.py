@@ -13,12 +13,11 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import clone
 
-from .data import Split, user_cold_start_split
+from .data import Split, need_columns, need_frame, user_cold_start_split
 from .metrics import bootstrap_ci, js_divergence, paired_bootstrap
 from .ranking import ranking_metrics
 from .recommender import evaluate_recommender
 from .profiles import event_weights
-from .data import need_columns, need_frame
 from .segments import row_normalize, user_rows
 from .segmenters import RuleSegmenter, first_events
 
