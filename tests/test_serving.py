@@ -251,17 +251,33 @@ def _short_load(served, seconds, clients=8):
     try:
         users, items = served["sim"].users["user_id"].to_numpy(), served["sim"].items["item_id"].to_numpy()
         tab, raw, acked = load_test(f"http://127.0.0.1:{port}", users, items, clients=clients, seconds=seconds, batch=50)
+        import httpx
+        scrapes = [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text for _ in range(6)]
     finally:
         stop_server(proc)
     st = open_store(db); stored = st.n_events() - n0; st.close()
-    return tab, raw, acked, stored
+    return tab, raw, acked, stored, scrapes
+
+
+def _metric_sum(text: str, name: str, **labels) -> float:
+    "Sum of the samples `name` whose labels include `labels`, in a Prometheus text scrape."
+    from prometheus_client.parser import text_string_to_metric_families
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def test_load_short_no_5xx_exactly_once(served):
     "A few seconds of 8 clients against uvicorn --workers 2: no 5xx, every acknowledged event stored exactly once."
-    tab, raw, acked, stored = _short_load(served, seconds=3)
+    tab, raw, acked, stored, scrapes = _short_load(served, seconds=3)
     assert (raw["status"] >= 500).sum() == 0 and (raw["status"] < 0).sum() == 0, tab
     assert acked > 0 and stored == acked, (acked, stored)
+    # /metrics sums both workers (prometheus multiprocess mode): every scrape, whichever worker answers, counts every request
+    n_recs = int((raw["route"] == "/users/{user}/recommendations").sum())
+    for text in scrapes:
+        assert _metric_sum(text, "im_requests_total", route="/users/{user_id}/recommendations") == n_recs, text[:2000]
+        assert _metric_sum(text, "im_request_seconds_count", route="/users/{user_id}/recommendations") == n_recs
+        assert _metric_sum(text, "im_events_ingested_total") == acked
+    assert len({_metric_sum(t, "im_requests_total", route="/metrics") for t in scrapes}) == len(scrapes)   # scrapes counted too
 
 
 def test_crash_kill9_every_acknowledged_event_once(served):
