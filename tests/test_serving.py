@@ -21,6 +21,7 @@ from interest_migration.model_export import top_k
 from interest_migration.model_export import load_serving_model, mlp_to_onnx, onnx_parity, ort_session, sequence_to_onnx
 from interest_migration.serve_bench import crash_test, free_port, load_test, start_server, stop_server
 from interest_migration.store import open_store  # noqa: E402
+from pg import pg_server, pg_url  # noqa: E402,F401  (fixtures: a real PostgreSQL server, tests/pg.py)
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -352,3 +353,31 @@ def test_impressions_written_off_path_and_on_shutdown(served, tmp_path):
     got = st.impressions()
     assert got["request_id"].isin(ids).sum() == 9
     st.close()
+
+
+def test_service_survives_terminated_pg_backends(served, pg_url):
+    "pg_terminate_backend on every connection of the service: the next requests succeed; no acknowledged event is lost."
+    import psycopg
+    app = make_app(served["folder"], pg_url, token=TOKEN)
+    c, batch = TestClient(app), served["batch"]
+    acked = c.post("/events", json={"events": batch[:40]}, headers=AUTH).json()["stored"]
+    assert c.get("/users/1/recommendations").status_code == 200
+    app.state.service.flush()
+    def terminate_all(at_least=1):
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            n = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert n >= at_least                     # connections not used since the last kill are already gone
+    terminate_all(at_least=4)                    # the write, read, recommendations and impression connections
+    r = c.get("/users/1/recommendations")
+    assert r.status_code == 200 and len(r.json()["items"]) == 10
+    assert c.get("/users/1/interests").status_code == 200
+    terminate_all()
+    r = c.post("/events", json={"events": batch[40:]}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    acked += r.json()["stored"]
+    terminate_all()
+    assert app.state.service.flush() >= 0                  # the impression writer reconnects too
+    st = open_store(pg_url)
+    assert acked == len(batch) and st.n_events() == len(batch) and len(st.impressions()) == 20
+    st.close(); app.state.service.close()
