@@ -434,13 +434,14 @@ def _cmd_export(a):
 # %% ../nbs/13_cli.ipynb #9e49da69
 def _cmd_serve(a):
     import uvicorn
-    from interest_migration.serving import ENV_DB, ENV_MODELS, ENV_POLICY, ENV_TOKEN
+    from interest_migration.serving import ENV_DB, ENV_MODELS, ENV_POLICY, ENV_TOKEN, multiprocess_metrics_env
     from interest_migration.model_export import load_serving_model
     from interest_migration.store import open_store
     sm = load_serving_model(a.models)            # a clear error now rather than in every worker
     open_store(a.db).close()
     os.environ.update({ENV_MODELS: str(Path(a.models).resolve()), ENV_DB: a.db, ENV_POLICY: a.policy})
     if a.token: os.environ[ENV_TOKEN] = a.token
+    multiprocess_metrics_env(os.environ, a.workers)   # /metrics sums every worker
     print(f"serving {sm.version} from {a.models} on http://{a.host}:{a.port} ({a.workers} worker(s), store {a.db})", flush=True)
     uvicorn.run("interest_migration.serving:app_from_env", factory=True, host=a.host, port=a.port, workers=a.workers,
                 timeout_worker_healthcheck=120, log_level="warning" if a.log_level != "verbose" else "info")

@@ -20,7 +20,7 @@ from .sequence import RunOptions, sequence_split
 from .neural import SASRec
 from .segments import SegmentPopularity
 from .store import open_store
-from .serving import ENV_DB, ENV_MODELS, ENV_TOKEN, _jsonable
+from .serving import ENV_DB, ENV_MODELS, ENV_TOKEN, _jsonable, multiprocess_metrics_env
 from .model_export import _ScoreNet, export_model, ort_scores, ort_session, random_sequences
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def start_server(
     import subprocess, sys, httpx
     env = {**os.environ, ENV_MODELS: str(models), ENV_DB: db, "PYTHONUNBUFFERED": "1"}
     if token: env[ENV_TOKEN] = token
+    multiprocess_metrics_env(env, workers)   # /metrics sums the workers
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "interest_migration.serving:app_from_env", "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
            "--timeout-worker-healthcheck", "120"]

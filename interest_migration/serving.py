@@ -41,10 +41,10 @@ from .recommender import ModelFileError, make_manifest, write_manifest, read_man
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'Id', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'encode_events', 'rank_from_events', 'path_id',
-           'Event', 'EventBatch', 'UserAttributes', 'Reload', 'UserEventCache', 'rank_codes', 'ImpressionWriter',
-           'events_frame', 'user_interests', 'recommend_user', 'make_app', 'train_serving_model', 'retrain_from_store',
-           'app_from_env']
+__all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'encode_events',
+           'rank_from_events', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload', 'UserEventCache',
+           'rank_codes', 'ImpressionWriter', 'events_frame', 'user_interests', 'recommend_user',
+           'multiprocess_metrics_env', 'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #2f154539
 def encode_events(
@@ -300,8 +300,9 @@ class _Service:
         self.requests = Counter("im_requests", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r)
         self.latency = Histogram("im_request_seconds", "Request latency by route", ["route"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
-        self.model_info = Gauge("im_model_info", "The model version being served (value 1)", ["version"], registry=r)
-        self.events_stored = Gauge("im_events_stored", "Events in the store", registry=r)
+        self.model_info = Gauge("im_model_info", "The model version being served (value 1)", ["version"], registry=r,
+                                multiprocess_mode="max")   # across workers: 1 while any worker serves it
+        self.events_stored = Gauge("im_events_stored", "Events in the store", registry=r, multiprocess_mode="max")
         self.events_ingested = Counter("im_events_ingested", "Events newly stored by this process", registry=r)
         self.model_info.labels(self.model.version).set(1)
         self.profiles, self.profiles_model, self.profiles_lock = None, None, threading.Lock()
@@ -580,6 +581,28 @@ def _install_user_routes(app, svc: _Service):
             raise HTTPException(404, f"item {iid!r} has no tags in this model folder")
         return {"item_id": iid, "tags": sm.tags[iid]}
 
+# %% ../nbs/11b_serving.ipynb #8c1a85b0
+ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode reads this when it is imported
+
+def multiprocess_metrics_env(env: dict,  # the environment the workers will inherit (changed in place)
+                             workers: int,  # uvicorn worker processes
+                            ) -> dict:  # env
+    "For more than one worker: a fresh, empty PROMETHEUS_MULTIPROC_DIR in env, so /metrics sums every worker."
+    import tempfile
+    if int(workers) > 1 and not env.get(ENV_METRICS_DIR):
+        env[ENV_METRICS_DIR] = tempfile.mkdtemp(prefix="im-metrics-")
+    return env
+
+# %% ../nbs/11b_serving.ipynb #beac4286
+def _exposed_registry(svc: _Service):
+    "This worker's registry, or, in multiprocess mode, a registry collecting every worker's files."
+    if not os.environ.get(ENV_METRICS_DIR):
+        return svc.registry
+    from prometheus_client import CollectorRegistry, multiprocess
+    reg = CollectorRegistry()
+    multiprocess.MultiProcessCollector(reg)
+    return reg
+
 # %% ../nbs/11b_serving.ipynb #7bad1b8f
 def _install_admin_routes(app, svc: _Service):
     "GET /health, GET /metrics, POST /admin/reload."
@@ -596,7 +619,7 @@ def _install_admin_routes(app, svc: _Service):
         "Prometheus text format: requests and latency per route, model version, events stored."
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         svc.events_stored.set(svc.reader.n_events())
-        return Response(generate_latest(svc.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_exposed_registry(svc)), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", dependencies=[Depends(_auth(svc))])
     def reload(req: Optional[Reload] = Body(None)) -> dict:
@@ -609,7 +632,7 @@ def _install_admin_routes(app, svc: _Service):
                 raise HTTPException(409, f"reload refused, still serving {svc.model.version}: {str(e).splitlines()[0]}")
             old, svc.cache, svc.model = svc.model, UserEventCache(new), new
             svc.models_dir = folder
-            svc.model_info.clear(); svc.model_info.labels(new.version).set(1)
+            svc.model_info.labels(old.version).set(0); svc.model_info.clear(); svc.model_info.labels(new.version).set(1)
         logger.info("reloaded %s -> %s", old.version, new.version)
         return {"model_version": new.version, "previous": old.version, "folder": str(folder)}
 

@@ -72,13 +72,25 @@ def _sql(self: EventStore, sql: str) -> str:
     "The statement in this backend's parameter style (`?` for sqlite3, `%s` for psycopg)."
     return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
 
+# %% ../nbs/11a_store.ipynb #21f1bfe3
+@patch
+def _reconnecting(self: EventStore, fn):
+    "fn(); on PostgreSQL, when the connection turns out to be lost, reconnect and call fn() once more."
+    try:
+        return fn()
+    except Exception as e:
+        if self.dialect != "postgresql" or not (self.conn.closed or self.conn.broken):
+            raise
+        logger.warning("%s: connection lost (%s); reconnecting", self.url, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        self.conn = _pg_connect(self.url)
+        return fn()
+
 # %% ../nbs/11a_store.ipynb #18fe217c
 @patch
 def _all(self: EventStore, sql: str, params=()) -> list:
     "Run a query and return all rows."
     with self._lock:
-        cur = self.conn.execute(self._sql(sql), params)
-        return cur.fetchall()
+        return self._reconnecting(lambda: self.conn.execute(self._sql(sql), params).fetchall())
 
 # %% ../nbs/11a_store.ipynb #cb37f0f0
 @patch
@@ -95,6 +107,7 @@ def _tx(self: EventStore):
                 raise
             self.conn.execute("COMMIT")
         else:
+            self._reconnecting(lambda: self.conn.execute("SELECT 1"))   # a lost connection is found before the transaction, not in it
             with self.conn.transaction():
                 self.conn.execute("SELECT pg_advisory_xact_lock(7171)")  # one writer at a time, as SQLite: seq order is commit order
                 yield self.conn

@@ -21,6 +21,7 @@ from interest_migration.model_export import top_k
 from interest_migration.model_export import load_serving_model, mlp_to_onnx, onnx_parity, ort_session, sequence_to_onnx
 from interest_migration.serve_bench import crash_test, free_port, load_test, start_server, stop_server
 from interest_migration.store import open_store  # noqa: E402
+from pg import pg_server, pg_url  # noqa: E402,F401  (fixtures: a real PostgreSQL server, tests/pg.py)
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -251,17 +252,33 @@ def _short_load(served, seconds, clients=8):
     try:
         users, items = served["sim"].users["user_id"].to_numpy(), served["sim"].items["item_id"].to_numpy()
         tab, raw, acked = load_test(f"http://127.0.0.1:{port}", users, items, clients=clients, seconds=seconds, batch=50)
+        import httpx
+        scrapes = [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text for _ in range(6)]
     finally:
         stop_server(proc)
     st = open_store(db); stored = st.n_events() - n0; st.close()
-    return tab, raw, acked, stored
+    return tab, raw, acked, stored, scrapes
+
+
+def _metric_sum(text: str, name: str, **labels) -> float:
+    "Sum of the samples `name` whose labels include `labels`, in a Prometheus text scrape."
+    from prometheus_client.parser import text_string_to_metric_families
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def test_load_short_no_5xx_exactly_once(served):
     "A few seconds of 8 clients against uvicorn --workers 2: no 5xx, every acknowledged event stored exactly once."
-    tab, raw, acked, stored = _short_load(served, seconds=3)
+    tab, raw, acked, stored, scrapes = _short_load(served, seconds=3)
     assert (raw["status"] >= 500).sum() == 0 and (raw["status"] < 0).sum() == 0, tab
     assert acked > 0 and stored == acked, (acked, stored)
+    # /metrics sums both workers (prometheus multiprocess mode): every scrape, whichever worker answers, counts every request
+    n_recs = int((raw["route"] == "/users/{user}/recommendations").sum())
+    for text in scrapes:
+        assert _metric_sum(text, "im_requests_total", route="/users/{user_id}/recommendations") == n_recs, text[:2000]
+        assert _metric_sum(text, "im_request_seconds_count", route="/users/{user_id}/recommendations") == n_recs
+        assert _metric_sum(text, "im_events_ingested_total") == acked
+    assert len({_metric_sum(t, "im_requests_total", route="/metrics") for t in scrapes}) == len(scrapes)   # scrapes counted too
 
 
 def test_crash_kill9_every_acknowledged_event_once(served):
@@ -336,3 +353,31 @@ def test_impressions_written_off_path_and_on_shutdown(served, tmp_path):
     got = st.impressions()
     assert got["request_id"].isin(ids).sum() == 9
     st.close()
+
+
+def test_service_survives_terminated_pg_backends(served, pg_url):
+    "pg_terminate_backend on every connection of the service: the next requests succeed; no acknowledged event is lost."
+    import psycopg
+    app = make_app(served["folder"], pg_url, token=TOKEN)
+    c, batch = TestClient(app), served["batch"]
+    acked = c.post("/events", json={"events": batch[:40]}, headers=AUTH).json()["stored"]
+    assert c.get("/users/1/recommendations").status_code == 200
+    app.state.service.flush()
+    def terminate_all(at_least=1):
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            n = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert n >= at_least                     # connections not used since the last kill are already gone
+    terminate_all(at_least=4)                    # the write, read, recommendations and impression connections
+    r = c.get("/users/1/recommendations")
+    assert r.status_code == 200 and len(r.json()["items"]) == 10
+    assert c.get("/users/1/interests").status_code == 200
+    terminate_all()
+    r = c.post("/events", json={"events": batch[40:]}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    acked += r.json()["stored"]
+    terminate_all()
+    assert app.state.service.flush() >= 0                  # the impression writer reconnects too
+    st = open_store(pg_url)
+    assert acked == len(batch) and st.n_events() == len(batch) and len(st.impressions()) == 20
+    st.close(); app.state.service.close()

@@ -433,3 +433,29 @@ def test_bench_store_counts_what_it_stored(url):
     s = open_store(url)
     assert s.n_events() == 4_000          # fresh event ids per run: the second run is not swallowed as duplicates
     s.close()
+
+
+# ---- PostgreSQL: a lost connection ----------------------------------------------------------------------------------
+def _terminate(url, store):
+    "End the store's backend from another connection, as an administrator would (pg_terminate_backend)."
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.info.backend_pid,)).fetchone()[0]
+
+
+def test_pg_reconnects_after_terminated_backend(pg_url):
+    "A read and a write after pg_terminate_backend succeed on a new connection; no acknowledged event is lost or doubled."
+    s = open_store(pg_url)
+    ev = _log(300).assign(event_id=[f"r{i}" for i in range(300)])
+    assert s.add_events(ev.iloc[:100])["stored"] == 100
+    pid = s.conn.info.backend_pid
+    _terminate(pg_url, s)
+    assert s.n_events() == 100 and s.conn.info.backend_pid != pid           # the read reconnected
+    _terminate(pg_url, s)
+    assert s.add_events(ev.iloc[100:])["stored"] == 200                     # the write reconnected before its transaction
+    _terminate(pg_url, s)
+    assert s.add_events(ev.iloc[50:150]) == {"received": 100, "stored": 0, "duplicates": 100}
+    other = open_store(pg_url)
+    back = s.events()
+    assert len(back) == 300 and back.equals(other.events())
+    s.close(); other.close()
