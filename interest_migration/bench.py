@@ -38,11 +38,11 @@ from .sequence import (CoOccurrence, Popularity, RunOptions, SequenceSplit, defa
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'RECBOLE_DIR', 'SASREC_VARIANTS', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate',
+__all__ = ['logger', 'RECBOLE_DIR', 'SASREC_VARIANTS', 'SASREC_FAST', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate',
            'reference_ranking_metrics', 'bench_metrics', 'report_metrics', 'bench_metrics_peer', 'report_metrics_peer',
            'reference_migration', 'bench_profiles', 'report_profiles', 'bench_tagging', 'report_tagging',
            'read_recbole_json', 'time_to_reach', 'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits',
-           'bench_sasrec_variants', 'report_sasrec_variants']
+           'bench_sasrec_variants', 'report_sasrec_variants', 'bench_sequence_fast', 'report_sequence_fast']
 
 # %% ../nbs/12_bench.ipynb #1f0cd236
 def _rss_bytes() -> int:
@@ -774,3 +774,29 @@ def report_sasrec_variants(tab: pd.DataFrame,  # what `bench_sasrec_variants` re
                      f"(at {r['best_s']:.0f} s), "
                      f"{r['cpu_s']:.0f} s CPU, {r['wall_s']:.0f} s wall (load {r['load_1min']:.1f}){verdict}")
     return "\n".join(lines)
+
+# %% ../nbs/12_bench.ipynb #7bc24ad1
+SASREC_FAST = {"lr_schedule": "cosine", "learning_rate": 5e-3, "warmup_epochs": 1.0, "max_epochs": 15, "patience": 3}  # SASRec settings that converge fast
+
+# %% ../nbs/12_bench.ipynb #800cba13
+def bench_sequence_fast(
+    quick: bool = False,  # 2 epochs and 200 resamples: a smoke run of the command
+    num_threads: int | None = None,  # torch threads (None: torch's default, all cores)
+    split: SequenceSplit | None = None,  # data (default: MovieLens-100K's sequence_split)
+) -> pd.DataFrame:  # bench_sasrec_variants' one-row table
+    "SASRec with `SASREC_FAST` trained to its early stop: epochs, best epoch, wall and CPU seconds, test NDCG@10 [CI]."
+    v = {"SASRec, SASREC_FAST": SASREC_FAST | ({"max_epochs": 2} if quick else {})}
+    return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000)
+
+# %% ../nbs/12_bench.ipynb #729c50af
+def report_sequence_fast(tab: pd.DataFrame,  # what `bench_sequence_fast` returned
+                         seconds: float = 60.0,  # the wall-time target of the early-stopped fit
+                         ndcg: float = 0.10,  # the test NDCG@10 target
+                        ) -> str:  # the row and the two verdicts as text
+    "bench_sequence_fast's row with the two verdicts: early-stopped within `seconds`, test NDCG@10 >= `ndcg`."
+    r = tab.iloc[0]
+    return "\n".join([report_sasrec_variants(tab).splitlines()[1],
+        f"early-stopped after {r['epochs']} epochs (best {r['best_epoch']}) in {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s process CPU, "
+        f"load average {r['load_1min']:.2f} at the start, {os.getloadavg()[0]:.2f} now: under {seconds:.0f} s "
+        f"{'met' if r['wall_s'] < seconds else 'NOT met'}; test NDCG@10 {r['test_ndcg@10']:.4f} >= {ndcg}: "
+        f"{'met' if r['test_ndcg@10'] >= ndcg else 'NOT met'}"])

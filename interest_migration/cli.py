@@ -23,7 +23,8 @@ from .neural import SASRec
 from .recommender import ModelFileError
 from .demo import (CLIError, category_column, first_line, load_data, migration_step, next_window_step,
                                      profile_window, run_demo, sequence_step, summarize, tagging_step, transfer_step)
-from .bench import (bench_bandits, bench_metrics, bench_profiles, bench_sequence, bench_simulate,
+from .bench import (bench_sequence_fast, report_sequence_fast, bench_bandits, bench_metrics,
+                                      bench_profiles, bench_sequence, bench_simulate,
                                       bench_tagging, report_bandits, report_metrics, report_profiles, report_sequence,
                                       report_simulate, report_tagging, bench_metrics_peer, report_metrics_peer)
 from .bench_scale import bench_sequence_scale, report_sequence_scale, cli_taobao
@@ -58,6 +59,7 @@ BENCHES = {
         n_events=events or (1_000_000 if quick else 10_000_000), n_items=items or (100_000 if quick else 1_000_000)))),
     "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
     "taobao": lambda quick, events=None, dask_workers=0: cli_taobao(quick, events=events, dask_workers=dask_workers),
+    "sequence-fast": lambda quick: print(report_sequence_fast(bench_sequence_fast(quick))),
 }
 
 # %% ../nbs/13_cli.ipynb #964e7379
