@@ -229,9 +229,9 @@ def category_codes(values, # the events' categories (ints or text)
         if not np.isnan(ids).any() and (ids == np.round(ids)).all():
             ids = ids.astype(np.int64)
             order = np.argsort(ids)
-            pos = np.minimum(np.searchsorted(ids, v, sorter=order), len(ids) - 1)
-            code = order[pos]
-            return np.where(ids[code] == v, code, -1)
+            sid = ids[order]   # a contiguous sorted copy: searchsorted with `sorter=` is several times slower
+            pos = np.minimum(np.searchsorted(sid, v), len(ids) - 1)
+            return np.where(sid[pos] == v, order[pos], -1)
     return categories.get_indexer(pd.Series(v).astype(str))
 
 # %% ../nbs/03c_scale.ipynb #eb8fdb24
