@@ -256,9 +256,49 @@ def _sort_events(df: pd.DataFrame) -> tuple:
     order = np.lexsort((ukey, t))
     return df.iloc[order], int((order != np.arange(len(order))).sum())
 
+# %% ../nbs/00_data.ipynb #d77dbbb6
+def _query_column(s: pd.Series, # the optional `query` column: the text a user searched for
+                  frame: pd.DataFrame, # the whole table, to show offending rows
+                 ) -> pd.Series: # object column of str, None where missing
+    "Check query texts: str or missing; raises DataError naming the first row that holds anything else."
+    s = s.astype(object)
+    missing = s.isna().to_numpy()
+    bad = ~missing & ~s.map(lambda v: isinstance(v, str)).to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(f"events: column 'query' row {first} holds {s.iloc[first]!r} ({type(s.iloc[first]).__name__}); "
+                        "a query must be text (str) or missing. " + _show(frame, bad))
+    return s.where(~missing, None)
+
+
+# %% ../nbs/00_data.ipynb #703230f0
+def _search_notes(df: pd.DataFrame, # a validated log
+                 ) -> dict: # what is worth knowing about its searches (only counts above zero)
+    "Counts of item-less searches, searches without query text and queries on rows that are not searches."
+    search = (df["behavior"] == "search").to_numpy()
+    out = {"search_without_item": int((search & df["item_id"].isna().to_numpy()).sum())}
+    if "query" in df.columns:
+        blank = df["query"].map(lambda v: v is None or not v.strip()).to_numpy()
+        out.update(search_without_query=int((search & blank).sum()), query_on_other_behavior=int((~search & ~blank).sum()))
+    return {k: v for k, v in out.items() if v}
+
+
+# %% ../nbs/00_data.ipynb #c438a26b
+def _store_item_ids(s: pd.Series, # item ids checked by `_id_column`, missing on search rows
+                    how, # False (keep), 'int64' or 'text', as `_id_column` said
+                   ) -> tuple: # (column, what was done: None or a report key)
+    "Item ids of a log with item-less searches: integers as nullable Int64, text as object with None; never rounded."
+    miss = s.isna().to_numpy()
+    if how == "int64" or (how is False and pd.api.types.is_integer_dtype(s.dtype)):
+        return s.astype("Int64"), "cast_to_nullable_Int64"
+    out = pd.Series(np.full(len(s), None, dtype=object), index=s.index)
+    out[~miss] = _store_ids(s[~miss], how).to_numpy(dtype=object) if how else s[~miss].to_numpy(dtype=object)
+    return out, ("beyond_int64_kept_as_text" if how == "text" else None)
+
+
 # %% ../nbs/00_data.ipynb #2bd8baa2
 def validate_events(
-    events: pd.DataFrame,  # interaction log: user_id, item_id, timestamp, behavior (+ optional value, extra columns kept)
+    events: pd.DataFrame,  # interaction log: user_id, item_id, timestamp, behavior (+ optional value, query, extra columns kept)
     behaviors: tuple = BEHAVIORS,  # allowed behaviour labels, in category order
 ) -> tuple:  # (clean copy sorted by timestamp then user_id, ValidationReport)
     "Check a log against the data contract; return a clean copy and a report of every fix and drop."
@@ -278,7 +318,9 @@ def validate_events(
     if "value" in df.columns:
         df["value"], cast_v = _numeric_column(df["value"], "events", "value", events)
         if cast_v: fixed["value_cast_to_float64"] = int(df["value"].notna().sum())
-    gone = miss_u | miss_i
+    itemless = miss_i & (beh == "search").to_numpy()   # a search needs no item; any other row does
+    if "query" in df.columns: df["query"] = _query_column(df["query"], events)
+    gone = miss_u | (miss_i & ~itemless)
     for reason, miss in (("missing_id", gone), ("missing_timestamp", miss_t & ~gone), ("missing_behavior", miss_b & ~gone & ~miss_t)):
         if miss.any(): dropped[reason] = int(miss.sum())
     keep = ~(gone | miss_t | miss_b)
@@ -286,7 +328,10 @@ def validate_events(
     if len(df) == 0:
         raise ValueError(f"events: no rows left after dropping rows with missing fields {dropped}")
     for col, cast in (("user_id", cast_u), ("item_id", cast_i)):
-        if cast:
+        if col == "item_id" and df[col].isna().any():   # searches without an item: the gaps stay missing, the ids exact
+            df[col], how = _store_item_ids(df[col], cast)
+            if how: fixed[f"item_id_{how}"] = int(df[col].notna().sum())
+        elif cast:
             df[col] = _store_ids(df[col], cast)
             fixed[f"{col}_cast_to_int64" if cast == "int64" else f"{col}_beyond_int64_kept_as_text"] = len(df)
     dup = _duplicated(df)
@@ -296,7 +341,8 @@ def validate_events(
     df, moved = _sort_events(df)
     if moved: fixed["rows_reordered"] = moved
     df = df.reset_index(drop=True)
-    return df, ValidationReport("events", n_in, len(df), dropped, fixed)
+    notes = _search_notes(df)
+    return df, ValidationReport("events", n_in, len(df), dropped, fixed, notes)
 
 # %% ../nbs/00_data.ipynb #00b808e9
 def _validate_side(df: pd.DataFrame, # a user or item table

@@ -20,7 +20,7 @@ from .data import (BEHAVIORS, Dataset, ValidationReport, _utc_from_ns, timestamp
 # %% auto #0
 __all__ = ['SIM_CATEGORIES', 'SIM_WORDS', 'SIM_GENERIC_WORDS', 'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL',
            'SIM_CHURN', 'SIM_SIDE_SIGNAL', 'sim_categories', 'SimTruth', 'SimulatedLog', 'category_item_cdf',
-           'user_partition', 'simulate_log', 'read_simulated', 'plant_side_signal']
+           'user_partition', 'simulate_log', 'read_simulated', 'SimSearchTruth', 'add_searches', 'plant_side_signal']
 
 # %% ../nbs/00b_simulate.ipynb #50cbae25
 SIM_CATEGORIES = ("electronics", "books", "fashion", "home", "beauty", "sports", "toys", "grocery",
@@ -422,6 +422,69 @@ def read_simulated(
                      pd.read_parquet(out / "truth_migrations.parquet"), params)
     return SimulatedLog(ev, us, pd.read_parquet(out / "items.parquet"), f"simulated(seed={params['seed']})",
                         {"events": rev}, truth, str(out))
+
+# %% ../nbs/00b_simulate.ipynb #cf5fe1f7
+@dataclass(eq=False)
+class SimSearchTruth(SimTruth):
+    "The planted truth of a simulated log with searches: `SimTruth` plus the true category of every search."
+    searches: pd.DataFrame | None = None  # one row per search: user_id, timestamp, query, category (the planted one)
+
+# %% ../nbs/00b_simulate.ipynb #27e06d69
+def _query_text(words: np.ndarray, # categories x 8 title words
+                cat: np.ndarray, # category code of each search
+                k: np.ndarray, # number of category words of each search
+                generic: np.ndarray, # generic word (or None) of each search
+                rng: np.random.Generator, # the searches' random generator
+               ) -> np.ndarray: # one query string per search
+    "Queries of k distinct category words (in random order), a generic word in front where one was drawn."
+    pick = np.argsort(rng.random((len(cat), words.shape[1])), axis=1)[:, :int(k.max())]   # distinct word slots
+    parts = pd.DataFrame({j: np.where(j < k, words[cat, pick[:, j]], None) for j in range(pick.shape[1])})
+    parts.insert(0, "g", generic)
+    return parts.apply(lambda col: col.fillna("")).agg(" ".join, axis=1).str.split().str.join(" ").to_numpy(dtype=object)
+
+# %% ../nbs/00b_simulate.ipynb #ac288506
+def add_searches(
+    sim: SimulatedLog,  # a `simulate_log` result held in memory (not written with out_dir)
+    rate: float = 0.2,  # searches per item event, on average
+    seed: int = 0,  # seed of the searches (the item events stay as they are)
+    lead: str | pd.Timedelta = "0D",  # a search reflects the interests the user has this much later (0: current interests)
+    n_words: tuple = (1, 3),  # fewest and most category words in a query (inclusive)
+    generic_share: float = 0.3,  # chance that a query also carries one generic word (no category signal)
+    gap: str | pd.Timedelta = "30min",  # mean time between a search and the event it precedes (exponential)
+) -> SimulatedLog:  # the log with `search` rows (item_id missing, a `query`); truth.searches has their true category
+    "Add search events whose words come from each user's interests at the time (planted truth: the category searched)."
+    if sim.events is None: raise ValueError("add_searches: the log was written to disk (out_dir); read it with read_simulated first")
+    if "search" in set(sim.events["behavior"].unique()): raise ValueError("add_searches: the log already holds search events")
+    if not rate > 0: raise ValueError(f"add_searches: rate must be > 0, got {rate}")
+    lo, hi = int(n_words[0]), int(n_words[1])
+    if not 1 <= lo <= hi <= 8: raise ValueError(f"add_searches: n_words must satisfy 1 <= low <= high <= 8, got {n_words}")
+    if not 0 <= generic_share <= 1: raise ValueError(f"add_searches: generic_share must be in [0, 1], got {generic_share}")
+    rng, ev, truth = np.random.default_rng([seed, 7]), sim.events, sim.truth
+    n = max(1, int(round(rate * len(ev))))
+    anchor = rng.integers(0, len(ev), n)
+    start = to_utc(truth.params["start"]).value
+    t = np.maximum(timestamps_ns(ev["timestamp"])[anchor] - rng.exponential(pd.Timedelta(gap).value, n).astype(np.int64), start)
+    uid = ev["user_id"].to_numpy()[anchor]
+    row = truth.mixture_before.index.get_indexer(uid)
+    mig = np.full(len(truth.mixture_before), np.iinfo(np.int64).max)
+    mig[truth.mixture_before.index.get_indexer(truth.migrations["user_id"])] = timestamps_ns(truth.migrations["time"])
+    moved = t + pd.Timedelta(lead).value >= mig[row]
+    mix = np.where(moved[:, None], truth.mixture_after.to_numpy()[row], truth.mixture_before.to_numpy()[row])
+    cum = np.cumsum(mix, 1)
+    cat = np.minimum((rng.random(n)[:, None] * cum[:, -1:] >= cum).sum(1), mix.shape[1] - 1)   # inverse CDF per row
+    cats = list(truth.mixture_before.columns)
+    gen = np.where(rng.random(n) < generic_share, np.asarray(SIM_GENERIC_WORDS, dtype=object)[rng.integers(0, len(SIM_GENERIC_WORDS), n)], None)
+    query = _query_text(_sim_words(cats), cat, rng.integers(lo, hi + 1, n), gen, rng)
+    ts = _utc_from_ns(t)
+    s = pd.DataFrame({"user_id": uid, "item_id": pd.array([None] * n, dtype="Int64"), "timestamp": ts,
+                      "behavior": pd.Categorical(np.full(n, "search"), categories=list(BEHAVIORS)), "value": np.nan, "query": query})
+    both, rep = validate_events(pd.concat([ev.assign(query=None), s], ignore_index=True))
+    planted = pd.DataFrame({"user_id": uid, "timestamp": ts, "query": query, "category": np.asarray(cats, dtype=object)[cat]})
+    planted = planted.iloc[np.lexsort((uid, t))].reset_index(drop=True)
+    new_truth = SimSearchTruth(**{f: getattr(truth, f) for f in SimTruth.__dataclass_fields__}, searches=planted)
+    new_truth.params = dict(truth.params, searches=dict(rate=rate, seed=seed, lead=str(pd.Timedelta(lead)), n_words=[lo, hi],
+                                                        generic_share=generic_share, gap=str(pd.Timedelta(gap))))
+    return SimulatedLog(both, sim.users, sim.items, sim.name + "+searches", dict(sim.reports, events=rep), new_truth)
 
 # %% ../nbs/00b_simulate.ipynb #fde6e600
 SIM_SIDE_SIGNAL = {"house_share": 0.15,  # share of each category's items re-branded into a house line

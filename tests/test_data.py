@@ -402,3 +402,15 @@ def test_retarget_imports_tool():
     # the real package: every name the tool maps is defined where it says
     real = rt.definitions()
     assert real["read_contract"] == ["readers"] and real["simulate_log"] == ["simulate"] and real["DataError"] == ["data"]
+
+
+def test_simulate_log_unchanged_by_searches():
+    "The default simulator output stays byte-identical (CSV SHA-256 of simulate_log(seed=3)) after add_searches was added."
+    import hashlib
+    from interest_migration.simulate import add_searches
+    s = simulate_log(seed=3)
+    got = {n: hashlib.sha256(getattr(s, n).to_csv(index=False).encode()).hexdigest()[:16] for n in ("events", "users", "items")}
+    assert got == {"events": "e30f65fc02a52b1f", "users": "2e79f689a70e6fa5", "items": "dafdc6c49be535cc"}
+    w = add_searches(s, rate=0.05, seed=1)
+    assert hashlib.sha256(s.events.to_csv(index=False).encode()).hexdigest()[:16] == got["events"]   # input untouched
+    assert (w.events.behavior == "search").sum() == round(0.05 * len(s.events))

@@ -515,3 +515,55 @@ def test_demo_picks_window_from_short_log(tmp_path, capsys, monkeypatch):
     assert main(["demo", "--data", p, "--out", str(tmp_path / "r")]) == 2
     assert seen["freq"] == "2D" and "window: 2D" in capsys.readouterr().out
     assert main(["demo", "--data", p, "--out", str(tmp_path / "r"), "--freq", "12h"]) == 2 and seen["freq"] == "12h"
+
+
+# ------------------------------------------------------------------ searches without items (issue 23, item 6)
+ITEM_OR_NONE = st.one_of(st.none(), st.integers(-2**63, 2**64 - 1), st.text(min_size=1, max_size=3))
+QUERY = st.one_of(st.none(), st.text(max_size=6), st.integers(-3, 3), st.floats(allow_nan=True), st.binary(max_size=3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(1, 4), ITEM_OR_NONE, st.sampled_from(["view", "search", "buy", "search"]),
+                               QUERY, st.integers(0, 5)), min_size=1, max_size=12))
+def test_fuzz_search_rows(rows):
+    "Searches may lack an item, nothing else may; ids stay exact; a query is text or None; every row is accounted for."
+    u, i, b, q, t = zip(*rows)
+    ev = pd.DataFrame({"user_id": list(u), "item_id": pd.Series(i, dtype=object), "behavior": list(b),
+                       "timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(list(t), unit="s"),
+                       "query": pd.Series(q, dtype=object)})
+    bad_query = [k for k, v in enumerate(q) if v is not None and not isinstance(v, str)
+                 and not (isinstance(v, float) and np.isnan(v))]
+    try:
+        clean, rep = validate_events(ev)
+    except DataError as e:
+        msg = str(e)
+        mixed = len({isinstance(x, str) for x in i if x is not None}) > 1
+        if mixed: assert "column 'item_id' mixes types" in msg        # checked first, naming the column
+        else: assert bad_query and f"column 'query' row {bad_query[0]}" in msg, msg
+        return
+    except ValueError as e:                    # nothing left after the drops
+        assert "no rows left" in str(e); return
+    assert not bad_query
+    assert rep.n_in == len(ev) and rep.n_out + sum(rep.dropped.values()) == len(ev) == len(clean) + sum(rep.dropped.values())
+    missing_item = clean["item_id"].isna().to_numpy()
+    assert (clean.loc[missing_item, "behavior"] == "search").all()      # only searches lack an item
+    n_itemless_other = sum(1 for ii, bb in zip(i, b) if ii is None and bb != "search")
+    assert rep.dropped.get("missing_id", 0) == n_itemless_other
+    kept = {str(x) for x in i if x is not None}
+    assert {str(int(x)) if not isinstance(x, str) else x for x in clean.loc[~missing_item, "item_id"]} <= kept   # exact
+    assert all(v is None or isinstance(v, str) for v in clean["query"])
+    assert rep.notes.get("search_without_item", 0) == int(missing_item.sum())
+
+
+def test_search_rows_exact_beyond_float_precision():
+    "Integer item ids beside item-less searches become nullable Int64, never float: 2**53 + 1 survives."
+    ev = pd.DataFrame({"user_id": [1, 1, 2], "item_id": pd.Series([2**53 + 1, None, 2**63 - 1], dtype=object),
+                       "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+                       "behavior": ["view", "search", "buy"], "query": [None, "usb lamp", None]})
+    clean, rep = validate_events(ev)
+    assert str(clean.item_id.dtype) == "Int64"
+    assert [None if pd.isna(x) else int(x) for x in clean.item_id] == [2**53 + 1, None, 2**63 - 1]
+    with pytest.raises(DataError, match="column 'query' row 1"):
+        validate_events(ev.assign(query=[None, 42, None]))
+    clean2, rep2 = validate_events(ev.assign(behavior=["view", "view", "buy"]))       # a view without an item: dropped, counted
+    assert rep2.dropped == {"missing_id": 1} and clean2.item_id.dtype == np.int64

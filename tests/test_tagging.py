@@ -302,3 +302,42 @@ def test_bench_embeddings_equal_sentence_transformers():
     b = bench_tagging(n_texts=120, repeat=1, verbose=False, num_threads=1)
     assert b["equal_1e-5"] and b["max_abs_diff"] <= 1e-5
     assert b["n_texts"] == 120 and b["ours_texts_per_s"] > 0 and b["st_texts_per_s"] > 0
+
+
+# ---------------------------------------------------------------- Chinese product titles (issue 23, item 9)
+ZH_PRODUCTS = {
+    "数码": ["华为蓝牙耳机无线降噪", "小米充电宝20000毫安", "苹果数据线快充", "索尼无线蓝牙音箱", "联想笔记本电脑轻薄本"],
+    "服装": ["纯棉短袖T恤男", "女款真皮单肩包", "牛仔裤女高腰显瘦", "羊毛围巾冬季保暖", "休闲运动鞋男款"],
+    "食品": ["有机绿茶250克", "进口黑巧克力礼盒", "云南小粒咖啡豆", "东北五常大米5公斤", "每日坚果零食大礼包"],
+    "美妆": ["保湿面霜补水", "口红哑光持久", "玻尿酸精华液", "男士洗面奶控油", "香水淡香持久留香"],
+}
+ZH_HELD_OUT = {"降噪蓝牙耳机运动款": "数码", "无线快充充电器": "数码", "纯棉T恤女款": "服装", "冬季羊毛大衣": "服装",
+               "云南普洱茶叶": "食品", "黑巧克力零食": "食品", "补水保湿精华": "美妆", "哑光口红正红色": "美妆"}
+
+
+def test_chinese_product_titles_tagged_without_weights():
+    "No registry package ships Chinese BERT weights: TF-IDF character n-grams tag real Chinese product titles meanwhile."
+    X = [t for ts in ZH_PRODUCTS.values() for t in ts]
+    y = [c for c, ts in ZH_PRODUCTS.items() for _ in ts]
+    tagger = TfidfTagger(tune=None).fit(X, y)
+    P = tagger.predict_proba(list(ZH_HELD_OUT))
+    got = dict(zip(ZH_HELD_OUT, tagger.classes_[P.argmax(1)]))
+    assert got == ZH_HELD_OUT
+    assert set(tagger.classes_) == set(ZH_PRODUCTS)           # tag names in Chinese, through the label map
+
+
+@pytest.mark.parametrize("missing, named", [
+    (["config.json"], "config.json"),
+    (["model.safetensors"], "model.safetensors"),
+    (["vocab.txt", "tokenizer.json"], "vocab.txt"),
+])
+def test_chinese_folder_layout_names_the_missing_file(tmp_path, missing, named):
+    "A user-supplied Chinese BERT folder with a file missing fails at once with an error that names the file."
+    folder = tiny_bert_folder(tmp_path / "bert-base-chinese", set("".join(ZH_HELD_OUT)))
+    assert check_model_folder(folder) == folder.resolve()      # the complete layout passes
+    for f in missing:
+        (folder / f).unlink()
+    with pytest.raises(FileNotFoundError, match=named):
+        check_model_folder(folder)
+    with pytest.raises(FileNotFoundError, match=named):
+        TextEncoder(model_path=folder).encode(["蓝牙耳机"])
