@@ -41,9 +41,9 @@ from .recommender import ModelFileError, make_manifest, write_manifest, read_man
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'encode_events',
-           'rank_from_events', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload', 'UserEventCache',
-           'rank_codes', 'ImpressionWriter', 'events_frame', 'user_interests', 'recommend_user',
+__all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'ENV_MIN_EVENTS',
+           'encode_events', 'rank_from_events', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload',
+           'UserEventCache', 'rank_codes', 'ImpressionWriter', 'events_frame', 'user_interests', 'recommend_user',
            'multiprocess_metrics_env', 'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #2f154539
@@ -746,11 +746,16 @@ def retrain_from_store(
 # %% ../nbs/11b_serving.ipynb #80f94a82
 ENV_MODELS, ENV_DB, ENV_TOKEN, ENV_POLICY = ("INTEREST_MIGRATION_MODELS", "INTEREST_MIGRATION_DB",
                                             "INTEREST_MIGRATION_TOKEN", "INTEREST_MIGRATION_POLICY")
+ENV_MIN_EVENTS = "INTEREST_MIGRATION_MIN_EVENTS"  # users with fewer known events get the cold-start policy (default 3)
 
 def app_from_env():
-    "make_app from $INTEREST_MIGRATION_MODELS, $INTEREST_MIGRATION_DB (and the optional token and policy variables)."
+    "make_app from $INTEREST_MIGRATION_MODELS, $INTEREST_MIGRATION_DB (and the optional token, policy and min-events variables)."
     missing = [v for v in (ENV_MODELS, ENV_DB) if not os.environ.get(v)]
     if missing:
         raise DataError(f"app_from_env: set {missing} (interest-migration serve does)")
+    try:
+        min_events = int(os.environ.get(ENV_MIN_EVENTS) or 3)
+    except ValueError:
+        raise DataError(f"app_from_env: ${ENV_MIN_EVENTS} must be an integer, got {os.environ[ENV_MIN_EVENTS]!r}") from None
     return make_app(os.environ[ENV_MODELS], os.environ[ENV_DB], token=os.environ.get(ENV_TOKEN) or None,
-                    policy=os.environ.get(ENV_POLICY, "segment"))
+                    policy=os.environ.get(ENV_POLICY, "segment"), min_events=min_events)

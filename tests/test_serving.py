@@ -381,3 +381,18 @@ def test_service_survives_terminated_pg_backends(served, pg_url):
     st = open_store(pg_url)
     assert acked == len(batch) and st.n_events() == len(batch) and len(st.impressions()) == 20
     st.close(); app.state.service.close()
+
+
+def test_app_from_env_min_events(served, monkeypatch):
+    from interest_migration.serving import ENV_DB, ENV_MIN_EVENTS, ENV_MODELS, ENV_POLICY, app_from_env
+    from interest_migration.data import DataError
+    monkeypatch.setenv(ENV_MODELS, str(served["folder"])); monkeypatch.setenv(ENV_DB, served["app"].state.service.store.url)
+    monkeypatch.setenv(ENV_POLICY, "thompson"); monkeypatch.setenv(ENV_MIN_EVENTS, "100000")
+    app = app_from_env()
+    assert app.state.service.min_events == 100000
+    r = TestClient(app).get("/users/1/recommendations").json()      # user 1 has history, but below 100,000 events: cold policy
+    assert r["policy"] == "thompson" and all(0 < i["propensity"] <= 1 for i in r["items"])
+    app.state.service.close()
+    monkeypatch.setenv(ENV_MIN_EVENTS, "three")
+    with pytest.raises(DataError, match="MIN_EVENTS"):
+        app_from_env()
