@@ -74,7 +74,7 @@ clean-venv:
 MODELS ?= models
 DB ?= sqlite:///serve.db
 serve: $(STAMP)
-	@test -f $(MODELS)/manifest.json || $(BIN)/interest-migration export --data movielens --out $(MODELS) --db $(DB) --epochs 20
+	@test -f $(MODELS)/manifest.json || $(BIN)/interest-migration export --data movielens --out $(MODELS) --db $(DB) --max-epochs 20
 	$(BIN)/interest-migration serve --models $(MODELS) --db $(DB)
 
 # PostgreSQL for the store's tests (tests/pg.py starts a throwaway server with initdb/pg_ctl): installs Debian's
