@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -30,11 +30,10 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .data import DataError, timestamps_ns
+from .data import DataError
 from .metrics import (best_threshold, bootstrap_ci, classification_report_ci, js_divergence,
                                         recall_at_k)
-from .profiles import (WindowedProfiles, event_categories, event_weights, window_edges,
-                                         windowed_profiles)
+from .profiles import WindowedProfiles, window_edges, windowed_profiles
 from fastcore.basics import patch
 
 logger = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ __all__ = ['logger', 'MODELS', 'SELECTORS', 'SplitRows', 'NextWindowData', 'next
            'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor',
            'make_model', 'Comparison', 'compare_models', 'multilabel_mutual_info', 'PermutationSelector',
            'make_selector', 'make_selected_model', 'selected_features', 'explain_predictions', 'FrozenExtractor',
-           'transfer_head', 'plot_comparison', 'add_side_features', 'paired_gain']
+           'transfer_head', 'plot_comparison']
 
 # %% ../nbs/03_nextwindow.ipynb #26aa418d
 class SplitRows:
@@ -729,116 +728,3 @@ def plot_comparison(
     ax.set(title=f"{metric}, {part} test users (95% bootstrap CI)", xlabel=metric, ylabel="model")
     ax.legend(fontsize=8)
     return ax
-
-# %% ../nbs/03_nextwindow.ipynb #bdf460db
-def add_side_features(
-    data: NextWindowData,               # rows from `next_window_dataset` (their users and windows are reused)
-    events: pd.DataFrame,               # the log the rows were built from (same events, before `new_users` removal)
-    items: pd.DataFrame,                # item table with `item_id`, `category_col` and the side columns
-    brand_col: str | None = "brand",    # items column with the brand; None: no brand features
-    price_col: str | None = "price",    # items column with the price; None: no price-band features
-    dwell: bool = False,                # per-category mean log1p(dwell seconds) of the previous window's views (`value`)
-    category_col: str = "category",     # items column with the category (price bands are within a category)
-    n_price_bands: int = 3,             # price bands: quantiles of price within the item's category
-    max_brands: int = 64,               # brands with the most items kept; the others pooled as 'other'
-    behavior_weights: dict | None = None, # behaviour -> weight; None: `BEHAVIOR_WEIGHTS`
-) -> NextWindowData:                    # the same rows with side-feature columns appended to X
-    "Append item side features (brand and price-band shares, dwell) of each row's past windows, leakage-free."
-    wp, meta = data.profiles, data.meta
-    need = [c for c in (category_col, brand_col, price_col) if c is not None]
-    miss = [c for c in need if c not in items.columns]
-    if miss:
-        raise DataError(f"items has no column {miss} (needed for side features; pass None to skip one)")
-    if dwell and "value" not in events.columns:
-        raise DataError("events has no 'value' column (dwell=True reads dwell seconds of views from it)")
-    ev = events[~events.duplicated(subset=["user_id", "item_id", "timestamp", "behavior"]).to_numpy()]
-    e, U, W = wp.edges.asi8, wp.n_users, wp.n_windows
-    win = np.searchsorted(e, timestamps_ns(ev["timestamp"]), side="right") - 1
-    up = wp.users.get_indexer(ev["user_id"])
-    active = wp.intensity().sum(-1) > 0       # windows a row's features may read (newcomers' removed history is inactive)
-    ok = (win >= 0) & (win < W) & (up >= 0)
-    ok &= active[np.clip(up, 0, U - 1), np.clip(win, 0, W - 1)]
-    ipos = pd.Index(items["item_id"]).get_indexer(ev["item_id"])
-    if (ipos[ok] < 0).any():
-        bad = pd.unique(ev["item_id"].to_numpy()[ok & (ipos < 0)])[:5].tolist()
-        raise DataError(f"{int((ok & (ipos < 0)).sum())} events have an item_id with no row in items (item_id {bad})")
-    wt = event_weights(ev, behavior_weights)
-    cell = up.astype(np.int64) * W + win
-    groups = {}                               # prefix -> (per-event code, code names)
-    if brand_col is not None:
-        top = items[brand_col].astype(object).value_counts().index[:max_brands]
-        code = pd.Index(top).get_indexer(items[brand_col].astype(object))
-        names = [str(b) for b in top] + (["other"] if (code < 0).any() else [])
-        groups["brand"] = (np.where(code < 0, len(top), code)[ipos], names)
-    if price_col is not None:
-        pct = items.groupby(items[category_col].astype(str))[price_col].rank(pct=True).to_numpy()
-        band = np.where(np.isnan(pct), -1, np.clip(np.ceil(np.nan_to_num(pct) * n_price_bands) - 1, 0, n_price_bands - 1)).astype(int)
-        groups["price_band"] = (band[ipos], [str(j + 1) for j in range(n_price_bands)])
-    rows_u = wp.users.get_indexer(meta["user_id"]); rows_k = meta["k"].to_numpy()
-    prev = np.clip(rows_k - 1, 0, W - 1); has_prev = rows_k >= 1
-    feats, report = {}, {}
-    for name, (code, names) in groups.items():
-        m = ok & (code >= 0)
-        report[f"{name}_events_without_value"] = int((ok & (code < 0)).sum())
-        A = np.bincount(cell[m] * len(names) + code[m], weights=wt[m], minlength=U * W * len(names)).reshape(U, W, len(names))
-        H = np.cumsum(A, axis=1)
-        for tag, M in (("w1", A[rows_u, prev] * has_prev[:, None]), ("hist", H[rows_u, prev] * has_prev[:, None])):
-            tot = M.sum(1, keepdims=True)
-            S = np.divide(M, tot, out=np.zeros_like(M), where=tot > 0)
-            feats.update({f"{tag}_{name}__{n}": S[:, j] for j, n in enumerate(names)})
-    if dwell:
-        view = ok & (ev["behavior"].astype(object) == "view").to_numpy() & ev["value"].notna().to_numpy()
-        row, ccode, _, cats = event_categories(ev[view], items, category_col)
-        r = np.arange(int(view.sum())) if row is None else row      # a multi-category item counts in each category
-        v, vc, C = np.log1p(ev["value"].to_numpy(dtype=float)[view])[r], cell[view][r], len(cats)
-        S = np.bincount(vc * C + ccode, weights=v, minlength=U * W * C).reshape(U, W, C)
-        N = np.bincount(vc * C + ccode, minlength=U * W * C).reshape(U, W, C)
-        s, n = S[rows_u, prev], N[rows_u, prev] * has_prev[:, None]
-        mean = np.divide(s, n, out=np.full(s.shape, np.nan), where=n > 0)
-        feats.update({f"w1_dwell__{c}": mean[:, j] for j, c in enumerate(cats)})
-        report["dwell_views"] = int(view.sum())
-    X = pd.concat([data.X, pd.DataFrame(feats, index=data.X.index)], axis=1)
-    return replace(data, X=X, report={**data.report, "side_features": report})
-
-
-# %% ../nbs/03_nextwindow.ipynb #40647fd7
-def paired_gain(
-    with_: Comparison,       # `compare_models` on the rows with the extra columns
-    without: Comparison,     # `compare_models` on the same rows without them (same test rows, same order)
-    Y: pd.DataFrame,         # the test targets (`data.part("test")[1]`)
-    models: Sequence | None = None,  # model names in both; None: every common one
-    rows=None,               # boolean mask of test rows to score (e.g. planted movers); None: all
-    k: int = 3,              # recall@k
-    n_boot: int = 1000,      # paired bootstrap resamples of the test rows
-    seed: int = 0,           # resampling seed
-) -> pd.DataFrame:           # model, metric, n, without, with, gain, ci_low, ci_high
-    "Gain in micro-F1 and recall@k from extra columns, with a paired bootstrap CI over the same test rows."
-    y = _multilabel_y(Y)
-    names = [n for n in (models or with_.scores) if n in with_.scores and n in without.scores]
-    if not names:
-        raise ValueError("no model is in both comparisons")
-    if with_.scores[names[0]].shape != y.shape or without.scores[names[0]].shape != y.shape:
-        raise ValueError(f"scores of shape {with_.scores[names[0]].shape} do not match Y {y.shape}: the same test rows are needed")
-    m = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
-    y, n = y[m], int(m.sum())
-    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
-    W = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
-    f1 = lambda tp, fp, fn: 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12)
-    out = []
-    for name in names:
-        per = {}
-        for tag, comp in (("with", with_), ("without", without)):
-            s = comp.scores[name][m]
-            pred = s >= comp.thresholds[name]
-            counts = np.stack([(pred & (y == 1)).sum(1), (pred & (y == 0)).sum(1), (~pred & (y == 1)).sum(1)], 1)
-            per[tag] = (counts.astype(float), recall_at_k(y, s, k))
-        (ca, ra), (cb, rb) = per["with"], per["without"]
-        ok = ~np.isnan(ra)
-        res = {"f1_micro": (f1(*ca.sum(0)), f1(*cb.sum(0)), f1(*(W @ ca).T) - f1(*(W @ cb).T)),
-               f"recall@{k}": (ra[ok].mean(), rb[ok].mean(), (W[:, ok] @ (ra[ok] - rb[ok])) / W[:, ok].sum(1))}
-        for metric, (a, b, dist) in res.items():
-            lo, hi = np.quantile(dist, [0.025, 0.975])
-            out.append({"model": name, "metric": metric, "n": n, "without": float(b), "with": float(a),
-                        "gain": float(a - b), "ci_low": float(lo), "ci_high": float(hi)})
-    return pd.DataFrame(out)
-

@@ -151,7 +151,7 @@ def test_explanations_exact_for_an_additive_model():
 
 def test_side_features_never_see_the_future():
     "Re-branding / re-pricing what users meet at or after a window's start leaves that window's side features unchanged."
-    from interest_migration.nextwindow import add_side_features
+    from interest_migration.side_features import add_side_features
     sim = simulate_log(n_users=200, n_items=100, n_events=20_000, seed=4)
     edges = window_edges(sim.events.timestamp, "20D")
     a = next_window_dataset(sim.events, sim.items, sim.users, edges=edges)
@@ -168,7 +168,7 @@ def test_side_features_never_see_the_future():
 
 def test_side_features_bad_input():
     from interest_migration.data import DataError
-    from interest_migration.nextwindow import add_side_features
+    from interest_migration.side_features import add_side_features
     sim = simulate_log(n_users=50, n_items=40, n_events=3_000, seed=1)
     d = next_window_dataset(sim.events, sim.items, sim.users, freq="30D")
     with pytest.raises(DataError, match=r"\['price'\]"):
@@ -180,7 +180,7 @@ def test_side_features_bad_input():
 
 
 def test_paired_gain_of_a_model_against_itself_is_zero():
-    from interest_migration.nextwindow import paired_gain
+    from interest_migration.side_features import paired_gain
     sim = simulate_log(n_users=200, n_items=100, n_events=20_000, seed=4)
     d = next_window_dataset(sim.events, sim.items, sim.users, freq="20D")
     c = compare_models(d, ["last_window", "popularity"], n_boot=50)
@@ -194,7 +194,7 @@ def test_paired_gain_of_a_model_against_itself_is_zero():
 @pytest.mark.slow
 def test_planted_side_signal_is_recovered_and_the_control_is_not():
     "Known answer: with brand/price-band features logistic regression gains on plant_side_signal's log (paired CI > 0), not on the plain log."
-    from interest_migration.nextwindow import add_side_features, paired_gain
+    from interest_migration.side_features import add_side_features, paired_gain
     from interest_migration.simulate import plant_side_signal
     sim = simulate_log(n_events=200_000, seed=0)
     gains = {}
