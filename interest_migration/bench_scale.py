@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'simulate_sequences', 'bench_sequence_scale', 'report_sequence_scale', 'bench_taobao', 'report_taobao',
-           'cli_taobao']
+           'taobao_report']
 
 # %% ../nbs/12b_bench_scale.ipynb #b89b2b50
 from .neural import SASRec
@@ -184,10 +184,10 @@ def report_taobao(out: dict, # what `bench_taobao` returned
     return "\n".join(lines)
 
 # %% ../nbs/12b_bench_scale.ipynb #28864c6c
-def cli_taobao(quick: bool = False, # 10^6 events instead of 10^8
+def taobao_report(quick: bool = False, # 10^6 events instead of 10^8
                events: int | None = None, # events (overrides quick)
                dask_workers: int = 0, # also run on a LocalCluster with this many workers
-              ) -> None:
-    "What `interest-migration bench taobao` runs: the bench, printed."
+              ) -> str:
+    "What `interest-migration bench taobao` runs: the bench's report, which the CLI prints."
     n = events or (1_000_000 if quick else 100_000_000)
-    print(report_taobao(bench_taobao(n, sample_users=1_000 if n <= 1_000_000 else 5_000, dask_workers=dask_workers)), flush=True)
+    return report_taobao(bench_taobao(n, sample_users=1_000 if n <= 1_000_000 else 5_000, dask_workers=dask_workers))

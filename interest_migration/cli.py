@@ -27,7 +27,7 @@ from .bench import (bench_sequence_fast, report_sequence_fast, bench_bandits, be
                                       bench_profiles, bench_sequence, bench_simulate,
                                       bench_tagging, report_bandits, report_metrics, report_profiles, report_sequence,
                                       report_simulate, report_tagging, bench_metrics_peer, report_metrics_peer)
-from .bench_scale import bench_sequence_scale, report_sequence_scale, cli_taobao
+from .bench_scale import bench_sequence_scale, report_sequence_scale, taobao_report
 
 # %% auto #0
 __all__ = ['SCALE_BENCHES', 'BENCHES', 'LOGGER', 'build_parser', 'configure_logging', 'main', 'add_serving_commands']
@@ -58,7 +58,7 @@ BENCHES = {
     "sequence-scale": lambda quick, events=None, items=None: print(report_sequence_scale(bench_sequence_scale(
         n_events=events or (1_000_000 if quick else 10_000_000), n_items=items or (100_000 if quick else 1_000_000)))),
     "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
-    "taobao": lambda quick, events=None, dask_workers=0: cli_taobao(quick, events=events, dask_workers=dask_workers),
+    "taobao": lambda quick, events=None, dask_workers=0: print(taobao_report(quick, events=events, dask_workers=dask_workers), flush=True),
     "sequence-fast": lambda quick: print(report_sequence_fast(bench_sequence_fast(quick))),
 }
 
