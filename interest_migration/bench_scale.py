@@ -126,7 +126,8 @@ def report_sequence_scale(out: dict, # what `bench_sequence_scale` returned
         f"load average {out['load_before'][0]:.2f} before, {out['load_after'][0]:.2f} after"])
 
 # %% ../nbs/12b_bench_scale.ipynb #caaf726f
-from .scale import taobao_pipeline, write_taobao_log
+from .scale import taobao_pipeline
+from .taobao_log import write_taobao_log
 
 # %% ../nbs/12b_bench_scale.ipynb #e03e7340
 def bench_taobao(

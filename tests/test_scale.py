@@ -8,9 +8,9 @@ from interest_migration.data import BEHAVIORS
 from interest_migration.profiles import (detect_migrations, interest_profile, merge_profiles, migration_matrix,
                                          migration_scores, window_edges, windowed_profiles)
 from interest_migration.readers import read_taobao
-from interest_migration.scale import (TAOBAO_START, add_counts, detect_migrations_sparse, migration_counts,
-                                      migration_scores_sparse, partition_profiles, taobao_pipeline, taobao_shape,
-                                      write_taobao_log)
+from interest_migration.scale import (add_counts, detect_migrations_sparse, migration_counts, migration_scores_sparse,
+                                      partition_profiles, taobao_pipeline)
+from interest_migration.taobao_log import TAOBAO_START, taobao_shape, write_taobao_log
 
 UNIT = {b: 1.0 for b in BEHAVIORS}
 
