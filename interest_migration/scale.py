@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -652,7 +653,10 @@ def _profiles_and_measures(files: list, # validated partitions
     client = Client(client) if own else client
     try:
         with table.step("daily windowed profiles (dask)", n):
-            futs = client.map(partition_profiles_file, [str(f) for f in files], edges=edges, categories=list(cats), pure=False)
+            # keyword arguments bound in a partial: distributed 2026.8 turns a large keyword argument of `map` into a graph
+            # node named after the keyword, and the scheduler then hangs (seen at 10^8 events, 9,425 categories)
+            fn = partial(partition_profiles_file, edges=edges, categories=list(cats))
+            futs = client.map(fn, [str(f) for f in files], pure=False)
             wait(futs)
         with table.step("migration scores, matrix, change points (dask)", n):
             outs = client.gather(client.map(partition_measures, futs, pure=False))
