@@ -396,7 +396,10 @@ def _duckdb(memory_limit: str, # DuckDB's memory limit, e.g. '4GB' (it spills to
     temp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute(f"SET threads={int(num_threads)}; SET memory_limit='{memory_limit}'; SET preserve_insertion_order=false; "
-                f"SET temp_directory='{temp}'; SET enable_progress_bar=false")
+                f"SET temp_directory='{temp}'")
+    # no progress bar; under a Jupyter kernel it is already off, and setting it there fails without ipywidgets
+    if con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]:
+        con.execute("SET enable_progress_bar=false")
     return con
 
 # %% ../nbs/03c_scale.ipynb #91093c3c

@@ -208,3 +208,16 @@ def test_duckdb_path_same_result_or_message(rows, bad, chunksize, tmp_path_facto
         assert a[0] == b[0] and list(a[1]) == list(b[1])
         for k in a[1]: pd.testing.assert_frame_equal(a[1][k], b[1][k])
         pd.testing.assert_frame_equal(a[2], b[2])
+
+
+def test_duckdb_connection_under_a_jupyter_kernel(tmp_path):
+    "Under a Jupyter kernel (JupyterLab, the docs build) DuckDB refuses to touch its progress bar without ipywidgets; ours opens."
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from pathlib import Path\nfrom interest_migration.scale import _duckdb\n"
+        f"con = _duckdb('1GB', 1, Path({str(tmp_path)!r}) / 'tmp')\n"
+        "print(con.execute(\"SELECT current_setting('enable_progress_bar'), current_setting('threads')\").fetchone())")]
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    assert nb.cells[0].outputs[0]["text"].strip() == "(False, 1)"
