@@ -51,10 +51,10 @@ def window_counts(events: pd.DataFrame,  # interaction log following the data co
             "dwell_sum": count(np.where(isview, val, 0.0)), "last_ns": last.reshape(U, W)}
 
 # %% ../nbs/03b_churn.ipynb #9ce6eafa
-CHURN_FEATURES = ("n_last", "n_prev", "n_mean", "trend", "active_share", "recency_days", "tenure_days", "log_total", "dwell_mean", "buy_rate")
+CHURN_FEATURES = ("n_last", "n_prev", "mean_events", "trend", "active_share", "recency_days", "tenure_days", "log_total", "dwell_mean", "buy_rate")
 
 def churn_dataset(wc: dict,  # window_counts output
-                  history: int = 3,  # windows averaged in n_mean and trend
+                  history: int = 3,  # windows averaged in mean_events and trend
                  ) -> pd.DataFrame:  # one row per (user, cut): features from windows <= cut, state, label from window cut + 1
     "Churn/return examples at every cut window: features from the past only, the label from the next window."
     E, W = wc["events"], wc["events"].shape[1]
@@ -73,7 +73,7 @@ def churn_dataset(wc: dict,  # window_counts output
         lo = max(0, t - history)
         prev_mean = E[u, lo:t].mean(1) if t > lo else np.zeros(len(u))
         f = {"user_id": wc["user_ids"][u], "cut": t, "cut_end": pd.to_datetime(np.full(len(u), end), utc=True),
-             "n_last": E[u, t], "n_prev": E[u, t - 1], "n_mean": E[u, max(0, t - history + 1):t + 1].mean(1),
+             "n_last": E[u, t], "n_prev": E[u, t - 1], "mean_events": E[u, max(0, t - history + 1):t + 1].mean(1),
              "trend": E[u, t] - prev_mean, "active_share": (E[u, :t + 1] > 0).sum(1) / (t + 1 - first_w[u]),
              "recency_days": (end - last[u, t]) / day, "tenure_days": (end - starts[first_w[u]]) / day,
              "log_total": np.log1p(cumE[u, t]), "dwell_mean": np.where(cumV[u, t] > 0, cumD[u, t] / np.maximum(cumV[u, t], 1), np.nan),
