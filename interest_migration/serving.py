@@ -233,39 +233,63 @@ def put(self: ImpressionWriter, rows: list, # (request_id, user text, ts ns, mod
 @patch
 def flush(self: ImpressionWriter) -> int:
     "Write every queued impression now (one transaction per id kind); the number of rows written."
+    from interest_migration.data import DataError
     from interest_migration.store import open_store
     with self.write_lock:
         with self.cond:
             batch, self.pending, self.n_pending = self.pending, [], 0
         if not batch:
             return 0
-        if self.store is None:
-            self.store = open_store(self.url, migrate=False)
         groups = {}
         for kinds, rows in batch:
             groups.setdefault(kinds, []).extend(rows)
         n = 0
         cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
-        for kinds, rows in groups.items():
-            data = dict(zip(cols, (list(c) for c in zip(*rows))), kinds=dict(kinds))
-            n += self.store._write_impressions(data)["received"]
-        self.written += n
+        try:
+            if self.store is None:
+                self.store = open_store(self.url, migrate=False)
+            for kinds in list(groups):
+                rows = groups[kinds]
+                data = dict(zip(cols, (list(c) for c in zip(*rows))), kinds=dict(kinds))
+                try:
+                    n += self.store._write_impressions(data)["received"]
+                except DataError:            # the batch itself is wrong (an id kind the store does not keep): retrying cannot help
+                    self.dropped += len(rows); del groups[kinds]
+                    raise
+                del groups[kinds]
+        except BaseException:
+            self._requeue(groups)            # what was not attempted, or failed on the store's side, is written next time
+            raise
+        finally:
+            self.written += n
         return n
+
+# %% ../nbs/11b_serving.ipynb #a3b1c2d4
+@patch
+def _requeue(self: ImpressionWriter, groups: dict):
+    "Put rows that could not be written back at the head of the queue (the insert skips rows already logged, so a retry never doubles one)."
+    if not groups: return
+    with self.cond:
+        self.pending[:0] = list(groups.items())
+        self.n_pending += sum(len(r) for r in groups.values())
 
 # %% ../nbs/11b_serving.ipynb #fe5ee7d5
 @patch
 def _run(self: ImpressionWriter):
-    "The background thread: wait for rows, let `flush_s` pass so a batch gathers, write it; until closed."
+    "The background thread: wait for rows, let `flush_s` pass so a batch gathers, write it; until closed. A failed write is retried with backoff."
+    failures = 0
     while True:
         with self.cond:
             self.cond.wait_for(lambda: self.pending or self.closed)
             if self.closed:
                 return
-        time.sleep(self.flush_s)
+        time.sleep(min(self.flush_s * 2 ** failures, 5.0))
         try:
             self.flush()
-        except Exception:
-            logger.exception("impressions: a batch could not be written (kept no rows of it)")
+            failures = 0
+        except Exception as e:
+            failures = min(failures + 1, 10)
+            logger.warning("impressions: a write failed (%s); %d rows queued for the next try", str(e).splitlines()[0] if str(e) else type(e).__name__, self.n_pending)
 
 # %% ../nbs/11b_serving.ipynb #73ae6f83
 @patch

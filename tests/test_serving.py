@@ -355,6 +355,40 @@ def test_impressions_written_off_path_and_on_shutdown(served, tmp_path):
     st.close()
 
 
+def test_impression_writer_keeps_rows_when_a_write_fails(tmp_path):
+    "A failed write (connection lost) puts its rows back and the next flush writes them once; a wrong id kind is dropped and counted."
+    import sqlite3
+    from interest_migration.data import DataError
+    from interest_migration.serving import ImpressionWriter
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    open_store(db).close()
+    w = ImpressionWriter(db, flush_s=3600)
+    rows = lambda rid, n: [(rid, "1", 10**18 + p, "v1", str(p), p, 1.0, "sequence") for p in range(1, n + 1)]
+    kinds = {"user_id": "int", "item_id": "int"}
+    w.put(rows("a", 3), kinds); w.put(rows("b", 2), kinds)
+    w.store = open_store(db, migrate=False)
+    real, calls = w.store._write_impressions, []
+    def flaky(data):
+        calls.append(len(data["ts"]))
+        if len(calls) == 1: raise sqlite3.OperationalError("disk I/O error")
+        return real(data)
+    w.store._write_impressions = flaky
+    with pytest.raises(sqlite3.OperationalError):
+        w.flush()
+    assert (w.n_pending, w.written, w.dropped) == (5, 0, 0)          # nothing lost, nothing counted as written
+    assert w.flush() == 5 and (w.n_pending, w.written) == (0, 5)
+    w.put(rows("a", 3), kinds)                                       # a retry of rows already logged: not stored twice
+    assert w.flush() == 3
+    st = open_store(db)
+    got = st.impressions()
+    assert len(got) == 5 and sorted(got.request_id + got.position.astype(str)) == ["a1", "a2", "a3", "b1", "b2"]
+    w.put(rows("c", 2), {"user_id": "str", "item_id": "int"})        # the store keeps integer user ids
+    with pytest.raises(DataError, match="user_id"):
+        w.flush()
+    assert (w.n_pending, w.dropped) == (0, 2) and len(st.impressions()) == 5
+    st.close(); w.close()
+
+
 def test_service_survives_terminated_pg_backends(served, pg_url):
     "pg_terminate_backend on every connection of the service: the next requests succeed; no acknowledged event is lost."
     import psycopg
