@@ -24,13 +24,13 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from .data import BEHAVIORS, _utc_from_ns, load_movielens_100k, torch_threads
-from .simulate import SIM_FUNNEL, _SIM_DIURNAL, _sim_world, simulate_log  # the private simulator pieces feed the per-event reference
+from .data import BEHAVIORS, utc_from_ns, load_movielens_100k, torch_threads
+from .simulate import SIM_FUNNEL, SIM_DIURNAL, sim_world, simulate_log  # the private simulator pieces feed the per-event reference
 from .metrics import js_divergence
 from .ranking import RANKING_METRICS, ranking_metrics, topk_items
 from .profiles import BEHAVIOR_WEIGHTS, migration_matrix, migration_scores, window_edges, windowed_profiles
 from .exploration import BetaThompson, LinUCB, Policy, UCB1, compare_policies, context_features
-from .encoders import TextEncoder, _quiet_loading, default_model_path
+from .encoders import TextEncoder, quiet_loading, default_model_path
 from .neural import SEQUENCE_MODELS
 from .sequence import (CoOccurrence, Popularity, RunOptions, SequenceSplit, default_device,
                                         evaluate_sequences, sequence_split)
@@ -84,7 +84,7 @@ def maxrss_mb() -> float:
     return r / 2**20 if sys.platform == "darwin" else r / 2**10
 
 # %% ../nbs/12_bench.ipynb #9f6bbbf0
-def _simulate_naive(w: dict, # the world from _sim_world
+def _simulate_naive(w: dict, # the world from sim_world
                     n_events: int, # events to generate
                     seed: int = 0, # random seed
                    ) -> pd.DataFrame:
@@ -94,7 +94,7 @@ def _simulate_naive(w: dict, # the world from _sim_world
     users, cum_act = range(n_users), np.cumsum(w["activity"]).tolist()
     cats_items = [np.flatnonzero(w["icat"] == c).tolist() for c in range(C)]
     item_pop = [np.cumsum(np.ones(len(ix))).tolist() for ix in cats_items]
-    hours, cum_hour = range(24), np.cumsum(_SIM_DIURNAL).tolist()
+    hours, cum_hour = range(24), np.cumsum(SIM_DIURNAL).tolist()
     before, after, mig = w["before"].tolist(), w["after"].tolist(), w["mig_ms"].tolist()
     rows = []
     while len(rows) < n_events:
@@ -112,7 +112,7 @@ def _simulate_naive(w: dict, # the world from _sim_world
         if r.random() < SIM_FUNNEL["fav"]:
             rows.append((u + 1, item + 1, t + r.expovariate(1 / 240_000), "fav", np.nan))
     df = pd.DataFrame(rows[:n_events], columns=["user_id", "item_id", "timestamp", "behavior", "value"])
-    df["timestamp"] = _utc_from_ns(w["start_ns"] + (df["timestamp"].astype(np.int64) * 1_000_000))
+    df["timestamp"] = utc_from_ns(w["start_ns"] + (df["timestamp"].astype(np.int64) * 1_000_000))
     df["behavior"] = pd.Categorical(df["behavior"], categories=list(BEHAVIORS))
     return df.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
 
@@ -127,7 +127,7 @@ def bench_simulate(
     "Time simulate_log on n_events events against a per-event Python loop of the same model; return the figures (`report_simulate` writes them as text)."
     n_users = n_users or max(2_000, n_events // 100)
     n_items = n_items or max(1_000, n_events // 500)
-    w = _sim_world(n_users, n_items, 8, "2026-01-01", 120, 0.5, 0.7, 30.0, seed)
+    w = sim_world(n_users, n_items, 8, "2026-01-01", 120, 0.5, 0.7, 30.0, seed)
     t = time.perf_counter()
     _simulate_naive(w, naive_events, seed)
     naive_s = time.perf_counter() - t
@@ -442,7 +442,7 @@ def bench_tagging(
         ours = TextEncoder(batch_size=batch_size, cache=False).fit()
         t_load_ours = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with _quiet_loading():
+        with quiet_loading():
             st = SentenceTransformer(str(path), device="cpu")
         t_load_st = time.perf_counter() - t0
         ours.encode(titles[:64]); st.encode(titles[:64], batch_size=st_batch_size)   # warm-up

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DataError
-from .neural import SequenceNet, TransformerRecommender, _Block, _dist_info
+from .neural import SequenceNet, TransformerRecommender, TransformerBlock, rank_world_size
 from .sequence import Sequences, pad_sequences
 from fastcore.basics import patch
 
@@ -28,7 +28,7 @@ class _BERT4RecNet(SequenceNet):
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)
         self.pos = nn.Embedding(max_len + 1, d)             # max_len events + the mask after them
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(_Block(d, n_heads, dropout, 4 * d, causal=False) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(TransformerBlock(d, n_heads, dropout, 4 * d, causal=False) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d)
         self.add_behavior_head(d, n_behaviors, behavior_head)
 
@@ -88,7 +88,7 @@ def _loss(self: BERT4Rec, net, x, b, y, yb, n_total=None):
     h = net(S.masked_fill(m, self.catalog_.n_items + 1), SB, table)
     hs = h[m]
     cnt = m.sum()
-    if _dist_info()[1] > 1:                                   # divide by the masked positions of the global batch
+    if rank_world_size()[1] > 1:                                   # divide by the masked positions of the global batch
         cnt = cnt.clone(); torch.distributed.all_reduce(cnt)
     cnt = cnt.clamp(min=1)
     loss = self._item_loss(hs, S[m], table) / cnt

@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .data import DataError
 from .segmenters import RuleSegmenter
 from .exploration import BetaThompson
-from .store import EventStore, _id_key
+from .store import EventStore, id_key
 from .model_export import ServingModel, top_k
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class ColdStartBandit:
         self.s_, self.n_ = np.zeros((S + 1, C)), np.zeros((S + 1, C))   # row S: users without a known segment
         labels = np.asarray(["(none)"] + list(sm.catalog.categories), dtype=object)[sm.catalog.item_category[1:]]
         self.item_cat = pd.Index(self.categories).get_indexer(pd.Index(labels.astype(str)))   # category column per item code - 1
-        self.item_text = pd.Index([_id_key(i) for i in sm.catalog.item_id])
+        self.item_text = pd.Index([id_key(i) for i in sm.catalog.item_id])
         self.imp_seq = self.ev_seq = 0
 
     def __repr__(self):

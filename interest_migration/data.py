@@ -23,11 +23,12 @@ from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
 
 # %% auto #0
-__all__ = ['BEHAVIORS', 'EVENT_COLUMNS', 'RECBOLE_INSTALL', 'ML100K_GENRES', 'ML1M_OCCUPATIONS', 'ValidationReport', 'DataError',
-           'need_frame', 'need_columns', 'to_utc', 'timestamps_ns', 'validate_events', 'validate_users',
-           'validate_items', 'Dataset', 'movielens_100k_path', 'load_movielens_100k', 'Split', 'need_log',
-           'temporal_split', 'leave_last_out', 'user_cold_start_split', 'IdEncoder', 'check_writable', 'atomic_output',
-           'torch_threads']
+__all__ = ['BEHAVIORS', 'EVENT_COLUMNS', 'RECBOLE_INSTALL', 'ML100K_GENRES', 'ML1M_OCCUPATIONS', 'ValidationReport',
+           'offending_rows', 'DataError', 'need_frame', 'need_columns', 'to_utc', 'utc_from_ns', 'timestamps_ns',
+           'check_id_column', 'stored_ids', 'check_timestamp_column', 'check_behavior_column', 'check_numeric_column',
+           'sort_events', 'validate_events', 'validate_users', 'validate_items', 'Dataset', 'movielens_100k_path',
+           'genre_lists', 'movielens_dataset', 'load_movielens_100k', 'Split', 'need_log', 'temporal_split',
+           'leave_last_out', 'user_cold_start_split', 'IdEncoder', 'check_writable', 'atomic_output', 'torch_threads']
 
 # %% ../nbs/00_data.ipynb #0f5f810d
 BEHAVIORS = ("view", "cart", "fav", "buy", "search", "rate")  # categories of `behavior`, in this order
@@ -61,7 +62,7 @@ class ValidationReport:
                 f"| {self.table} | {self.n_in:,} | {self.n_out:,} | {fmt(self.dropped)} | {fmt(self.fixed)} | {fmt(self.notes)} |")
 
 # %% ../nbs/00_data.ipynb #70d58a0c
-def _show(df: pd.DataFrame, # the table being checked
+def offending_rows(df: pd.DataFrame, # the table being checked
           mask=None, # boolean mask of offending rows; None shows the head of `df`
           n: int = 5, # rows to show
          ) -> str:
@@ -99,7 +100,7 @@ def to_utc(t) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
 
 # %% ../nbs/00_data.ipynb #e5a8078c
-def _utc_from_ns(ns) -> pd.DatetimeIndex:
+def utc_from_ns(ns) -> pd.DatetimeIndex:
     "datetime64[ns, UTC] from int64 nanoseconds since the epoch (fast: no parsing)."
     return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
 
@@ -111,7 +112,7 @@ def timestamps_ns(ts: pd.Series) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #c6c78d38
 _I64 = (-2**63, 2**63 - 1)  # the int64 range
 
-def _id_column(s: pd.Series, # the id column
+def check_id_column(s: pd.Series, # the id column
                table: str, # table name, for messages
                col: str, # column name, for messages
                frame: pd.DataFrame, # the whole table, to show offending rows
@@ -120,7 +121,7 @@ def _id_column(s: pd.Series, # the id column
     if isinstance(s.dtype, pd.CategoricalDtype): s = s.astype(object)
     missing = s.isna().to_numpy()
     if pd.api.types.is_bool_dtype(s.dtype):
-        raise DataError(f"{table}: column '{col}' holds booleans; ids must be integers or strings. " + _show(frame))
+        raise DataError(f"{table}: column '{col}' holds booleans; ids must be integers or strings. " + offending_rows(frame))
     if pd.api.types.is_integer_dtype(s.dtype):
         if s.dtype.kind == "u" or str(s.dtype).startswith("UInt"):
             big = ~missing & (s.to_numpy(dtype="float64", na_value=0) >= 2.0**63)
@@ -132,7 +133,7 @@ def _id_column(s: pd.Series, # the id column
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise DataError(f"{table}: column '{col}' has non-integer numbers (row {first}: {v[first]!r}); "
-                            "ids must be whole numbers or strings. " + _show(frame, bad))
+                            "ids must be whole numbers or strings. " + offending_rows(frame, bad))
         big = ~missing & ((v >= 2.0**63) | (v < -2.0**63))
         return s, missing, ("text" if big.any() else "int64")
     if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
@@ -142,18 +143,18 @@ def _id_column(s: pd.Series, # the id column
             if nul.any():   # pandas hashes text as C strings: 'a\x00' and 'a' would merge
                 first = int(np.flatnonzero(nul)[0])
                 raise DataError(f"{table}: column '{col}' row {first}: id {s.iloc[first]!r} contains a NUL character (\\x00), "
-                                "which pandas cannot keep apart from the id without it; remove it first. " + _show(frame, nul))
+                                "which pandas cannot keep apart from the id without it; remove it first. " + offending_rows(frame, nul))
             return s.astype(object), missing, False
         if kind == "integer":
             fits = s[~missing].map(lambda x: _I64[0] <= int(x) <= _I64[1])
             return s, missing, ("int64" if fits.all() else "text")
         ok = s.map(lambda v: isinstance(v, str)).to_numpy()
         raise DataError(f"{table}: column '{col}' mixes types ({kind}); ids must be all integers or all strings. "
-                         + _show(frame, ~missing & ~ok))
-    raise DataError(f"{table}: column '{col}' has dtype {s.dtype}; ids must be integers or strings. " + _show(frame))
+                         + offending_rows(frame, ~missing & ~ok))
+    raise DataError(f"{table}: column '{col}' has dtype {s.dtype}; ids must be integers or strings. " + offending_rows(frame))
 
 # %% ../nbs/00_data.ipynb #1e945069
-def _store_ids(s: pd.Series, # id column without missing values, checked by `_id_column`
+def stored_ids(s: pd.Series, # id column without missing values, checked by `check_id_column`
                how, # False (keep), 'int64' or 'text' (exact decimal text of each id)
               ) -> pd.Series:
     "Ids as int64 when they all fit, else as exact decimal text: never wrapped, rounded or merged."
@@ -163,7 +164,7 @@ def _store_ids(s: pd.Series, # id column without missing values, checked by `_id
     return s.map(lambda v: str(int(v))).astype(object)
 
 # %% ../nbs/00_data.ipynb #16281c4f
-def _timestamp_column(s: pd.Series, # the timestamp column
+def check_timestamp_column(s: pd.Series, # the timestamp column
                       table: str, # table name, for messages
                       frame: pd.DataFrame, # the whole table, to show offending rows
                      ) -> tuple:
@@ -180,14 +181,14 @@ def _timestamp_column(s: pd.Series, # the timestamp column
     if pd.api.types.is_datetime64_dtype(s.dtype):
         raise ValueError(f"{table}: column 'timestamp' holds naive datetimes (no time zone); the contract needs "
                          "datetime64[ns, UTC]. If they are UTC: df['timestamp'] = df['timestamp'].dt.tz_localize('UTC'). "
-                         + _show(frame))
+                         + offending_rows(frame))
     hint = (" Unix seconds convert with pd.to_datetime(df['timestamp'], unit='s', utc=True)."
             if pd.api.types.is_numeric_dtype(s.dtype) else " Convert with pd.to_datetime(df['timestamp'], utc=True).")
     raise ValueError(f"{table}: column 'timestamp' has dtype {s.dtype}; the contract needs datetime64[ns, UTC].{hint} "
-                     + _show(frame))
+                     + offending_rows(frame))
 
 # %% ../nbs/00_data.ipynb #92900cac
-def _behavior_column(s: pd.Series, # the behaviour column
+def check_behavior_column(s: pd.Series, # the behaviour column
                      behaviors: tuple, # allowed labels, in category order
                      table: str, # table name, for messages
                      frame: pd.DataFrame, # the whole table, to show offending rows
@@ -198,17 +199,17 @@ def _behavior_column(s: pd.Series, # the behaviour column
     if is_cat and tuple(s.cat.categories) == behaviors and not s.cat.ordered:
         return s, missing
     if not is_cat and pd.api.types.is_numeric_dtype(s.dtype):
-        raise ValueError(f"{table}: column 'behavior' has dtype {s.dtype}; it must hold labels {list(behaviors)}. " + _show(frame))
+        raise ValueError(f"{table}: column 'behavior' has dtype {s.dtype}; it must hold labels {list(behaviors)}. " + offending_rows(frame))
     cat = pd.Categorical(s, categories=list(behaviors))
     unknown = (cat.codes < 0) & ~missing
     if unknown.any():
         labels = pd.Series(np.asarray(s, dtype=object)[unknown]).value_counts().head(10).to_dict()
         raise ValueError(f"{table}: column 'behavior' has unknown label(s) {labels}; allowed: {list(behaviors)}. "
-                         + _show(frame, unknown))
+                         + offending_rows(frame, unknown))
     return pd.Series(cat, index=s.index), missing
 
 # %% ../nbs/00_data.ipynb #5296b3fe
-def _numeric_column(s: pd.Series, # a numeric attribute column (value, age, price)
+def check_numeric_column(s: pd.Series, # a numeric attribute column (value, age, price)
                     table: str, # table name, for messages
                     col: str, # column name, for messages
                     frame: pd.DataFrame, # the whole table, to show offending rows
@@ -216,7 +217,7 @@ def _numeric_column(s: pd.Series, # a numeric attribute column (value, age, pric
                    ) -> tuple:
     "Check a numeric column: (column as `dtype`, whether it was cast); raises ValueError on non-numbers."
     if pd.api.types.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype):
-        raise ValueError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + _show(frame))
+        raise ValueError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + offending_rows(frame))
     if pd.api.types.is_numeric_dtype(s.dtype):
         if dtype == "float64" and s.dtype.kind == "f": return s, False
         if str(s.dtype) == dtype: return s, False
@@ -225,14 +226,14 @@ def _numeric_column(s: pd.Series, # a numeric attribute column (value, age, pric
         v = pd.to_numeric(s, errors="coerce")
         bad = (v.isna() & s.notna()).to_numpy()
         if bad.any():
-            raise ValueError(f"{table}: column '{col}' has non-numeric values {s[bad].unique()[:5].tolist()}. " + _show(frame, bad))
+            raise ValueError(f"{table}: column '{col}' has non-numeric values {s[bad].unique()[:5].tolist()}. " + offending_rows(frame, bad))
     else:
-        raise ValueError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + _show(frame))
+        raise ValueError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + offending_rows(frame))
     if dtype in ("int64", "Int64"):
         f = v.to_numpy(dtype="float64", na_value=np.nan)
         bad = ~np.isnan(f) & (f != np.floor(f))
         if bad.any():
-            raise ValueError(f"{table}: column '{col}' has non-integer values. " + _show(frame, bad))
+            raise ValueError(f"{table}: column '{col}' has non-integer values. " + offending_rows(frame, bad))
     return v.astype(dtype), True
 
 # %% ../nbs/00_data.ipynb #e6c3787d
@@ -245,7 +246,7 @@ def _duplicated(df: pd.DataFrame) -> np.ndarray:
         return df.duplicated(subset=cols).to_numpy()
 
 # %% ../nbs/00_data.ipynb #bbd4b1e3
-def _sort_events(df: pd.DataFrame) -> tuple:
+def sort_events(df: pd.DataFrame) -> tuple:
     "Sort by (timestamp, user_id) unless already sorted; returns (frame, number of rows that moved)."
     t = timestamps_ns(df["timestamp"])
     u = df["user_id"].to_numpy()
@@ -267,7 +268,7 @@ def _query_column(s: pd.Series, # the optional `query` column: the text a user s
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataError(f"events: column 'query' row {first} holds {s.iloc[first]!r} ({type(s.iloc[first]).__name__}); "
-                        "a query must be text (str) or missing. " + _show(frame, bad))
+                        "a query must be text (str) or missing. " + offending_rows(frame, bad))
     return s.where(~missing, None)
 
 
@@ -284,15 +285,15 @@ def _search_notes(df: pd.DataFrame, # a validated log
 
 
 # %% ../nbs/00_data.ipynb #c438a26b
-def _store_item_ids(s: pd.Series, # item ids checked by `_id_column`, missing on search rows
-                    how, # False (keep), 'int64' or 'text', as `_id_column` said
+def _store_item_ids(s: pd.Series, # item ids checked by `check_id_column`, missing on search rows
+                    how, # False (keep), 'int64' or 'text', as `check_id_column` said
                    ) -> tuple: # (column, what was done: None or a report key)
     "Item ids of a log with item-less searches: integers as nullable Int64, text as object with None; never rounded."
     miss = s.isna().to_numpy()
     if how == "int64" or (how is False and pd.api.types.is_integer_dtype(s.dtype)):
         return s.astype("Int64"), "cast_to_nullable_Int64"
     out = pd.Series(np.full(len(s), None, dtype=object), index=s.index)
-    out[~miss] = _store_ids(s[~miss], how).to_numpy(dtype=object) if how else s[~miss].to_numpy(dtype=object)
+    out[~miss] = stored_ids(s[~miss], how).to_numpy(dtype=object) if how else s[~miss].to_numpy(dtype=object)
     return out, ("beyond_int64_kept_as_text" if how == "text" else None)
 
 
@@ -309,14 +310,14 @@ def validate_events(
         raise ValueError(f"events: the log is empty (0 rows; columns {list(events.columns)})")
     n_in, dropped, fixed = len(events), {}, {}
     df = events.reset_index(drop=True)
-    uid, miss_u, cast_u = _id_column(df["user_id"], "events", "user_id", events)
-    iid, miss_i, cast_i = _id_column(df["item_id"], "events", "item_id", events)
-    ts, miss_t, tfix = _timestamp_column(df["timestamp"], "events", events)
-    beh, miss_b = _behavior_column(df["behavior"], behaviors, "events", events)
+    uid, miss_u, cast_u = check_id_column(df["user_id"], "events", "user_id", events)
+    iid, miss_i, cast_i = check_id_column(df["item_id"], "events", "item_id", events)
+    ts, miss_t, tfix = check_timestamp_column(df["timestamp"], "events", events)
+    beh, miss_b = check_behavior_column(df["behavior"], behaviors, "events", events)
     df = df.assign(user_id=uid, item_id=iid, timestamp=ts, behavior=beh)
     fixed.update(tfix)
     if "value" in df.columns:
-        df["value"], cast_v = _numeric_column(df["value"], "events", "value", events)
+        df["value"], cast_v = check_numeric_column(df["value"], "events", "value", events)
         if cast_v: fixed["value_cast_to_float64"] = int(df["value"].notna().sum())
     itemless = miss_i & (beh == "search").to_numpy()   # a search needs no item; any other row does
     if "query" in df.columns: df["query"] = _query_column(df["query"], events)
@@ -332,13 +333,13 @@ def validate_events(
             df[col], how = _store_item_ids(df[col], cast)
             if how: fixed[f"item_id_{how}"] = int(df[col].notna().sum())
         elif cast:
-            df[col] = _store_ids(df[col], cast)
+            df[col] = stored_ids(df[col], cast)
             fixed[f"{col}_cast_to_int64" if cast == "int64" else f"{col}_beyond_int64_kept_as_text"] = len(df)
     dup = _duplicated(df)
     if dup.any():
         dropped["duplicates"] = int(dup.sum())
         df = df.loc[~dup]
-    df, moved = _sort_events(df)
+    df, moved = sort_events(df)
     if moved: fixed["rows_reordered"] = moved
     df = df.reset_index(drop=True)
     notes = _search_notes(df)
@@ -358,7 +359,7 @@ def _validate_side(df: pd.DataFrame, # a user or item table
         raise ValueError(f"{table}: the table is empty (0 rows; columns {list(df.columns)})")
     n_in, dropped, fixed, notes = len(df), {}, {}, {}
     out = df.reset_index(drop=True)
-    ids, miss, cast = _id_column(out[key], table, key, df)
+    ids, miss, cast = check_id_column(out[key], table, key, df)
     out[key] = ids
     if miss.any():
         dropped[f"missing_{key}"] = int(miss.sum())
@@ -366,14 +367,14 @@ def _validate_side(df: pd.DataFrame, # a user or item table
     if len(out) == 0:
         raise ValueError(f"{table}: no rows left after dropping rows with a missing {key}")
     if cast:
-        out[key] = _store_ids(out[key], cast)
+        out[key] = stored_ids(out[key], cast)
         fixed[f"{key}_cast_to_int64" if cast == "int64" else f"{key}_beyond_int64_kept_as_text"] = len(out)
     for col in numeric:
         if col not in out.columns: continue
         nullable_int = col in int_columns and out[col].isna().any()
-        v, was_cast = _numeric_column(out[col], table, col, out, "Int64" if nullable_int else "int64" if col in int_columns else "float64")
+        v, was_cast = check_numeric_column(out[col], table, col, out, "Int64" if nullable_int else "int64" if col in int_columns else "float64")
         if (v < 0).any():
-            raise ValueError(f"{table}: column '{col}' has negative values. " + _show(out, (v < 0).fillna(False).to_numpy()))
+            raise ValueError(f"{table}: column '{col}' has negative values. " + offending_rows(out, (v < 0).fillna(False).to_numpy()))
         out[col] = v
         if was_cast: fixed[f"{col}_cast_to_{v.dtype}"] = int(v.notna().sum())
     dup = _duplicated(out)
@@ -383,7 +384,7 @@ def _validate_side(df: pd.DataFrame, # a user or item table
     clash = out[key].duplicated(keep=False).to_numpy()
     if clash.any():
         raise ValueError(f"{table}: {out[key][clash].nunique():,} {key} value(s) appear on several rows with different "
-                         f"attributes; one row per {key} is needed. " + _show(out, clash))
+                         f"attributes; one row per {key} is needed. " + offending_rows(out, clash))
     if "category" in out.columns and out["category"].isna().any():
         notes["missing_category"] = int(out["category"].isna().sum())
     out = out.sort_values(key, kind="stable").reset_index(drop=True)
@@ -456,14 +457,14 @@ def _read_atomic(path: Path) -> pd.DataFrame:
                        quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[""], encoding="utf-8")
 
 # %% ../nbs/00_data.ipynb #fccb4983
-def _genre_lists(genres: pd.Series, # one string per movie
+def genre_lists(genres: pd.Series, # one string per movie
                  sep: str, # separator between genres
                 ) -> pd.Series:
     "Genre strings split into lists (empty pieces removed)."
     return genres.fillna("").str.split(sep).map(lambda g: [x for x in g if x])
 
 # %% ../nbs/00_data.ipynb #7202c757
-def _movielens_dataset(events: pd.DataFrame, # ratings: user_id, item_id, timestamp, value
+def movielens_dataset(events: pd.DataFrame, # ratings: user_id, item_id, timestamp, value
                        users: pd.DataFrame, # user table
                        items: pd.DataFrame, # item_id, title, year, genres
                        name: str, # data set name
@@ -498,9 +499,9 @@ def load_movielens_100k(
     i = _read_atomic(folder / "ml-100k.item")
     year = pd.to_numeric(i["release_year"], errors="coerce").astype("Int64")
     items = pd.DataFrame({"item_id": i["item_id"].astype("int64"), "title": i["movie_title"], "year": year,
-                          "genres": _genre_lists(i["class"], " ")})
+                          "genres": genre_lists(i["class"], " ")})
     notes = {"year_not_a_number_set_to_NA": int((year.isna() & i["release_year"].notna()).sum())}
-    return _movielens_dataset(events, users, items, "ml-100k", notes)
+    return movielens_dataset(events, users, items, "ml-100k", notes)
 
 # %% ../nbs/00_data.ipynb #04700041
 @dataclass(eq=False)

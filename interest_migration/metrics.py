@@ -13,18 +13,18 @@ import pandas as pd
 from scipy import sparse, special, stats
 
 # %% auto #0
-__all__ = ['js_divergence', 'top_category_change', 'bootstrap_ci', 'paired_bootstrap', 'calibration_curve',
-           'expected_calibration_error', 'classification_metrics', 'per_sample_classification',
+__all__ = ['is_torch_tensor', 'as_numpy', 'js_divergence', 'top_category_change', 'bootstrap_ci', 'paired_bootstrap',
+           'calibration_curve', 'expected_calibration_error', 'classification_metrics', 'per_sample_classification',
            'classification_report_ci', 'recall_at_k', 'best_threshold']
 
 # %% ../nbs/01_metrics.ipynb #d9045178
-def _is_torch(x) -> bool:
+def is_torch_tensor(x) -> bool:
     return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
 
 # %% ../nbs/01_metrics.ipynb #9bd87a79
-def _to_numpy(x, name: str = "input") -> np.ndarray:
+def as_numpy(x, name: str = "input") -> np.ndarray:
     "A numpy view of an array-like, a torch tensor or a pandas object."
-    if _is_torch(x):
+    if is_torch_tensor(x):
         return x.detach().cpu().numpy()
     if isinstance(x, (pd.DataFrame, pd.Series)):
         return x.to_numpy()
@@ -41,8 +41,8 @@ def _dist_pair(p, q):
                              "(e.g. q = q.reindex(p.index, fill_value=0))")
         cols = p.columns.union(q.columns, sort=False)
         p, q = p.reindex(columns=cols, fill_value=0), q.reindex(columns=cols, fill_value=0)
-    P = np.asarray(_to_numpy(p, "p"), dtype=np.float64)
-    Q = np.asarray(_to_numpy(q, "q"), dtype=np.float64)
+    P = np.asarray(as_numpy(p, "p"), dtype=np.float64)
+    Q = np.asarray(as_numpy(q, "q"), dtype=np.float64)
     if P.shape != Q.shape or P.ndim not in (1, 2):
         raise ValueError(f"p and q must have the same 1-D or 2-D shape, got {P.shape} and {Q.shape}")
     for name, X in (("p", P), ("q", Q)):
@@ -97,7 +97,7 @@ def top_category_change(
 
 # %% ../nbs/01_metrics.ipynb #217fa825
 def _check_values(values, name: str = "values") -> np.ndarray:
-    v = np.asarray(_to_numpy(values, name), dtype=np.float64)
+    v = np.asarray(as_numpy(values, name), dtype=np.float64)
     if v.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (samples) or 2-D (samples x metrics), got shape {v.shape}")
     if v.shape[0] == 0:
@@ -193,8 +193,8 @@ def paired_bootstrap(
 # %% ../nbs/01_metrics.ipynb #8d5613c7
 def _clf_inputs(y_true, y_score):
     "Validated 0/1 labels and probabilities of equal shape: 1-D binary or 2-D multi-label."
-    y = np.asarray(_to_numpy(y_true, "y_true"))
-    p = np.asarray(_to_numpy(y_score, "y_score"), dtype=np.float64)
+    y = np.asarray(as_numpy(y_true, "y_true"))
+    p = np.asarray(as_numpy(y_score, "y_score"), dtype=np.float64)
     if y.shape != p.shape:
         raise ValueError(f"y_true has shape {y.shape} but y_score has shape {p.shape}")
     if y.ndim not in (1, 2) or y.shape[0] == 0 or (y.ndim == 2 and y.shape[1] == 0):

@@ -26,11 +26,11 @@ from .recommender import ModelFileError, make_manifest, write_manifest, read_man
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'sequence_to_onnx', 'ort_session', 'ort_scores', 'top_k', 'random_sequences', 'onnx_parity', 'mlp_to_onnx',
-           'export_model', 'ServingModel', 'load_serving_model']
+__all__ = ['logger', 'ScoreNet', 'sequence_to_onnx', 'ort_session', 'ort_scores', 'top_k', 'random_sequences', 'onnx_parity',
+           'mlp_to_onnx', 'export_model', 'json_values', 'ServingModel', 'load_serving_model']
 
 # %% ../nbs/11ab_export.ipynb #e3ad6935
-class _ScoreNet(nn.Module):
+class ScoreNet(nn.Module):
     "Full-catalogue scores from right-padded item/behaviour codes and lengths: the graph that is exported."
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -51,7 +51,7 @@ def sequence_to_onnx(
     "Export a fitted sequence model's full-catalogue scoring (inputs items, behaviors, lengths; output scores) to ONNX."
     if not hasattr(model, "net_"):
         raise DataError(f"sequence_to_onnx: {type(model).__name__} is not a fitted neural sequence model (no net_)")
-    w = _ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
+    w = ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
     L = int(model.max_len)
     x, b, n = torch.ones((2, L), dtype=torch.long), torch.zeros((2, L), dtype=torch.long), torch.full((2,), L)
     dyn = {k: {0: "batch"} for k in ("items", "behaviors", "lengths", "scores")}
@@ -133,7 +133,7 @@ def onnx_parity(
 ) -> pd.DataFrame:  # length, n, max_abs_diff, max_rel_diff, max_abs_score, parity
     "Largest |PyTorch - ONNX Runtime| score difference on `n` random sequences of each length, and whether they agree to `tol`."
     sess = ort_session(path, num_threads=2)
-    w = _ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
+    w = ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
     rows = []
     for L in (range(1, model.max_len + 1) if lengths is None else lengths):
         x, b, n_ = random_sequences(model.catalog_, model.max_len, L, n, seed)
@@ -183,7 +183,7 @@ def _cold_start_tables(sp: SegmentPopularity, cat: Catalog) -> tuple:
     seg = sp.segmenter_
     meta = {"segments": [str(s) for s in sp.segments_], "categories": [str(c) for c in sp.categories_],
             "segmenter": {"columns": list(seg.columns) if not isinstance(seg.columns, str) else [seg.columns],
-                          "age_bands": _jsonable(list(seg.age_bands))}}
+                          "age_bands": json_values(list(seg.age_bands))}}
     arrays = {"segment_items": np.asarray(sp.segment_items_, np.float64)[:, pos],
               "segment_profiles": sp.segment_profiles_.to_numpy(np.float64),
               "global_items": np.asarray(sp.global_items_, np.float64)[pos],
@@ -210,7 +210,7 @@ def export_model(
         files = ["sequence.onnx", "catalog.json"]
         sequence_to_onnx(model, tmp / "sequence.onnx")
         (tmp / "catalog.json").write_text(json.dumps(cj))
-        params = {"model": cj["model"], "max_len": cj["max_len"], "sequence_params": _jsonable(model.get_params())}
+        params = {"model": cj["model"], "max_len": cj["max_len"], "sequence_params": json_values(model.get_params())}
         if check_parity:
             par = onnx_parity(model, tmp / "sequence.onnx", n=100)
             if not par.parity.all():
@@ -227,21 +227,21 @@ def export_model(
                                                        "labels": [str(c) for c in getattr(mlp, "classes_", [])]}))
             files += ["mlp.onnx", "mlp.json"]
         if tags is not None:
-            (tmp / "tags.json").write_text(json.dumps([[_jsonable(k), list(map(str, v))] for k, v in tags.items()]))
+            (tmp / "tags.json").write_text(json.dumps([[json_values(k), list(map(str, v))] for k, v in tags.items()]))
             files.append("tags.json")
         labels = np.asarray([""] + list(cat.categories), dtype=object)[cat.item_category[1:]]
         man = make_manifest("sequence-serving", item_ids=list(cat.item_id), categories=list(labels),
                             data=data_summary(events) if events is not None else None, params=params,
-                            metrics=_jsonable(metrics or {}))
+                            metrics=json_values(metrics or {}))
         write_manifest(tmp, man, files=files)
     return Path(folder)
 
 # %% ../nbs/11ab_export.ipynb #5ef5b5fa
-def _jsonable(x):
+def json_values(x):
     "Numpy scalars, tuples, arrays and frames inside `x` as plain JSON values."
-    if isinstance(x, dict): return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray): return _jsonable(x.tolist())
+    if isinstance(x, dict): return {str(k): json_values(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [json_values(v) for v in x]
+    if isinstance(x, np.ndarray): return json_values(x.tolist())
     if isinstance(x, np.generic): return x.item()
     if isinstance(x, (pd.Timestamp, pd.Timedelta)): return str(x)
     return x

@@ -23,12 +23,13 @@ from .data import DataError, torch_threads
 from .ranking import ranking_metrics
 from .recommender import ModelFileError, Recommender, check_state
 from .sequence import (Catalog, RunOptions, block_rows, SequenceRecommender, SequenceSplit, Sequences, default_device,
-                                         pad_sequences, training_windows, _summary_of, _train_of)
+                                         pad_sequences, training_windows, training_summary, training_sequences)
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['SEQUENCE_MODELS', 'ItemEmbedding', 'SequenceNet', 'sampled_softmax_loss', 'gbce_beta', 'gbce_loss',
-           'NeuralRecommender', 'TransformerRecommender', 'SASRec', 'GRU4Rec', 'LSTMRec']
+__all__ = ['SEQUENCE_MODELS', 'ItemEmbedding', 'SequenceNet', 'TransformerBlock', 'sampled_softmax_loss', 'gbce_beta',
+           'gbce_loss', 'rank_world_size', 'NeuralRecommender', 'TransformerRecommender', 'SASRec', 'GRU4Rec',
+           'LSTMRec']
 
 # %% ../nbs/10a_neural.ipynb #60198dc9
 class ItemEmbedding(nn.Module):
@@ -91,7 +92,7 @@ class SequenceNet(nn.Module, abc.ABC):
         return self
 
 # %% ../nbs/10a_neural.ipynb #337bd5e6
-class _Block(nn.Module):
+class TransformerBlock(nn.Module):
     "Pre-LayerNorm transformer block with fused scaled-dot-product attention (causal, or bidirectional over the kept keys)."
     def __init__(self, d, n_heads, dropout, inner, causal=True):
         super().__init__()
@@ -118,7 +119,7 @@ class _SASRecNet(SequenceNet):
         super().__init__(emb)
         self.pos = nn.Embedding(max_len, d)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(_Block(d, n_heads, dropout, 4 * d) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(TransformerBlock(d, n_heads, dropout, 4 * d) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d)
         self.add_behavior_head(d, n_behaviors, behavior_head)
 
@@ -188,7 +189,7 @@ def gbce_loss(
     return per.mean() if reduction == "mean" else per.sum()
 
 # %% ../nbs/10a_neural.ipynb #435ec586
-def _dist_info() -> tuple:
+def rank_world_size() -> tuple:
     "(rank, world size) of this process under torch.distributed, (0, 1) when no process group runs."
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -317,8 +318,8 @@ def fit(self: NeuralRecommender,
 @patch
 def _fit(self: NeuralRecommender, data, valid):
     self._check_options()
-    train = _train_of(data)
-    self.data_summary_ = _summary_of(data)
+    train = training_sequences(data)
+    self.data_summary_ = training_summary(data)
     if isinstance(data, SequenceSplit) and valid is None:
         valid = data.valid
     if valid is not None and (valid.target is None or valid.catalog is not train.catalog):
@@ -436,7 +437,7 @@ def _lr_factor(self: NeuralRecommender, n_batches: int):
 @patch
 def _train_epoch(self: NeuralRecommender, net, opt, sched, X, B, Y, YB, perm) -> float:
     "One pass over the shuffled windows (the first `options_.max_batches` batches when set); under torch.distributed each process takes its share of every global batch."
-    rank, world = _dist_info()
+    rank, world = rank_world_size()
     total = torch.zeros((), device=X.device)
     stop = len(X) if self.options_.max_batches is None else min(len(X), self.options_.max_batches * self.batch_size)
     for s in range(0, stop, self.batch_size):

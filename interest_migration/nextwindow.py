@@ -40,10 +40,10 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'MODELS', 'SELECTORS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores',
-           'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier', 'make_preprocessor',
-           'make_model', 'Comparison', 'compare_models', 'multilabel_mutual_info', 'PermutationSelector',
-           'make_selector', 'make_selected_model', 'selected_features', 'explain_predictions', 'FrozenExtractor',
-           'transfer_head', 'plot_comparison']
+           'multilabel_array', 'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier',
+           'make_preprocessor', 'make_model', 'Comparison', 'compare_models', 'multilabel_mutual_info',
+           'PermutationSelector', 'make_selector', 'make_selected_model', 'selected_features', 'explain_predictions',
+           'FrozenExtractor', 'transfer_head', 'plot_comparison']
 
 # %% ../nbs/03_nextwindow.ipynb #26aa418d
 class SplitRows:
@@ -178,7 +178,7 @@ def _sigmoid_target(y) -> tuple:
     kind = type_of_target(y)
     y = np.asarray(y)
     if kind == "multilabel-indicator":
-        return _multilabel_y(y).astype(np.float32), True, np.arange(y.shape[1])
+        return multilabel_array(y).astype(np.float32), True, np.arange(y.shape[1])
     if kind == "binary":
         y = y.ravel()
         classes = np.unique(y)
@@ -191,7 +191,7 @@ def _sigmoid_target(y) -> tuple:
     raise ValueError(f"Unknown label type: {kind}. Sigmoid outputs need a binary target or a multi-label 0/1 matrix")
 
 # %% ../nbs/03_nextwindow.ipynb #83ff3a9c
-def _multilabel_y(Y) -> np.ndarray:
+def multilabel_array(Y) -> np.ndarray:
     "Y as a 2-D 0/1 int array, with a clear error otherwise."
     y = np.asarray(Y)
     if y.ndim != 2:
@@ -257,7 +257,7 @@ class LastWindowProfile(ClassifierMixin, BaseEstimator):
         "Find the profile columns and learn label popularity (the cold-user fallback)."
         if not isinstance(X, pd.DataFrame):
             raise TypeError("LastWindowProfile needs X as a DataFrame with the profile columns")
-        y = _multilabel_y(Y)
+        y = multilabel_array(Y)
         self.columns_ = [c for c in X.columns if str(c).startswith(self.prefix)]
         if len(self.columns_) != y.shape[1]:
             raise ValueError(f"found {len(self.columns_)} columns starting with {self.prefix!r}, "

@@ -20,11 +20,11 @@ from .metrics import js_divergence
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['BEHAVIOR_WEIGHTS', 'DWELL_REFERENCE_S', 'event_weights', 'event_categories', 'window_edges', 'WindowedProfiles',
-           'windowed_profiles', 'interest_profile', 'migration_scores', 'transition_matrix', 'migration_matrix',
-           'detect_migrations', 'score_detections', 'plot_category_shares', 'plot_interest_stream',
-           'plot_migration_matrix', 'profile_cells', 'windowed_profiles_parquet', 'windowed_profiles_dask',
-           'merge_profiles']
+__all__ = ['BEHAVIOR_WEIGHTS', 'DWELL_REFERENCE_S', 'event_weights', 'item_category_table', 'event_categories', 'window_edges',
+           'WindowedProfiles', 'windowed_profiles', 'interest_profile', 'migration_scores', 'transition_matrix',
+           'migration_matrix', 'xlogx', 'detect_migrations', 'score_detections', 'plot_category_shares',
+           'plot_interest_stream', 'plot_migration_matrix', 'profile_cells', 'windowed_profiles_parquet',
+           'windowed_profiles_dask', 'merge_profiles']
 
 # %% ../nbs/02_profiles.ipynb #3003b0b2
 BEHAVIOR_WEIGHTS = {"view": 1.0, "search": 0.5, "fav": 2.0, "cart": 3.0, "buy": 5.0, "rate": 1.0}
@@ -73,7 +73,7 @@ def event_weights(
     return w
 
 # %% ../nbs/02_profiles.ipynb #7c17cf8e
-def _item_category_table(
+def item_category_table(
     items: pd.DataFrame,          # item table with `item_id` and `category_col`
     category_col: str,            # one category per item, or a list of categories per item (e.g. genres)
     categories: Sequence | None,  # fixed category order; None: sorted categories found in items
@@ -114,7 +114,7 @@ def event_categories(
     categories: Sequence | None = None, # fixed category order; None: sorted categories of items
 ) -> tuple:                           # (event row or None, category code, fraction or None, categories)
     "One entry per (event, category of its item); `None` rows/fractions mean one category per event."
-    item_index, indptr, codes, frac, cat_index = _item_category_table(items, category_col, categories)
+    item_index, indptr, codes, frac, cat_index = item_category_table(items, category_col, categories)
     pos = item_index.get_indexer(events["item_id"])
     if (pos < 0).any():
         missing = pd.unique(events["item_id"].to_numpy()[pos < 0])
@@ -420,7 +420,7 @@ def migration_matrix(
     return out
 
 # %% ../nbs/02_profiles.ipynb #d89c37c8
-def _xlogx(x):
+def xlogx(x):
     "x * log(x) with 0 log 0 = 0."
     return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
 
@@ -442,8 +442,8 @@ def detect_migrations(
         tot = cum[:, -1:] + x[:, -1:]                    # (u, 1, C)
         B, A = cum, tot - cum
         nB, nA, N = B.sum(-1), A.sum(-1), tot.sum(-1)
-        g = 2 * (_xlogx(B).sum(-1) - _xlogx(nB) + _xlogx(A).sum(-1) - _xlogx(nA)
-                 - _xlogx(tot).sum(-1) + _xlogx(N))
+        g = 2 * (xlogx(B).sum(-1) - xlogx(nB) + xlogx(A).sum(-1) - xlogx(nA)
+                 - xlogx(tot).sum(-1) + xlogx(N))
         g = np.where((nB >= min_count) & (nA >= min_count), g, -np.inf)
         best = g.argmax(1)
         r = np.arange(len(best))
@@ -605,7 +605,7 @@ def windowed_profiles_parquet(
     for files in groups:     # a loop over partitions; each one is processed vectorised
         cells.append(profile_cells(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True),
                                    items, edges, categories, **kwargs))
-    cats = categories if categories is not None else _item_category_table(items, kwargs.get("category_col", "category"), None)[4]
+    cats = categories if categories is not None else item_category_table(items, kwargs.get("category_col", "category"), None)[4]
     frame = pd.concat(cells, ignore_index=True)
     return WindowedProfiles.from_frame(frame, edges, cats, half_life=kwargs.get("half_life"),
                                        report={"partitions": len(groups)})
@@ -620,7 +620,7 @@ def windowed_profiles_dask(
 ) -> WindowedProfiles:
     "Windowed profiles of a Dask DataFrame: `profile_cells` through `map_partitions`, summed per cell."
     from functools import partial
-    cats = categories if categories is not None else _item_category_table(items, kwargs.get("category_col", "category"), None)[4]
+    cats = categories if categories is not None else item_category_table(items, kwargs.get("category_col", "category"), None)[4]
     meta = profile_cells(pd.DataFrame(), items, edges, cats)
     fn = partial(profile_cells, items=items, edges=pd.DatetimeIndex(edges), categories=list(cats), **kwargs)
     frame = ddf.map_partitions(fn, meta=meta).compute()

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import sparse
 from fastcore.basics import patch
 
-from .metrics import _is_torch, _to_numpy, bootstrap_ci
+from .metrics import is_torch_tensor, as_numpy, bootstrap_ci
 
 # %% auto #0
 __all__ = ['RANKING_METRICS', 'BEYOND_METRICS', 'GAINS', 'topk_items', 'RankingResult', 'ranking_metrics', 'catalogue_coverage',
@@ -124,7 +124,7 @@ class _Scores:
             if n_items is None:
                 self.n_items = int(self._call(np.arange(1)).shape[1])
         elif isinstance(scores, Iterable) and not (isinstance(scores, (str, bytes, list, tuple, np.ndarray, pd.DataFrame))
-                                                   or _is_torch(scores)):
+                                                   or is_torch_tensor(scores)):
             self.kind, self.n_users = "iter", n_users
             self.it = iter(scores)
             first = next(self.it, None)
@@ -135,10 +135,10 @@ class _Scores:
             if self.n_items is None:
                 raise ValueError(f"score blocks must be 2-D (rows x items), got shape {np.shape(first)}")
         else:   # an array: torch, numpy, a DataFrame or nested lists
-            self.obj = scores if _is_torch(scores) else np.asarray(scores.to_numpy() if isinstance(scores, pd.DataFrame) else scores)
+            self.obj = scores if is_torch_tensor(scores) else np.asarray(scores.to_numpy() if isinstance(scores, pd.DataFrame) else scores)
             if self.obj.ndim != 2:
                 raise ValueError(f"scores must be 2-D (users x items), got shape {tuple(self.obj.shape)}")
-            self.kind = "torch" if _is_torch(self.obj) else "array"
+            self.kind = "torch" if is_torch_tensor(self.obj) else "array"
             self.n_users, self.n_items = (int(s) for s in self.obj.shape)
         if n_users is not None and self.n_users != n_users:
             raise ValueError(f"scores have {self.n_users} rows but truth has {n_users} users")
@@ -191,7 +191,7 @@ def _iter_blocks(self: _Scores, rows, batch_size):
         if len(local):
             for s in range(0, len(local), batch_size):
                 l = local[s:s + batch_size]
-                sub = b[l] if not _is_torch(b) else b[_torch().as_tensor(l)]
+                sub = b[l] if not is_torch_tensor(b) else b[_torch().as_tensor(l)]
                 yield l + off, sub, True
                 sub = None
         off += shape[0]
@@ -206,7 +206,7 @@ def _iter_blocks(self: _Scores, rows, batch_size):
 def _all_finite(a) -> bool:
     "Whether a float block (numpy or CPU torch) has no NaN/inf: one multi-threaded min/max pass, no temporary mask."
     torch = _torch()
-    if _is_torch(a):
+    if is_torch_tensor(a):
         t = a
     elif torch is None or a.size == 0:
         return bool(np.isfinite(a).all())
@@ -223,7 +223,7 @@ def _all_finite(a) -> bool:
 def _prepare_block(b, rows: np.ndarray, exclude: sparse.csr_matrix | None, owned: bool = False):
     "Float version of a score block, checked finite, with excluded items set to -inf (on a copy unless `owned`)."
     torch = _torch()
-    if _is_torch(b):
+    if is_torch_tensor(b):
         t = b.detach()
         if t.device.type != "cpu":
             t, owned = t.cpu(), True
@@ -271,7 +271,7 @@ def _topk_block(a, k: int) -> np.ndarray:
     kk = min(k + 1, n)          # one extra to see whether the k-th place is tied with the next
     torch = _torch()
     if torch is not None:
-        if _is_torch(a):
+        if is_torch_tensor(a):
             t = a
         else:
             with warnings.catch_warnings():   # a read-only array is fine: topk does not write to it
@@ -279,7 +279,7 @@ def _topk_block(a, k: int) -> np.ndarray:
                 t = torch.from_numpy(np.ascontiguousarray(a))
         v, i = torch.topk(t, kk, dim=1, largest=True, sorted=True)
         vals, idx = v.numpy().astype(np.float64, copy=False), i.numpy()
-        a_np = t.numpy() if not _is_torch(a) else a.numpy()
+        a_np = t.numpy() if not is_torch_tensor(a) else a.numpy()
     else:                       # numpy fallback
         a_np = a
         part = np.argpartition(a_np, n - kk, axis=1)[:, n - kk:]
@@ -316,7 +316,7 @@ def topk_items(
     n_users: int | None = None,  # number of users, needed only for a callable or an iterator without `exclude`
 ) -> np.ndarray:             # (users, k) item indices, best first; -1 where fewer than k items are allowed
     "Top-k items per user over the full catalogue, ties broken by the lower item index, in row batches."
-    if n_users is None and exclude is not None and not isinstance(scores, np.ndarray) and not _is_torch(scores):
+    if n_users is None and exclude is not None and not isinstance(scores, np.ndarray) and not is_torch_tensor(scores):
         n_users = exclude.shape[0] if sparse.issparse(exclude) else len(exclude)
     src = _Scores(scores, n_users, None)
     k = _check_k(k, src.n_items)[0] if np.ndim(k) == 0 else None
@@ -369,7 +369,7 @@ class RankingResult:
 def _is_topk_input(x, is_topk) -> bool:
     if is_topk is not None:
         return bool(is_topk)
-    if _is_torch(x):
+    if is_torch_tensor(x):
         return not (x.is_floating_point() or x.dtype == _torch().bool)
     if isinstance(x, (np.ndarray, pd.DataFrame, list, tuple)):
         return np.asarray(x).dtype.kind in "iu"
@@ -378,7 +378,7 @@ def _is_topk_input(x, is_topk) -> bool:
 # %% ../nbs/01a_ranking.ipynb #f91c7487
 def _check_topk(topk, n_items: int | None = None, integer: bool = True) -> np.ndarray:
     "Top-k lists (users x k, -1 = empty slot) as int64, item indices checked; `integer` refuses float lists."
-    t = np.asarray(_to_numpy(topk, "topk"))
+    t = np.asarray(as_numpy(topk, "topk"))
     if t.ndim != 2 or (integer and t.dtype.kind not in "iu"):
         raise ValueError(f"top-k lists must be 2-D{' integer' if integer else ''} (users x k), got shape {t.shape} dtype {t.dtype}")
     t = t.astype(np.int64)
@@ -439,7 +439,7 @@ def _check_metrics(metrics, allowed) -> tuple:
 def _infer_shape(scores_or_topk, truth, n_items, topk_in):
     "(n_users, n_items) from the inputs; `_as_csr` then checks the truth against them, naming the mismatch."
     n_users = None
-    if isinstance(scores_or_topk, (np.ndarray, pd.DataFrame)) or _is_torch(scores_or_topk):
+    if isinstance(scores_or_topk, (np.ndarray, pd.DataFrame)) or is_torch_tensor(scores_or_topk):
         n_users = int(scores_or_topk.shape[0])
         if not topk_in and scores_or_topk.ndim == 2:
             w = int(scores_or_topk.shape[1])
@@ -525,7 +525,7 @@ def ranking_metrics(
     tr = _as_csr(truth, "truth", n_users, n_items)
     ex = None if exclude is None else _as_csr(exclude, "exclude", n_users, n_items)
     if topk_in:
-        raw = np.asarray(_to_numpy(scores_or_topk, "topk"))
+        raw = np.asarray(as_numpy(scores_or_topk, "topk"))
         if n_items is None:   # the implied catalogue: the largest index seen anywhere
             n_items = int(max(tr.shape[1], ex.shape[1] if ex is not None else 0,
                               (raw.max() + 1) if raw.size else 0))
@@ -560,7 +560,7 @@ def ranking_metrics(
 
 # %% ../nbs/01a_ranking.ipynb #a3b85851
 def _item_array(x, n_min: int, name: str) -> np.ndarray:
-    v = np.asarray(_to_numpy(x, name), dtype=np.float64).ravel()
+    v = np.asarray(as_numpy(x, name), dtype=np.float64).ravel()
     if v.size < n_min:
         raise ValueError(f"{name} has {v.size} entries but the lists recommend item index {n_min - 1}")
     if not np.isfinite(v).all() or (v < 0).any():
@@ -631,7 +631,7 @@ def intra_list_diversity(
 ):
     "Share of item pairs within a list that belong to different categories (0 = one category, 1 = all different)."
     t = _check_topk(topk)
-    cat = pd.Series(_to_numpy(item_category, "item_category").ravel())
+    cat = pd.Series(as_numpy(item_category, "item_category").ravel())
     if cat.size < (int(t.max()) + 1 if t.size else 0):
         raise ValueError(f"item_category has {cat.size} entries but the lists recommend item index {int(t.max())}")
     codes = pd.factorize(cat)[0]
@@ -767,7 +767,7 @@ def sampled_metrics(
     starts = tr.indptr
     for r, b, _ in src.blocks(users, batch_size):
         a = _prepare_block(b, r, None)
-        a = a.numpy() if _is_torch(a) else np.asarray(a)
+        a = a.numpy() if is_torch_tensor(a) else np.asarray(a)
         lo, hi = starts[r[0]], starts[r[-1] + 1]
         local = np.repeat(np.arange(len(r)), sizes[r])
         ps = a[local, pi[lo:hi]][:, None]

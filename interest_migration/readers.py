@@ -16,14 +16,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from .data import (BEHAVIORS, DataError, Dataset, ML100K_GENRES, ML1M_OCCUPATIONS, ValidationReport,
-                                     _genre_lists, _movielens_dataset, _show, _utc_from_ns, load_movielens_100k,
+                                     genre_lists, movielens_dataset, offending_rows, utc_from_ns, load_movielens_100k,
                                      validate_events, validate_items, validate_users)
 
 # %% auto #0
-__all__ = ['TAOBAO_BEHAVIORS', 'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'TIME_UNITS', 'CONTRACT_COLUMNS',
+__all__ = ['TAOBAO_BEHAVIORS', 'RETAILROCKET_BEHAVIORS', 'RETAILROCKET_COLUMNS', 'TIME_UNITS', 'NS_PER', 'CONTRACT_COLUMNS',
            'PARQUET_SUFFIXES', 'READERS', 'read_grouplens', 'plausible_span', 'guess_time_unit', 'unix_times',
-           'compression_of', 'iter_taobao', 'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'parse_columns',
-           'exact_ids', 'read_side_table', 'read_contract', 'Reader', 'guess_format', 'read_log']
+           'implausible_report', 'compression_of', 'ArrowUnfit', 'arrow_taobao_reader', 'iter_taobao',
+           'items_from_pairs', 'read_taobao', 'iter_retailrocket', 'read_retailrocket', 'parse_columns', 'exact_ids',
+           'read_side_table', 'read_contract', 'Reader', 'guess_format', 'read_log']
 
 # %% ../nbs/00a_readers.ipynb #ad2464b1
 _YEAR_SUFFIX = r"\s*\((\d{4})\)\s*$"
@@ -49,8 +50,8 @@ def _read_ml100k_raw(folder: Path) -> Dataset:
     year = pd.to_numeric(i["title"].str.extract(_YEAR_SUFFIX)[0], errors="coerce").astype("Int64")  # as RecBole does
     year = year.fillna(pd.to_datetime(i["release_date"], format="%d-%b-%Y", errors="coerce").dt.year.astype("Int64"))
     items = pd.DataFrame({"item_id": i["item_id"], "title": i["title"].str.replace(_YEAR_SUFFIX, "", regex=True),
-                          "year": year, "genres": _genre_lists(joined, "|")})
-    return _movielens_dataset(events, users, items, "ml-100k (GroupLens)", {"year_missing": int(year.isna().sum())})
+                          "year": year, "genres": genre_lists(joined, "|")})
+    return movielens_dataset(events, users, items, "ml-100k (GroupLens)", {"year_missing": int(year.isna().sum())})
 
 # %% ../nbs/00a_readers.ipynb #5a262022
 def _read_ml1m(folder: Path) -> Dataset:
@@ -67,7 +68,7 @@ def _read_ml1m(folder: Path) -> Dataset:
     occ = u["occupation"]
     if not occ.between(0, len(ML1M_OCCUPATIONS) - 1).all():
         raise ValueError(f"ml-1m users.dat: column 'occupation' has codes outside 0..20. "
-                         + _show(u, ~occ.between(0, len(ML1M_OCCUPATIONS) - 1)))
+                         + offending_rows(u, ~occ.between(0, len(ML1M_OCCUPATIONS) - 1)))
     users = u[["user_id", "age", "gender"]].assign(occupation=np.asarray(ML1M_OCCUPATIONS)[occ.to_numpy()], zip=u["zip"])
     lines = pd.Series((folder / "movies.dat").read_text(encoding="latin-1").splitlines())
     m = lines[lines.str.len() > 0].str.split("::", n=2, expand=True)
@@ -75,8 +76,8 @@ def _read_ml1m(folder: Path) -> Dataset:
         raise ValueError(f"ml-1m movies.dat: expected 'id::title (year)::genre|genre' lines, got {lines.iloc[0]!r}")
     items = pd.DataFrame({"item_id": m[0].astype("int64"), "title": m[1].str.replace(_YEAR_SUFFIX, "", regex=True),
                           "year": pd.to_numeric(m[1].str.extract(_YEAR_SUFFIX)[0], errors="coerce").astype("Int64"),
-                          "genres": _genre_lists(m[2], "|")})
-    return _movielens_dataset(events, users, items, "ml-1m (GroupLens)", {"year_missing": int(items["year"].isna().sum())})
+                          "genres": genre_lists(m[2], "|")})
+    return movielens_dataset(events, users, items, "ml-1m (GroupLens)", {"year_missing": int(items["year"].isna().sum())})
 
 # %% ../nbs/00a_readers.ipynb #1bdf041a
 def read_grouplens(
@@ -98,7 +99,7 @@ RETAILROCKET_BEHAVIORS = {"view": "view", "addtocart": "cart", "transaction": "b
 RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")  # events.csv header
 
 TIME_UNITS = {"s": "Unix seconds", "ms": "Unix milliseconds", "us": "Unix microseconds", "ns": "Unix nanoseconds"}  # unit -> name
-_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 def plausible_span() -> tuple:
     "The time span a real log can fall in: (1990-01-01, tomorrow) in UTC."
@@ -112,7 +113,7 @@ def guess_time_unit(values, # Unix times as numbers
     v = v[~np.isnan(v)]
     if not len(v): return None
     lo, hi = (t.value for t in plausible_span())
-    share = {u: float(((v * m >= lo) & (v * m <= hi)).mean()) for u, m in _NS_PER.items()}
+    share = {u: float(((v * m >= lo) & (v * m <= hi)).mean()) for u, m in NS_PER.items()}
     best = max(share, key=share.get)
     return best if share[best] > 0.5 else None
 
@@ -124,11 +125,11 @@ def unix_times(values: pd.Series, # Unix times (int or float numbers), indexed b
               ) -> tuple:  # (datetime64[ns, UTC] series with NaT where implausible, number of implausible rows)
     "Unix times to UTC datetimes, checked for plausibility: the wrong unit is refused with the unit the values look like."
     u = unit or default
-    if u not in _NS_PER:
+    if u not in NS_PER:
         raise DataError(f"{source}: unknown time unit {u!r}; choose one of {', '.join(TIME_UNITS)}")
     v = pd.to_numeric(values, errors="coerce").astype("float64")
     lo, hi = plausible_span()
-    m = _NS_PER[u]
+    m = NS_PER[u]
     ok = (v >= lo.value / m) & (v <= hi.value / m)
     if len(v) and ok.mean() <= 0.5:
         row = v.index[int(np.argmax(~ok.to_numpy()))]
@@ -141,11 +142,11 @@ def unix_times(values: pd.Series, # Unix times (int or float numbers), indexed b
         ns = values.where(ok, 0).astype("int64").to_numpy() * m
     else:
         ns = (v.where(ok, 0) * m).round().astype("int64").to_numpy()
-    out = pd.Series(_utc_from_ns(ns), index=values.index)
+    out = pd.Series(utc_from_ns(ns), index=values.index)
     return out.where(ok.to_numpy()), int((~ok).sum())
 
 # %% ../nbs/00a_readers.ipynb #f43a96d9
-def _implausible_report(rep: ValidationReport, # the events report of a reader
+def implausible_report(rep: ValidationReport, # the events report of a reader
                         n_bad: int, # rows whose timestamp was implausible (set to NaT, so dropped as missing)
                        ) -> ValidationReport:
     "Relabel rows dropped for an implausible timestamp (validate_events saw them as missing)."
@@ -202,7 +203,7 @@ def _map_behaviors(labels: pd.Series, # a chunk's behaviour column (categorical)
     if unknown:
         bad = labels.isin(unknown).to_numpy()
         raise ValueError(f"{source}: column 'behavior' has unknown label(s) {unknown}; expected {list(mapping)} "
-                         f"(row numbers count data lines from 0). " + _show(chunk, bad))
+                         f"(row numbers count data lines from 0). " + offending_rows(chunk, bad))
     lut = np.array([BEHAVIORS.index(mapping[c]) for c in cats] + [-1], dtype=np.int8)
     return pd.Categorical.from_codes(lut[labels.cat.codes.to_numpy()], categories=list(BEHAVIORS))
 
@@ -243,7 +244,7 @@ def _chunks(reader, source: str, layout: str, path=None, read_kw=None):
         yield chunk
 
 # %% ../nbs/00a_readers.ipynb #129a2d8d
-class _ArrowUnfit(Exception):
+class ArrowUnfit(Exception):
     "pyarrow cannot read this file exactly as pandas would: the caller falls back to the pandas reader."
 
 # %% ../nbs/00a_readers.ipynb #0cbdacf7
@@ -251,16 +252,16 @@ _ARROW_COMPRESSION = {"gzip": "gzip", "bz2": "bz2", "zstd": "zstd", ".gz": "gzip
 
 _TAOBAO_COLUMNS = ("user_id", "item_id", "category", "behavior", "timestamp")  # UserBehavior.csv's columns, in file order (no header)
 
-def _arrow_taobao_reader(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd compressed
+def arrow_taobao_reader(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd compressed
                         ):  # a pyarrow CSV streaming reader: int64 ids and times, text behaviour, pandas' NA strings as nulls
-    "pyarrow's multi-threaded streaming reader of UserBehavior.csv, with the options under which it matches pandas; raises _ArrowUnfit where it cannot."
+    "pyarrow's multi-threaded streaming reader of UserBehavior.csv, with the options under which it matches pandas; raises ArrowUnfit where it cannot."
     import pyarrow as pa
     import pyarrow.csv as pacsv
     from pandas._libs.parsers import STR_NA_VALUES
     kind = compression_of(path)
     comp = _ARROW_COMPRESSION.get(kind if kind != "infer" else Path(path).suffix.lower())
     if kind == "infer" and Path(path).suffix.lower() in (".xz", ".zip", ".tar") or kind == "xz":
-        raise _ArrowUnfit("compression pyarrow does not stream")
+        raise ArrowUnfit("compression pyarrow does not stream")
     ints = {c: pa.int64() for c in _TAOBAO_COLUMNS if c != "behavior"}
     try:
         stream = pa.input_stream(str(path), compression=comp)
@@ -268,23 +269,23 @@ def _arrow_taobao_reader(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd co
                               convert_options=pacsv.ConvertOptions(column_types=ints | {"behavior": pa.string()},
                                                                    null_values=sorted(STR_NA_VALUES), strings_can_be_null=True))
     except (pa.ArrowException, OSError) as e:
-        raise _ArrowUnfit(str(e)) from e
+        raise ArrowUnfit(str(e)) from e
 
 # %% ../nbs/00a_readers.ipynb #5d295f08
 def _arrow_taobao_chunks(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd compressed
                          chunksize: int, # rows per chunk, as the pandas reader's chunks
                          nrows: int | None, # read only the first nrows rows
                         ):
-    "Raw Taobao chunks (pandas' columns, dtypes and row index) from pyarrow's multi-threaded CSV reader; raises _ArrowUnfit where pandas could differ."
+    "Raw Taobao chunks (pandas' columns, dtypes and row index) from pyarrow's multi-threaded CSV reader; raises ArrowUnfit where pandas could differ."
     import pyarrow as pa
     import pyarrow.compute as pc
-    reader = _arrow_taobao_reader(path)
+    reader = arrow_taobao_reader(path)
     ints = [c for c in _TAOBAO_COLUMNS if c != "behavior"]
     buf, n_buf, start, left = [], 0, 0, (np.inf if nrows is None else nrows)
 
     def frame(t):  # an arrow table of one chunk -> the pandas chunk
         if any(t[c].null_count for c in ints):  # pandas names the bad cell: let it
-            raise _ArrowUnfit("missing integer cells")
+            raise ArrowUnfit("missing integer cells")
         d = pd.DataFrame({c: t[c].to_numpy() for c in ints}, index=pd.RangeIndex(start, start + len(t)))
         beh = pc.dictionary_encode(t["behavior"].combine_chunks()).to_pandas()
         d.insert(3, "behavior", beh.cat.reorder_categories(sorted(beh.cat.categories)).to_numpy())
@@ -293,7 +294,7 @@ def _arrow_taobao_chunks(path, # Taobao UserBehavior.csv, maybe gzip/bz2/zstd co
     while left > 0:
         try: batch = reader.read_next_batch()
         except StopIteration: batch = None
-        except (pa.ArrowException, OSError) as e: raise _ArrowUnfit(str(e)) from e
+        except (pa.ArrowException, OSError) as e: raise ArrowUnfit(str(e)) from e
         if batch is not None:
             batch = batch.slice(0, int(min(left - n_buf, len(batch))))
             buf.append(batch); n_buf += len(batch)
@@ -350,7 +351,7 @@ def iter_taobao(
                 yield _taobao_chunk(raw, path, time_unit)
                 done += 1
             return
-        except _ArrowUnfit:
+        except ArrowUnfit:
             pass  # pandas re-reads from the start (its messages name the line), skipping the chunks already given
     kw = dict(header=None, names=["user_id", "item_id", "category", "behavior", "timestamp"],
               dtype={"user_id": "int64", "item_id": "int64", "category": "int64", "behavior": "category",
@@ -361,7 +362,7 @@ def iter_taobao(
         if k >= done: yield _taobao_chunk(chunk, path, time_unit)
 
 # %% ../nbs/00a_readers.ipynb #1fe9a163
-def _items_from_pairs(pairs: list, # per-chunk frames of distinct (item_id, category)
+def items_from_pairs(pairs: list, # per-chunk frames of distinct (item_id, category)
                      ) -> tuple:
     "One category per item (the first seen); returns (items, number of items seen with several categories)."
     p = pd.concat(pairs, ignore_index=True).drop_duplicates()
@@ -382,8 +383,8 @@ def read_taobao(
     events = [ch.drop(columns="category") for ch in chunks]
     del chunks
     ev, rev = validate_events(pd.concat(events, ignore_index=True))
-    rev = _implausible_report(rev, n_bad)
-    items, clashes = _items_from_pairs(pairs)
+    rev = implausible_report(rev, n_bad)
+    items, clashes = items_from_pairs(pairs)
     it, rit = validate_items(items)
     if clashes: rit.notes["items_with_several_categories_first_kept"] = clashes
     return Dataset(ev, None, it, f"taobao:{Path(path).name}", {"events": rev, "items": rit})
@@ -426,7 +427,7 @@ def read_retailrocket(
     chunks, n_bad = _read_chunks(iter_retailrocket(path, chunksize, nrows, time_unit), f"retailrocket {path}",
                                  "the file has a header but no rows")
     ev, rev = validate_events(pd.concat(chunks, ignore_index=True))
-    rev = _implausible_report(rev, n_bad)
+    rev = implausible_report(rev, n_bad)
     reports, items = {"events": rev}, None
     if properties is not None:
         items, reports["items"] = validate_items(_retailrocket_categories(properties, chunksize))
@@ -609,7 +610,7 @@ def read_contract(
         df["behavior"] = df["behavior"].astype(object).str.strip().str.lower().where(df["behavior"].notna())
     if "value" in df.columns: df["value"] = _number_column(df["value"], "value", source)
     ev, rep = validate_events(df)
-    rep = _implausible_report(rep, n_bad)
+    rep = implausible_report(rep, n_bad)
     if n_naive: rep.fixed["timestamp_without_zone_read_as_utc"] = n_naive
     rep.notes.update(notes)
     reports, tables = {"events": rep}, {}

@@ -114,12 +114,12 @@ def tensors_sha256(
     return h.hexdigest()
 
 # %% ../nbs/01b_recommender.ipynb #fe5b6e96
-def _jsonable(x, what: str):
+def _manifest_json(x, what: str):
     "x as plain JSON values (numpy scalars and arrays, tuples, paths converted); anything else refused."
     if isinstance(x, np.generic): return x.item()
-    if isinstance(x, np.ndarray): return [_jsonable(v, what) for v in x.tolist()]
-    if isinstance(x, (list, tuple)): return [_jsonable(v, what) for v in x]
-    if isinstance(x, dict): return {str(k): _jsonable(v, what) for k, v in x.items()}
+    if isinstance(x, np.ndarray): return [_manifest_json(v, what) for v in x.tolist()]
+    if isinstance(x, (list, tuple)): return [_manifest_json(v, what) for v in x]
+    if isinstance(x, dict): return {str(k): _manifest_json(v, what) for k, v in x.items()}
     if isinstance(x, Path): return str(x)
     if isinstance(x, pd.Timedelta | pd.Timestamp): return str(x)
     if x is None or isinstance(x, bool | int | float | str): return x
@@ -141,17 +141,17 @@ def make_manifest(
     metrics=None,  # evaluation figures worth keeping with the model
 ) -> dict:
     "The manifest of a model folder: format and library versions, kind, catalogue, data summary, params, metrics."
-    ids = _jsonable(np.asarray(item_ids, dtype=object), "item_ids")
+    ids = _manifest_json(np.asarray(item_ids, dtype=object), "item_ids")
     cat = {"n_items": len(ids), "fingerprint": catalogue_fingerprint(ids), "item_ids": ids}
     if categories is not None:
         cat["categories_fingerprint"] = catalogue_fingerprint(ids, categories)
-        cat["categories"] = _jsonable(np.asarray(categories, dtype=object), "categories")
+        cat["categories"] = _manifest_json(np.asarray(categories, dtype=object), "categories")
     if isinstance(data, pd.DataFrame):
         data = data_summary(data)
     return {"format_version": FORMAT_VERSION, "library": "interest_migration", "library_version": _library_version(),
             "kind": str(kind), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "catalogue": cat, "data": _jsonable(data, "data"), "params": _jsonable(params or {}, "params"),
-            "metrics": _jsonable(metrics or {}, "metrics"), "files": {}}
+            "catalogue": cat, "data": _manifest_json(data, "data"), "params": _manifest_json(params or {}, "params"),
+            "metrics": _manifest_json(metrics or {}, "metrics"), "files": {}}
 
 # %% ../nbs/01b_recommender.ipynb #050707a2
 def write_manifest(
@@ -493,7 +493,7 @@ def save(self: Recommender,
         man["state"] = {"file": name, "format": self.state_format, "tensors_sha256": tensors_sha256(state),
                         "module": type(self).__module__, "class": type(self).__name__,
                         "shapes": {k: list(s) for k, (_, s) in dt.items()}, "dtypes": {k: d for k, (d, _) in dt.items()},
-                        "fitted": _jsonable(self._fitted(), "fitted")}
+                        "fitted": _manifest_json(self._fitted(), "fitted")}
         write_manifest(tmp, man, files=[name])
     return Path(path)
 

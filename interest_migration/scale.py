@@ -25,11 +25,11 @@ from scipy import special
 from scipy.stats import chi2
 from tqdm import tqdm
 
-from .data import BEHAVIORS, DataError, ValidationReport, _utc_from_ns, timestamps_ns, validate_events, validate_items
-from .readers import (TAOBAO_BEHAVIORS, _NS_PER, _ArrowUnfit, _arrow_taobao_reader, _implausible_report, _items_from_pairs,
+from .data import BEHAVIORS, DataError, ValidationReport, utc_from_ns, timestamps_ns, validate_events, validate_items
+from .readers import (TAOBAO_BEHAVIORS, NS_PER, ArrowUnfit, arrow_taobao_reader, implausible_report, items_from_pairs,
                                         iter_taobao, plausible_span)
 from .taobao_log import PartitionWriter
-from .profiles import (WindowedProfiles, _xlogx, detect_migrations, event_weights, merge_profiles, migration_matrix,
+from .profiles import (WindowedProfiles, xlogx, detect_migrations, event_weights, merge_profiles, migration_matrix,
                        migration_scores, score_detections, window_edges, windowed_profiles)
 from .nextwindow import compare_models, next_window_dataset
 
@@ -220,8 +220,8 @@ def detect_migrations_sparse(
     A = tot - B
     def per_user(v): return np.stack([np.bincount(pu, v[:, j], U) for j in range(v.shape[1])], 1)
     nB, nA, N = per_user(B), per_user(A), np.bincount(pu, tot[:, 0], U)[:, None]
-    g = 2 * (per_user(_xlogx(B)) - _xlogx(nB) + per_user(_xlogx(A)) - _xlogx(nA)
-             - np.bincount(pu, _xlogx(tot[:, 0]), U)[:, None] + _xlogx(N))
+    g = 2 * (per_user(xlogx(B)) - xlogx(nB) + per_user(xlogx(A)) - xlogx(nA)
+             - np.bincount(pu, xlogx(tot[:, 0]), U)[:, None] + xlogx(N))
     g = np.where((nB >= min_count) & (nA >= min_count), g, -np.inf)
     gmax = g.max(1, initial=-np.inf, keepdims=True) if U else np.zeros((0, 1))
     best = (g >= gmax - 1e-9 * np.abs(np.where(np.isfinite(gmax), gmax, 0))).argmax(1)  # ties (to rounding): the earliest split
@@ -345,7 +345,7 @@ def _read_to_spill(csv: Path, # Taobao UserBehavior.csv
             bar.update(len(ch))
         files = pw.close()
     cats = pd.concat(pairs, ignore_index=True)["category"].unique()   # the events' categories, also an item's second one
-    items, clashes = _items_from_pairs(pairs)
+    items, clashes = items_from_pairs(pairs)
     return n_rows, n_bad, items, clashes, files, cats
 
 # %% ../nbs/03c_scale.ipynb #161560d0
@@ -409,7 +409,7 @@ def _first_categories(csv: Path, # the CSV
     "Items seen with several categories keep the first one in file order, as the chunked path does: one pyarrow pass over two columns."
     want = items.loc[items["k"] > 1, "item_id"].to_numpy()
     first = {}
-    for b in _arrow_taobao_reader(csv):
+    for b in arrow_taobao_reader(csv):
         it, cat = b.column("item_id").to_numpy(), b.column("category").to_numpy()
         hit = np.isin(it, want)
         if not hit.any(): continue
@@ -433,8 +433,8 @@ def _duck_read_to_spill(csv: Path, # Taobao UserBehavior.csv
     "pyarrow's CSV batches into DuckDB: users hashed to parquet partitions, and the counts validation needs; raises _DuckUnfit where the chunked path must decide."
     import duckdb
     unit = time_unit or "s"
-    if unit not in _NS_PER: raise _DuckUnfit(f"unknown time unit {unit!r}")
-    reader = _arrow_taobao_reader(csv)   # raises _ArrowUnfit: the chunked path decides
+    if unit not in NS_PER: raise _DuckUnfit(f"unknown time unit {unit!r}")
+    reader = arrow_taobao_reader(csv)   # raises ArrowUnfit: the chunked path decides
     def batches():
         for b in reader: bar.update(len(b)); yield b
     con.register("taobao_csv", pa.RecordBatchReader.from_batches(reader.schema, batches()))
@@ -447,7 +447,7 @@ def _duck_read_to_spill(csv: Path, # Taobao UserBehavior.csv
     finally:
         con.unregister("taobao_csv")
     lo, hi = plausible_span()
-    m = _NS_PER[unit]
+    m = NS_PER[unit]
     ok = f"(timestamp::DOUBLE >= {lo.value / m!r} AND timestamp::DOUBLE <= {hi.value / m!r})"   # unix_times' float comparison
     src = f"read_parquet('{spill}/*/*.parquet', hive_partitioning=true)"
     parts = con.execute(f"""SELECT part, count(*) AS n, count(*) FILTER (WHERE NOT {ok}) AS implausible,
@@ -518,7 +518,7 @@ def _duck_validate(spill: Path, # the partitions from _duck_read_to_spill
     n_dup = n - n_bad - sum(r[1] for r in res)
     lo, hi = min(r[2] for r in res if r[2] is not None), max(r[3] for r in res if r[3] is not None)
     dropped = {k: v for k, v in (("duplicates", n_dup), ("implausible_timestamp", n_bad)) if v}
-    return [r[0] for r in res], ValidationReport("events", n, n - n_dup - n_bad, dropped, {}), _utc_from_ns(np.array([lo]))[0], _utc_from_ns(np.array([hi]))[0]
+    return [r[0] for r in res], ValidationReport("events", n, n - n_dup - n_bad, dropped, {}), utc_from_ns(np.array([lo]))[0], utc_from_ns(np.array([hi]))[0]
 
 # %% ../nbs/03c_scale.ipynb #677658e4
 def _predict_sample(files: list, # validated partitions
@@ -598,7 +598,7 @@ def taobao_pipeline(
         with table.step("read CSV + hash users", n_est), tqdm(total=n_est, desc="read", unit="ev", unit_scale=True, disable=quiet) as bar:
             if con is not None:
                 try: fast = _duck_read_to_spill(csv, work / "spill", n_partitions, chunksize, time_unit, con, bar)
-                except (_DuckUnfit, _ArrowUnfit) as e:
+                except (_DuckUnfit, ArrowUnfit) as e:
                     logger.info("taobao_pipeline: %s takes the chunked path (%s)", csv, e)
                     shutil.rmtree(work / "spill", ignore_errors=True); bar.reset()
             if fast is None: n_rows, n_bad, items, clashes, spill, all_cats = _read_to_spill(csv, work / "spill", n_partitions, chunksize, time_unit, bar)
@@ -607,7 +607,7 @@ def taobao_pipeline(
                               events_per_s=n_rows / table.rows[-1]["seconds"])
         with table.step("validate + write partitions", n_rows), tqdm(total=n_rows, desc="validate", unit="ev", unit_scale=True, disable=quiet) as bar:
             if fast: files, rev, lo, hi = _duck_validate(work / "spill", work / "events", fast, con, bar, num_threads)
-            else: files, rev, lo, hi = _validate_partitions(spill, work / "events", bar); rev = _implausible_report(rev, n_bad)
+            else: files, rev, lo, hi = _validate_partitions(spill, work / "events", bar); rev = implausible_report(rev, n_bad)
             it, rit = validate_items(items)
             if clashes: rit.notes["items_with_several_categories_first_kept"] = clashes
     finally:

@@ -21,7 +21,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['SCORE_BUDGET', 'Catalog', 'make_catalog', 'Sequences', 'to_sequences', 'SequenceSplit', 'sequence_split',
            'pad_sequences', 'training_windows', 'default_device', 'RunOptions', 'block_rows', 'SequenceRecommender',
-           'evaluate_sequences', 'per_user_metric', 'results_table', 'Popularity', 'CoOccurrence', 'planted_log']
+           'evaluate_sequences', 'per_user_metric', 'results_table', 'training_summary', 'training_sequences',
+           'Popularity', 'CoOccurrence', 'planted_log']
 
 # %% ../nbs/10_sequence.ipynb #ce82d7c3
 @dataclass(eq=False, repr=False)
@@ -519,7 +520,7 @@ def results_table(
     return pd.DataFrame(rows)
 
 # %% ../nbs/10_sequence.ipynb #ef41ee20
-def _summary_of(data) -> dict:
+def training_summary(data) -> dict:
     "The training-data summary a fitted model keeps: data_summary of the events, or counts from bare Sequences."
     if isinstance(data, SequenceSplit): return dict(data.data)
     if isinstance(data, pd.DataFrame): return data_summary(data)
@@ -528,7 +529,7 @@ def _summary_of(data) -> dict:
             "first": None, "last": None, "behaviors": {str(b): int(c) for b, c in zip(data.catalog.behaviors, beh) if c}}
 
 # %% ../nbs/10_sequence.ipynb #08523117
-def _train_of(data, what: str = "fit") -> Sequences:
+def training_sequences(data, what: str = "fit") -> Sequences:
     "Training Sequences of a SequenceSplit, Sequences, or an event log (whose own catalogue is made here)."
     if isinstance(data, SequenceSplit): return data.train
     if isinstance(data, Sequences): return data
@@ -548,8 +549,8 @@ class Popularity(SequenceRecommender):
             data,  # SequenceSplit (uses .train), training Sequences or an event log
            ) -> "Popularity":
         "Count each item's training events."
-        train = _train_of(data)
-        self.data_summary_ = _summary_of(data)
+        train = training_sequences(data)
+        self.data_summary_ = training_summary(data)
         self.catalog_ = train.catalog
         self.default_behavior_ = int(np.bincount(train.behaviors).argmax()) if len(train.items) else 0
         self.counts_ = torch.from_numpy(np.bincount(train.items - 1, minlength=train.catalog.n_items).astype(np.float32))
@@ -580,8 +581,8 @@ class CoOccurrence(SequenceRecommender):
         "Count item-to-item transitions within `window` steps (one sparse matrix, no loop over users)."
         if self.window < 1:
             raise DataError(f"window must be >= 1, got {self.window}")
-        train = _train_of(data)
-        self.data_summary_ = _summary_of(data)
+        train = training_sequences(data)
+        self.data_summary_ = training_summary(data)
         n = train.catalog.n_items
         self.catalog_ = train.catalog
         self.default_behavior_ = int(np.bincount(train.behaviors).argmax()) if len(train.items) else 0

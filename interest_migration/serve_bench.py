@@ -20,8 +20,9 @@ from .sequence import RunOptions, sequence_split
 from .neural import SASRec
 from .segments import SegmentPopularity
 from .store import open_store
-from .serving import ENV_DB, ENV_MODELS, ENV_TOKEN, _jsonable, multiprocess_metrics_env
-from .model_export import _ScoreNet, export_model, ort_scores, ort_session, random_sequences
+from .serving import ENV_DB, ENV_MODELS, ENV_TOKEN, multiprocess_metrics_env
+from .model_export import json_values
+from .model_export import ScoreNet, export_model, ort_scores, ort_session, random_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _event_batch(rng, users, items, n: int, prefix: str, start: int) -> list:
     "n synthetic events (random known users and items, now, unique event ids prefix-start...)."
     now = pd.Timestamp.now(tz="UTC").isoformat()
     u, it = rng.choice(users, n), rng.choice(items, n)
-    return [{"user_id": _jsonable(u[j]), "item_id": _jsonable(it[j]), "timestamp": now, "behavior": "view",
+    return [{"user_id": json_values(u[j]), "item_id": json_values(it[j]), "timestamp": now, "behavior": "view",
              "event_id": f"{prefix}-{start + j}"} for j in range(n)]
 
 # %% ../nbs/11d_serve_bench.ipynb #f2d4d52e
@@ -110,7 +111,7 @@ async def _client_loop(base, routes, seconds, rng, users, items, batch, cid, out
                     n = len(body["events"]) if r.status_code == 200 else 0
                     sent += len(body["events"])
                 else:
-                    r = await c.get(route.format(user=_jsonable(rng.choice(users))))
+                    r = await c.get(route.format(user=json_values(rng.choice(users))))
                     n = 0
                 out.append((route, r.status_code, time.perf_counter() - t0, n))
             except httpx.HTTPError as e:
@@ -211,7 +212,7 @@ def scoring_ratio(
     "One request's scoring (one sequence of max_len events, full catalogue): PyTorch eager vs ONNX Runtime, 1 thread each."
     from interest_migration.data import torch_threads
     x, b, n = random_sequences(model.catalog_, model.max_len, model.max_len, 1, seed)
-    w = _ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
+    w = ScoreNet(copy.deepcopy(model.net_).cpu().eval()).eval()
     sess = ort_session(onnx_path, num_threads=1)
     tx, tb, tn = torch.from_numpy(x), torch.from_numpy(b), torch.from_numpy(n)
     def t_torch():

@@ -31,10 +31,10 @@ from .profiles import interest_profile, windowed_profiles, migration_scores
 from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import SegmentPopularity
-from .store import _id_key
+from .store import id_key
 from .incremental import IncrementalProfiles
 from .coldstart import ColdStartBandit, cold_start_ranking, segment_of
-from .model_export import (ServingModel, _ScoreNet, _jsonable, export_model, load_serving_model, ort_scores, top_k,
+from .model_export import (ServingModel, ScoreNet, json_values, export_model, load_serving_model, ort_scores, top_k,
                                               ort_session, random_sequences, sequence_to_onnx, onnx_parity, mlp_to_onnx)
 from .recommender import ModelFileError, make_manifest, write_manifest, read_manifest, data_summary
 
@@ -140,7 +140,7 @@ class UserEventCache:
                 ):
         self.sm, self.max_users, self.lock = sm, max_users, threading.Lock()
         self.users = OrderedDict()  # user id -> dict(ts, seq, code, beh, last, n)
-        self.item_text = pd.Index([_id_key(i) for i in sm.catalog.item_id])  # the store's text of each catalogue item
+        self.item_text = pd.Index([id_key(i) for i in sm.catalog.item_id])  # the store's text of each catalogue item
         self.behaviors = pd.Index(list(sm.catalog.behaviors))
         self.hits = self.misses = 0
 
@@ -520,8 +520,8 @@ def _impression_rows(recs: dict, request_id: str, user_id, version: str) -> tupl
     "(rows, kinds) of one response's impressions, in the form `ImpressionWriter.put` queues."
     items = recs["item_id"].tolist()
     ts = time.time_ns() // 1000 * 1000                        # microseconds, as the store's readers show them
-    u = _id_key(user_id)
-    rows = [(request_id, u, ts, version, _id_key(i), p, q, recs["policy"])
+    u = id_key(user_id)
+    rows = [(request_id, u, ts, version, id_key(i), p, q, recs["policy"])
             for i, p, q in zip(items, recs["position"].tolist(), recs["propensity"].tolist())]
     kinds = {"user_id": "int" if isinstance(user_id, (int, np.integer)) else "str",
              "item_id": "int" if items and isinstance(items[0], (int, np.integer)) else "str"}

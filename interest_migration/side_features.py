@@ -13,7 +13,7 @@ import pandas as pd
 
 from .data import DataError, timestamps_ns
 from .metrics import recall_at_k
-from .nextwindow import Comparison, NextWindowData, _multilabel_y
+from .nextwindow import Comparison, NextWindowData, multilabel_array
 from .profiles import event_categories, event_weights
 
 # %% auto #0
@@ -116,7 +116,7 @@ def paired_gain(
     seed: int = 0,           # resampling seed
 ) -> pd.DataFrame:           # model, metric, n, without, with, gain, ci_low, ci_high
     "Gain in micro-F1 and recall@k from extra columns, with a paired bootstrap CI over the same test rows."
-    y = _multilabel_y(Y)
+    y = multilabel_array(Y)
     names = [n for n in (models or with_.scores) if n in with_.scores and n in without.scores]
     if not names:
         raise ValueError("no model is in both comparisons")

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .data import (BEHAVIORS, Dataset, ValidationReport, _utc_from_ns, timestamps_ns, to_utc,
+from .data import (BEHAVIORS, Dataset, ValidationReport, utc_from_ns, timestamps_ns, to_utc,
                                      validate_events, validate_items, validate_users)
 
 # %% auto #0
 __all__ = ['SIM_CATEGORIES', 'SIM_WORDS', 'SIM_GENERIC_WORDS', 'SIM_PRICE_LEVEL', 'SIM_AGE_BANDS', 'SIM_REGIONS', 'SIM_FUNNEL',
-           'SIM_CHURN', 'SIM_SIDE_SIGNAL', 'sim_categories', 'SimTruth', 'SimulatedLog', 'category_item_cdf',
-           'user_partition', 'simulate_log', 'read_simulated', 'SimSearchTruth', 'add_searches', 'plant_side_signal']
+           'SIM_DIURNAL', 'SIM_CHURN', 'SIM_SIDE_SIGNAL', 'sim_categories', 'SimTruth', 'SimulatedLog',
+           'category_item_cdf', 'sim_world', 'sim_chunk', 'user_partition', 'simulate_log', 'read_simulated',
+           'SimSearchTruth', 'add_searches', 'plant_side_signal']
 
 # %% ../nbs/00b_simulate.ipynb #50cbae25
 SIM_CATEGORIES = ("electronics", "books", "fashion", "home", "beauty", "sports", "toys", "grocery",
@@ -50,8 +51,8 @@ SIM_PRICE_LEVEL = {"electronics": 120, "books": 15, "fashion": 45, "home": 35, "
 SIM_AGE_BANDS = ("18-24", "25-34", "35-49", "50+")  # age bands of the segments
 SIM_REGIONS = ("north", "south", "east", "west", "central")  # simulated regions
 SIM_FUNNEL = {"cart": 0.12, "fav": 0.06, "buy_given_cart": 0.4}  # funnel probabilities per view
-_SIM_DIURNAL = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 7, 8, 7, 6, 6, 6, 7, 9, 11, 12, 11, 8, 4], dtype=float)
-_SIM_DIURNAL /= _SIM_DIURNAL.sum()  # share of the day's views per UTC hour
+SIM_DIURNAL = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 7, 8, 7, 6, 6, 6, 7, 9, 11, 12, 11, 8, 4], dtype=float)
+SIM_DIURNAL /= SIM_DIURNAL.sum()  # share of the day's views per UTC hour
 _SIM_DELAY_MS = np.array([0, 120_000, 240_000, 600_000, 0, 0], dtype=float)  # mean delay after the previous funnel step, by behaviour code
 # behaviour codes of a funnel pattern (cart + 2*fav + 4*buy); -1 pads
 _SIM_PATTERNS = np.full((8, 4), -1, dtype=np.int8)
@@ -115,7 +116,7 @@ def category_item_cdf(icat: np.ndarray, # category code (0..n_categories-1) of e
     return order, icat[order] + within
 
 # %% ../nbs/00b_simulate.ipynb #b45eb2f6
-def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, migration_strength, concentration, seed):
+def sim_world(n_users, n_items, n_categories, start, days, migrating_share, migration_strength, concentration, seed):
     "Users, items, segment profiles, mixtures and migrations of a simulated log (vectorised, seeded)."
     rng = np.random.default_rng([seed, 0])
     cats, C = sim_categories(n_categories), n_categories
@@ -167,7 +168,7 @@ def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, mig
                           "region": region, "segment": np.asarray(segments, dtype=object)[seg]})
     items = pd.DataFrame({"item_id": np.arange(1, n_items + 1, dtype=np.int64), "category": np.asarray(cats, dtype=object)[icat],
                           "title": title, "price": price, "brand": brand})
-    mig_time = _utc_from_ns(start_ns + mig_ms[movers].astype(np.int64) * 1_000_000)
+    mig_time = utc_from_ns(start_ns + mig_ms[movers].astype(np.int64) * 1_000_000)
     truth = SimTruth(
         segment_profiles=pd.DataFrame(profiles, index=pd.Index(segments, name="segment"), columns=pd.Index(cats, name="category")),
         user_segment=pd.Series(users["segment"].to_numpy(), index=pd.Index(user_id, name="user_id"), name="segment"),
@@ -181,7 +182,7 @@ def _sim_world(n_users, n_items, n_categories, start, days, migrating_share, mig
                 span_ms=span_ms, days=days, C=C)
 
 # %% ../nbs/00b_simulate.ipynb #806a4514
-def _sim_chunk(w: dict, # the world from _sim_world
+def sim_chunk(w: dict, # the world from sim_world
                lo: int, # first user (position) of the chunk
                hi: int, # one past the last user of the chunk
                budget: np.ndarray, # events per user of the chunk
@@ -191,7 +192,7 @@ def _sim_chunk(w: dict, # the world from _sim_world
     nu, B, C = hi - lo, int(budget.sum()), w["C"]
     if B == 0:
         return pd.DataFrame({"user_id": np.array([], np.int64), "item_id": np.array([], np.int64),
-                             "timestamp": _utc_from_ns(np.array([], np.int64)),
+                             "timestamp": utc_from_ns(np.array([], np.int64)),
                              "behavior": pd.Categorical([], categories=list(BEHAVIORS)), "value": np.array([], float)})
     # funnel of each interaction; budget[u] interactions are an upper bound (each has >= 1 event)
     user = np.repeat(np.arange(nu), budget)
@@ -211,7 +212,7 @@ def _sim_chunk(w: dict, # the world from _sim_world
     K = len(user)
     # view times: a day, an hour with a daily rhythm, a moment in the hour (ms since start)
     day = rng.integers(0, w["days"], K)
-    hour = rng.choice(24, K, p=_SIM_DIURNAL)
+    hour = rng.choice(24, K, p=SIM_DIURNAL)
     t0 = np.floor((day * 24 + hour + rng.random(K)) * 3_600_000)
     moved = t0 >= w["mig_ms"][lo + user]
     # category from the user's current mixture (inverse CDF on stacked rows: before users, then after)
@@ -244,7 +245,7 @@ def _sim_chunk(w: dict, # the world from _sim_world
     return pd.DataFrame({
         "user_id": uid[o],
         "item_id": item[idx][o] + 1,
-        "timestamp": _utc_from_ns(w["start_ns"] + t[o] * 1_000_000),
+        "timestamp": utc_from_ns(w["start_ns"] + t[o] * 1_000_000),
         "behavior": pd.Categorical.from_codes(beh[o], categories=list(BEHAVIORS)),
         "value": value[o]})
 
@@ -280,7 +281,7 @@ def _sim_churn_plan(w: dict, churn, seed: int) -> dict:
         u = rng.random(len(hazard))
         active[:, t] = np.where(active[:, t - 1], u >= hazard, u < react)
     uid = pd.Index(w["users"]["user_id"].to_numpy(), name="user_id")
-    starts = pd.Index(_utc_from_ns(w["start_ns"] + np.arange(W, dtype=np.int64) * p["window_days"] * 86_400 * 10 ** 9), name="window_start")
+    starts = pd.Index(utc_from_ns(w["start_ns"] + np.arange(W, dtype=np.int64) * p["window_days"] * 86_400 * 10 ** 9), name="window_start")
     return {"params": p, "active": active, "window_ms": p["window_days"] * 86_400_000,
             "states": pd.DataFrame(active, index=uid, columns=starts),
             "rates": pd.DataFrame({"hazard": hazard, "reactivation": react, "satisfaction": sat, "activity": w["activity"]}, index=uid)}
@@ -342,7 +343,7 @@ def simulate_log(
     params = dict(n_users=n_users, n_items=n_items, n_categories=n_categories, n_events=n_events, start=str(to_utc(start)),
                   days=int(days), migrating_share=migrating_share, seed=seed, migration_strength=migration_strength,
                   concentration=concentration, chunk_events=chunk_events)
-    w = _sim_world(n_users, n_items, n_categories, start, int(days), migrating_share, migration_strength, concentration, seed)
+    w = sim_world(n_users, n_items, n_categories, start, int(days), migrating_share, migration_strength, concentration, seed)
     w["truth"].params = params
     plan = None
     if churn is not None and churn is not False:  # opt-in: the default path draws nothing more and is unchanged
@@ -359,7 +360,7 @@ def simulate_log(
     chunks = []
     for k in tqdm(range(len(bounds) - 1), desc="simulate_log chunks", disable=None if len(bounds) > 4 else True, leave=False):
         lo, hi = int(bounds[k]), int(bounds[k + 1])
-        ev = _sim_chunk(w, lo, hi, budget[lo:hi], np.random.default_rng([seed, 2, k]))
+        ev = sim_chunk(w, lo, hi, budget[lo:hi], np.random.default_rng([seed, 2, k]))
         if plan is not None: ev = _sim_churn_filter(ev, w, plan, np.random.default_rng([seed, 5, k]))
         if out_dir is None:
             chunks.append(ev)
@@ -475,7 +476,7 @@ def add_searches(
     cats = list(truth.mixture_before.columns)
     gen = np.where(rng.random(n) < generic_share, np.asarray(SIM_GENERIC_WORDS, dtype=object)[rng.integers(0, len(SIM_GENERIC_WORDS), n)], None)
     query = _query_text(_sim_words(cats), cat, rng.integers(lo, hi + 1, n), gen, rng)
-    ts = _utc_from_ns(t)
+    ts = utc_from_ns(t)
     s = pd.DataFrame({"user_id": uid, "item_id": pd.array([None] * n, dtype="Int64"), "timestamp": ts,
                       "behavior": pd.Categorical(np.full(n, "search"), categories=list(BEHAVIORS)), "value": np.nan, "query": query})
     both, rep = validate_events(pd.concat([ev.assign(query=None), s], ignore_index=True))

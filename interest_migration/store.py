@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .data import (BEHAVIORS, EVENT_COLUMNS, DataError, need_frame, need_columns, _id_column,
-                                     _store_ids, _timestamp_column, _behavior_column, _numeric_column, _utc_from_ns,
-                                     timestamps_ns, to_utc, _sort_events, atomic_output)
+from .data import (BEHAVIORS, EVENT_COLUMNS, DataError, need_frame, need_columns, check_id_column,
+                                     stored_ids, check_timestamp_column, check_behavior_column, check_numeric_column, utc_from_ns,
+                                     timestamps_ns, to_utc, sort_events, atomic_output)
 from .simulate import user_partition
 
 # %% auto #0
 __all__ = ['logger', 'SCHEMA_VERSION', 'STORE_COLUMNS', 'IMPRESSION_COLUMNS', 'IMPRESSION_OPTIONAL', 'EventStore', 'open_store',
-           'check_store_events', 'check_impressions', 'user_partitions']
+           'check_store_events', 'id_key', 'check_impressions', 'user_partitions']
 
 # %% ../nbs/11a_store.ipynb #28508be4
 logger = logging.getLogger(__name__)
@@ -208,10 +208,10 @@ def _missing_error(df: pd.DataFrame, # the batch
 
 # %% ../nbs/11a_store.ipynb #5c82b073
 def _id_text(s: pd.Series, # a checked id column without missing values
-             how, # what `_id_column` said: False, 'int64' or 'text'
+             how, # what `check_id_column` said: False, 'int64' or 'text'
             ) -> tuple: # (kind, list of str)
     "The ids as exact text, and their kind."
-    s = _store_ids(s, how)
+    s = stored_ids(s, how)
     if s.dtype.kind in "iu":
         return "int", s.astype(str).tolist()
     kind = "int" if how == "text" else "str"
@@ -233,23 +233,23 @@ def check_store_events(df: pd.DataFrame, # a batch: user_id, item_id, timestamp,
     out, kinds = {}, {}
     try:
         for col in ("user_id", "item_id"):
-            s, miss, how = _id_column(df[col], table, col, df)
+            s, miss, how = check_id_column(df[col], table, col, df)
             if miss.any(): raise _missing_error(df, miss, col, table)
             kinds[col], out[col] = _id_text(s, how)
-        ts, miss, _ = _timestamp_column(df["timestamp"], table, df)
+        ts, miss, _ = check_timestamp_column(df["timestamp"], table, df)
         if miss.any(): raise _missing_error(df, miss, "timestamp", table)
         out["ts"] = timestamps_ns(ts).tolist()
-        beh, miss = _behavior_column(df["behavior"], BEHAVIORS, table, df)
+        beh, miss = check_behavior_column(df["behavior"], BEHAVIORS, table, df)
         if miss.any(): raise _missing_error(df, miss, "behavior", table)
         out["behavior"] = beh.astype(str).tolist()
         if "value" in df.columns:
-            v, _ = _numeric_column(df["value"], table, "value", df)
+            v, _ = check_numeric_column(df["value"], table, "value", df)
             v = v.to_numpy(dtype="float64")
             out["value"] = [None if x != x else x for x in v.tolist()]
         else:
             out["value"] = [None] * len(df)
         if "event_id" in df.columns:
-            s, miss, how = _id_column(df["event_id"], table, "event_id", df)
+            s, miss, how = check_id_column(df["event_id"], table, "event_id", df)
             if not miss.any():
                 out["event_id"] = _id_text(s, how)[1]
             else:   # events without an id are stored without idempotency
@@ -310,7 +310,7 @@ def add_events(self: EventStore, df: pd.DataFrame, # user_id, item_id, timestamp
     return dict(received=n, stored=stored, duplicates=n - stored)
 
 # %% ../nbs/11a_store.ipynb #5db7d993
-def _id_key(u) -> str:
+def id_key(u) -> str:
     "An id as the store keeps it (exact decimal text for integers)."
     return str(int(u)) if isinstance(u, (int, np.integer)) else str(u)
 
@@ -343,13 +343,13 @@ def _frame(self: EventStore, rows: list, # (user_id, item_id, ts, behavior, valu
     u, i, t, b, v = (list(x) for x in zip(*rows)) if rows else ([], [], [], [], [])
     df = pd.DataFrame({"user_id": _ids_from_text(u, self._kind("user_id")),
                        "item_id": _ids_from_text(i, self._kind("item_id")),
-                       "timestamp": pd.Series(_utc_from_ns(np.asarray(t, dtype=np.int64))),
+                       "timestamp": pd.Series(utc_from_ns(np.asarray(t, dtype=np.int64))),
                        "behavior": pd.Categorical(b, categories=list(BEHAVIORS))})
     val = np.asarray([np.nan if x is None else x for x in v], dtype="float64")
     if (~np.isnan(val)).any():
         df["value"] = val
     if sort and len(df):
-        df = _sort_events(df)[0].reset_index(drop=True)
+        df = sort_events(df)[0].reset_index(drop=True)
     return df
 
 # %% ../nbs/11a_store.ipynb #b665bdf6
@@ -365,7 +365,7 @@ def events(self: EventStore, users=None, # only these users' events; None: every
     if until is not None:
         where.append("ts < ?"); params.append(int(to_utc(until).value))
     if users is not None:
-        keys = [_id_key(u) for u in np.atleast_1d(np.asarray(users, dtype=object))]
+        keys = [id_key(u) for u in np.atleast_1d(np.asarray(users, dtype=object))]
         if self.dialect == "sqlite":
             where.append("user_id IN (SELECT value FROM json_each(?))"); params.append(json.dumps(keys))
         else:
@@ -387,7 +387,7 @@ def recent_events(self: EventStore, user_id, # one user
                  ) -> pd.DataFrame: # data contract, oldest first
     "A user's `n` most recent events (by timestamp, then arrival), oldest first: what a sequence model reads."
     rows = self._all("SELECT user_id, item_id, ts, behavior, value FROM events WHERE user_id = ? "
-                     "ORDER BY ts DESC, seq DESC LIMIT ?", (_id_key(user_id), int(n)))
+                     "ORDER BY ts DESC, seq DESC LIMIT ?", (id_key(user_id), int(n)))
     return self._frame(rows[::-1], sort=False)
 
 # %% ../nbs/11a_store.ipynb #a1d53142
@@ -397,7 +397,7 @@ def user_tail(self: EventStore, user_id, # one user
              ) -> tuple: # (item ids as stored text (object), timestamps ns (int64), behaviour labels (object), arrival numbers (int64))
     "One user's events that arrived after arrival number `after`, in arrival order, as plain arrays (no DataFrame)."
     rows = self._all("SELECT item_id, ts, behavior, seq FROM events WHERE user_id = ? AND seq > ? ORDER BY seq",
-                     (_id_key(user_id), int(after)))
+                     (id_key(user_id), int(after)))
     if not rows:
         return np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64)
     i, t, b, s = zip(*rows)
@@ -439,7 +439,7 @@ def _one_id(user_id, col: str = "user_id") -> tuple:
     "(kind, exact text) of one id, checked like an id column."
     s = pd.Series([user_id])
     try:
-        s, miss, how = _id_column(s, "users", col, pd.DataFrame({col: s}))
+        s, miss, how = check_id_column(s, "users", col, pd.DataFrame({col: s}))
     except ValueError as e:
         raise DataError(str(e)) from None
     if miss.any(): raise DataError(f"users: {col} is missing ({user_id!r})")
@@ -470,7 +470,7 @@ def put_users(self: EventStore, users: pd.DataFrame, # user_id + attribute colum
     if len(users) == 0: return 0
     df = users.reset_index(drop=True)
     try:
-        s, miss, how = _id_column(df["user_id"], "users", "user_id", df)
+        s, miss, how = check_id_column(df["user_id"], "users", "user_id", df)
     except ValueError as e:
         raise DataError(str(e)) from None
     if miss.any(): raise _missing_error(df, miss, "user_id", "users")
@@ -492,7 +492,7 @@ def put_users(self: EventStore, users: pd.DataFrame, # user_id + attribute colum
 def get_user(self: EventStore, user_id, # the user
             ) -> dict | None: # the attributes, or None for a user never put
     "A user's attributes."
-    rows = self._all("SELECT attrs FROM users WHERE user_id = ?", (_id_key(user_id),))
+    rows = self._all("SELECT attrs FROM users WHERE user_id = ?", (id_key(user_id),))
     return json.loads(rows[0][0]) if rows else None
 
 # %% ../nbs/11a_store.ipynb #9fe399ea
@@ -555,7 +555,7 @@ def check_impressions(df: pd.DataFrame, # request_id, user_id, timestamp, model_
     out["request_id"] = _text_column(df, "request_id")
     out["model_version"] = _text_column(df, "model_version")
     try:
-        pos = _numeric_column(df["position"], "impressions", "position", df, "int64")[0].to_numpy()
+        pos = check_numeric_column(df["position"], "impressions", "position", df, "int64")[0].to_numpy()
     except ValueError as e:
         raise DataError(str(e)) from None
     if (pos < 0).any():
@@ -564,7 +564,7 @@ def check_impressions(df: pd.DataFrame, # request_id, user_id, timestamp, model_
     out["position"] = pos.tolist()
     p = (df["propensity"] if "propensity" in df.columns else pd.Series(np.nan, index=df.index))
     try:
-        p = _numeric_column(p, "impressions", "propensity", df)[0].to_numpy(dtype=float)
+        p = check_numeric_column(p, "impressions", "propensity", df)[0].to_numpy(dtype=float)
     except ValueError as e:
         raise DataError(str(e)) from None
     bad = ~np.isnan(p) & ~((p > 0) & (p <= 1))
@@ -598,7 +598,7 @@ def impressions(self: EventStore, since=None, # from this time on (inclusive)
     rows = self._all(sql, params)
     r, u, t, m, i, p, pr, po = (list(x) for x in zip(*rows)) if rows else ([],) * 8
     return pd.DataFrame({"request_id": pd.Series(r, dtype=object), "user_id": _ids_from_text(u, self._kind("user_id")),
-                         "timestamp": pd.Series(_utc_from_ns(np.asarray(t, dtype=np.int64))),
+                         "timestamp": pd.Series(utc_from_ns(np.asarray(t, dtype=np.int64))),
                          "model_version": pd.Series(m, dtype=object), "item_id": _ids_from_text(i, self._kind("item_id")),
                          "position": np.asarray(p, dtype=np.int64),
                          "propensity": np.asarray([np.nan if x is None else x for x in pr], dtype=float),

@@ -31,11 +31,11 @@ from .metrics import (classification_metrics, classification_report_ci, paired_b
                                         per_sample_classification)
 from .metrics import best_threshold
 from .profiles import windowed_profiles
-from .encoders import TextEncoder, _embed_ids, _pool, _texts, _token_ids, load_bert
+from .encoders import TextEncoder, embed_token_ids, pool_hidden, as_texts, tokenize_texts, load_bert
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['THRESHOLD_GRID', 'tag_matrix', 'TaggingData', 'tagging_data', 'movielens_genre_data', 'tag_thresholds',
+__all__ = ['THRESHOLD_GRID', 'tag_matrix', 'TaggingData', 'tagging_data', 'movielens_genre_data', 'tag_thresholds', 'TaggerBase',
            'MajorityTagger', 'TfidfTagger', 'LinearProbeTagger', 'FineTunedBertTagger', 'TaggingEval',
            'evaluate_taggers', 'plot_tagging_eval', 'cross_val_tag_proba', 'user_tags', 'top_user_tags']
 
@@ -250,7 +250,7 @@ def _n_samples(X) -> int:
     return len(X)
 
 # %% ../nbs/08_tagging.ipynb #fdfd7373
-class _Tagger(ClassifierMixin, BaseEstimator):
+class TaggerBase(ClassifierMixin, BaseEstimator):
     "Shared life cycle of every tagger: label map, fit, tuned thresholds, predict, predict_tags, top_k."
 
     def __sklearn_tags__(self):
@@ -331,7 +331,7 @@ class _Tagger(ClassifierMixin, BaseEstimator):
         return _top_k_frame(self.predict_proba(X), self.classes_, k, X.index if isinstance(X, pd.Series) else None)
 
 # %% ../nbs/08_tagging.ipynb #b358d48a
-class MajorityTagger(_Tagger):
+class MajorityTagger(TaggerBase):
     "Baseline: every text gets each tag's training frequency as its probability."
     def __init__(self,
                  tags: Sequence | None = None,  # label map (tag names in column order); None: sorted tags of y
@@ -352,14 +352,14 @@ def _ovr_logistic(C: float, class_weight, max_iter: int, n_jobs) -> OneVsRestCla
 
 # %% ../nbs/08_tagging.ipynb #b92dc5d7
 def _fit_quietly(model, X, Y):
-    "Fit with one BLAS thread, silencing scikit-learn's warning about labels absent from training (`_Tagger.fit` reports them)."
+    "Fit with one BLAS thread, silencing scikit-learn's warning about labels absent from training (`TaggerBase.fit` reports them)."
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
         warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
         return model.fit(X, Y)
 
 # %% ../nbs/08_tagging.ipynb #c7e6bb82
-class TfidfTagger(_Tagger):
+class TfidfTagger(TaggerBase):
     "Baseline: TF-IDF of word and character n-grams + one-vs-rest logistic regression."
     def __init__(self,
                  word_ngrams: tuple = (1, 2),   # word n-gram range (None: no word features)
@@ -389,14 +389,14 @@ class TfidfTagger(_Tagger):
             raise ValueError("TfidfTagger needs word_ngrams or char_ngrams")
         self.pipeline_ = Pipeline([("tfidf", FeatureUnion(parts)),
                                    ("ovr", _ovr_logistic(self.C, self.class_weight, self.max_iter, self.n_jobs))])
-        _fit_quietly(self.pipeline_, _texts(X), Y)
+        _fit_quietly(self.pipeline_, as_texts(X), Y)
 
     def _proba(self, X):
         with threadpool_limits(1, user_api="blas"):
-            return self.pipeline_.predict_proba(_texts(X))
+            return self.pipeline_.predict_proba(as_texts(X))
 
 # %% ../nbs/08_tagging.ipynb #0edc14ed
-class LinearProbeTagger(_Tagger):
+class LinearProbeTagger(TaggerBase):
     "Frozen BERT sentence embeddings + one-vs-rest logistic regression (a linear probe)."
     def __init__(self,
                  encoder: TextEncoder | None = None,  # the frozen encoder; None: TextEncoder() (all-MiniLM-L6-v2)
@@ -447,7 +447,7 @@ class _BertHead(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask=None):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(_pool(hidden, attention_mask, self.pooling)))
+        return self.head(self.dropout(pool_hidden(hidden, attention_mask, self.pooling)))
 
 # %% ../nbs/08_tagging.ipynb #7553dc79
 def _padded(ids: list, lengths: np.ndarray, rows: np.ndarray, pad_id: int) -> tuple:
@@ -469,7 +469,7 @@ def _warmup_linear(warmup_steps: int, total: int):
     return f
 
 # %% ../nbs/08_tagging.ipynb #5fc25902
-class FineTunedBertTagger(_Tagger):
+class FineTunedBertTagger(TaggerBase):
     "A pretrained BERT fine-tuned end to end with a linear head and BCEWithLogitsLoss (multi-label)."
     def __init__(self,
                  model_path: str | Path | None = None,  # local BERT-style folder; None: all-MiniLM-L6-v2
@@ -503,14 +503,14 @@ class FineTunedBertTagger(_Tagger):
 # %% ../nbs/08_tagging.ipynb #e8a7d445
 @patch
 def _ids(self: FineTunedBertTagger, X) -> tuple:
-    ids, lengths, n_cut = _token_ids(self.tokenizer_, _texts(X), int(self.max_length))
+    ids, lengths, n_cut = tokenize_texts(self.tokenizer_, as_texts(X), int(self.max_length))
     return ids, lengths, n_cut
 
 # %% ../nbs/08_tagging.ipynb #eafb110c
 @patch
 def _logits(self: FineTunedBertTagger, ids, lengths) -> torch.Tensor:
     self.net_.eval()
-    emb = _embed_ids(self.net_.encoder, ids, lengths, 256, self.pooling, progress=False)
+    emb = embed_token_ids(self.net_.encoder, ids, lengths, 256, self.pooling, progress=False)
     with torch.inference_mode():
         return self.net_.head(emb)
 

@@ -18,9 +18,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .data import BEHAVIORS, _utc_from_ns
+from .data import BEHAVIORS, utc_from_ns
 from .readers import TAOBAO_BEHAVIORS
-from .simulate import _SIM_DIURNAL, category_item_cdf, user_partition
+from .simulate import SIM_DIURNAL, category_item_cdf, user_partition
 
 # %% auto #0
 __all__ = ['TAOBAO_SHAPE', 'TAOBAO_BEHAVIOR_SHARES', 'TAOBAO_START', 'taobao_shape', 'PartitionWriter', 'TaobaoLog',
@@ -69,7 +69,7 @@ def _taobao_world(shape: dict, # from taobao_shape
     pop = rng.lognormal(0, 1.2, I)
     order, item_key = category_item_cdf(icat, pop, C)
     item_id = rng.permutation(I).astype(np.int64) + 1
-    mig = pd.DataFrame({"user_id": user_id[movers], "time": _utc_from_ns((TAOBAO_START + mig_s[movers].astype(np.int64)) * 10**9),
+    mig = pd.DataFrame({"user_id": user_id[movers], "time": utc_from_ns((TAOBAO_START + mig_s[movers].astype(np.int64)) * 10**9),
                         "from_category": cat_id[fav[movers, 0]], "to_category": cat_id[target[movers]]})
     return dict(user_id=user_id, budget=budget, fav=fav, fav_cum=np.cumsum(fav_w, 1), target=target, mig_s=mig_s,
                 strength=migration_strength, explore=explore, cat_id=cat_id, cat_cum=np.cumsum(cat_pop),
@@ -88,7 +88,7 @@ def _taobao_events(w: dict, # the world from _taobao_world
     n = int(budget.sum())
     u = np.repeat(np.arange(lo, hi), budget)
     day = rng.integers(0, w["days"], n)
-    hour = np.searchsorted(np.cumsum(_SIM_DIURNAL)[:-1], rng.random(n), side="right")
+    hour = np.searchsorted(np.cumsum(SIM_DIURNAL)[:-1], rng.random(n), side="right")
     key = np.sort((u.astype(np.int64) << 20) + day * 86_400 + hour * 3_600 + rng.integers(0, 3_600, n))  # users stay grouped
     u, t = (key >> 20).astype(np.int64), key & ((1 << 20) - 1)   # every later draw is independent of the order
     slot = (rng.random(n)[:, None] > w["fav_cum"][u, :-1]).sum(1)

@@ -352,12 +352,12 @@ def optuna_search(
     return study
 
 # %% ../nbs/07_tuning.ipynb #3576747f
-def _jsonable(v):
+def _plain_json(v):
     if isinstance(v, (np.integer,)): return int(v)
     if isinstance(v, (np.floating,)): return float(v)
-    if isinstance(v, (tuple, np.ndarray)): return [_jsonable(x) for x in v]
-    if isinstance(v, dict): return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list): return [_jsonable(x) for x in v]
+    if isinstance(v, (tuple, np.ndarray)): return [_plain_json(x) for x in v]
+    if isinstance(v, dict): return {str(k): _plain_json(x) for k, x in v.items()}
+    if isinstance(v, list): return [_plain_json(x) for x in v]
     return v
 
 # %% ../nbs/07_tuning.ipynb #ac71e76b
@@ -366,10 +366,10 @@ def best_params(
 ) -> dict:                      # {"params": ..., "score": ..., "source": ...}
     "Best parameters and score of a scikit-learn search or an Optuna study, as plain JSON-ready values."
     if hasattr(result, "best_trial"):
-        return {"params": _jsonable(result.best_params), "score": float(result.best_value),
+        return {"params": _plain_json(result.best_params), "score": float(result.best_value),
                 "source": f"optuna:{result.study_name}", "n_trials": len(result.trials)}
     check_is_fitted(result, "best_params_")
-    return {"params": _jsonable(result.best_params_), "score": float(result.best_score_),
+    return {"params": _plain_json(result.best_params_), "score": float(result.best_score_),
             "source": type(result).__name__, "n_candidates": int(len(result.cv_results_["params"]))}
 
 # %% ../nbs/07_tuning.ipynb #96f5d21f

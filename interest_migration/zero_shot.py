@@ -21,7 +21,7 @@ from .data import IdEncoder, Split, need_log, timestamps_ns
 from .ranking import evaluate
 from .recommender import Recommender, check_state, data_summary, params_from_json, params_to_json
 from .encoders import TextEncoder
-from .tagging import _Tagger
+from .tagging import TaggerBase
 from fastcore.basics import patch
 
 # %% auto #0
@@ -61,7 +61,7 @@ def _platt_per_tag(Z: np.ndarray, Y: np.ndarray) -> tuple:
     return a, b, fallback
 
 # %% ../nbs/09_zero_shot.ipynb #0b2dd146
-class ZeroShotTagger(_Tagger):
+class ZeroShotTagger(TaggerBase):
     "Tags by cosine similarity of text and tag-name embeddings (prompt-ensembled), calibrated to probabilities."
     def __init__(self,
                  encoder: TextEncoder | None = None,  # sentence encoder of texts and tag names; None: TextEncoder()
