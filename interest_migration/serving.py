@@ -32,6 +32,8 @@ from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import SegmentPopularity
 from .store import id_key
+from .request_path import (encode_events, rank_from_events, UserEventCache, rank_codes,
+                                              ImpressionWriter)
 from .incremental import IncrementalProfiles
 from .coldstart import ColdStartBandit, cold_start_ranking, segment_of
 from .model_export import (ServingModel, ScoreNet, json_values, export_model, load_serving_model, ort_scores, top_k,
@@ -41,39 +43,9 @@ from .recommender import ModelFileError, make_manifest, write_manifest, read_man
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'ENV_MIN_EVENTS',
-           'encode_events', 'rank_from_events', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload',
-           'UserEventCache', 'rank_codes', 'ImpressionWriter', 'events_frame', 'user_interests', 'recommend_user',
+__all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'ENV_MIN_EVENTS', 'path_id',
+           'Event', 'EventBatch', 'UserAttributes', 'Reload', 'events_frame', 'user_interests', 'recommend_user',
            'multiprocess_metrics_env', 'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
-
-# %% ../nbs/11b_serving.ipynb #2f154539
-def encode_events(
-    sm: ServingModel,  # the loaded model
-    events: pd.DataFrame,  # one user's events, oldest first (user_id, item_id, timestamp, behavior)
-) -> tuple:  # (items (1, max_len), behaviors (1, max_len), lengths (1,), seen codes, n unknown items)
-    "A user's events as the graph's padded inputs, plus the codes of every known item seen (for masking)."
-    codes = pd.Index(sm.catalog.item_id).get_indexer(events["item_id"].to_numpy()) + 1
-    known = codes > 0
-    beh = pd.Categorical(events["behavior"].astype(str).to_numpy(), categories=sm.catalog.behaviors).codes.astype(np.int64)
-    beh = np.where(beh < 0, sm.default_behavior, beh)
-    c, b = codes[known][-sm.max_len:], beh[known][-sm.max_len:]
-    x = np.zeros((1, sm.max_len), np.int64); xb = np.zeros((1, sm.max_len), np.int64)
-    x[0, :len(c)], xb[0, :len(b)] = c, b
-    return x, xb, np.array([len(c)], np.int64), np.unique(codes[known]), int((~known).sum())
-
-# %% ../nbs/11b_serving.ipynb #5d32cc02
-def rank_from_events(
-    sm: ServingModel,  # the loaded model
-    events: pd.DataFrame,  # the user's events, oldest first
-    k: int = 10,  # list length
-    exclude_seen: bool = True,  # mask every item the user has had
-) -> pd.DataFrame:  # item_id, position (1..k), score
-    "Full-catalogue next-item ranking of one user from their events, with ONNX Runtime."
-    x, xb, n, seen, _ = encode_events(sm, events)
-    scores = ort_scores(sm.session, x, xb, n)[0]
-    top = top_k(scores, k, seen if exclude_seen else None)
-    return pd.DataFrame({"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1),
-                         "score": scores[top - 1].astype(float)})
 
 # %% ../nbs/11b_serving.ipynb #b17527b1
 _INT64 = (-2**63, 2**63 - 1)
@@ -131,178 +103,6 @@ class Reload(BaseModel):
     "Reload the model folder (default: the one the service was started with)."
     model_config = ConfigDict(extra="forbid")
     folder: Optional[StrictStr] = None  # another model folder to serve from now on
-
-# %% ../nbs/11b_serving.ipynb #61eda62f
-class UserEventCache:
-    "Per-process cache of users' events as the model's codes, kept coherent with the store by arrival number."
-    def __init__(self, sm: ServingModel,  # the model whose catalogue the codes index
-                 max_users: int = 200_000,  # users kept; the least recently read are dropped beyond this
-                ):
-        self.sm, self.max_users, self.lock = sm, max_users, threading.Lock()
-        self.users = OrderedDict()  # user id -> dict(ts, seq, code, beh, last, n)
-        self.item_text = pd.Index([id_key(i) for i in sm.catalog.item_id])  # the store's text of each catalogue item
-        self.behaviors = pd.Index(list(sm.catalog.behaviors))
-        self.hits = self.misses = 0
-
-    def __repr__(self):
-        return f"UserEventCache({len(self.users):,} users, {self.hits:,} hits, {self.misses:,} misses)"
-
-# %% ../nbs/11b_serving.ipynb #ea94eaef
-def _empty_entry() -> dict:
-    "A cache entry of a user with no events read yet."
-    z = np.zeros(0, np.int64)
-    return {"ts": z, "seq": z, "code": z, "beh": z, "last": 0, "n": 0}
-
-# %% ../nbs/11b_serving.ipynb #28d47b0f
-@patch
-def read(self: UserEventCache, store, # the store (its read connection)
-         uid, # the user
-        ) -> dict: # ts, seq, code, beh (known events, oldest first), last (arrival number), n (all events, known or not)
-    "The user's known events after absorbing what the store received since this process last read them."
-    with self.lock:
-        e = self.users.pop(uid, None)
-        if e is None: self.misses += 1; e = _empty_entry()
-        else: self.hits += 1
-        items, ts, beh, seq = store.user_tail(uid, e["last"])
-        if len(seq):
-            code = self.item_text.get_indexer(items) + 1
-            b = self.behaviors.get_indexer(beh)
-            b = np.where(b < 0, self.sm.default_behavior, b)
-            k = code > 0
-            new = {"ts": ts[k], "seq": seq[k], "code": code[k], "beh": b[k]}
-            cols = {c: np.concatenate([e[c], new[c]]) for c in new}
-            o = np.lexsort((cols["seq"], cols["ts"]))
-            e = {**{c: v[o] for c, v in cols.items()}, "last": int(seq[-1]), "n": e["n"] + len(seq)}
-        self.users[uid] = e
-        while len(self.users) > self.max_users:
-            self.users.popitem(last=False)
-        return e
-
-# %% ../nbs/11b_serving.ipynb #410a2682
-def rank_codes(
-    sm: ServingModel,  # the loaded model
-    code: np.ndarray,  # the user's known item codes (1..n_items), oldest first
-    beh: np.ndarray,  # their behaviour codes
-    k: int = 10,  # list length
-    exclude_seen: bool = True,  # mask every item in `code`
-) -> tuple:  # (item codes of the top k, best first; their scores)
-    "Full-catalogue ranking from a user's coded events (what `rank_from_events` does, without DataFrames)."
-    L = sm.max_len
-    x = np.zeros((1, L), np.int64); xb = np.zeros((1, L), np.int64)
-    c, b = code[-L:], beh[-L:]
-    x[0, :len(c)], xb[0, :len(b)] = c, b
-    scores = ort_scores(sm.session, x, xb, np.array([len(c)], np.int64))[0]
-    top = top_k(scores, k, np.unique(code) if exclude_seen else None)
-    return top, scores[top - 1].astype(float)
-
-# %% ../nbs/11b_serving.ipynb #06ce8ecd
-class ImpressionWriter:
-    "Impressions queued by request threads, written in batches by one background thread on its own store connection."
-    def __init__(self, url: str,  # the store URL (a second connection is opened)
-                 flush_s: float = 0.05,  # the thread writes what is queued this often (at most)
-                 max_pending: int = 1_000_000,  # rows queued at most; beyond, new rows are dropped and counted
-                ):
-        self.url, self.flush_s, self.max_pending = url, flush_s, max_pending
-        self.pending, self.n_pending, self.cond, self.write_lock = [], 0, threading.Condition(), threading.Lock()
-        self.store = self.thread = None
-        self.closed, self.written, self.dropped = False, 0, 0
-
-    def __repr__(self):
-        return f"ImpressionWriter({self.written:,} written, {self.n_pending:,} queued, {self.dropped:,} dropped)"
-
-# %% ../nbs/11b_serving.ipynb #541c5d0b
-@patch
-def put(self: ImpressionWriter, rows: list, # (request_id, user text, ts ns, model_version, item text, position, propensity, policy) tuples
-        kinds: dict, # {'user_id': 'int'|'str', 'item_id': 'int'|'str'}
-       ):
-    "Queue one response's impressions (returns at once; the background thread writes them)."
-    with self.cond:
-        if self.closed:
-            raise RuntimeError("ImpressionWriter is closed")
-        if self.n_pending + len(rows) > self.max_pending:
-            self.dropped += len(rows)
-            logger.error("impressions: %d queued rows already; %d dropped (is the store down?)", self.n_pending, len(rows))
-            return
-        self.pending.append((tuple(sorted(kinds.items())), rows)); self.n_pending += len(rows)
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="impression-writer", daemon=True)
-            self.thread.start()
-        self.cond.notify()
-
-# %% ../nbs/11b_serving.ipynb #7ccb684d
-@patch
-def flush(self: ImpressionWriter) -> int:
-    "Write every queued impression now (one transaction per id kind); the number of rows written."
-    from interest_migration.data import DataError
-    from interest_migration.store import open_store
-    with self.write_lock:
-        with self.cond:
-            batch, self.pending, self.n_pending = self.pending, [], 0
-        if not batch:
-            return 0
-        groups = {}
-        for kinds, rows in batch:
-            groups.setdefault(kinds, []).extend(rows)
-        n = 0
-        cols = ("request_id", "user_id", "ts", "model_version", "item_id", "position", "propensity", "policy")
-        try:
-            if self.store is None:
-                self.store = open_store(self.url, migrate=False)
-            for kinds in list(groups):
-                rows = groups[kinds]
-                data = dict(zip(cols, (list(c) for c in zip(*rows))), kinds=dict(kinds))
-                try:
-                    n += self.store._write_impressions(data)["received"]
-                except DataError:            # the batch itself is wrong (an id kind the store does not keep): retrying cannot help
-                    self.dropped += len(rows); del groups[kinds]
-                    raise
-                del groups[kinds]
-        except BaseException:
-            self._requeue(groups)            # what was not attempted, or failed on the store's side, is written next time
-            raise
-        finally:
-            self.written += n
-        return n
-
-# %% ../nbs/11b_serving.ipynb #a3b1c2d4
-@patch
-def _requeue(self: ImpressionWriter, groups: dict):
-    "Put rows that could not be written back at the head of the queue (the insert skips rows already logged, so a retry never doubles one)."
-    if not groups: return
-    with self.cond:
-        self.pending[:0] = list(groups.items())
-        self.n_pending += sum(len(r) for r in groups.values())
-
-# %% ../nbs/11b_serving.ipynb #fe5ee7d5
-@patch
-def _run(self: ImpressionWriter):
-    "The background thread: wait for rows, let `flush_s` pass so a batch gathers, write it; until closed. A failed write is retried with backoff."
-    failures = 0
-    while True:
-        with self.cond:
-            self.cond.wait_for(lambda: self.pending or self.closed)
-            if self.closed:
-                return
-        time.sleep(min(self.flush_s * 2 ** failures, 5.0))
-        try:
-            self.flush()
-            failures = 0
-        except Exception as e:
-            failures = min(failures + 1, 10)
-            logger.warning("impressions: a write failed (%s); %d rows queued for the next try", str(e).splitlines()[0] if str(e) else type(e).__name__, self.n_pending)
-
-# %% ../nbs/11b_serving.ipynb #73ae6f83
-@patch
-def close(self: ImpressionWriter):
-    "Stop the thread, write what is still queued, close the connection (a clean shutdown loses no impression)."
-    with self.cond:
-        self.closed = True
-        self.cond.notify_all()
-    if self.thread is not None:
-        self.thread.join(timeout=30)
-    self.flush()
-    if self.store is not None:
-        self.store.close(); self.store = None
 
 # %% ../nbs/11b_serving.ipynb #9db38d1f
 class _Service:

@@ -16,7 +16,8 @@ from interest_migration.profiles import interest_profile  # noqa: E402
 from interest_migration.recommender import ModelFileError  # noqa: E402
 from interest_migration.sequence import RunOptions, planted_log, sequence_split
 from interest_migration.neural import GRU4Rec, SASRec  # noqa: E402
-from interest_migration.serving import _items_table, make_app, rank_from_events, train_serving_model
+from interest_migration.serving import _items_table, make_app, train_serving_model
+from interest_migration.request_path import rank_from_events
 from interest_migration.model_export import top_k
 from interest_migration.model_export import load_serving_model, mlp_to_onnx, onnx_parity, ort_session, sequence_to_onnx
 from interest_migration.serve_bench import crash_test, free_port, load_test, start_server, stop_server
@@ -359,7 +360,7 @@ def test_impression_writer_keeps_rows_when_a_write_fails(tmp_path):
     "A failed write (connection lost) puts its rows back and the next flush writes them once; a wrong id kind is dropped and counted."
     import sqlite3
     from interest_migration.data import DataError
-    from interest_migration.serving import ImpressionWriter
+    from interest_migration.request_path import ImpressionWriter
     db = f"sqlite:///{tmp_path / 'w.db'}"
     open_store(db).close()
     w = ImpressionWriter(db, flush_s=3600)
