@@ -13,15 +13,13 @@ from .data import DataError
 from .simulate import sim_world, sim_chunk, SIM_FUNNEL, SIM_REGIONS
 from .metrics import bootstrap_ci
 from .segments import SegmentPopularity
-from sklearn.linear_model import LogisticRegression
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['REWARDS', 'BanditEnv', 'segment_prior', 'context_features', 'Policy', 'RandomPolicy', 'SegmentGreedy',
            'EpsilonGreedy', 'UCB1', 'BetaThompson', 'LinUCB', 'LinThompson', 'dqn_state', 'QNet', 'DQNPolicy',
            'run_policy', 'default_policies', 'compare_policies', 'plot_regret', 'ips', 'snips', 'direct_method',
-           'doubly_robust', 'FrozenPolicy', 'log_policy', 'reward_model', 'ope_table', 'movielens_contexts',
-           'replay_evaluate']
+           'doubly_robust']
 
 # %% ../nbs/06_exploration.ipynb #0bac4d31
 _DWELL_MEAN = 20 * np.exp(0.6 ** 2 / 2)  # mean of the simulator's lognormal(log 20, 0.6) dwell factor
@@ -678,119 +676,3 @@ def doubly_robust(rewards, actions, propensities, target_probs, q_hat) -> float:
     r, a, p, pi, q = _ope_inputs(rewards, actions, propensities, target_probs, q_hat)
     i = np.arange(len(r))
     return float(((pi * q).sum(1) + pi[i, a] / p * (r - q[i, a])).mean())
-
-# %% ../nbs/06_exploration.ipynb #9e0a3103
-class FrozenPolicy(Policy):
-    "A trained policy's greedy choice, frozen (no more learning): a deterministic target for off-policy evaluation."
-    def __init__(self, policy: LinUCB,  # a LinUCB/LinThompson whose ridge means are used
-                ):
-        super().__init__(policy.C, policy.seed)
-        self.policy, self.name = policy, f"frozen {policy.name}"
-    def probs(self, ctx) -> np.ndarray:
-        "Users x categories: one-hot greedy choice of the ridge means."
-        m, _ = self.policy.scores(context_features(ctx))
-        return np.eye(self.C)[m.argmax(1)]
-    def act(self, ctx):
-        a = self.probs(ctx).argmax(1)
-        return a, np.ones(len(a))
-
-# %% ../nbs/06_exploration.ipynb #b19f18b1
-def log_policy(env: BanditEnv,  # environment (reset here)
-               policy: Policy,  # logging policy (learns while logging)
-               target: Policy,  # the policy to evaluate: needs probs(contexts)
-              ) -> dict:  # X (features), actions, propensities, rewards, target_probs, true_q (rows x actions)
-    "Log a policy's decisions with propensities over the horizon, with the target's probabilities and the true expected rewards."
-    env.reset()
-    out = {k: [] for k in ("X", "actions", "propensities", "rewards", "target_probs", "true_q")}
-    for _ in range(env.horizon):
-        ctx = env.contexts()
-        a, p = policy.act(ctx)
-        q = env.expected_rewards()
-        o = env.step(a)
-        policy.update(ctx, a, o["reward"])
-        for k, v in zip(out, (context_features(ctx), a, p, o["reward"], target.probs(ctx), q)): out[k].append(v)
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-# %% ../nbs/06_exploration.ipynb #43acf097
-def reward_model(X: np.ndarray,  # logged context features
-                 actions: np.ndarray,  # logged actions
-                 rewards: np.ndarray,  # logged 0/1 rewards
-                 n_actions: int,  # number of actions
-                ) -> np.ndarray:  # rows x actions predicted P(reward)
-    "Direct-method reward model: one scikit-learn LogisticRegression per action on the logged rows of that action."
-    q = np.full((len(X), n_actions), rewards.mean())
-    for a in range(n_actions):  # a loop over actions (8), not over users
-        m = actions == a
-        if m.sum() >= 2 and 0 < rewards[m].mean() < 1:
-            q[:, a] = LogisticRegression(C=1.0, max_iter=500).fit(X[m], rewards[m]).predict_proba(X)[:, 1]
-    return q
-
-# %% ../nbs/06_exploration.ipynb #b4229ff7
-def ope_table(seeds=range(10),  # environment seeds
-              n_users: int = 300,  # users per environment
-              horizon: int = 20,  # steps logged per user
-              epsilon: float = 0.3,  # exploration of the logging epsilon-greedy policy
-              **env_kw,  # further BanditEnv arguments
-             ) -> tuple:  # (table: one row per estimator with bias, its 95% CI, RMSE, mean |error|; runs: one row per seed and estimator)
-    "IPS, SNIPS, DM and DR estimates of a frozen LinUCB's value from epsilon-greedy logs, against its true value, over seeds."
-    rows = []
-    for s in seeds:
-        train = BanditEnv(n_users=n_users, horizon=horizon, seed=10_000 + s, **env_kw)
-        lin = LinUCB(train.C, seed=s)
-        run_policy(train, lin)
-        target = FrozenPolicy(lin)
-        env = BanditEnv(n_users=n_users, horizon=horizon, seed=s, **env_kw)
-        log = log_policy(env, EpsilonGreedy(env.C, epsilon, "user", segment_prior(env), seed=s), target)
-        truth = float((log["target_probs"] * log["true_q"]).sum(1).mean())
-        q = reward_model(log["X"], log["actions"], log["rewards"], env.C)
-        args = (log["rewards"], log["actions"], log["propensities"], log["target_probs"])
-        est = {"IPS": ips(*args), "SNIPS": snips(*args), "DM": direct_method(log["target_probs"], q), "DR": doubly_robust(*args, q)}
-        rows += [{"seed": s, "estimator": k, "estimate": v, "true": truth, "error": v - truth} for k, v in est.items()]
-    df = pd.DataFrame(rows)
-    out = []
-    for k, g in df.groupby("estimator", sort=False):
-        e = g["error"].to_numpy()
-        b, lo, hi = bootstrap_ci(e, seed=0)
-        out.append({"estimator": k, "bias": b, "bias_low": lo, "bias_high": hi, "rmse": float(np.sqrt(np.mean(e ** 2))),
-                    "mean_abs_error": float(np.abs(e).mean()), "true_value": g["true"].mean(), "n_seeds": len(e)})
-    return pd.DataFrame(out).set_index("estimator"), df
-
-# %% ../nbs/06_exploration.ipynb #67311692
-def movielens_contexts(users: pd.DataFrame,  # MovieLens users table (age, gender)
-                       user_ids: np.ndarray,  # the users of the logged rows
-                       n_arms: int,  # arms (for the empty behaviour blocks)
-                      ) -> dict:  # contexts in BanditEnv.contexts() layout
-    "MovieLens users as bandit contexts: segment = gender x age band (as the simulator's), no region, no behaviour yet."
-    u = users.set_index("user_id").loc[user_ids]
-    band = np.searchsorted(np.array([25, 35, 50]), u["age"].to_numpy(), side="right")
-    n = len(user_ids)
-    z = np.zeros((n, n_arms))
-    return {"segment": (u["gender"].to_numpy() == "M") * 4 + band, "age": u["age"].to_numpy(float), "female": (u["gender"] == "F").to_numpy(float),
-            "region": np.zeros(n, int), "clicks": z, "shows": z, "dwell": z, "last_action": np.full(n, -1), "last_dwell": np.zeros(n), "t": 0}
-
-# %% ../nbs/06_exploration.ipynb #eded7e8f
-def replay_evaluate(data,  # load_movielens_100k() Dataset
-                    policy: Policy,  # a fresh policy over n_arms arms (segment-level counts or LinUCB)
-                    n_arms: int = 20,  # arms: the most-rated movies
-                    batch_size: int = 50,  # logged events per decision batch (policy updated between batches)
-                    like: float = 4.0,  # a rating >= like counts as a click
-                   ) -> dict:  # ctr, n_matched, n_events
-    "Replay method (Li et al., 2011): a decision counts only where the policy picks the logged arm; ratings >= 4 are clicks."
-    ev = data.events
-    if "value" not in ev or ev["value"].isna().any(): raise DataError("replay_evaluate: events need a rating in column 'value' on every row")
-    top = ev["item_id"].value_counts().index[:n_arms]
-    ev = ev[ev["item_id"].isin(top)].sort_values(["timestamp", "user_id"], kind="stable")
-    arm = pd.Index(top).get_indexer(ev["item_id"])
-    click = (ev["value"].to_numpy() >= like).astype(float)
-    ctx_all = movielens_contexts(data.users, ev["user_id"].to_numpy(), n_arms)
-    hits, clicks = 0, 0.0
-    for lo in range(0, len(arm), batch_size):  # batches of logged events, in time order
-        sl = slice(lo, lo + batch_size)
-        ctx = {k: (v[sl] if isinstance(v, np.ndarray) else v) for k, v in ctx_all.items()}
-        a, _ = policy.act(ctx)
-        m = a == arm[sl]
-        if m.any():
-            sub = {k: (v[m] if isinstance(v, np.ndarray) else v) for k, v in ctx.items()}
-            policy.update(sub, a[m], click[sl][m])
-            hits, clicks = hits + int(m.sum()), clicks + float(click[sl][m].sum())
-    return {"ctr": clicks / max(hits, 1), "n_matched": hits, "n_events": len(arm)}

@@ -6,7 +6,8 @@ from interest_migration.data import DataError
 from interest_migration.simulate import sim_world
 from interest_migration.exploration import (BanditEnv, BetaThompson, DQNPolicy, EpsilonGreedy, LinThompson, LinUCB, RandomPolicy,
                                             SegmentGreedy, UCB1, context_features, direct_method, doubly_robust, ips, run_policy,
-                                            segment_prior, snips, ope_table)
+                                            segment_prior, snips)
+from interest_migration.offpolicy import ope_table
 
 torch.set_num_threads(1)
 
