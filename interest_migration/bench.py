@@ -38,11 +38,10 @@ from .sequence import (CoOccurrence, Popularity, RunOptions, SequenceSplit, defa
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'RECBOLE_DIR', 'SASREC_VARIANTS', 'SASREC_FAST', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate',
-           'reference_ranking_metrics', 'bench_metrics', 'report_metrics', 'bench_metrics_peer', 'report_metrics_peer',
-           'reference_migration', 'bench_profiles', 'report_profiles', 'bench_tagging', 'report_tagging',
-           'read_recbole_json', 'time_to_reach', 'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits',
-           'bench_sasrec_variants', 'report_sasrec_variants', 'bench_sequence_fast', 'report_sequence_fast']
+__all__ = ['logger', 'RECBOLE_DIR', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate', 'reference_ranking_metrics',
+           'bench_metrics', 'report_metrics', 'bench_metrics_peer', 'report_metrics_peer', 'reference_migration',
+           'bench_profiles', 'report_profiles', 'bench_tagging', 'report_tagging', 'read_recbole_json', 'time_to_reach',
+           'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits']
 
 # %% ../nbs/12_bench.ipynb #1f0cd236
 def _rss_bytes() -> int:
@@ -708,95 +707,3 @@ def report_bandits(table: pd.DataFrame, # what `bench_bandits` returned
     "bench_bandits' table and its speed ratios (ours / MABWiser)."
     return (table.round(3).to_string() + "\ndecisions per second, ours / MABWiser: "
             + ", ".join(f"{k} {v:,.1f}x" for k, v in table.attrs["speedup"].items()))
-
-# %% ../nbs/12_bench.ipynb #010163bf
-from .metrics import paired_bootstrap
-from .sequence import per_user_metric
-
-# %% ../nbs/12_bench.ipynb #890450fe
-SASREC_VARIANTS = {  # name -> SASRec parameters of bench_sasrec_variants' default comparison (full CE first: the reference)
-    "full CE": {"loss": "ce"},
-    "sampled, 1024 uniform": {"loss": "sampled", "n_negatives": 1024},
-    "sampled, 1024 popularity + log-Q": {"loss": "sampled", "n_negatives": 1024, "negatives": "popularity"},
-    "gBCE, 1024 uniform, t=0.75": {"loss": "gbce", "n_negatives": 1024, "gbce_t": 0.75},
-}
-
-# %% ../nbs/12_bench.ipynb #7f890099
-def _variant_row(name: str, m, sp, cpu_s: float, wall_s: float, load: tuple, n_boot: int, seed: int) -> tuple:
-    "One fitted variant's row (epochs, seconds to the best epoch and in all, test NDCG@10 with its CI) and its per-user test NDCG@10."
-    ev = evaluate_sequences(m, sp.test, k=(10,), metrics=("ndcg",), n_boot=n_boot, seed=seed).set_index("metric").loc["ndcg"]
-    h = m.history_
-    row = {"variant": name, "epochs": len(h), "best_epoch": m.best_epoch_, "best_valid_ndcg@10": float(h["valid_ndcg@10"].max()),
-           "test_ndcg@10": float(ev["value"]), "ci_low": float(ev["ci_low"]), "ci_high": float(ev["ci_high"]),
-           "best_s": float(h.loc[h["epoch"] == m.best_epoch_, "elapsed_s"].iloc[0]), "cpu_s": cpu_s, "wall_s": wall_s,
-           "load_1min": load[0]}
-    return row, per_user_metric(m, sp.test, "ndcg", 10)
-
-# %% ../nbs/12_bench.ipynb #c475902d
-def bench_sasrec_variants(
-    variants: dict | None = None,  # name -> SASRec parameters (default SASREC_VARIANTS); the first is the reference
-    split: SequenceSplit | None = None,  # data (default: MovieLens-100K's leave-last-out sequence_split)
-    max_epochs: int = 60,  # most epochs per variant (each stops early on validation NDCG@10)
-    patience: int = 5,  # epochs without a better validation NDCG@10 before stopping
-    num_threads: int | None = 1,  # torch threads per fit (None: torch's default, all cores)
-    n_boot: int = 1000,  # bootstrap resamples over test users (the same seed pairs them across variants)
-    seed: int = 0,  # seed of the models and the bootstrap
-) -> pd.DataFrame:  # one row per variant: epochs, best epoch, CPU and wall seconds, test NDCG@10 [CI], paired difference [CI] vs the first
-    "SASRec variants (losses, schedules) each trained to its own early-stopping point; test NDCG@10 with CIs, paired against the first."
-    sp = split if split is not None else sequence_split(load_movielens_100k().events, load_movielens_100k().items)
-    rows, per = [], []
-    for name, params in (variants or SASREC_VARIANTS).items():
-        kw = {"max_epochs": max_epochs, "patience": patience, "seed": seed} | dict(params)
-        load = os.getloadavg()
-        c, t = time.process_time(), time.perf_counter()
-        m = SEQUENCE_MODELS[kw.pop("kind", "sasrec")](**kw).fit(sp, options=RunOptions(progress=False, num_threads=num_threads))
-        row, pu = _variant_row(name, m, sp, time.process_time() - c, time.perf_counter() - t, load, n_boot, seed)
-        rows.append(row); per.append(pu)
-    ref = rows[0]["test_ndcg@10"]
-    for row, pu in zip(rows, per):
-        d = paired_bootstrap(pu, per[0], n_boot=n_boot, seed=seed)
-        row.update({"diff": d["diff"], "diff_low": d["ci_low"], "diff_high": d["ci_high"], "rel_diff": d["diff"] / ref,
-                    "rel_low": d["ci_low"] / ref, "rel_high": d["ci_high"] / ref})
-    return pd.DataFrame(rows)
-
-# %% ../nbs/12_bench.ipynb #7d02d440
-def report_sasrec_variants(tab: pd.DataFrame,  # what `bench_sasrec_variants` returned
-                           tolerance: float = 0.03,  # "within" this relative distance of the reference (first row)
-                          ) -> str:  # the table as text, one verdict per row
-    "bench_sasrec_variants' table as text: NDCG@10 [CI], paired difference vs the first row [CI], and the within-tolerance verdict."
-    lines = [f"reference: {tab['variant'].iloc[0]}; within {tolerance:.0%}: point estimate >= -{tolerance:.0%} "
-             f"(and, stricter, the paired CI's lower end >= -{tolerance:.0%})"]
-    for i, r in tab.reset_index(drop=True).iterrows():
-        verdict = "" if i == 0 else (" | within: " + ("yes (CI too)" if r['rel_low'] >= -tolerance else
-                                           "yes (point; CI reaches below)" if r['rel_diff'] >= -tolerance else "NO"))
-        lines.append(f"{r['variant']:<34} NDCG@10 {r['test_ndcg@10']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]  "
-                     f"vs ref {r['rel_diff']:+.1%} [{r['rel_low']:+.1%}, {r['rel_high']:+.1%}]  best epoch {r['best_epoch']} of {r['epochs']} "
-                     f"(at {r['best_s']:.0f} s), "
-                     f"{r['cpu_s']:.0f} s CPU, {r['wall_s']:.0f} s wall (load {r['load_1min']:.1f}){verdict}")
-    return "\n".join(lines)
-
-# %% ../nbs/12_bench.ipynb #7bc24ad1
-SASREC_FAST = {"lr_schedule": "cosine", "learning_rate": 5e-3, "warmup_epochs": 1.0, "max_epochs": 15, "patience": 3}  # SASRec settings that converge fast
-
-# %% ../nbs/12_bench.ipynb #800cba13
-def bench_sequence_fast(
-    quick: bool = False,  # 2 epochs and 200 resamples: a smoke run of the command
-    num_threads: int | None = None,  # torch threads (None: torch's default, all cores)
-    split: SequenceSplit | None = None,  # data (default: MovieLens-100K's sequence_split)
-) -> pd.DataFrame:  # bench_sasrec_variants' one-row table
-    "SASRec with `SASREC_FAST` trained to its early stop: epochs, best epoch, wall and CPU seconds, test NDCG@10 [CI]."
-    v = {"SASRec, SASREC_FAST": SASREC_FAST | ({"max_epochs": 2} if quick else {})}
-    return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000)
-
-# %% ../nbs/12_bench.ipynb #729c50af
-def report_sequence_fast(tab: pd.DataFrame,  # what `bench_sequence_fast` returned
-                         seconds: float = 60.0,  # the wall-time target of the early-stopped fit
-                         ndcg: float = 0.10,  # the test NDCG@10 target
-                        ) -> str:  # the row and the two verdicts as text
-    "bench_sequence_fast's row with the two verdicts: early-stopped within `seconds`, test NDCG@10 >= `ndcg`."
-    r = tab.iloc[0]
-    return "\n".join([report_sasrec_variants(tab).splitlines()[1],
-        f"early-stopped after {r['epochs']} epochs (best {r['best_epoch']}) in {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s process CPU, "
-        f"load average {r['load_1min']:.2f} at the start, {os.getloadavg()[0]:.2f} now: under {seconds:.0f} s "
-        f"{'met' if r['wall_s'] < seconds else 'NOT met'}; test NDCG@10 {r['test_ndcg@10']:.4f} >= {ndcg}: "
-        f"{'met' if r['test_ndcg@10'] >= ndcg else 'NOT met'}"])

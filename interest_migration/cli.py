@@ -23,7 +23,8 @@ from .neural import SASRec
 from .recommender import ModelFileError
 from .demo import (CLIError, category_column, first_line, load_data, migration_step, next_window_step,
                                      profile_window, run_demo, sequence_step, summarize, tagging_step, transfer_step)
-from .bench import (bench_sequence_fast, report_sequence_fast, bench_bandits, bench_metrics,
+from .bench_seq import bench_sequence_fast, report_sequence_fast
+from .bench import (bench_bandits, bench_metrics,
                                       bench_profiles, bench_sequence, bench_simulate,
                                       bench_tagging, report_bandits, report_metrics, report_profiles, report_sequence,
                                       report_simulate, report_tagging, bench_metrics_peer, report_metrics_peer)
