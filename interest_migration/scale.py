@@ -435,12 +435,17 @@ def _duck_read_to_spill(csv: Path, # Taobao UserBehavior.csv
     unit = time_unit or "s"
     if unit not in NS_PER: raise _DuckUnfit(f"unknown time unit {unit!r}")
     reader = arrow_taobao_reader(csv)   # raises ArrowUnfit: the chunked path decides
-    def batches():
-        for b in reader: bar.update(len(b)); yield b
-    con.register("taobao_csv", pa.RecordBatchReader.from_batches(reader.schema, batches()))
+    schema = reader.schema.append(pa.field("file_row", pa.int64()))
+    def batches():   # each row numbered in file order: step 2 counts the rows validate_events' sort would move
+        off = 0
+        for b in reader:
+            bar.update(len(b))
+            yield pa.RecordBatch.from_arrays([*b.columns, pa.array(np.arange(off, off + len(b), dtype=np.int64))], schema=schema)
+            off += len(b)
+    con.register("taobao_csv", pa.RecordBatchReader.from_batches(schema, batches()))
     code = "CASE behavior " + " ".join(f"WHEN '{k}' THEN {BEHAVIORS.index(v)}" for k, v in TAOBAO_BEHAVIORS.items()) + " END::TINYINT"
     try:
-        con.execute(f"COPY (SELECT user_id, item_id, category, {code} AS behavior, timestamp, {user_partition_sql('user_id', n_partitions)} AS part "
+        con.execute(f"COPY (SELECT user_id, item_id, category, {code} AS behavior, timestamp, file_row, {user_partition_sql('user_id', n_partitions)} AS part "
                     f"FROM taobao_csv) TO '{spill}' (FORMAT parquet, PARTITION_BY (part), COMPRESSION lz4, OVERWRITE_OR_IGNORE)")
     except (duckdb.Error, pa.ArrowException, OSError) as e:   # pyarrow's parse errors surface here
         raise _DuckUnfit(str(e).splitlines()[0][:200]) from e
@@ -474,6 +479,23 @@ def _partition_schema() -> pa.Schema:
                                                "behavior": pd.Categorical([], categories=list(BEHAVIORS)),
                                                "category": np.array([], np.int64)}), preserve_index=False)
 
+# %% ../nbs/03c_scale.ipynb #b573324d
+def _rows_moved(t: np.ndarray, # timestamps of a partition's kept rows, sorted by (timestamp, user)
+                u: np.ndarray, # their user ids
+                row: np.ndarray, # their rows in the file (unique)
+               ) -> int:  # rows whose place in the file order differs from their place after a stable sort by (timestamp, user)
+    "`validate_events`' `rows_reordered` for one partition: each row's rank in file order against its rank in the stable (timestamp, user) order."
+    n = len(row)
+    if n < 2 or (np.diff(row) > 0).all(): return 0   # the file order is already the sorted order
+    bits = int(n).bit_length()
+    if 0 <= row.min() and int(row.max()) < 1 << (62 - bits):   # argsort by a plain sort of (row, position) packed in one int64 (several times faster)
+        by_row = np.sort((row.astype(np.int64) << bits) | np.arange(n)) & ((1 << bits) - 1)
+    else: by_row = np.argsort(row)
+    rank = np.empty(n, np.int64); rank[by_row] = np.arange(n)   # rank in file order
+    group = np.cumsum(np.r_[True, (t[1:] != t[:-1]) | (u[1:] != u[:-1])]) - 1   # (timestamp, user) group, non-decreasing
+    order = rank[np.argsort(group * n + rank, kind="stable")]   # file ranks in the stable sort's order (ties in file order)
+    return int((order != np.arange(n)).sum())
+
 # %% ../nbs/03c_scale.ipynb #dcd94ebe
 def _duck_partition(con, # a DuckDB cursor (one per thread)
                     spill: Path, # the partitions from _duck_read_to_spill
@@ -481,14 +503,16 @@ def _duck_partition(con, # a DuckDB cursor (one per thread)
                     out: Path, # folder of the validated partitions
                     fast: dict, # what _duck_read_to_spill returned
                     schema: pa.Schema, # from _partition_schema
-                   ) -> tuple:  # (file, rows written, first and last timestamp or None)
-    "One partition: plausible rows sorted in DuckDB by (timestamp, user, item, behaviour, category), exact duplicates (now adjacent) dropped, written."
-    t = con.execute(f"""SELECT user_id, item_id, timestamp, behavior, category FROM read_parquet('{spill}/part={part}/*.parquet')
-        WHERE {fast['ok']} ORDER BY timestamp, user_id, item_id, behavior, category""").to_arrow_table()
+                   ) -> tuple:  # (file, rows written, first and last timestamp or None, rows validate_events' sort would move)
+    "One partition: plausible rows sorted in DuckDB by (timestamp, user, item, behaviour, category, file row), exact duplicates (now adjacent, the first in file order kept) dropped, written."
+    t = con.execute(f"""SELECT user_id, item_id, timestamp, behavior, category, file_row FROM read_parquet('{spill}/part={part}/*.parquet')
+        WHERE {fast['ok']} ORDER BY timestamp, user_id, item_id, behavior, category, file_row""").to_arrow_table()
     c = {k: t.column(k).to_numpy() for k in t.column_names}
+    row = c.pop("file_row")
     keep = np.ones(len(t), bool)
     if len(t) > 1: keep[1:] = np.logical_or.reduce([v[1:] != v[:-1] for v in c.values()])   # a row equal to the one before it
-    c = {k: v[keep] for k, v in c.items()}
+    c, row = {k: v[keep] for k, v in c.items()}, row[keep]
+    moved = _rows_moved(c["timestamp"], c["user_id"], row)
     beh = pa.DictionaryArray.from_arrays(pa.array(c["behavior"], pa.int8()), pa.array(list(BEHAVIORS)))
     ts = c["timestamp"] * fast["m"]
     table = pa.Table.from_arrays([pa.array(c["user_id"]), pa.array(c["item_id"]), pa.array(ts, pa.timestamp("ns", tz="UTC")), beh,
@@ -496,7 +520,7 @@ def _duck_partition(con, # a DuckDB cursor (one per thread)
     dest = out / f"partition={part}" / "part-0.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, dest, use_dictionary=["behavior"], compression="lz4")
-    return dest, len(table), (int(ts[0]) if len(ts) else None), (int(ts[-1]) if len(ts) else None)
+    return dest, len(table), (int(ts[0]) if len(ts) else None), (int(ts[-1]) if len(ts) else None), moved
 
 # %% ../nbs/03c_scale.ipynb #7cd5bf3c
 def _duck_validate(spill: Path, # the partitions from _duck_read_to_spill
@@ -518,7 +542,9 @@ def _duck_validate(spill: Path, # the partitions from _duck_read_to_spill
     n_dup = n - n_bad - sum(r[1] for r in res)
     lo, hi = min(r[2] for r in res if r[2] is not None), max(r[3] for r in res if r[3] is not None)
     dropped = {k: v for k, v in (("duplicates", n_dup), ("implausible_timestamp", n_bad)) if v}
-    return [r[0] for r in res], ValidationReport("events", n, n - n_dup - n_bad, dropped, {}), utc_from_ns(np.array([lo]))[0], utc_from_ns(np.array([hi]))[0]
+    moved = sum(r[4] for r in res)   # summed over partitions, as the chunked path sums validate_events' reports
+    rep = ValidationReport("events", n, n - n_dup - n_bad, dropped, {"rows_reordered": moved} if moved else {})
+    return [r[0] for r in res], rep, utc_from_ns(np.array([lo]))[0], utc_from_ns(np.array([hi]))[0]
 
 # %% ../nbs/03c_scale.ipynb #677658e4
 def _predict_sample(files: list, # validated partitions

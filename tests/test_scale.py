@@ -168,7 +168,8 @@ def test_duckdb_path_equals_chunked(small, tmp_path):
     slow = taobao_pipeline(csv, tmp_path / "slow", n_partitions=3, sample_users=0, progress=False, engine="chunked")
     assert fast.steps.step[0] == "read CSV + hash users (pyarrow -> DuckDB)" and slow.steps.step[0] == "read CSV + hash users (chunked)"
     a, b = fast.reports["events"], slow.reports["events"]
-    assert (a.n_in, a.n_out, a.dropped) == (b.n_in, b.n_out, b.dropped)
+    assert (a.n_in, a.n_out, a.dropped, a.fixed) == (b.n_in, b.n_out, b.dropped, b.fixed)
+    assert a.fixed["rows_reordered"] > 0   # the file is in user order, the partitions in time order
     assert a.n_in == len(messy) and a.dropped["implausible_timestamp"] == 6 and a.dropped["duplicates"] >= 700
     assert str(fast.reports["items"]) == str(slow.reports["items"]) and "items_with_several_categories_first_kept" in fast.reports["items"].notes
     pf, ps = _partitions(fast), _partitions(slow)
@@ -178,6 +179,38 @@ def test_duckdb_path_equals_chunked(small, tmp_path):
     pd.testing.assert_frame_equal(fast.detections, slow.detections)
     pd.testing.assert_frame_equal(fast.matrix, slow.matrix)
     assert list(fast.edges) == list(slow.edges)
+
+
+def test_duckdb_path_rows_reordered_in_time_ordered_file(small, tmp_path):
+    "A file already in (timestamp, user) order moves no row: neither path reports rows_reordered."
+    out, log, ds = small
+    raw = pd.read_csv(log.csv, header=None, names=["u", "i", "c", "b", "t"])
+    csv = tmp_path / "UserBehavior.csv"
+    raw.sort_values(["t", "u"], kind="stable").to_csv(csv, header=False, index=False)
+    runs = [taobao_pipeline(csv, tmp_path / e, n_partitions=3, sample_users=0, progress=False, engine=e) for e in ("auto", "chunked")]
+    assert runs[0].steps.step[0].endswith("(pyarrow -> DuckDB)")
+    assert runs[0].reports["events"].fixed == runs[1].reports["events"].fixed == {}
+
+
+def test_rows_moved_equals_validate_events():
+    "_rows_moved (DuckDB path) counts the rows validate_events' stable (timestamp, user) sort moves, ties and file order included."
+    from interest_migration.data import validate_events
+    from interest_migration.scale import _rows_moved
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 50, 400):
+        ev = pd.DataFrame({"user_id": rng.integers(0, 4, n), "item_id": np.arange(n),   # distinct items: no duplicates
+                           "timestamp": pd.to_datetime(rng.integers(0, 6, n), unit="s", utc=True),
+                           "behavior": rng.choice(list(BEHAVIORS), n)})
+        _, rep = validate_events(ev)
+        key = ["timestamp", "user_id", "item_id"]
+        s = ev.assign(row=np.arange(n) * 3 + 7).sort_values(key)   # DuckDB's order; file rows need not be consecutive
+        got = _rows_moved(s.timestamp.array.asi8, s.user_id.to_numpy(), s.row.to_numpy())
+        assert got == rep.fixed.get("rows_reordered", 0)
+    # by hand: file rows 0, 1, 2 hold (t=1, u=5), (t=2, u=5), (t=1, u=5); the stable sort gives rows 0, 2, 1: two rows move,
+    # whatever order the tied rows 0 and 2 arrive in
+    assert _rows_moved(np.array([1, 1, 2]), np.array([5, 5, 5]), np.array([0, 2, 1])) == 2
+    assert _rows_moved(np.array([1, 1, 2]), np.array([5, 5, 5]), np.array([2, 0, 1])) == 2
+    assert _rows_moved(np.array([1, 1, 2]), np.array([5, 6, 5]), np.array([1, 0, 2])) == 2   # users break the tie: 1, 0, 2
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -197,7 +230,7 @@ def test_duckdb_path_same_result_or_message(rows, bad, chunksize, tmp_path_facto
             r = taobao_pipeline(p, tmp / engine, n_partitions=2, sample_users=0, progress=False, chunksize=chunksize, engine=engine)
             rep = r.reports["events"]
             event(r.steps.step[0])   # how often each path runs to the end: --hypothesis-show-statistics
-            return (rep.n_in, rep.n_out, rep.dropped), _partitions(r), r.scores
+            return (rep.n_in, rep.n_out, rep.dropped, rep.fixed), _partitions(r), r.scores
         except ValueError as e:
             event(f"error: {str(e).split(': ')[-1][:40]}")
             return str(e)
