@@ -215,3 +215,17 @@ def test_segment_fast_paths_match_the_per_user_law():
     with pytest.raises(DataError, match="actions"): LinUCB(3).update({**ctx, "region": np.zeros(4, int), "age": np.full(4, 30.0),
                                                               "clicks": np.zeros((4, 3)), "shows": np.zeros((4, 3)), "dwell": np.zeros((4, 3)),
                                                               "last_dwell": np.zeros(4)}, np.array([0, 1, -1, 0]), np.ones(4))
+
+def test_prepare_builds_the_features_act_and_update_use(monkeypatch):
+    "prepare builds the feature matrix once (outside the timer): act and update of that step reuse it, run_policy reports CPU-time speed."
+    import interest_migration.exploration as ex
+    e = BanditEnv(n_users=50, horizon=2, seed=0)
+    lin, c = LinUCB(e.C), e.contexts()
+    lin.prepare(c)
+    def boom(*a, **k): raise AssertionError("features rebuilt after prepare")
+    monkeypatch.setattr(ex, "context_features", boom)
+    a, _ = lin.act(c)
+    lin.update(c, a, e.step(a)["reward"])
+    monkeypatch.undo()
+    df = run_policy(e, LinUCB(e.C))
+    assert np.isfinite(df.attrs["decisions_per_cpu_s"]) and df.attrs["decisions_per_cpu_s"] > 0
