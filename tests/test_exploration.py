@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 from interest_migration.data import DataError
-from interest_migration.simulate import _sim_world
+from interest_migration.simulate import sim_world
 from interest_migration.exploration import (BanditEnv, BetaThompson, DQNPolicy, EpsilonGreedy, LinThompson, LinUCB, RandomPolicy,
                                             SegmentGreedy, UCB1, context_features, direct_method, doubly_robust, ips, run_policy,
                                             segment_prior, snips)
@@ -16,7 +16,7 @@ def env():
     return BanditEnv(n_users=300, horizon=30, seed=0)
 
 def test_env_world_is_the_simulators(env):
-    w = _sim_world(2_000 + 300, 80, 8, "2026-01-01", 120, 0.5, 0.7, 30.0, 0)
+    w = sim_world(2_000 + 300, 80, 8, "2026-01-01", 120, 0.5, 0.7, 30.0, 0)
     np.testing.assert_allclose(env.before, w["before"][2_000:])
     np.testing.assert_allclose(env.after, w["after"][2_000:])
     assert env.history["user_id"].max() <= 2_000  # the prior is learned from known users only
