@@ -648,6 +648,10 @@ class _MABWiserSegments(Policy):
         "context_features(ctx) once per step, exactly as our LinUCB does: the feature matrix is not either library's work."
         if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx))
         return self._fx[1]
+    def prepare(self, ctx):
+        "Build the context feature matrix (the same one our LinUCB gets) before act is timed."
+        if self.contextual: self._features(ctx)
+        return self
     def _mab(self, key):
         from mabwiser.mab import MAB
         if key not in self.mabs_: self.mabs_[key] = MAB(arms=list(range(self.C)), learning_policy=self.lp, seed=self.seed + int(key))
@@ -693,17 +697,24 @@ def bench_bandits(seeds=range(10),  # environment and policy seeds
                 "LinUCB (ours)": LinUCB(C, alpha=1.0, weight_decay=1.0, seed=s),
                 "LinUCB (MABWiser)": _MABWiserSegments(C, LearningPolicy.LinUCB(alpha=1.0, l2_lambda=1.0), contextual=True, seed=s)}
     from threadpoolctl import threadpool_limits
+    import os
+    load0 = os.getloadavg()  # the machine may be shared: the ratio is taken in one run, the load is reported beside it
     with threadpool_limits(limits=1, user_api="blas"):  # both sides on one BLAS thread: small GEMMs, a shared machine
         table, curves = compare_policies(seeds, n_users, horizon, [horizon], pols, **env_kw)
     ratios = {}
     for alg in ("UCB1", "Thompson", "LinUCB"):
-        ratios[alg] = table.loc[f"{alg} (ours)", "decisions_per_s"] / table.loc[f"{alg} (MABWiser)", "decisions_per_s"]
+        ratios[alg] = table.loc[f"{alg} (ours)", "decisions_per_cpu_s"] / table.loc[f"{alg} (MABWiser)", "decisions_per_cpu_s"]
+        ratios[f"{alg} (wall)"] = table.loc[f"{alg} (ours)", "decisions_per_s"] / table.loc[f"{alg} (MABWiser)", "decisions_per_s"]
     table.attrs["speedup"] = ratios
+    table.attrs["load_avg"] = {"before": load0, "after": os.getloadavg()}
+    table.attrs["n_users"], table.attrs["horizon"] = n_users, horizon
     return table
 
 # %% ../nbs/12_bench.ipynb #110797a7
 def report_bandits(table: pd.DataFrame, # what `bench_bandits` returned
                   ) -> str:             # the table and the speed ratios as text
     "bench_bandits' table and its speed ratios (ours / MABWiser)."
-    return (table.round(3).to_string() + "\ndecisions per second, ours / MABWiser: "
-            + ", ".join(f"{k} {v:,.1f}x" for k, v in table.attrs["speedup"].items()))
+    return (table.round(3).to_string() + "\ndecisions per CPU second (wall-clock second), ours / MABWiser: "
+            + ", ".join(f"{k} {v:,.1f}x ({table.attrs['speedup'][k + ' (wall)']:,.1f}x)" for k, v in table.attrs["speedup"].items() if "wall" not in k)
+            + "".join(f"\nload average (1, 5, 15 min) {k} the run: " + ", ".join(f"{x:.2f}" for x in v)
+                      for k, v in table.attrs.get("load_avg", {}).items()))

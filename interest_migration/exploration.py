@@ -168,6 +168,9 @@ class Policy:
     name = "policy"
     def __init__(self, n_categories: int, seed: int = 0):
         self.C, self.seed, self.rng = n_categories, seed, np.random.default_rng([seed, 7])
+    def prepare(self, ctx: dict) -> "Policy":
+        "Build what is not the policy's own work (the context feature matrix) before act is timed; a no-op by default."
+        return self
     def act(self, ctx: dict) -> tuple: raise NotImplementedError
     def update(self, ctx: dict, actions: np.ndarray, rewards: np.ndarray) -> "Policy": return self
 
@@ -341,37 +344,30 @@ class LinUCB(Policy):
         self.A_ = self.b_ = None
         self._fx = None
     def _features(self, ctx):
-        "context_features(ctx), built once per contexts dict: act and update of one step share it."
-        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx))
-        return self._fx[1]
+        "(context_features(ctx), each user's segment x region group), built once per contexts dict: prepare, act and update share them."
+        if self._fx is None or self._fx[0] is not ctx:
+            X = context_features(ctx)
+            self._fx = (ctx, X, np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]))
+        return self._fx[1], self._fx[2]
+    def prepare(self, ctx):
+        "Build the context feature matrix (the same matrix MABWiser is given) before act is timed."
+        self._features(ctx)
+        return self
     def _init(self, X):
         if self.A_ is None:
             d = X.shape[1]
             self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
             self._refresh()
-    def _refresh(self):
-        "After each batch of updates: every arm's inverse and ridge solution (float64), and the one matrix act multiplies by."
-        C, d = self.b_.shape
-        self.Ainv_ = np.linalg.inv(self.A_)
-        self.theta_ = np.linalg.solve(self.A_, self.b_[..., None])[..., 0]
-        # d x C(d + 1): X @ W_ gives x' A_a^-1 for every arm (first C*d columns) and the ridge means (last C) in one GEMM
-        self.W_ = np.ascontiguousarray(np.concatenate([self.Ainv_.transpose(1, 0, 2).reshape(d, C * d), self.theta_.T], 1))
     def theta(self) -> np.ndarray:
         "Categories x d ridge coefficients solve(A_a, b_a)."
         return self.theta_.copy()
-    def scores(self, X: np.ndarray) -> tuple:
-        "(means, widths) users x categories."
-        self._init(X)
-        (n, d), C = X.shape, self.C
-        Z = X @ self.W_
-        width = np.sqrt(np.maximum(np.einsum("ncd,nd->nc", Z[:, :C * d].reshape(n, C, d), X), 0))  # x' A_a^-1 x
-        return Z[:, C * d:], width
     def act(self, ctx):
-        m, w = self.scores(self._features(ctx))
-        a = _argmax_ties(m + self.alpha * w, self.rng)
+        m, w = self.scores(*self._features(ctx))
+        m += self.alpha * w
+        a = _argmax_ties(m, self.rng)
         return a, np.ones(len(a))
     def update(self, ctx, actions, rewards):
-        X = self._features(ctx)
+        X, _ = self._features(ctx)
         self._init(X)
         a = _check_actions(type(self).__name__, actions, len(X), self.C)
         r = np.asarray(rewards, float)
@@ -382,8 +378,62 @@ class LinUCB(Policy):
             Xc = Xs[cut[c]:cut[c + 1]]
             self.A_[c] += Xc.T @ Xc
             self.b_[c] += rs[cut[c]:cut[c + 1]] @ Xc
-        self._refresh()  # one batched inverse per update (what Sherman-Morrison would do row by row)
+        self._refresh()  # one batched inverse per batch of updates
         return self
+
+# %% ../nbs/06_exploration.ipynb #911acb2b
+_SPARSE = 1 + 8 + len(SIM_REGIONS)  # context_features' leading columns: bias, 8 segment and the region one-hots
+_GROUP_COLS = np.stack([np.zeros(8 * len(SIM_REGIONS), int), 1 + np.arange(8 * len(SIM_REGIONS)) // len(SIM_REGIONS),
+                        9 + np.arange(8 * len(SIM_REGIONS)) % len(SIM_REGIONS)], 1)  # group (segment x region) -> its 3 columns set to 1
+
+# %% ../nbs/06_exploration.ipynb #a7278afc
+@patch
+def _refresh(self: LinUCB):
+    "After each batch of updates: every arm's inverse and ridge solution (float64), and the tables act scores with."
+    C, d = self.b_.shape
+    M = self.Ainv_ = np.linalg.inv(self.A_)
+    th = self.theta_ = np.einsum("cij,cj->ci", M, self.b_)
+    if d <= _SPARSE: return
+    S, D, g = _SPARSE, d - _SPARSE, _GROUP_COLS
+    # x = (s_g, z): s_g the group's 0/1 columns, z the dense block. x'Mx = z'M_zz z + 2 s_g'M_sz z + s_g'M_ss s_g, x'theta = z'theta_z + s_g'theta_s
+    self.Wz_ = np.ascontiguousarray(M[:, S:, S:].transpose(1, 0, 2).reshape(D, C * D))  # D x C*D: z'M_zz for every arm in one GEMM
+    self.H_ = np.ascontiguousarray(2 * M[:, g, S:].sum(2).transpose(1, 0, 2))  # groups x C x D: 2 s_g'M_sz
+    self.cst_ = M[:, g[:, :, None], g[:, None, :]].sum((2, 3)).T.copy()  # groups x C: s_g'M_ss s_g
+    self.thz_, self.ths_ = np.ascontiguousarray(th[:, S:].T), th[:, g].sum(2).T.copy()  # D x C and groups x C
+
+# %% ../nbs/06_exploration.ipynb #dfa29e39
+@patch
+def _groups(self: LinUCB, X: np.ndarray) -> np.ndarray | None:
+    "Each row's segment x region group when X has context_features' layout (bias, then exact segment and region one-hots), else None."
+    if X.shape[1] <= _SPARSE: return None
+    B, R = X[:, :_SPARSE], len(SIM_REGIONS)
+    seg, reg = B[:, 1:9].argmax(1), B[:, 9:].argmax(1)
+    E = np.zeros_like(B)
+    rows = np.arange(len(B))
+    E[:, 0], E[rows, 1 + seg], E[rows, 9 + reg] = 1, 1, 1
+    return seg * R + reg if np.array_equal(B, E) else None
+
+# %% ../nbs/06_exploration.ipynb #540cbf91
+@patch
+def scores(self: LinUCB,
+           X: np.ndarray,  # users x d context features
+           groups: np.ndarray | None = None,  # each row's segment x region group (found from X when None)
+          ) -> tuple:  # (means, widths) users x categories
+    "Ridge means x'theta_a and widths sqrt(x'A_a^-1 x) for every user and arm, in float64."
+    self._init(X)
+    g = self._groups(X) if groups is None else groups
+    if g is None:  # any other feature layout: the plain quadratic form over all d columns
+        XM = np.einsum("nd,cde->nce", X, self.Ainv_)
+        return X @ self.theta_.T, np.sqrt(np.maximum(np.einsum("nce,ne->nc", XM, X), 0))
+    (n, d), C = X.shape, self.C
+    Z = np.ascontiguousarray(X[:, _SPARSE:])
+    Q = (Z @ self.Wz_).reshape(n, C, d - _SPARSE)
+    Q += self.H_[g]
+    quad = np.einsum("ncd,nd->nc", Q, Z)
+    quad += self.cst_[g]
+    mean = Z @ self.thz_
+    mean += self.ths_[g]
+    return mean, np.sqrt(np.maximum(quad, 0, out=quad), out=quad)
 
 # %% ../nbs/06_exploration.ipynb #16586bf0
 class LinThompson(LinUCB):
@@ -397,9 +447,8 @@ class LinThompson(LinUCB):
         super().__init__(n_categories, 0.0, weight_decay, seed)
         self.v, self.n_propensity_draws = v, n_propensity_draws
     def act(self, ctx):
-        X = self._features(ctx)
         # x'theta ~ N(x'theta_hat, v^2 x'A^-1 x): sample the scalar directly, one draw per user and category
-        m, w = self.scores(X)
+        m, w = self.scores(*self._features(ctx))
         a = (m + self.v * w * self.rng.standard_normal(m.shape)).argmax(1)
         if self.n_propensity_draws == 0: return a, np.full(len(a), np.nan)
         d = (m[None] + self.v * w[None] * self.rng.standard_normal((self.n_propensity_draws,) + m.shape)).argmax(2)
@@ -544,25 +593,28 @@ def update(self: DQNPolicy, ctx, actions, rewards):
 # %% ../nbs/06_exploration.ipynb #457c1ff8
 def run_policy(env: BanditEnv,  # the environment (reset here)
                policy: Policy,  # a fresh policy
-              ) -> pd.DataFrame:  # one row per step: reward, expected, optimal, regret (means over users), seconds
+              ) -> pd.DataFrame:  # one row per step: reward, expected, optimal, regret (means over users); attrs: seconds, decisions per (CPU) second
     "Play a policy for the environment's horizon, all users in parallel; exact per-step regret from the expected rewards."
     env.reset()
-    rows, secs = [], 0.0
+    rows, secs, cpu = [], 0.0, 0.0
     for t in range(env.horizon):
         ctx = env.contexts()
-        t0 = time.perf_counter()
+        policy.prepare(ctx)  # the context feature matrix: the environment's work, not timed
+        t0, c0 = time.perf_counter(), time.process_time()
         a, p = policy.act(ctx)
-        secs += time.perf_counter() - t0
+        secs, cpu = secs + time.perf_counter() - t0, cpu + time.process_time() - c0
         o = env.step(a)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         policy.update(ctx, a, o["reward"])
-        secs += time.perf_counter() - t0
+        secs, cpu = secs + time.perf_counter() - t0, cpu + time.process_time() - c0
         rows.append((t, o["reward"].mean(), o["expected"].mean(), o["optimal"].mean(), o["click"].mean()))
     df = pd.DataFrame(rows, columns=["step", "reward", "expected", "optimal", "click_rate"])
     df["regret"] = df["optimal"] - df["expected"]
     df["cum_regret"] = df["regret"].cumsum()
     df.attrs["seconds"] = secs
     df.attrs["decisions_per_s"] = env.n_users * env.horizon / secs
+    # CPU time of this process (one BLAS thread): on a shared machine wall time also counts the wait for a core
+    df.attrs["decisions_per_cpu_s"] = env.n_users * env.horizon / max(cpu, 1e-9)
     return df
 
 # %% ../nbs/06_exploration.ipynb #f90de25e
@@ -596,7 +648,8 @@ def compare_policies(seeds=range(10),  # environment and policy seeds
         env = BanditEnv(n_users=n_users, horizon=horizon, seed=s, **env_kw)
         for name, pol in policies(env, s).items():
             df = run_policy(env, pol)
-            curves.append(df.assign(seed=s, policy=name, decisions_per_s=df.attrs["decisions_per_s"]))
+            curves.append(df.assign(seed=s, policy=name, decisions_per_s=df.attrs["decisions_per_s"],
+                                    decisions_per_cpu_s=df.attrs["decisions_per_cpu_s"]))
     curves = pd.concat(curves, ignore_index=True)
     rows = []
     for name, g in curves.groupby("policy", sort=False):
@@ -607,6 +660,7 @@ def compare_policies(seeds=range(10),  # environment and policy seeds
         last = g[g["step"] >= horizon - max(1, horizon // 5)].groupby("seed")["reward"].mean().to_numpy()
         row["reward_last20%"] = last.mean()
         row["decisions_per_s"] = g.groupby("seed")["decisions_per_s"].first().median()
+        row["decisions_per_cpu_s"] = g.groupby("seed")["decisions_per_cpu_s"].first().median()
         rows.append(row)
     return pd.DataFrame(rows).set_index("policy"), curves
 

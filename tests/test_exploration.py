@@ -106,6 +106,37 @@ def test_linucb_ridge_against_numpy():
         np.testing.assert_allclose(w[:, k], np.sqrt(np.einsum("ni,ij,nj->n", X[:5], Ainv, X[:5])), rtol=1e-8)
         np.testing.assert_allclose(m[:, k], X[:5] @ theta, rtol=1e-8, atol=1e-10)
 
+def test_linucb_structured_scores_and_decisions_equal_plain_numpy():
+    "The (segment x region group, dense block) scoring path gives the plain x'A^-1 x and x'theta, and the same decisions, over a real run."
+    e = BanditEnv(n_users=400, horizon=6, seed=2)
+    lin, Xs, As, Rs = LinUCB(e.C, alpha=0.8, weight_decay=2.0, seed=0), [], [], []
+    for _ in range(e.horizon):
+        c = e.contexts()
+        X = context_features(c)
+        if Xs:  # plain numpy ridge of everything seen so far, every arm
+            Xa, Aa, Ra = np.vstack(Xs), np.concatenate(As), np.concatenate(Rs)
+            A = np.stack([2.0 * np.eye(X.shape[1]) + Xa[Aa == k].T @ Xa[Aa == k] for k in range(e.C)])
+            th = np.stack([np.linalg.solve(A[k], Xa[Aa == k].T @ Ra[Aa == k]) for k in range(e.C)])
+            m0 = X @ th.T
+            w0 = np.sqrt(np.stack([np.einsum("ni,ij,nj->n", X, np.linalg.inv(A[k]), X) for k in range(e.C)], 1))
+            m, w = lin.scores(X)  # groups found from X
+            np.testing.assert_allclose(m, m0, rtol=1e-9, atol=1e-11)
+            np.testing.assert_allclose(w, w0, rtol=1e-9, atol=1e-11)
+            u0 = np.sort(m0 + 0.8 * w0, 1)
+            clear = u0[:, -1] - u0[:, -2] > 1e-8  # decisions not within a float tie
+            a, _ = lin.act(c)
+            assert clear.mean() > 0.9
+            np.testing.assert_array_equal(a[clear], (m0 + 0.8 * w0).argmax(1)[clear])
+        else: a, _ = lin.act(c)
+        r = e.step(a)["reward"]
+        lin.update(c, a, r)
+        Xs.append(X); As.append(a); Rs.append(r)
+    Xr = np.random.default_rng(0).random((7, X.shape[1]))  # not context_features' layout: the plain path
+    assert lin._groups(Xr) is None
+    m, w = lin.scores(Xr)
+    np.testing.assert_allclose(w[:, 3], np.sqrt(np.einsum("ni,ij,nj->n", Xr, np.linalg.inv(lin.A_[3]), Xr)), rtol=1e-9)
+    np.testing.assert_allclose(m, Xr @ lin.theta().T, rtol=1e-9, atol=1e-12)
+
 def test_epsilon_greedy_propensities():
     e = EpsilonGreedy(4, epsilon=0.2, level="user")
     ctx = {"segment": np.zeros(3, int)}
@@ -184,3 +215,17 @@ def test_segment_fast_paths_match_the_per_user_law():
     with pytest.raises(DataError, match="actions"): LinUCB(3).update({**ctx, "region": np.zeros(4, int), "age": np.full(4, 30.0),
                                                               "clicks": np.zeros((4, 3)), "shows": np.zeros((4, 3)), "dwell": np.zeros((4, 3)),
                                                               "last_dwell": np.zeros(4)}, np.array([0, 1, -1, 0]), np.ones(4))
+
+def test_prepare_builds_the_features_act_and_update_use(monkeypatch):
+    "prepare builds the feature matrix once (outside the timer): act and update of that step reuse it, run_policy reports CPU-time speed."
+    import interest_migration.exploration as ex
+    e = BanditEnv(n_users=50, horizon=2, seed=0)
+    lin, c = LinUCB(e.C), e.contexts()
+    lin.prepare(c)
+    def boom(*a, **k): raise AssertionError("features rebuilt after prepare")
+    monkeypatch.setattr(ex, "context_features", boom)
+    a, _ = lin.act(c)
+    lin.update(c, a, e.step(a)["reward"])
+    monkeypatch.undo()
+    df = run_policy(e, LinUCB(e.C))
+    assert np.isfinite(df.attrs["decisions_per_cpu_s"]) and df.attrs["decisions_per_cpu_s"] > 0
