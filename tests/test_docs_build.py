@@ -27,3 +27,18 @@ def test_longest_notebooks_execute_first(tmp_path, monkeypatch):
     assert [p.stem for p in bd.execution_order(src, known)] == ["99_b", "07_tuning", "index", "99_new", "11a_store"]
     (tmp_path / "t.json").write_text("{not json")
     assert bd.exec_times() == bd._MEASURED
+
+
+def test_closing_export_cell_is_not_executed():
+    "Every notebook's hidden `nbdev_export()` cell (no output, rewrites the package) is skipped by the docs build; nothing else is."
+    bd = _build_docs()
+    import nbformat
+    hits = 0
+    for p in sorted(bd.NBS.glob("*.ipynb")):
+        for c in nbformat.read(p, as_version=4).cells:
+            if c.cell_type == "code" and bd._EXPORT.match(c.source):
+                hits += 1
+                assert "nbdev_export" in c.source and c.source.lstrip().startswith("#| hide") and len(c.source) < 60
+    assert hits >= 40
+    assert not bd._EXPORT.match("#| hide\nimport nbdev; nbdev.nbdev_export()\nprint(1)")
+    assert not bd._EXPORT.match("x = 1\nimport nbdev; nbdev.nbdev_export()")

@@ -47,6 +47,7 @@ _pd.set_option("display.width", 200); _pd.set_option("display.max_columns", 40)
 
 _CELL_KEYS = ("cell_type", "id", "metadata", "source", "outputs", "execution_count", "attachments")
 _SLOW = re.compile(r"^\s*#\|\s*slow\b", re.M)
+_EXPORT = re.compile(r"\s*#\|\s*hide\s*\n\s*import nbdev;?\s*\n?\s*nbdev\.nbdev_export\(\)\s*\Z")
 _PATHS = [(re.compile(r"(?:/tmp|/work|/root|/home/[\w.-]+|/private/var|/var/folders)/[^\s'\"<>)\]}|,;]*"), "\u2026"),
           (re.compile(r"\S*ipykernel_\d+/\d+\.py(?::\d+)?:?"), ""),
           (re.compile(r"File \S*site-packages/\S+"), "File \u2026")]
@@ -114,7 +115,10 @@ def execute(src: Path, dst: Path, slow: bool = False) -> float:
     from nbclient import NotebookClient
     nb = nbformat.read(src, as_version=4)
     for c in nb.cells:
-        if c.cell_type == "code" and _SLOW.search(c.source):
+        if c.cell_type == "code" and _EXPORT.match(c.source):
+            # the hidden closing `nbdev_export()` writes the package (every module, seconds per notebook) and shows nothing
+            c.metadata.setdefault("tags", []).append("skip-execution")
+        elif c.cell_type == "code" and _SLOW.search(c.source):
             if slow:
                 c.metadata["im_fresh"] = True
             else:  # `#| slow` cells keep their committed outputs (run them with --slow), marked as cached
