@@ -31,7 +31,11 @@ from .readers import (TAOBAO_BEHAVIORS, NS_PER, ArrowUnfit, arrow_taobao_reader,
 from .taobao_log import PartitionWriter
 from .profiles import (WindowedProfiles, xlogx, detect_migrations, event_weights, merge_profiles, migration_matrix,
                        migration_scores, score_detections, window_edges, windowed_profiles)
-from .nextwindow import compare_models, next_window_dataset
+from .nextwindow import compare_models, make_model, make_preprocessor, next_window_dataset
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, add_dummy_feature
 
 logger = logging.getLogger(__name__)
 
@@ -546,6 +550,13 @@ def _duck_validate(spill: Path, # the partitions from _duck_read_to_spill
     rep = ValidationReport("events", n, n - n_dup - n_bad, dropped, {"rows_reordered": moved} if moved else {})
     return [r[0] for r in res], rep, utc_from_ns(np.array([lo]))[0], utc_from_ns(np.array([hi]))[0]
 
+# %% ../nbs/03c_scale.ipynb #723e38e5
+def _logreg_newton(X: pd.DataFrame, # training features (for the preprocessor's column types)
+                  ) -> Pipeline:  # preprocessor -> constant feature -> one-vs-rest logistic regressions
+    "`make_model('logreg')`'s fit (liblinear's objective, intercept penalised as a feature of value 1) by scikit-learn's Newton-Cholesky solver."
+    lr = LogisticRegression(solver="newton-cholesky", fit_intercept=False, tol=1e-8, max_iter=1000)
+    return Pipeline([("prep", make_preprocessor(X)), ("intercept", FunctionTransformer(add_dummy_feature)), ("model", OneVsRestClassifier(lr))])
+
 # %% ../nbs/03c_scale.ipynb #677658e4
 def _predict_sample(files: list, # validated partitions
                     items: pd.DataFrame, # item_id, category
@@ -571,7 +582,11 @@ def _predict_sample(files: list, # validated partitions
     it = pd.DataFrame({"item_id": it["item_id"].to_numpy(),
                        "category": np.where(it["category"].isin(top), it["category"].astype(str), "other")})
     data = next_window_dataset(ev.drop(columns="category"), it, edges=edges, half_life="2D")
-    return compare_models(data, models=list(models), k=3, n_boot=200, seed=seed), len(ev)
+    Xtr = data.part("train")[0]
+    ests = {m: _logreg_newton(Xtr) if m == "logreg" else make_model(m, Xtr, seed) for m in models}
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, user_api="blas"):   # small products: BLAS threads only contend, several times slower on a busy machine
+        return compare_models(data, models=ests, k=3, n_boot=200, seed=seed), len(ev)
 
 # %% ../nbs/03c_scale.ipynb #097b3d1c
 @dataclass

@@ -254,3 +254,25 @@ def test_duckdb_connection_under_a_jupyter_kernel(tmp_path):
         "print(con.execute(\"SELECT current_setting('enable_progress_bar'), current_setting('threads')\").fetchone())")]
     NotebookClient(nb, kernel_name="python3", timeout=120).execute()
     assert nb.cells[0].outputs[0]["text"].strip() == "(False, 1)"
+
+
+def test_logreg_newton_equals_liblinear(small):
+    "The scale path's logreg (liblinear's objective by Newton-Cholesky) gives liblinear's fit to solver tolerance."
+    from interest_migration.nextwindow import make_model, next_window_dataset, predict_scores
+    from interest_migration.scale import _logreg_newton
+    out, log, ds = small
+    ev, it = ds.events, ds.items
+    top = ev[["item_id"]].merge(it, on="item_id")["category"].value_counts().index[:6]
+    it = pd.DataFrame({"item_id": it.item_id.to_numpy(), "category": np.where(it.category.isin(top), it.category.astype(str), "other")})
+    data = next_window_dataset(ev, it, edges=window_edges(ev.timestamp, "1D"), half_life="2D")
+    (Xtr, Ytr, _), (Xte, _, _) = data.part("train"), data.part("test")
+    ref = make_model("logreg", Xtr).fit(Xtr, Ytr)
+    new = _logreg_newton(Xtr).fit(Xtr, Ytr)
+    a, b = predict_scores(ref, Xte), predict_scores(new, Xte)
+    assert a.shape == b.shape == (len(Xte), Ytr.shape[1]) and Ytr.shape[1] == 7
+    np.testing.assert_allclose(b, a, rtol=0, atol=5e-3)   # liblinear stops at a relative gradient norm of 1e-4
+    # the same objective: liblinear's intercept is the last weight of the constant feature (penalised like the others)
+    lib = ref.steps[-1][1].estimators_[0]
+    nw = new.steps[-1][1].estimators_[0]
+    np.testing.assert_allclose(nw.coef_[0, 1:], lib.coef_[0], atol=5e-3)
+    np.testing.assert_allclose(nw.coef_[0, 0], lib.intercept_[0], atol=5e-3)

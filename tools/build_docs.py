@@ -47,6 +47,7 @@ _pd.set_option("display.width", 200); _pd.set_option("display.max_columns", 40)
 
 _CELL_KEYS = ("cell_type", "id", "metadata", "source", "outputs", "execution_count", "attachments")
 _SLOW = re.compile(r"^\s*#\|\s*slow\b", re.M)
+_EXPORT = re.compile(r"\s*#\|\s*hide\s*\n\s*import nbdev;?\s*\n?\s*nbdev\.nbdev_export\(\)\s*\Z")
 _PATHS = [(re.compile(r"(?:/tmp|/work|/root|/home/[\w.-]+|/private/var|/var/folders)/[^\s'\"<>)\]}|,;]*"), "\u2026"),
           (re.compile(r"\S*ipykernel_\d+/\d+\.py(?::\d+)?:?"), ""),
           (re.compile(r"File \S*site-packages/\S+"), "File \u2026")]
@@ -81,12 +82,43 @@ def symbols(mods: list) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------- 1. execute
+# Seconds each notebook took to execute (fast cells, two kernels at a time) in the last build here, or in the measured
+# build below (make docs from a fresh clone, 2026-11-29) on a fresh clone: the build starts the longest first. Only the order depends on them, never the output.
+TIMES = ROOT / "_build" / "exec_times.json"
+_MEASURED = {"index": 63, "07_tuning": 57, "12a_demo": 57, "08_tagging": 42, "09_zero_shot": 36, "11_privacy": 36,
+             "10a_neural": 35, "00c_taobao_log": 34, "03_nextwindow": 30, "13_cli": 27, "05a_transfer": 26,
+             "08_encoders": 26, "09a_cold_users": 24, "11c_loop": 24, "11ab_export": 23, "12_bench": 22,
+             "11b_serving": 21, "12b_bench_scale": 21, "06_exploration": 19, "10d_cf": 18, "11ac_coldstart": 18,
+             "00b_simulate": 17, "03a_side_features": 17, "05_segments": 17, "10b_bert4rec": 17, "10e_explain": 17,
+             "01a_ranking": 16, "03c_scale": 16, "11d_serve_bench": 16, "00_data": 15, "10_sequence": 15,
+             "02_profiles": 14, "04_intent": 14, "08a_search": 14, "11aa_ope": 14, "01_metrics": 13,
+             "01b_recommender": 13, "03b_churn": 13, "05_segmenters": 13, "10c_distributed": 13, "11ad_incremental": 11,
+             "00a_readers": 10, "11a_store": 8}
+_UNKNOWN_S = 20.0  # a notebook not timed yet: a typical one
+
+
+def exec_times() -> dict:
+    "Notebook stem -> seconds of its last execution (the measured table where there is none)."
+    try:
+        return {**_MEASURED, **json.loads(TIMES.read_text())}
+    except (OSError, ValueError):
+        return dict(_MEASURED)
+
+
+def execution_order(src: list, known: dict) -> list:
+    "The notebooks longest first by their known times (an untimed one counts as a typical one); ties in name order."
+    return sorted(src, key=lambda nb: (-known.get(Path(nb).stem, _UNKNOWN_S), Path(nb).name))
+
+
 def execute(src: Path, dst: Path, slow: bool = False) -> float:
     "Run a notebook top to bottom in a fresh kernel, in the nbs folder, and save the executed copy."
     from nbclient import NotebookClient
     nb = nbformat.read(src, as_version=4)
     for c in nb.cells:
-        if c.cell_type == "code" and _SLOW.search(c.source):
+        if c.cell_type == "code" and _EXPORT.match(c.source):
+            # the hidden closing `nbdev_export()` writes the package (every module, seconds per notebook) and shows nothing
+            c.metadata.setdefault("tags", []).append("skip-execution")
+        elif c.cell_type == "code" and _SLOW.search(c.source):
             if slow:
                 c.metadata["im_fresh"] = True
             else:  # `#| slow` cells keep their committed outputs (run them with --slow), marked as cached
@@ -376,17 +408,24 @@ def main(argv=None) -> int:
         if jobs > 1:
             for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
                 os.environ.setdefault(v, "1")
-        print(f"executing {len(src)} notebooks, {jobs} at a time ...", flush=True)
+        print(f"executing {len(src)} notebooks, {jobs} at a time, longest first ...", flush=True)
+        known = exec_times()
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futs = {nb: pool.submit(execute, nb, BUILD / nb.name, "--slow" in argv) for nb in src}
-            for nb, fut in futs.items():  # report in notebook order; an error stops the build with its name
+            # longest first: the last notebooks to start are short ones, so no kernel runs alone for long at the end
+            first = execution_order(src, known)
+            futs = {nb: pool.submit(execute, nb, BUILD / nb.name, "--slow" in argv) for nb in first}
+            times = {}
+            for nb in src:  # report in notebook order; an error stops the build with its name
                 try:
-                    print(f"  {nb.name}: {fut.result():.1f}s", flush=True)
+                    times[nb.stem] = futs[nb].result()
+                    print(f"  {nb.name}: {times[nb.stem]:.1f}s", flush=True)
                 except Exception as e:
                     print(f"executing {nb.name} failed: {type(e).__name__}: {str(e)[-2000:]}", file=sys.stderr)
                     for f in futs.values():
                         f.cancel()
                     return 1
+        if "--slow" not in argv:
+            TIMES.write_text(json.dumps({**known, **{k: round(v, 1) for k, v in times.items()}}, indent=0, sort_keys=True))
     else:
         for nb in src:
             shutil.copy(nb, BUILD / nb.name)
