@@ -490,3 +490,29 @@ def test_tune_worker_sets_switch_interval_and_freezes():
         assert gc.get_freeze_count() > 0
     finally:
         sys.setswitchinterval(old); gc.unfreeze()
+
+
+def test_bandit_segment_fixed_when_first_counted(served, tmp_path):
+    "A user's segment changes after their impression was counted: the later click is a success of the segment the trial was in (s <= n everywhere); a fresh bandit uses the attributes as they are now."
+    from interest_migration.coldstart import ColdStartBandit, segment_of
+    sm = load_serving_model(served["folder"])
+    st = open_store(f"sqlite:///{tmp_path / 'seg.db'}")
+    a, b = {"age": 25, "gender": "F"}, {"age": 60, "gender": "M"}
+    sa, sb = segment_of(sm, a), segment_of(sm, b)
+    assert sa >= 0 and sb >= 0 and sa != sb
+    st.put_user(9001, a)
+    item = int(sm.catalog.item_id[0])
+    now = pd.Timestamp("2026-01-01", tz="UTC")
+    st.log_impressions(pd.DataFrame({"request_id": ["r"], "user_id": [9001], "timestamp": [now], "model_version": ["v"],
+                                     "item_id": [item], "position": [1], "propensity": [0.5], "policy": ["thompson"]}))
+    bandit = ColdStartBandit(sm)
+    assert bandit.sync(st) == 1
+    cat = bandit.item_cat[0]
+    assert bandit.n_[sa, cat] == 1 and bandit.n_.sum() == 1 and bandit.s_.sum() == 0
+    st.put_user(9001, b)                                               # the user's segment changes
+    st.add_events(pd.DataFrame({"user_id": [9001], "item_id": [item], "timestamp": [now + pd.Timedelta("1h")], "behavior": ["buy"]}))
+    bandit.sync(st)
+    assert bandit.s_[sa, cat] == 1 and bandit.s_.sum() == 1 and (bandit.s_ <= bandit.n_).all()
+    fresh = ColdStartBandit(sm); fresh.sync(st)                        # a new worker: today's attributes
+    assert fresh.n_[sb, cat] == 1 and fresh.s_[sb, cat] == 1 and fresh.n_.sum() == 1
+    st.close()
