@@ -437,13 +437,14 @@ def _cmd_export(a):
 # %% ../nbs/13_cli.ipynb #9e49da69
 def _cmd_serve(a):
     import uvicorn
-    from interest_migration.serving import ENV_DB, ENV_MODELS, ENV_POLICY, ENV_TOKEN, multiprocess_metrics_env
+    from interest_migration.serving import ENV_DB, ENV_MIN_EVENTS, ENV_MODELS, ENV_POLICY, ENV_TOKEN, multiprocess_metrics_env
     from interest_migration.model_export import load_serving_model
     from interest_migration.store import open_store
     sm = load_serving_model(a.models)            # a clear error now rather than in every worker
     open_store(a.db).close()
     os.environ.update({ENV_MODELS: str(Path(a.models).resolve()), ENV_DB: a.db, ENV_POLICY: a.policy})
     if a.token: os.environ[ENV_TOKEN] = a.token
+    if a.min_events is not None: os.environ[ENV_MIN_EVENTS] = str(a.min_events)   # else $INTEREST_MIGRATION_MIN_EVENTS or 3
     multiprocess_metrics_env(os.environ, a.workers)   # /metrics sums every worker
     print(f"serving {sm.version} from {a.models} on http://{a.host}:{a.port} ({a.workers} worker(s), store {a.db})", flush=True)
     uvicorn.run("interest_migration.serving:app_from_env", factory=True, host=a.host, port=a.port, workers=a.workers,
@@ -496,6 +497,8 @@ def add_serving_commands(sub):  # the sub-parsers action of build_parser
     s.add_argument("--workers", type=_positive_int, default=1, help="uvicorn worker processes (default 1)")
     s.add_argument("--token", help="bearer token for writes and admin (default: $INTEREST_MIGRATION_TOKEN; none: open)")
     s.add_argument("--policy", default="segment", choices=["segment", "thompson"], help="cold-start policy")
+    s.add_argument("--min-events", type=_positive_int, help="users with fewer known events get the cold-start policy "
+                   "(default: $INTEREST_MIGRATION_MIN_EVENTS, else 3)")
     s.set_defaults(func=_cmd_serve)
     r = sub.add_parser("retrain", help="retrain the served model from the event store and write a new model folder")
     r.add_argument("--db", required=True, help="event store URL")

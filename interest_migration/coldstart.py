@@ -79,6 +79,7 @@ class ColdStartBandit:
         self.item_cat = pd.Index(self.categories).get_indexer(pd.Index(labels.astype(str)))   # category column per item code - 1
         self.item_text = pd.Index([id_key(i) for i in sm.catalog.item_id])
         self.imp_seq = self.ev_seq = 0
+        self.user_segment = {}   # user text -> the segment row their first absorbed impression was counted in
 
     def __repr__(self):
         return (f"ColdStartBandit({len(self.segments)} segments x {len(self.categories)} categories, "
@@ -130,8 +131,11 @@ def sync(self: ColdStartBandit, store: EventStore,  # the store the service writ
         u, it, c = (np.asarray(x, dtype=object) for x in zip(*rows))
         c = c.astype(np.int64)
         users = pd.unique(u)
-        seg = segments_of(self.sm, _user_attrs(store, [str(x) for x in users]))
-        seg = np.where(seg < 0, len(self.segments), seg)[pd.Index(users).get_indexer(u)]
+        fresh = [x for x in users if x not in self.user_segment]         # a user's segment is fixed when first counted
+        if fresh:
+            s = segments_of(self.sm, _user_attrs(store, [str(x) for x in fresh]))
+            self.user_segment.update(zip(fresh, np.where(s < 0, len(self.segments), s).tolist()))
+        seg = np.array([self.user_segment[x] for x in users], np.int64)[pd.Index(users).get_indexer(u)]
         code = self.item_text.get_indexer(it)
         cat = np.where(code >= 0, self.item_cat[np.maximum(code, 0)], -1)
         ok = cat >= 0                                   # items outside the catalogue or its categories are not arms

@@ -43,9 +43,10 @@ from .recommender import ModelFileError, make_manifest, write_manifest, read_man
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY', 'ENV_MIN_EVENTS', 'path_id',
-           'Event', 'EventBatch', 'UserAttributes', 'Reload', 'events_frame', 'user_interests', 'recommend_user',
-           'multiprocess_metrics_env', 'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
+__all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'WORKER_SWITCH_INTERVAL_S', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY',
+           'ENV_MIN_EVENTS', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload', 'events_frame',
+           'user_interests', 'recommend_user', 'multiprocess_metrics_env', 'make_app', 'train_serving_model',
+           'retrain_from_store', 'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #b17527b1
 _INT64 = (-2**63, 2**63 - 1)
@@ -227,23 +228,32 @@ def _auth(svc: _Service):
     return check
 
 # %% ../nbs/11b_serving.ipynb #05143e6a
+_EPOCH, _US = pd.Timestamp(0, tz="UTC").to_pydatetime(), pd.Timedelta(microseconds=1).to_pytimedelta()
+
 def events_frame(
     events: list,  # pydantic Event objects (or dicts with the same fields)
 ) -> pd.DataFrame:  # the data contract plus event_id
     "A validated batch as a data-contract frame (timestamps in UTC nanoseconds, behaviour categorical, event_id kept)."
-    rows = [e.model_dump() if hasattr(e, "model_dump") else dict(e) for e in events]
-    df = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "behavior", "value", "event_id"])
+    rows = [e if isinstance(e, dict) else e.__dict__ for e in events]    # pydantic keeps the validated fields in __dict__
+    cols = {c: [r.get(c) for r in rows] for c in ("user_id", "item_id", "timestamp", "behavior", "value", "event_id")}
+    out = {}
     for c in ("user_id", "item_id"):
-        kinds = {type(v) for v in df[c]}
+        v, kinds = cols[c], {type(x) for x in cols[c]}
         if len(kinds) > 1:
-            i = int(np.flatnonzero(df[c].map(type) != type(df[c].iloc[0]))[0])
+            i = next(j for j, x in enumerate(v) if type(x) is not type(v[0]))
             raise DataError(f"events[{i}].{c}: ids of one batch must be all integers or all strings")
-        if kinds == {int} and df[c].map(lambda v: _INT64[0] <= v <= _INT64[1]).all():
-            df[c] = df[c].astype("int64")
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).astype("datetime64[ns, UTC]")
-    df["behavior"] = pd.Categorical(df["behavior"], categories=list(BEHAVIORS))
-    df["value"] = df["value"].astype("float64")
-    return df
+        fits = kinds == {int} and _INT64[0] <= min(v) and max(v) <= _INT64[1]
+        out[c] = np.array(v, dtype=np.int64) if fits else np.array(v, dtype=object)
+    ts = cols["timestamp"]
+    if all(getattr(t, "tzinfo", None) is not None and hasattr(t, "utcoffset") for t in ts):   # aware datetimes, as pydantic gives
+        ns = np.array([(t - _EPOCH) // _US for t in ts], dtype=np.int64) * 1000                 # exact integer microseconds
+        out["timestamp"] = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+    else:
+        out["timestamp"] = pd.to_datetime(pd.Series(ts, dtype=object), utc=True).astype("datetime64[ns, UTC]")
+    out["behavior"] = pd.Categorical(cols["behavior"], categories=list(BEHAVIORS))
+    out["value"] = np.array([np.nan if v is None else v for v in cols["value"]], dtype="float64")
+    out["event_id"] = np.array(cols["event_id"], dtype=object)
+    return pd.DataFrame(out)
 
 # %% ../nbs/11b_serving.ipynb #15dd8e5e
 def _sync_profiles(svc: _Service, sm: ServingModel):
@@ -567,12 +577,23 @@ def retrain_from_store(
                                model=model or sm.manifest["params"]["model"].lower(), max_epochs=max_epochs,
                                max_len=sm.max_len, time_limit=time_limit, seed=seed, **params)
 
+# %% ../nbs/11b_serving.ipynb #dfdb4cec
+WORKER_SWITCH_INTERVAL_S = 0.0005  # GIL hand-over interval in a worker process (Python's default is 0.005 s)
+
+def _tune_worker(switch_interval: float = WORKER_SWITCH_INTERVAL_S, # seconds a thread may hold the GIL while another waits
+                ):
+    "Process-wide settings of a uvicorn worker that serves only this app: a short GIL switch interval, startup objects frozen out of the GC."
+    import gc, sys
+    sys.setswitchinterval(switch_interval)
+    gc.collect(); gc.freeze()     # the model, catalogue and imported modules are never garbage: the collector stops scanning them
+
 # %% ../nbs/11b_serving.ipynb #80f94a82
 ENV_MODELS, ENV_DB, ENV_TOKEN, ENV_POLICY = ("INTEREST_MIGRATION_MODELS", "INTEREST_MIGRATION_DB",
                                             "INTEREST_MIGRATION_TOKEN", "INTEREST_MIGRATION_POLICY")
 ENV_MIN_EVENTS = "INTEREST_MIGRATION_MIN_EVENTS"  # users with fewer known events get the cold-start policy (default 3)
 
-def app_from_env():
+def app_from_env(tune_worker: bool = True, # also tune the process (`_tune_worker`): what a uvicorn worker wants, not a test process
+                ):
     "make_app from $INTEREST_MIGRATION_MODELS, $INTEREST_MIGRATION_DB (and the optional token, policy and min-events variables)."
     missing = [v for v in (ENV_MODELS, ENV_DB) if not os.environ.get(v)]
     if missing:
@@ -581,5 +602,7 @@ def app_from_env():
         min_events = int(os.environ.get(ENV_MIN_EVENTS) or 3)
     except ValueError:
         raise DataError(f"app_from_env: ${ENV_MIN_EVENTS} must be an integer, got {os.environ[ENV_MIN_EVENTS]!r}") from None
-    return make_app(os.environ[ENV_MODELS], os.environ[ENV_DB], token=os.environ.get(ENV_TOKEN) or None,
-                    policy=os.environ.get(ENV_POLICY, "segment"), min_events=min_events)
+    app = make_app(os.environ[ENV_MODELS], os.environ[ENV_DB], token=os.environ.get(ENV_TOKEN) or None,
+                   policy=os.environ.get(ENV_POLICY, "segment"), min_events=min_events)
+    if tune_worker: _tune_worker()
+    return app

@@ -22,6 +22,7 @@ from interest_migration.model_export import top_k
 from interest_migration.model_export import load_serving_model, mlp_to_onnx, onnx_parity, ort_session, sequence_to_onnx
 from interest_migration.serve_bench import crash_test, free_port, load_test, start_server, stop_server
 from interest_migration.store import open_store  # noqa: E402
+from interest_migration.data import DataError  # noqa: E402
 from pg import pg_server, pg_url  # noqa: E402,F401  (fixtures: a real PostgreSQL server, tests/pg.py)
 
 TOKEN = "t0ken"
@@ -423,11 +424,95 @@ def test_app_from_env_min_events(served, monkeypatch):
     from interest_migration.data import DataError
     monkeypatch.setenv(ENV_MODELS, str(served["folder"])); monkeypatch.setenv(ENV_DB, served["app"].state.service.store.url)
     monkeypatch.setenv(ENV_POLICY, "thompson"); monkeypatch.setenv(ENV_MIN_EVENTS, "100000")
-    app = app_from_env()
+    app = app_from_env(tune_worker=False)
     assert app.state.service.min_events == 100000
     r = TestClient(app).get("/users/1/recommendations").json()      # user 1 has history, but below 100,000 events: cold policy
     assert r["policy"] == "thompson" and all(0 < i["propensity"] <= 1 for i in r["items"])
     app.state.service.close()
     monkeypatch.setenv(ENV_MIN_EVENTS, "three")
     with pytest.raises(DataError, match="MIN_EVENTS"):
-        app_from_env()
+        app_from_env(tune_worker=False)
+
+
+def test_events_frame_exact_timestamps_and_ids():
+    "events_frame: offsets converted to UTC to the microsecond (also before 1970), ids beyond int64 kept exactly, a mixed-kind batch refused."
+    from interest_migration.serving import EventBatch, events_frame
+    ev = [{"user_id": 2**70, "item_id": "a", "timestamp": "2026-01-01T10:00:00.123456+05:30", "behavior": "view"},
+          {"user_id": 3, "item_id": "b", "timestamp": "1969-12-31T23:59:59.999999Z", "behavior": "buy", "value": 2.5, "event_id": "e"}]
+    df = events_frame(EventBatch.model_validate({"events": ev}).events)
+    assert df["user_id"].tolist() == [2**70, 3] and df["user_id"].dtype == object
+    assert df["timestamp"].tolist() == [pd.Timestamp("2026-01-01T04:30:00.123456Z"), pd.Timestamp("1969-12-31T23:59:59.999999Z")]
+    assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]" and df["value"].isna().tolist() == [True, False]
+    assert df["event_id"].tolist() == [None, "e"] and df["behavior"].tolist() == ["view", "buy"]
+    df = events_frame(EventBatch.model_validate({"events": [dict(e, user_id=i) for i, e in enumerate(ev)]}).events)
+    assert df["user_id"].dtype == np.int64
+    with pytest.raises(DataError, match=r"events\[1\]\.item_id"):
+        events_frame(EventBatch.model_validate({"events": [ev[0], dict(ev[1], item_id=5)]}).events)
+
+
+def test_cli_serve_min_events_flag(served, monkeypatch, tmp_path):
+    "`serve --min-events N` reaches every worker through $INTEREST_MIGRATION_MIN_EVENTS (the flag wins over the variable); a bad value is refused naming the flag."
+    import os
+    import uvicorn
+    from interest_migration.cli import main
+    from interest_migration.serving import ENV_MIN_EVENTS, app_from_env
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    seen = {}
+    def fake_run(*a, **kw):                       # what a worker would do: build the app from the environment
+        seen["env"] = os.environ.get(ENV_MIN_EVENTS)
+        app = app_from_env(tune_worker=False); seen["min_events"] = app.state.service.min_events; app.state.service.close()
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    for k in ("INTEREST_MIGRATION_MODELS", "INTEREST_MIGRATION_DB", "INTEREST_MIGRATION_POLICY", ENV_MIN_EVENTS):
+        monkeypatch.setenv(k, "x"); monkeypatch.delenv(k)           # restored (absent) after the test
+    monkeypatch.setenv(ENV_MIN_EVENTS, "7")
+    assert main(["serve", "--models", str(served["folder"]), "--db", db, "--min-events", "25"]) == 0
+    assert seen == {"env": "25", "min_events": 25}
+    monkeypatch.setenv(ENV_MIN_EVENTS, "7")                          # no flag: the variable
+    assert main(["serve", "--models", str(served["folder"]), "--db", db]) == 0
+    assert seen == {"env": "7", "min_events": 7}
+    monkeypatch.delenv(ENV_MIN_EVENTS)                               # neither: the default
+    assert main(["serve", "--models", str(served["folder"]), "--db", db]) == 0
+    assert seen == {"env": None, "min_events": 3}
+    for bad in ("0", "three"):
+        with pytest.raises(SystemExit) as e:
+            main(["serve", "--models", str(served["folder"]), "--db", db, "--min-events", bad])
+        assert e.value.code == 2
+
+
+def test_tune_worker_sets_switch_interval_and_freezes():
+    "_tune_worker (what app_from_env does in a uvicorn worker): 0.5 ms GIL switch interval, startup objects frozen; undone here."
+    import gc, sys
+    from interest_migration.serving import WORKER_SWITCH_INTERVAL_S, _tune_worker
+    old = sys.getswitchinterval()
+    try:
+        _tune_worker()
+        assert sys.getswitchinterval() == pytest.approx(WORKER_SWITCH_INTERVAL_S) and WORKER_SWITCH_INTERVAL_S < old
+        assert gc.get_freeze_count() > 0
+    finally:
+        sys.setswitchinterval(old); gc.unfreeze()
+
+
+def test_bandit_segment_fixed_when_first_counted(served, tmp_path):
+    "A user's segment changes after their impression was counted: the later click is a success of the segment the trial was in (s <= n everywhere); a fresh bandit uses the attributes as they are now."
+    from interest_migration.coldstart import ColdStartBandit, segment_of
+    sm = load_serving_model(served["folder"])
+    st = open_store(f"sqlite:///{tmp_path / 'seg.db'}")
+    a, b = {"age": 25, "gender": "F"}, {"age": 60, "gender": "M"}
+    sa, sb = segment_of(sm, a), segment_of(sm, b)
+    assert sa >= 0 and sb >= 0 and sa != sb
+    st.put_user(9001, a)
+    item = int(sm.catalog.item_id[0])
+    now = pd.Timestamp("2026-01-01", tz="UTC")
+    st.log_impressions(pd.DataFrame({"request_id": ["r"], "user_id": [9001], "timestamp": [now], "model_version": ["v"],
+                                     "item_id": [item], "position": [1], "propensity": [0.5], "policy": ["thompson"]}))
+    bandit = ColdStartBandit(sm)
+    assert bandit.sync(st) == 1
+    cat = bandit.item_cat[0]
+    assert bandit.n_[sa, cat] == 1 and bandit.n_.sum() == 1 and bandit.s_.sum() == 0
+    st.put_user(9001, b)                                               # the user's segment changes
+    st.add_events(pd.DataFrame({"user_id": [9001], "item_id": [item], "timestamp": [now + pd.Timedelta("1h")], "behavior": ["buy"]}))
+    bandit.sync(st)
+    assert bandit.s_[sa, cat] == 1 and bandit.s_.sum() == 1 and (bandit.s_ <= bandit.n_).all()
+    fresh = ColdStartBandit(sm); fresh.sync(st)                        # a new worker: today's attributes
+    assert fresh.n_[sb, cat] == 1 and fresh.s_[sb, cat] == 1 and fresh.n_.sum() == 1
+    st.close()
