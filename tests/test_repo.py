@@ -80,20 +80,20 @@ def test_publicize_renames_whole_names_only():
     "The rename touches a name standing alone or after a package module, never a longer name, an attribute or an output."
     import json
     import publicize as P
-    m = {"_pool": "pool_hidden", "_show": "offending_rows"}
+    m = {"_widget": "widget_public", "_gizmo": "gizmo_public"}
     pat = P.pattern(m, ["encoders", "data"])
-    src = ("from .encoders import _pool, _pool_size\nx = _pool(h) + self._pool + my_pool + encoders._pool\n"
-           "y = interest_migration.data._show(df); z = other._show; s = '_show'; w = _show_all")
+    src = ("from .encoders import _widget, _widget_size\nx = _widget(h) + self._widget + my_widget + encoders._widget\n"
+           "y = interest_migration.data._gizmo(df); z = other._gizmo; s = '_gizmo'; w = _gizmo_all")
     out, n = P.rename_text(src, pat, m)
-    assert out == ("from .encoders import pool_hidden, _pool_size\nx = pool_hidden(h) + self._pool + my_pool + encoders.pool_hidden\n"
-                   "y = interest_migration.data.offending_rows(df); z = other._show; s = 'offending_rows'; w = _show_all")
+    assert out == ("from .encoders import widget_public, _widget_size\nx = widget_public(h) + self._widget + my_widget + encoders.widget_public\n"
+                   "y = interest_migration.data.gizmo_public(df); z = other._gizmo; s = 'gizmo_public'; w = _gizmo_all")
     assert n == 5 and P.rename_text(out, pat, m) == (out, 0)            # idempotent
-    nb = {"cells": [{"cell_type": "code", "source": ["_show(df)\n", "_pool"], "outputs": [{"text": ["_show\n"]}], "metadata": {}}],
+    nb = {"cells": [{"cell_type": "code", "source": ["_gizmo(df)\n", "_widget"], "outputs": [{"text": ["_gizmo\n"]}], "metadata": {}}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     raw = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
     new, k = P.rename_notebook(raw, pat, m)
     cell = json.loads(new)["cells"][0]
-    assert (k, cell["source"], cell["outputs"]) == (2, ["offending_rows(df)\n", "pool_hidden"], [{"text": ["_show\n"]}])
+    assert (k, cell["source"], cell["outputs"]) == (2, ["gizmo_public(df)\n", "widget_public"], [{"text": ["_gizmo\n"]}])
     assert P.rename_notebook(new, pat, m) == (new, 0)
     P._check_mapping(P.MAPPING)
     for bad in ({"_a": "x", "_b": "x"}, {"_a": "_b"}, {"a": "b"}):   # two names merged; private -> private; not private
