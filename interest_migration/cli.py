@@ -269,7 +269,7 @@ def _cmd_recommend(a):
         print(f"loaded {a.load}")
     else:
         _need_users(ds, "training a next-item model")
-        sq = sequence_step(ds, seed=a.seed, epochs=a.epochs, seconds=a.seconds)
+        sq = sequence_step(ds, seed=a.seed, max_epochs=a.max_epochs, seconds=a.seconds)
         model, exclude = sq["model"], sq["exclude_history"] and not a.keep_history
         _print_table(sq["table"])
         if a.save:
@@ -306,6 +306,24 @@ def _cmd_bench(a):
         print(f"== bench {n} ==", flush=True)
         BENCHES[n](a.quick, **{k: v for k, v in sizes.items() if k in takes})
     return 0
+
+# %% ../nbs/13_cli.ipynb #cli-renamed
+class _Renamed(argparse.Action):
+    "argparse action of a renamed option: stores its value under the new option's name and warns on stderr."
+    def __init__(self, option_strings, dest, new: str = "", **kw):  # new: the option that replaces this one
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+# %% ../nbs/13_cli.ipynb #cli-max-epochs
+def _add_max_epochs(p, default: int):  # p: a sub-parser; default: its epoch budget
+    "`--max-epochs N` (training stops earlier on validation), and `--epochs`, its deprecated old name."
+    p.add_argument("--max-epochs", type=_positive_int, default=default, help=f"maximum training epochs (default {default})")
+    p.add_argument("--epochs", dest="max_epochs", type=_positive_int, action=_Renamed, new="--max-epochs",
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 # %% ../nbs/13_cli.ipynb #d8566b63
 def build_parser() -> argparse.ArgumentParser:
@@ -352,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--users", nargs="+", help="user ids of the log (default: the first three)")
     rc.add_argument("--items", nargs="+", help="a new user's item ids, oldest first, instead of --users")
     rc.add_argument("--k", type=_positive_int, default=10, help="how many items per user (default 10)")
-    rc.add_argument("--epochs", type=_positive_int, default=5, help="SASRec training epochs (default 5)")
+    _add_max_epochs(rc, 5)
     rc.add_argument("--seconds", type=float, help="also stop training after this many seconds")
     rc.add_argument("--save", help="write the trained model here (.pt)")
     rc.add_argument("--load", help="use a model written by --save instead of training")
@@ -458,24 +476,6 @@ def _cmd_retrain(a):
     folder = retrain_from_store(a.db, a.models, out=a.out, max_epochs=a.max_epochs, time_limit=a.seconds, seed=a.seed)
     print(f"wrote {folder}: {load_serving_model(folder).version}; POST /admin/reload to serve it")
     return 0
-
-# %% ../nbs/13_cli.ipynb #cli-renamed
-class _Renamed(argparse.Action):
-    "argparse action of a renamed option: stores its value under the new option's name and warns on stderr."
-    def __init__(self, option_strings, dest, new: str = "", **kw):  # new: the option that replaces this one
-        super().__init__(option_strings, dest, **kw)
-        self.new = new
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-# %% ../nbs/13_cli.ipynb #cli-max-epochs
-def _add_max_epochs(p, default: int):  # p: a sub-parser; default: its epoch budget
-    "`--max-epochs N` (training stops earlier on validation), and `--epochs`, its deprecated old name."
-    p.add_argument("--max-epochs", type=_positive_int, default=default, help=f"maximum training epochs (default {default})")
-    p.add_argument("--epochs", dest="max_epochs", type=_positive_int, action=_Renamed, new="--max-epochs",
-                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 # %% ../nbs/13_cli.ipynb #216a1b6c
 def add_serving_commands(sub):  # the sub-parsers action of build_parser

@@ -100,7 +100,8 @@ def to_utc(t) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
 
 # %% ../nbs/00_data.ipynb #e5a8078c
-def utc_from_ns(ns) -> pd.DatetimeIndex:
+def utc_from_ns(ns, # int64 nanoseconds since the epoch (array-like)
+               ) -> pd.DatetimeIndex:
     "datetime64[ns, UTC] from int64 nanoseconds since the epoch (fast: no parsing)."
     return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
 
@@ -246,7 +247,8 @@ def _duplicated(df: pd.DataFrame) -> np.ndarray:
         return df.duplicated(subset=cols).to_numpy()
 
 # %% ../nbs/00_data.ipynb #bbd4b1e3
-def sort_events(df: pd.DataFrame) -> tuple:
+def sort_events(df: pd.DataFrame, # events with `timestamp` and `user_id`
+               ) -> tuple: # (sorted frame, number of rows that moved)
     "Sort by (timestamp, user_id) unless already sorted; returns (frame, number of rows that moved)."
     t = timestamps_ns(df["timestamp"])
     u = df["user_id"].to_numpy()

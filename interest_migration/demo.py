@@ -501,7 +501,7 @@ def repeat_share(
 def sequence_step(
     ds: Dataset,               # data set; an item `category` column becomes a side feature when present
     seed: int = 0,             # seed of training and of the bootstrap
-    epochs: int = 5,           # SASRec's training epochs (early stopping on validation NDCG@10 may end it sooner)
+    max_epochs: int = 5,       # SASRec's most training epochs (early stopping on validation NDCG@10 may end it sooner)
     seconds: float | None = None,  # also stop after this many seconds of training (None: no time limit)
     max_repeat: float = 0.01,  # mask each user's history when at most this share of training events repeat an item
 ) -> dict:  # table (HR/NDCG/MRR@10 with CIs per model), split, model (the fitted SASRec), exclude_history
@@ -510,7 +510,7 @@ def sequence_step(
     sp = sequence_split(ds.events, items, category_col="category" if items is not None else None)
     exclude = repeat_share(sp.train) <= max_repeat
     models = {"popularity": Popularity().fit(sp), "co-occurrence": CoOccurrence().fit(sp),
-              "sasrec": SASRec(max_epochs=epochs, seed=seed, exclude_seen=exclude).fit(sp, options=RunOptions(time_limit=seconds, progress=False))}
+              "sasrec": SASRec(max_epochs=max_epochs, seed=seed, exclude_seen=exclude).fit(sp, options=RunOptions(time_limit=seconds, progress=False))}
     table = results_table(models, sp.test, k=10, exclude_seen=exclude, seed=seed)
     return {"table": table, "split": sp, "model": models["sasrec"], "exclude_history": exclude}
 
@@ -607,7 +607,7 @@ def run_demo(
         rep.add_text("Segment transfer", "skipped: needs users with age and gender and items with `category`")
     if sequence_epochs > 0:
         _progress(f"next-item recommendation: baselines + SASRec ({sequence_epochs} epochs) ...", quiet, progress)
-        sq = sequence_step(ds, seed=seed, epochs=sequence_epochs, seconds=sequence_seconds)
+        sq = sequence_step(ds, seed=seed, max_epochs=sequence_epochs, seconds=sequence_seconds)
         rep.metrics["next_item"] = sq["table"].to_dict(orient="records")
         rep.add_table("Next-item recommendation (leave-last-out test)", sq["table"],
                       note=f"Full-catalogue ranking, history {'excluded' if sq['exclude_history'] else 'kept'}; "

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ from .neural import SEQUENCE_MODELS
 from .sequence import RunOptions, sequence_split
 
 # %% auto #0
-__all__ = ['init_distributed', 'main']
+__all__ = ['logger', 'init_distributed', 'run_report', 'main']
+
+# %% ../nbs/10c_distributed.ipynb #79ee7cf3
+logger = logging.getLogger(__name__)
 
 # %% ../nbs/10c_distributed.ipynb #8da571d7
 def init_distributed(
@@ -59,9 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="model folder to write (rank 0)")
     return p
 
+# %% ../nbs/10c_distributed.ipynb #c6c4e573
+def run_report(model, # a fitted sequence model (with `history_` and `fit_seconds_`)
+               kind: str, # its registry key
+               world: int, # number of processes that trained it
+               device: str, # device of this process
+              ) -> dict:
+    "What a training run reports: model, processes, device, epochs, seconds, last loss and the best validation NDCG@10."
+    h = model.history_
+    out = {"model": kind, "world_size": int(world), "device": str(device), "epochs": int(len(h)),
+           "fit_seconds": round(float(model.fit_seconds_), 3), "last_loss": float(h["loss"].iloc[-1])}
+    if "valid_ndcg@10" in h: out["best_valid_ndcg@10"] = float(h["valid_ndcg@10"].max())
+    return out
+
 # %% ../nbs/10c_distributed.ipynb #b07a7ba2
 def main(argv: list | None = None) -> int:
-    "Entry point of `torchrun --nproc_per_node N -m interest_migration.distributed`: train data-parallel, rank 0 saves and reports."
+    "Entry point of `torchrun --nproc_per_node N -m interest_migration.distributed`: train data-parallel; rank 0 saves the model with its run report and logs it."
     a = _parser().parse_args(argv)
     rank, world, device = init_distributed(a.backend)
     try:
@@ -73,12 +90,12 @@ def main(argv: list | None = None) -> int:
                                          max_len=a.max_len, loss=a.loss, lr_schedule=a.lr_schedule, seed=a.seed, **kw)
         model.fit(split.train if a.no_valid else split, options=RunOptions(device=device, num_threads=a.threads, progress=False))
         if rank == 0:
+            run = run_report(model, a.model, world, device)
             if a.out:
-                model.save(a.out)
-            h = model.history_
-            print(f"{a.model}: {world} process(es) on {device}, {len(h)} epochs, {model.fit_seconds_:.1f} s, "
-                  f"last loss {h['loss'].iloc[-1]:.4f}" + (f", best valid NDCG@10 {h['valid_ndcg@10'].max():.4f}" if "valid_ndcg@10" in h else ""),
-                  flush=True)
+                model.save(a.out, metrics={"run": run})   # the report lands in the manifest: manifest.json["metrics"]["run"]
+            logger.info(f"{a.model}: {world} process(es) on {device}, {run['epochs']} epochs, {run['fit_seconds']:.1f} s, "
+                        f"last loss {run['last_loss']:.4f}"
+                        + (f", best valid NDCG@10 {run['best_valid_ndcg@10']:.4f}" if "best_valid_ndcg@10" in run else ""))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -86,4 +103,5 @@ def main(argv: list | None = None) -> int:
 
 # %% ../nbs/10c_distributed.ipynb #0f530d16
 if __name__ == "__main__" and Path(sys.argv[0]).name == "distributed.py":   # python -m / torchrun, never the notebook
+    logging.basicConfig(level=logging.INFO, format="%(message)s")   # the run line on stderr
     sys.exit(main())

@@ -202,7 +202,10 @@ def _length_batches(
     return [g[s:s + batch_size] for g in np.split(order, cuts) for s in range(0, len(g), batch_size)]
 
 # %% ../nbs/08_encoders.ipynb #76fa6b17
-def pool_hidden(hidden, mask, pooling: str):
+def pool_hidden(hidden, # (batch, tokens, dim) last hidden states
+                mask, # (batch, tokens) 1 for real tokens, or None when all are real
+                pooling: str, # "mean" or "cls"
+               ): # (batch, dim) tensor
     "Mean over real tokens (mask 1) or the [CLS] vector; mask None means every position is a real token."
     if pooling == "cls":
         return hidden[:, 0]

@@ -18,11 +18,15 @@ __all__ = ['is_torch_tensor', 'as_numpy', 'js_divergence', 'top_category_change'
            'classification_report_ci', 'recall_at_k', 'best_threshold']
 
 # %% ../nbs/01_metrics.ipynb #d9045178
-def is_torch_tensor(x) -> bool:
+def is_torch_tensor(x, # any object
+                   ) -> bool:
+    "Whether `x` is a torch tensor (checked without importing torch)."
     return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
 
 # %% ../nbs/01_metrics.ipynb #9bd87a79
-def as_numpy(x, name: str = "input") -> np.ndarray:
+def as_numpy(x, # array-like, torch tensor, pandas object or scipy sparse matrix
+             name: str = "input", # the argument's name in error messages
+            ) -> np.ndarray:
     "A numpy view of an array-like, a torch tensor or a pandas object."
     if is_torch_tensor(x):
         return x.detach().cpu().numpy()

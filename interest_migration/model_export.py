@@ -32,7 +32,8 @@ __all__ = ['logger', 'ScoreNet', 'sequence_to_onnx', 'ort_session', 'ort_scores'
 # %% ../nbs/11ab_export.ipynb #e3ad6935
 class ScoreNet(nn.Module):
     "Full-catalogue scores from right-padded item/behaviour codes and lengths: the graph that is exported."
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, # a SequenceNet (items, behaviours -> hidden states; `.emb.table()`)
+                ):
         super().__init__()
         self.net = net
 
@@ -237,7 +238,8 @@ def export_model(
     return Path(folder)
 
 # %% ../nbs/11ab_export.ipynb #5ef5b5fa
-def json_values(x):
+def json_values(x, # nested dicts, lists, tuples, numpy values, frames or timestamps
+               ):
     "Numpy scalars, tuples, arrays and frames inside `x` as plain JSON values."
     if isinstance(x, dict): return {str(k): json_values(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return [json_values(v) for v in x]

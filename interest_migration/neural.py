@@ -94,7 +94,13 @@ class SequenceNet(nn.Module, abc.ABC):
 # %% ../nbs/10a_neural.ipynb #337bd5e6
 class TransformerBlock(nn.Module):
     "Pre-LayerNorm transformer block with fused scaled-dot-product attention (causal, or bidirectional over the kept keys)."
-    def __init__(self, d, n_heads, dropout, inner, causal=True):
+    def __init__(self,
+                 d: int, # model width (embedding size)
+                 n_heads: int, # attention heads (d must divide by it)
+                 dropout: float, # dropout after attention and feed-forward
+                 inner: int, # feed-forward hidden width
+                 causal: bool = True, # causal (SASRec) or bidirectional over the kept keys (BERT4Rec)
+                ):
         super().__init__()
         self.h, self.causal = n_heads, causal
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)

@@ -191,7 +191,8 @@ def _sigmoid_target(y) -> tuple:
     raise ValueError(f"Unknown label type: {kind}. Sigmoid outputs need a binary target or a multi-label 0/1 matrix")
 
 # %% ../nbs/03_nextwindow.ipynb #83ff3a9c
-def multilabel_array(Y) -> np.ndarray:
+def multilabel_array(Y, # multi-label target, (n_rows, n_labels) of 0/1
+                    ) -> np.ndarray: # int8 0/1 array
     "Y as a 2-D 0/1 int array, with a clear error otherwise."
     y = np.asarray(Y)
     if y.ndim != 2:

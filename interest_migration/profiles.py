@@ -420,7 +420,8 @@ def migration_matrix(
     return out
 
 # %% ../nbs/02_profiles.ipynb #d89c37c8
-def xlogx(x):
+def xlogx(x, # non-negative array
+         ) -> np.ndarray:
     "x * log(x) with 0 log 0 = 0."
     return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
 

@@ -520,7 +520,8 @@ def results_table(
     return pd.DataFrame(rows)
 
 # %% ../nbs/10_sequence.ipynb #ef41ee20
-def training_summary(data) -> dict:
+def training_summary(data, # a SequenceSplit, an event log or Sequences
+                    ) -> dict:
     "The training-data summary a fitted model keeps: data_summary of the events, or counts from bare Sequences."
     if isinstance(data, SequenceSplit): return dict(data.data)
     if isinstance(data, pd.DataFrame): return data_summary(data)
@@ -529,7 +530,9 @@ def training_summary(data) -> dict:
             "first": None, "last": None, "behaviors": {str(b): int(c) for b, c in zip(data.catalog.behaviors, beh) if c}}
 
 # %% ../nbs/10_sequence.ipynb #08523117
-def training_sequences(data, what: str = "fit") -> Sequences:
+def training_sequences(data, # a SequenceSplit, Sequences or an event log
+                       what: str = "fit", # the caller's name, for the error message
+                      ) -> Sequences:
     "Training Sequences of a SequenceSplit, Sequences, or an event log (whose own catalogue is made here)."
     if isinstance(data, SequenceSplit): return data.train
     if isinstance(data, Sequences): return data

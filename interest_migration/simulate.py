@@ -116,7 +116,16 @@ def category_item_cdf(icat: np.ndarray, # category code (0..n_categories-1) of e
     return order, icat[order] + within
 
 # %% ../nbs/00b_simulate.ipynb #b45eb2f6
-def sim_world(n_users, n_items, n_categories, start, days, migrating_share, migration_strength, concentration, seed):
+def sim_world(n_users: int, # number of users
+              n_items: int, # number of items (at least n_categories)
+              n_categories: int, # number of categories
+              start, # first day of the log (UTC), str or Timestamp
+              days: int, # length of the log in days
+              migrating_share: float, # share of users whose interests migrate
+              migration_strength: float, # weight of the target category after a migration
+              concentration: float, # how close users stay to their segment profile (Dirichlet concentration)
+              seed: int, # random seed
+             ) -> dict: # users, items, true mixtures, migrations and what sim_chunk needs
     "Users, items, segment profiles, mixtures and migrations of a simulated log (vectorised, seeded)."
     rng = np.random.default_rng([seed, 0])
     cats, C = sim_categories(n_categories), n_categories

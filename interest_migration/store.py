@@ -310,7 +310,8 @@ def add_events(self: EventStore, df: pd.DataFrame, # user_id, item_id, timestamp
     return dict(received=n, stored=stored, duplicates=n - stored)
 
 # %% ../nbs/11a_store.ipynb #5db7d993
-def id_key(u) -> str:
+def id_key(u, # a user or item id: int, numpy integer or str
+          ) -> str:
     "An id as the store keeps it (exact decimal text for integers)."
     return str(int(u)) if isinstance(u, (int, np.integer)) else str(u)
 

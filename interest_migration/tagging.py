@@ -514,6 +514,38 @@ def _logits(self: FineTunedBertTagger, ids, lengths) -> torch.Tensor:
     with torch.inference_mode():
         return self.net_.head(emb)
 
+# %% ../nbs/08_tagging.ipynb #e10910d9
+def _pos_weight(pos_weight, # None or "balanced"
+                prior: np.ndarray, # each tag's share of positive training examples
+               ): # None, or a float32 tensor of per-tag weights
+    "BCE positive-class weights: (1 - prior) / prior clipped to [1, 10] when 'balanced'."
+    if pos_weight == "balanced":
+        return torch.tensor(np.clip((1 - prior) / prior, 1.0, 10.0), dtype=torch.float32)
+    if pos_weight is None: return None
+    raise ValueError(f"pos_weight must be None or 'balanced', got {pos_weight!r}")
+
+# %% ../nbs/08_tagging.ipynb #8e61f9ef
+def _freeze_embeddings(encoder, # a transformers encoder
+                      ):
+    "Stop training the encoder's input embeddings (word, and position/type where the model has them)."
+    for p in encoder.get_input_embeddings().parameters():
+        p.requires_grad_(False)
+    if hasattr(encoder, "embeddings"):
+        for p in encoder.embeddings.parameters():
+            p.requires_grad_(False)
+
+# %% ../nbs/08_tagging.ipynb #ae1d5c56
+def _tagger_optimizer(net, # a _BertHead
+                      learning_rate: float, # the encoder's learning rate
+                      head_learning_rate: float, # the classification head's learning rate
+                      weight_decay: float, # AdamW decay of the encoder's weight matrices (none on vectors or the head)
+                     ) -> torch.optim.AdamW:
+    "AdamW over the trainable encoder parameters (decay on matrices only) and the head at its own learning rate."
+    trainable = [p for p in net.encoder.parameters() if p.requires_grad]
+    return torch.optim.AdamW([{"params": [p for p in trainable if p.ndim >= 2], "lr": learning_rate, "weight_decay": weight_decay},
+                              {"params": [p for p in trainable if p.ndim < 2], "lr": learning_rate, "weight_decay": 0.0},
+                              {"params": list(net.head.parameters()), "lr": head_learning_rate, "weight_decay": 0.0}])
+
 # %% ../nbs/08_tagging.ipynb #afbab8de
 @patch
 def _fit(self: FineTunedBertTagger, X, Y, X_val, Y_val):
@@ -528,13 +560,7 @@ def _fit(self: FineTunedBertTagger, X, Y, X_val, Y_val):
     if total < 1:
         raise ValueError(f"nothing to train: max_epochs={self.max_epochs}, max_steps={self.max_steps}")
     prior = np.clip(Y.mean(0), 1e-3, 1 - 1e-3)
-    if self.pos_weight == "balanced":
-        pw = torch.tensor(np.clip((1 - prior) / prior, 1.0, 10.0), dtype=torch.float32)
-    elif self.pos_weight is None:
-        pw = None
-    else:
-        raise ValueError(f"pos_weight must be None or 'balanced', got {self.pos_weight!r}")
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(self.pos_weight, prior))
     Yt = torch.from_numpy(Y.astype(np.float32))
     history, best, best_state = [], np.inf, None
     with torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):
@@ -543,19 +569,8 @@ def _fit(self: FineTunedBertTagger, X, Y, X_val, Y_val):
         with torch.no_grad():   # start from the tag frequencies: the first steps need not learn them
             net.head.weight.normal_(0.0, 0.02)
             net.head.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
-        if self.freeze_embeddings:
-            for p in net.encoder.get_input_embeddings().parameters():
-                p.requires_grad_(False)
-            if hasattr(net.encoder, "embeddings"):
-                for p in net.encoder.embeddings.parameters():
-                    p.requires_grad_(False)
-        trainable = [p for p in net.encoder.parameters() if p.requires_grad]
-        mats = [p for p in trainable if p.ndim >= 2]
-        vecs = [p for p in trainable if p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": mats, "lr": self.learning_rate, "weight_decay": self.weight_decay},
-                                 {"params": vecs, "lr": self.learning_rate, "weight_decay": 0.0},
-                                 {"params": list(net.head.parameters()), "lr": self.head_learning_rate,
-                                  "weight_decay": 0.0}])
+        if self.freeze_embeddings: _freeze_embeddings(net.encoder)
+        opt = _tagger_optimizer(net, self.learning_rate, self.head_learning_rate, self.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_linear(int(self.warmup * total), total))
         gen = torch.Generator().manual_seed(self.seed)
         pad = self.tokenizer_.pad_token_id

@@ -137,6 +137,25 @@ class TransferEval:
                              "verdict": "baseline" if s == baseline else verdict})
         return pd.DataFrame(rows)
 
+# %% ../nbs/05a_transfer.ipynb #51c6af0b
+def _report_segments(segments, # a segmenter (fitted on the known users here) or a Series user_id -> label; None: RuleSegmenter
+                     train: pd.DataFrame, # events of the known users
+                     users: pd.DataFrame, # users table covering train and new users
+                     items: pd.DataFrame, # catalogue
+                     new: pd.DataFrame, # rows of the new users being evaluated
+                    ) -> tuple: # (segment of each new user, number of known users in that segment)
+    "Segments of the new users for the per-segment report, and how many known users each segment holds."
+    if isinstance(segments, pd.Series):
+        seg_new = segments.reindex(new["user_id"]).fillna("unknown").astype(str).to_numpy()
+        seg_train = segments.reindex(train["user_id"].unique()).astype(str)
+    else:
+        sg = clone(segments) if segments is not None else RuleSegmenter()
+        tu = user_rows(users, np.sort(train["user_id"].unique()))
+        sg.fit(tu, events=train, items=items)
+        seg_new = sg.transform(new)["segment"].to_numpy()
+        seg_train = pd.Series(sg.transform(tu)["segment"].to_numpy())
+    return seg_new, seg_train.value_counts().reindex(seg_new).fillna(0).astype(int).to_numpy()
+
 # %% ../nbs/05a_transfer.ipynb #66e4d5fc
 def evaluate_transfer(
     strategies: dict,            # name -> ColdStartStrategy, or any plain Recommender (e.g. cf.EASE) fitted by fit(events)
@@ -184,18 +203,7 @@ def evaluate_transfer(
     uidx = pd.Index(new["user_id"])
     head = head.loc[head["user_id"].isin(uidx)]
     rank_in_user = head.groupby("user_id", sort=False).cumcount().to_numpy()
-    # segments for the per-segment report
-    if isinstance(segments, pd.Series):
-        seg_new = segments.reindex(uidx).fillna("unknown").astype(str).to_numpy()
-        seg_train = segments.reindex(train["user_id"].unique()).astype(str)
-    else:
-        sg = clone(segments) if segments is not None else RuleSegmenter()
-        tu = user_rows(users, np.sort(train["user_id"].unique()))
-        sg.fit(tu, events=train, items=items)
-        seg_new = sg.transform(new)["segment"].to_numpy()
-        seg_train = pd.Series(sg.transform(tu)["segment"].to_numpy())
-    size = seg_train.value_counts()
-    seg_size = size.reindex(seg_new).fillna(0).astype(int).to_numpy()
+    seg_new, seg_size = _report_segments(segments, train, users, items, new)
     tr, tc = T.nonzero()
     truth = pd.DataFrame({"user_id": uidx.to_numpy()[tr], "item_id": item_index.to_numpy()[tc]})
     parts, tables = [], []

@@ -79,7 +79,7 @@ def test_predict_on_simulated_data():
 
 def test_recommend_for_unknown_user_and_item(tmp_path):
     model = tmp_path / "m.pt"
-    r = run("recommend", "--epochs", "1", "--save", str(model), "--users", "1", "2", "--k", "3")
+    r = run("recommend", "--max-epochs", "1", "--save", str(model), "--users", "1", "2", "--k", "3")
     assert r.returncode == 0, r.stderr
     rows = [l.split() for l in r.stdout.splitlines() if l.split()[:1] in (["1"], ["2"])]
     assert len(rows) == 6 and model.exists()

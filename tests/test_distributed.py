@@ -5,6 +5,8 @@ import sys
 import pytest
 import torch
 
+from interest_migration.recommender import read_manifest
+
 ARGS = ["--users", "60", "--max-epochs", "2", "--batch-size", "32", "--dropout", "0", "--no-valid",
         "--embedding-size", "16", "--max-len", "20"]
 TOL = 1e-4   # absolute, on every weight: the two runs differ only in the order gradients are summed (measured ~3e-6)
@@ -15,7 +17,9 @@ def _train(n: int, out, loss: str = "ce"):
                         "interest_migration.distributed", *ARGS, "--loss", loss, "--out", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"{n} process(es) on cpu" in r.stdout, r.stdout
+    run = read_manifest(out)["metrics"]["run"]   # rank 0's run report, kept with the model
+    assert (run["world_size"], run["device"], run["epochs"]) == (n, "cpu", 2), run
+    assert f"{n} process(es) on cpu" in r.stderr and not r.stdout.strip(), (r.stdout, r.stderr[-2000:])   # logged, not printed
     return torch.load(out / "weights.pt", weights_only=True)
 
 
@@ -32,4 +36,5 @@ def test_single_process_without_torchrun(tmp_path):
     r = subprocess.run([sys.executable, "-m", "interest_migration.distributed", *ARGS, "--max-epochs", "1",
                         "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "1 process(es) on cpu" in r.stdout and (tmp_path / "m" / "manifest.json").exists()
+    run = read_manifest(tmp_path / "m")["metrics"]["run"]
+    assert (run["world_size"], run["epochs"]) == (1, 1) and "1 process(es) on cpu" in r.stderr, run

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from interest_migration.cli import main
+from interest_migration.cli import build_parser, main
+from interest_migration.demo import CLIError
 from interest_migration.data import DataError, IdEncoder, validate_events
 from interest_migration.readers import read_retailrocket, read_taobao, unix_times, guess_time_unit, compression_of
 from interest_migration.readers import READERS, exact_ids, guess_format, parse_columns, read_contract, read_log
@@ -49,7 +50,7 @@ CASES = [
     ("freq-garbage", {}, ["profile", "--freq", "monthly"], "--freq"),
     ("time-unit-bad", {}, ["summary", "--time-unit", "minutes"], "--time-unit"),
     ("k-zero", {}, ["recommend", "--k", "0"], "--k"),
-    ("epochs-zero", {}, ["recommend", "--epochs", "0"], "--epochs"),
+    ("max-epochs-zero", {}, ["recommend", "--max-epochs", "0"], "--max-epochs"),
     ("seq-epochs-negative", {}, ["demo", "--sequence-epochs", "-1"], "--sequence-epochs"),
     ("tb-unknown-behavior", {"UserBehavior.csv": "1,10,100,pv,1511544070\n2,11,100,teleport,1511544071\n"},
      ["summary", "--data", "{UserBehavior.csv}"], "teleport"),
@@ -97,8 +98,8 @@ CASES = [
     ("load-folder-model", {}, ["recommend", "--load", "{tmp}"], "folder"),
     ("load-text-model", {"m.pt": "not a model"}, ["recommend", "--load", "{m.pt}"], "not a usable model"),
     ("load-empty-model", {"m.pt": b""}, ["recommend", "--load", "{m.pt}"], "not a usable model"),
-    ("recommend-unknown-user", {}, ["recommend", "--users", "99999999", "--epochs", "1", "--seconds", "1"], "99999999"),
-    ("recommend-text-user", {}, ["recommend", "--users", "alice", "--epochs", "1", "--seconds", "1"], "not integer ids"),
+    ("recommend-unknown-user", {}, ["recommend", "--users", "99999999", "--max-epochs", "1", "--seconds", "1"], "99999999"),
+    ("recommend-text-user", {}, ["recommend", "--users", "alice", "--max-epochs", "1", "--seconds", "1"], "not integer ids"),
     ("bench-unknown", {}, ["bench", "nothing"], "invalid choice"),
     ("quiet-and-verbose", {}, ["summary", "--quiet", "--verbose"], "not allowed"),
     ("demo-out-is-file", {"afile": "x"}, ["demo", "--data", "simulate", "--out", "{afile}", "--sequence-epochs", "0"], "afile"),
@@ -166,6 +167,15 @@ def test_hostile_cli(case, files, argv, needle, tmp_path, capsys):
     assert needle.lower() in lines[0].lower(), lines[0]
     assert "Traceback" not in err
 
+
+
+def test_recommend_old_epochs_flag_still_works(capsys):
+    "`recommend --epochs N` (the name before --max-epochs) sets max_epochs and warns once on stderr."
+    a = build_parser().parse_args(["recommend", "--epochs", "3"])
+    assert a.max_epochs == 3
+    assert capsys.readouterr().err.strip() == "warning: --epochs is deprecated; use --max-epochs"
+    assert build_parser().parse_args(["recommend", "--max-epochs", "4"]).max_epochs == 4
+    assert build_parser().parse_args(["recommend"]).max_epochs == 5 and capsys.readouterr().err == ""
 
 def test_at_least_sixty_cases():
     assert len(CASES) + len(VALID) >= 60
@@ -493,13 +503,16 @@ def test_registry_is_open_to_a_new_reader(tmp_path, monkeypatch, capsys):
     write(tmp_path, "log.csv", CT)
     p = write(tmp_path, "log.tsv", "anything")
     assert guess_format(p) == "tsv" and len(read_log(p).events) == 3
+    for argv in (["summary", "--data", p], ["summary", "--data", p, "--format", "tsv"]):   # the CLI reads it too, guessed or named
+        assert main(argv) == 0
+        assert "validation: events: 3 rows in, 3 out" in capsys.readouterr().out
 
 
 def test_every_command_prints_validation(tmp_path, capsys, monkeypatch):
     import interest_migration.cli as cli
     p = write(tmp_path, "UserBehavior.csv", TB + TB.splitlines(True)[0])   # one duplicate row
-    monkeypatch.setattr(cli, "run_demo", lambda *a, **k: (_ for _ in ()).throw(cli.CLIError("stop here")))
-    for cmd in (["summary"], ["profile", "--freq", "1h"], ["predict"], ["tag"], ["transfer"], ["recommend", "--epochs", "1", "--seconds", "1"],
+    monkeypatch.setattr(cli, "run_demo", lambda *a, **k: (_ for _ in ()).throw(CLIError("stop here")))
+    for cmd in (["summary"], ["profile", "--freq", "1h"], ["predict"], ["tag"], ["transfer"], ["recommend", "--max-epochs", "1", "--seconds", "1"],
                 ["demo", "--out", str(tmp_path / "r")]):
         main(cmd + ["--data", p])
         out = capsys.readouterr().out
@@ -510,7 +523,7 @@ def test_demo_picks_window_from_short_log(tmp_path, capsys, monkeypatch):
     import interest_migration.cli as cli
     seen = {}
     def fake(*a, **k):
-        seen.update(k); raise cli.CLIError("stop here")
+        seen.update(k); raise CLIError("stop here")
     monkeypatch.setattr(cli, "run_demo", fake)
     rows = "".join(f"{u},{10 + (u + d) % 5},{100 + (u + d) % 3},pv,{1511544070 + d * 86400 + u}\n" for d in range(9) for u in range(1, 30))
     p = write(tmp_path, "UserBehavior.csv", rows)
