@@ -241,6 +241,7 @@ class NeuralRecommender(SequenceRecommender):
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 is plain BCE, 1 calibrates fully to the sampling rate
     lr_schedule: str = "constant"  # 'constant', or 'cosine': linear warm-up, then cosine decay to 0 at max_epochs
     warmup_epochs: float = 1.0  # length of the warm-up of lr_schedule='cosine', in epochs
+    min_epochs: int = 0  # never stop on patience before this epoch (e.g. until a cosine schedule has decayed)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -378,7 +379,7 @@ def _fit(self: NeuralRecommender, data, valid):
         row["elapsed_s"] = time.perf_counter() - t_start
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", ndcg=f"{row.get('valid_ndcg@10', float('nan')):.4f}")
-        if valid is not None and wait >= self.patience:
+        if valid is not None and wait >= self.patience and epoch >= self.min_epochs:
             break
         if opts.time_limit is not None and row["elapsed_s"] >= opts.time_limit:
             break

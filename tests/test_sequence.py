@@ -339,7 +339,7 @@ def test_transformer_fields_have_one_home():
     from interest_migration.neural import TransformerRecommender
     base = ['embedding_size', 'n_layers', 'dropout', 'max_len', 'max_epochs', 'learning_rate', 'weight_decay', 'batch_size',
             'patience', 'exclude_seen', 'use_category', 'use_behavior', 'behavior_weight', 'seed', 'loss', 'n_negatives',
-            'negatives', 'gbce_t', 'lr_schedule', 'warmup_epochs', 'n_heads']
+            'negatives', 'gbce_t', 'lr_schedule', 'warmup_epochs', 'min_epochs', 'n_heads']
     assert list(SASRec().get_params()) == base
     assert list(BERT4Rec().get_params()) == base + ["mask_prob"]
     for cls in (SASRec, BERT4Rec):
@@ -362,3 +362,13 @@ def test_max_batches_ends_each_epoch_early(plant):
     big = SASRec(**{**FAST, "max_epochs": 1}).fit(plant, options=RunOptions(progress=False, num_threads=1, max_batches=10**6))
     assert big.history_["batches"].tolist() == full.history_["batches"].tolist()
     assert np.allclose(big.score(plant.test), full.score(plant.test))      # a cap above the epoch changes nothing
+
+
+def test_min_epochs_holds_patience_back(plant):
+    "With a zero learning rate validation never improves: patience 1 stops at epoch 2, unless min_epochs holds it to 4."
+    kw = {**FAST, "learning_rate": 0.0, "patience": 1, "max_epochs": 6}
+    early = SASRec(**kw).fit(plant, options=OPTS)
+    held = SASRec(**kw, min_epochs=4).fit(plant, options=OPTS)
+    assert early.history_["epoch"].tolist() == [1, 2]
+    assert held.history_["epoch"].tolist() == [1, 2, 3, 4]
+    assert held.history_["valid_ndcg@10"].nunique() == 1      # nothing learnt: the stop is patience's, not a plateau of luck
