@@ -21,8 +21,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['SCORE_BUDGET', 'Catalog', 'make_catalog', 'Sequences', 'to_sequences', 'SequenceSplit', 'sequence_split',
            'pad_sequences', 'training_windows', 'default_device', 'RunOptions', 'block_rows', 'SequenceRecommender',
-           'evaluate_sequences', 'per_user_metric', 'results_table', 'training_summary', 'training_sequences',
-           'Popularity', 'CoOccurrence', 'planted_log']
+           'with_users', 'evaluate_sequences', 'per_user_metric', 'results_table', 'training_summary',
+           'training_sequences', 'Popularity', 'CoOccurrence', 'planted_log']
 
 # %% ../nbs/10_sequence.ipynb #ce82d7c3
 @dataclass(eq=False, repr=False)
@@ -303,7 +303,9 @@ def check_fitted(self: SequenceRecommender):
         raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(...) first")
 
 # %% ../nbs/10_sequence.ipynb #c4530458
-def _with_users(seqs: Sequences, users: np.ndarray) -> Sequences:
+def with_users(seqs: Sequences,  # sequences whose users are sorted
+               users: np.ndarray,  # sorted user ids, a superset of seqs.user_id
+              ) -> Sequences:  # one sequence per entry of `users`, the same items
     "`seqs` (users sorted) widened to the sorted `users`, with an empty sequence for each user it lacks."
     pos = pd.Index(seqs.user_id).get_indexer(users)
     lens = np.where(pos >= 0, seqs.lengths[np.maximum(pos, 0)], 0) if len(seqs) else np.zeros(len(users), np.int64)
@@ -335,7 +337,7 @@ def as_sequences(self: SequenceRecommender,
         need_columns(sequences, ["user_id", "item_id", "timestamp", "behavior"], "events")
         known = check_catalogue(self, sequences["item_id"], unknown)
         users = np.sort(pd.unique(np.asarray(sequences["user_id"])))
-        return _with_users(to_sequences(sequences[known], cat), users)
+        return with_users(to_sequences(sequences[known], cat), users)
     lists = [np.asarray(s).ravel() for s in sequences]
     lists = [s[check_catalogue(self, s, unknown)] for s in lists]
     lens = np.array([len(s) for s in lists], np.int64)

@@ -18,7 +18,7 @@ from .metrics import paired_bootstrap
 from .neural import GRU4Rec, ItemEmbedding, NeuralRecommender, SASRec
 from .recommender import RECOMMENDERS, ModelFileError, check_catalogue, check_state
 from .sequence import (Sequences, SequenceRecommender, SequenceSplit, per_user_metric, sequence_split, to_sequences,
-                       _with_users)
+                       with_users)
 from fastcore.basics import patch
 
 # %% auto #0
@@ -357,7 +357,7 @@ def as_sequences(self: SideFeatures,
             col = None      # a log without the dwell column: dwell unknown (code 0)
         s = to_sequences(ev, self.catalog_)
         d = _ordered_dwell(ev, _dwell_values(ev, col, self.side_["dwell_behaviors"]))
-        s = _with_users(s, np.sort(pd.unique(np.asarray(sequences["user_id"]))))   # same events, users without any kept
+        s = with_users(s, np.sort(pd.unique(np.asarray(sequences["user_id"]))))   # same events, users without any kept
         return self._pack(SideSequences(s.user_id, s.items, s.behaviors, s.offsets, s.catalog, dwell=d))
     base = SequenceRecommender.as_sequences(self, sequences, unknown)
     if isinstance(sequences, SideSequences):

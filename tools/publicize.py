@@ -68,6 +68,7 @@ MAPPING = {
     # sequence / neural
     "_summary_of": "training_summary",
     "_train_of": "training_sequences",
+    "_with_users": "with_users",
     "_Block": "TransformerBlock",
     "_dist_info": "rank_world_size",
     # store / model export
