@@ -137,7 +137,7 @@ def _cmd_demo(a):
     ds = _load(a)  # prints what validation dropped, fixed or noted
     freq = profile_window(ds, a.freq)
     if a.freq is None and freq != "30D": print(f"window: {freq} (the log spans {ds.events.timestamp.max() - ds.events.timestamp.min()}; pass --freq to choose)")
-    rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet, sequence_epochs=a.sequence_epochs,
+    rep = run_demo(a.data, a.fmt, out=a.out, seed=a.seed, nrows=a.nrows, quiet=a.quiet, sequence_max_epochs=a.sequence_max_epochs,
                    dataset=ds, freq=freq, progress=lambda line: print(line, file=sys.stderr, flush=True))
     path = rep.save(Path(a.out))
     s = rep.metrics["summary"]
@@ -346,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="report", help="report folder (default ./report)")
     d.set_defaults(quiet=False)
     d.add_argument("--freq", type=_window, help="window of the migration and next-window steps (default: 30D, or a third of a shorter log's span)")
-    d.add_argument("--sequence-epochs", type=_nonneg_int, default=5, help="training epochs of the next-item SASRec (default 5; 0 skips it)")
+    d.add_argument("--sequence-max-epochs", type=_nonneg_int, default=5, help="maximum training epochs of the next-item SASRec (default 5; 0 skips it)")
+    d.add_argument("--sequence-epochs", dest="sequence_max_epochs", type=_nonneg_int, action=_Renamed, new="--sequence-max-epochs",
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     d.set_defaults(func=_cmd_demo)
     pr = sub.add_parser("profile", help="interest migration between consecutive windows")
     _add_data_args(pr)

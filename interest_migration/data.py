@@ -169,7 +169,7 @@ def check_timestamp_column(s: pd.Series, # the timestamp column
                       table: str, # table name, for messages
                       frame: pd.DataFrame, # the whole table, to show offending rows
                      ) -> tuple:
-    "Check timestamps: (UTC datetime64[ns] column, missing mask, fixes); raises ValueError when naive or not datetimes."
+    "Check timestamps: (UTC datetime64[ns] column, missing mask, fixes); raises DataError when naive or not datetimes."
     fixed = {}
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         if str(s.dt.tz) != "UTC":
@@ -180,12 +180,12 @@ def check_timestamp_column(s: pd.Series, # the timestamp column
             fixed["timestamp_unit_to_ns"] = int(s.notna().sum())
         return s, s.isna().to_numpy(), fixed
     if pd.api.types.is_datetime64_dtype(s.dtype):
-        raise ValueError(f"{table}: column 'timestamp' holds naive datetimes (no time zone); the contract needs "
+        raise DataError(f"{table}: column 'timestamp' holds naive datetimes (no time zone); the contract needs "
                          "datetime64[ns, UTC]. If they are UTC: df['timestamp'] = df['timestamp'].dt.tz_localize('UTC'). "
                          + offending_rows(frame))
     hint = (" Unix seconds convert with pd.to_datetime(df['timestamp'], unit='s', utc=True)."
             if pd.api.types.is_numeric_dtype(s.dtype) else " Convert with pd.to_datetime(df['timestamp'], utc=True).")
-    raise ValueError(f"{table}: column 'timestamp' has dtype {s.dtype}; the contract needs datetime64[ns, UTC].{hint} "
+    raise DataError(f"{table}: column 'timestamp' has dtype {s.dtype}; the contract needs datetime64[ns, UTC].{hint} "
                      + offending_rows(frame))
 
 # %% ../nbs/00_data.ipynb #92900cac
@@ -194,18 +194,18 @@ def check_behavior_column(s: pd.Series, # the behaviour column
                      table: str, # table name, for messages
                      frame: pd.DataFrame, # the whole table, to show offending rows
                     ) -> tuple:
-    "Check behaviour labels: (categorical column, missing mask); raises ValueError on unknown labels."
+    "Check behaviour labels: (categorical column, missing mask); raises DataError on unknown labels."
     missing = s.isna().to_numpy()
     is_cat = isinstance(s.dtype, pd.CategoricalDtype)
     if is_cat and tuple(s.cat.categories) == behaviors and not s.cat.ordered:
         return s, missing
     if not is_cat and pd.api.types.is_numeric_dtype(s.dtype):
-        raise ValueError(f"{table}: column 'behavior' has dtype {s.dtype}; it must hold labels {list(behaviors)}. " + offending_rows(frame))
+        raise DataError(f"{table}: column 'behavior' has dtype {s.dtype}; it must hold labels {list(behaviors)}. " + offending_rows(frame))
     cat = pd.Categorical(s, categories=list(behaviors))
     unknown = (cat.codes < 0) & ~missing
     if unknown.any():
         labels = pd.Series(np.asarray(s, dtype=object)[unknown]).value_counts().head(10).to_dict()
-        raise ValueError(f"{table}: column 'behavior' has unknown label(s) {labels}; allowed: {list(behaviors)}. "
+        raise DataError(f"{table}: column 'behavior' has unknown label(s) {labels}; allowed: {list(behaviors)}. "
                          + offending_rows(frame, unknown))
     return pd.Series(cat, index=s.index), missing
 
@@ -216,9 +216,9 @@ def check_numeric_column(s: pd.Series, # a numeric attribute column (value, age,
                     frame: pd.DataFrame, # the whole table, to show offending rows
                     dtype: str = "float64", # the dtype it ends as
                    ) -> tuple:
-    "Check a numeric column: (column as `dtype`, whether it was cast); raises ValueError on non-numbers."
+    "Check a numeric column: (column as `dtype`, whether it was cast); raises DataError on non-numbers."
     if pd.api.types.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype):
-        raise ValueError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + offending_rows(frame))
+        raise DataError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + offending_rows(frame))
     if pd.api.types.is_numeric_dtype(s.dtype):
         if dtype == "float64" and s.dtype.kind == "f": return s, False
         if str(s.dtype) == dtype: return s, False
@@ -227,14 +227,14 @@ def check_numeric_column(s: pd.Series, # a numeric attribute column (value, age,
         v = pd.to_numeric(s, errors="coerce")
         bad = (v.isna() & s.notna()).to_numpy()
         if bad.any():
-            raise ValueError(f"{table}: column '{col}' has non-numeric values {s[bad].unique()[:5].tolist()}. " + offending_rows(frame, bad))
+            raise DataError(f"{table}: column '{col}' has non-numeric values {s[bad].unique()[:5].tolist()}. " + offending_rows(frame, bad))
     else:
-        raise ValueError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + offending_rows(frame))
+        raise DataError(f"{table}: column '{col}' has dtype {s.dtype}; it must be numeric. " + offending_rows(frame))
     if dtype in ("int64", "Int64"):
         f = v.to_numpy(dtype="float64", na_value=np.nan)
         bad = ~np.isnan(f) & (f != np.floor(f))
         if bad.any():
-            raise ValueError(f"{table}: column '{col}' has non-integer values. " + offending_rows(frame, bad))
+            raise DataError(f"{table}: column '{col}' has non-integer values. " + offending_rows(frame, bad))
     return v.astype(dtype), True
 
 # %% ../nbs/00_data.ipynb #e6c3787d
@@ -309,7 +309,7 @@ def validate_events(
     behaviors = tuple(behaviors)
     need_columns(events, EVENT_COLUMNS, "events")
     if len(events) == 0:
-        raise ValueError(f"events: the log is empty (0 rows; columns {list(events.columns)})")
+        raise DataError(f"events: the log is empty (0 rows; columns {list(events.columns)})")
     n_in, dropped, fixed = len(events), {}, {}
     df = events.reset_index(drop=True)
     uid, miss_u, cast_u = check_id_column(df["user_id"], "events", "user_id", events)
@@ -329,7 +329,7 @@ def validate_events(
     keep = ~(gone | miss_t | miss_b)
     if not keep.all(): df = df.loc[keep]
     if len(df) == 0:
-        raise ValueError(f"events: no rows left after dropping rows with missing fields {dropped}")
+        raise DataError(f"events: no rows left after dropping rows with missing fields {dropped}")
     for col, cast in (("user_id", cast_u), ("item_id", cast_i)):
         if col == "item_id" and df[col].isna().any():   # searches without an item: the gaps stay missing, the ids exact
             df[col], how = _store_item_ids(df[col], cast)
@@ -358,7 +358,7 @@ def _validate_side(df: pd.DataFrame, # a user or item table
     need_frame(df, table)
     need_columns(df, (key,), table)
     if len(df) == 0:
-        raise ValueError(f"{table}: the table is empty (0 rows; columns {list(df.columns)})")
+        raise DataError(f"{table}: the table is empty (0 rows; columns {list(df.columns)})")
     n_in, dropped, fixed, notes = len(df), {}, {}, {}
     out = df.reset_index(drop=True)
     ids, miss, cast = check_id_column(out[key], table, key, df)
@@ -367,7 +367,7 @@ def _validate_side(df: pd.DataFrame, # a user or item table
         dropped[f"missing_{key}"] = int(miss.sum())
         out = out.loc[~miss]
     if len(out) == 0:
-        raise ValueError(f"{table}: no rows left after dropping rows with a missing {key}")
+        raise DataError(f"{table}: no rows left after dropping rows with a missing {key}")
     if cast:
         out[key] = stored_ids(out[key], cast)
         fixed[f"{key}_cast_to_int64" if cast == "int64" else f"{key}_beyond_int64_kept_as_text"] = len(out)
@@ -376,7 +376,7 @@ def _validate_side(df: pd.DataFrame, # a user or item table
         nullable_int = col in int_columns and out[col].isna().any()
         v, was_cast = check_numeric_column(out[col], table, col, out, "Int64" if nullable_int else "int64" if col in int_columns else "float64")
         if (v < 0).any():
-            raise ValueError(f"{table}: column '{col}' has negative values. " + offending_rows(out, (v < 0).fillna(False).to_numpy()))
+            raise DataError(f"{table}: column '{col}' has negative values. " + offending_rows(out, (v < 0).fillna(False).to_numpy()))
         out[col] = v
         if was_cast: fixed[f"{col}_cast_to_{v.dtype}"] = int(v.notna().sum())
     dup = _duplicated(out)
@@ -385,7 +385,7 @@ def _validate_side(df: pd.DataFrame, # a user or item table
         out = out.loc[~dup]
     clash = out[key].duplicated(keep=False).to_numpy()
     if clash.any():
-        raise ValueError(f"{table}: {out[key][clash].nunique():,} {key} value(s) appear on several rows with different "
+        raise DataError(f"{table}: {out[key][clash].nunique():,} {key} value(s) appear on several rows with different "
                          f"attributes; one row per {key} is needed. " + offending_rows(out, clash))
     if "category" in out.columns and out["category"].isna().any():
         notes["missing_category"] = int(out["category"].isna().sum())

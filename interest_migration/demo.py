@@ -544,7 +544,7 @@ def run_demo(
     nrows: int | None = None,  # read at most this many rows of a user's file
     quiet: bool = False,       # no progress messages at all
     progress=None,             # where progress lines go: a callable taking one line (the CLI writes to stderr); None: logged at INFO
-    sequence_epochs: int = 5,  # training epochs of the next-item SASRec (0: skip the step)
+    sequence_max_epochs: int = 5,  # training epochs of the next-item SASRec (0: skip the step)
     sequence_seconds: float | None = 300.0,  # and at most this many seconds of its training
     dataset: Dataset | None = None,  # an already loaded data set (then `data`, `fmt` and `nrows` are not used)
     freq: str | None = None,   # window of the migration and next-window steps; None: picked from the log's span (profile_window)
@@ -605,9 +605,9 @@ def run_demo(
         rep.add_table("Segment transfer: difference to global popularity (paired bootstrap)", tr["versus"])
     else:
         rep.add_text("Segment transfer", "skipped: needs users with age and gender and items with `category`")
-    if sequence_epochs > 0:
-        _progress(f"next-item recommendation: baselines + SASRec ({sequence_epochs} epochs) ...", quiet, progress)
-        sq = sequence_step(ds, seed=seed, max_epochs=sequence_epochs, seconds=sequence_seconds)
+    if sequence_max_epochs > 0:
+        _progress(f"next-item recommendation: baselines + SASRec ({sequence_max_epochs} epochs) ...", quiet, progress)
+        sq = sequence_step(ds, seed=seed, max_epochs=sequence_max_epochs, seconds=sequence_seconds)
         rep.metrics["next_item"] = sq["table"].to_dict(orient="records")
         rep.add_table("Next-item recommendation (leave-last-out test)", sq["table"],
                       note=f"Full-catalogue ranking, history {'excluded' if sq['exclude_history'] else 'kept'}; "

@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], help="learning-rate schedule")
     p.add_argument("--no-valid", action="store_true", help="train max-epochs epochs without validation/early stopping")
     p.add_argument("--seed", type=int, default=0, help="seed (the same on every process)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (default 1)")
+    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads per process (default 1)")
+    p.add_argument("--threads", dest="num_threads", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name, still read
     p.add_argument("--backend", choices=["gloo", "nccl"], help="default: nccl with CUDA, else gloo")
     p.add_argument("--out", help="model folder to write (rank 0)")
     return p
@@ -88,7 +89,7 @@ def main(argv: list | None = None) -> int:
         kw = {k: v for k, v in dict(learning_rate=a.learning_rate, dropout=a.dropout).items() if v is not None}
         model = SEQUENCE_MODELS[a.model](max_epochs=a.max_epochs, batch_size=a.batch_size, embedding_size=a.embedding_size,
                                          max_len=a.max_len, loss=a.loss, lr_schedule=a.lr_schedule, seed=a.seed, **kw)
-        model.fit(split.train if a.no_valid else split, options=RunOptions(device=device, num_threads=a.threads, progress=False))
+        model.fit(split.train if a.no_valid else split, options=RunOptions(device=device, num_threads=a.num_threads, progress=False))
         if rank == 0:
             run = run_report(model, a.model, world, device)
             if a.out:

@@ -14,7 +14,7 @@ import pandas as pd
 from .data import DataError, need_log, temporal_split, timestamps_ns
 from .metrics import (bootstrap_ci, calibration_curve, classification_report_ci,
                                         expected_calibration_error)
-from .nextwindow import SplitRows
+from .nextwindow import SplitRows, join_demographics
 from .profiles import event_categories
 
 # %% auto #0
@@ -32,6 +32,14 @@ class IntentData(SplitRows):
     def __repr__(self):
         return (f"IntentData({len(self.X)} views x {self.X.shape[1]} features; positive rate "
                 f"{self.y.mean():.3%}; {self.meta.split.value_counts().to_dict()})")
+
+# %% ../nbs/04_intent.ipynb #nbuy0001
+def _next_buy(d: pd.DataFrame, key: list, hz: pd.Timedelta) -> tuple:
+    "(row of each view in d, whether a buy with the same key follows strictly after it within hz, number of views)."
+    views = d.loc[d["view"] == 1, key + ["t"]].reset_index()
+    buys = d.loc[d["buy"] == 1, key + ["t"]].rename(columns={"t": "t_buy"})
+    m = pd.merge_asof(views, buys, left_on="t", right_on="t_buy", by=key, direction="forward", allow_exact_matches=False)
+    return m["index"].to_numpy(), ((m["t_buy"] - m["t"]) <= hz.value).to_numpy(), int(len(views))
 
 # %% ../nbs/04_intent.ipynb #3e3350d2
 def purchase_intent_dataset(
@@ -94,13 +102,7 @@ def purchase_intent_dataset(
         price = items.set_index("item_id")["price"].reindex(d["item_id"].to_numpy()).to_numpy(float)
         feats["log_price"] = np.log1p(price)
     # label: the next buy of the same item (or category) strictly after the view
-    key = ["user_id", "item_id"] if target == "item" else ["user_id", "cat"]
-    views = d.loc[d["view"] == 1, key + ["t"]].reset_index()
-    buys = d.loc[d["buy"] == 1, key + ["t"]].rename(columns={"t": "t_buy"})
-    m = pd.merge_asof(views, buys, left_on="t", right_on="t_buy", by=key, direction="forward",
-                      allow_exact_matches=False)
-    label = ((m["t_buy"] - m["t"]) <= hz.value).to_numpy()
-    row = m["index"].to_numpy()
+    row, label, n_views = _next_buy(d, ["user_id", "item_id"] if target == "item" else ["user_id", "cat"], hz)
     tv = d["t"].to_numpy()[row]
     censored = tv + hz.value > t.max()
     crosses = (tv < cut.value) & (tv + hz.value >= cut.value)
@@ -108,17 +110,12 @@ def purchase_intent_dataset(
     row, label, tv = row[keep], label[keep], tv[keep]
     X = feats.iloc[row].reset_index(drop=True)
     if users is not None:
-        ucols = [c for c in user_cols if c in users.columns]
-        demo = users.set_index("user_id")[ucols].reindex(d["user_id"].to_numpy()[row]).reset_index(drop=True)
-        for c in ucols:
-            if not pd.api.types.is_numeric_dtype(demo[c]):
-                demo[c] = demo[c].astype(object).where(demo[c].notna(), np.nan)
-        X = pd.concat([X, demo], axis=1)
+        X = join_demographics(X, users, d["user_id"].to_numpy()[row], user_cols)
     meta = pd.DataFrame({"user_id": d["user_id"].to_numpy()[row], "item_id": d["item_id"].to_numpy()[row],
                          "category": pd.Categorical.from_codes(d["cat"].to_numpy()[row], categories=cat_index),
                          "timestamp": pd.to_datetime(tv, utc=True), "split": np.where(tv >= cut.value, "test", "train")})
     y = pd.Series(label.astype(np.int8), name="bought")
-    report = {"views": int(len(views)), "dropped_censored_at_log_end": int(censored.sum()),
+    report = {"views": n_views, "dropped_censored_at_log_end": int(censored.sum()),
               "dropped_train_horizon_crosses_cutoff": int((crosses & ~censored).sum()), "cutoff": cut,
               "positive_rate_train": float(y[meta.split.eq("train").to_numpy()].mean()),
               "positive_rate_test": float(y[meta.split.eq("test").to_numpy()].mean())}

@@ -39,11 +39,11 @@ from fastcore.basics import patch
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'MODELS', 'SELECTORS', 'SplitRows', 'NextWindowData', 'next_window_dataset', 'predict_scores',
-           'multilabel_array', 'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile', 'TorchMLPClassifier',
-           'make_preprocessor', 'make_model', 'Comparison', 'compare_models', 'multilabel_mutual_info',
-           'PermutationSelector', 'make_selector', 'make_selected_model', 'selected_features', 'explain_predictions',
-           'FrozenExtractor', 'transfer_head', 'plot_comparison']
+__all__ = ['logger', 'MODELS', 'SELECTORS', 'SplitRows', 'NextWindowData', 'join_demographics', 'next_window_dataset',
+           'predict_scores', 'multilabel_array', 'MultiLabelTags', 'PopularityBaseline', 'LastWindowProfile',
+           'TorchMLPClassifier', 'make_preprocessor', 'make_model', 'Comparison', 'compare_models',
+           'multilabel_mutual_info', 'PermutationSelector', 'make_selector', 'make_selected_model', 'selected_features',
+           'explain_predictions', 'FrozenExtractor', 'transfer_head', 'plot_comparison']
 
 # %% ../nbs/03_nextwindow.ipynb #26aa418d
 class SplitRows:
@@ -70,6 +70,23 @@ class NextWindowData(SplitRows):
     def __repr__(self):
         return (f"NextWindowData({len(self.X)} rows x {self.X.shape[1]} features, {len(self.categories)} labels; "
                 f"{self.meta.split.value_counts().to_dict()}; cold rows {int(self.meta.cold.sum())})")
+
+# %% ../nbs/03_nextwindow.ipynb #jdemo001
+def join_demographics(X: pd.DataFrame,  # feature rows
+                      users: pd.DataFrame,  # user table: user_id plus demographic columns
+                      user_ids: np.ndarray,  # the user of each row of X
+                      user_cols: Sequence,  # demographic columns to add, those present in `users`
+                     ) -> pd.DataFrame:  # X with one column per present demographic column
+    "X with each row's user demographics appended (non-numeric ones as objects, missing as NaN); a DataError on duplicated user ids."
+    if users["user_id"].duplicated().any():
+        dupu = users.loc[users["user_id"].duplicated(), "user_id"].head(5).tolist()
+        raise DataError(f"users has duplicated user_id values {dupu}")
+    cols = [c for c in user_cols if c in users.columns]
+    demo = users.set_index("user_id")[cols].reindex(np.asarray(user_ids)).reset_index(drop=True)
+    for c in cols:
+        if not pd.api.types.is_numeric_dtype(demo[c]) or pd.api.types.is_bool_dtype(demo[c]):
+            demo[c] = demo[c].astype(object).where(demo[c].notna(), np.nan)
+    return pd.concat([X.reset_index(drop=True), demo], axis=1)
 
 # %% ../nbs/03_nextwindow.ipynb #d75c8a97
 def next_window_dataset(
@@ -143,15 +160,7 @@ def next_window_dataset(
     meta["split"] = np.where(meta["k"] >= W - test_windows, "test",
                              np.where(meta["k"] >= W - test_windows - val_windows, "val", "train"))
     if users is not None:
-        if users["user_id"].duplicated().any():
-            dupu = users.loc[users["user_id"].duplicated(), "user_id"].head(5).tolist()
-            raise DataError(f"users has duplicated user_id values {dupu}")
-        cols = [c for c in user_cols if c in users.columns]
-        demo = users.set_index("user_id")[cols].reindex(meta["user_id"].to_numpy()).reset_index(drop=True)
-        for c in cols:
-            if not pd.api.types.is_numeric_dtype(demo[c]) or pd.api.types.is_bool_dtype(demo[c]):
-                demo[c] = demo[c].astype(object).where(demo[c].notna(), np.nan)
-        X = pd.concat([X, demo], axis=1)
+        X = join_demographics(X, users, meta["user_id"].to_numpy(), user_cols)
     report = {"duplicate_events_dropped": int(dup.sum()), "new_user_events_dropped": n_new_dropped,
               **meta["split"].value_counts().to_dict(),
               "cold_rows": int(meta["cold"].sum())}

@@ -62,7 +62,7 @@ def test_summary_of_a_taobao_file(tmp_path):
 
 
 def test_demo_on_simulated_data(tmp_path):
-    r = run("demo", "--data", "simulate", "--out", str(tmp_path / "rep"), "--quiet", "--sequence-epochs", "1")
+    r = run("demo", "--data", "simulate", "--out", str(tmp_path / "rep"), "--quiet", "--sequence-max-epochs", "1")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["summary"]["events"] > 0
@@ -136,19 +136,19 @@ def test_demo_progress_goes_to_the_writer_or_the_log(tmp_path, caplog):
     sim = simulate_log(n_users=60, n_items=40, n_categories=3, n_events=3_000, seed=0)
     ds = Dataset(sim.events, sim.users, sim.items.drop(columns="title"), "sim")   # no title: no BERT step
     lines = []
-    run_demo(out=tmp_path / "a", dataset=ds, sequence_epochs=0, progress=lines.append)
+    run_demo(out=tmp_path / "a", dataset=ds, sequence_max_epochs=0, progress=lines.append)
     assert lines[0] == "loading and validating the log ..." and "temporal split ..." in lines
     with caplog.at_level(logging.INFO, logger="interest_migration.demo"):
-        run_demo(out=tmp_path / "b", dataset=ds, sequence_epochs=0)
+        run_demo(out=tmp_path / "b", dataset=ds, sequence_max_epochs=0)
     assert [r.getMessage() for r in caplog.records if r.name == "interest_migration.demo"] == lines
     caplog.clear(); lines.clear()
     with caplog.at_level(logging.INFO, logger="interest_migration.demo"):
-        run_demo(out=tmp_path / "c", dataset=ds, sequence_epochs=0, quiet=True, progress=lines.append)
+        run_demo(out=tmp_path / "c", dataset=ds, sequence_max_epochs=0, quiet=True, progress=lines.append)
     assert lines == [] and not [r for r in caplog.records if r.name == "interest_migration.demo"]
 
 
 def test_demo_progress_on_stderr_as_before(tmp_path):
     "Through the CLI the demo's progress lines still reach stderr, unprefixed."
-    r = run("demo", "--data", "simulate", "--out", str(tmp_path / "rep"), "--sequence-epochs", "0")
+    r = run("demo", "--data", "simulate", "--out", str(tmp_path / "rep"), "--sequence-max-epochs", "0")
     assert r.returncode == 0, r.stderr
     assert "loading and validating the log ...\n" in r.stderr and "temporal split ...\n" in r.stderr

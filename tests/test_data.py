@@ -414,3 +414,15 @@ def test_simulate_log_unchanged_by_searches():
     w = add_searches(s, rate=0.05, seed=1)
     assert hashlib.sha256(s.events.to_csv(index=False).encode()).hexdigest()[:16] == got["events"]   # input untouched
     assert (w.events.behavior == "search").sum() == round(0.05 * len(s.events))
+
+
+def test_public_column_checks_raise_data_error():
+    "The column checks that validate_events is built from raise the library's DataError, naming table, column and row."
+    from interest_migration.data import DataError, check_behavior_column, check_numeric_column, check_timestamp_column
+    df = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01"]), "behavior": ["look"], "value": ["x"]})
+    with pytest.raises(DataError, match="events: column 'timestamp' holds naive datetimes"):
+        check_timestamp_column(df["timestamp"], "events", df)
+    with pytest.raises(DataError, match=r"events: column 'behavior' has unknown label\(s\) \{'look': 1\}"):
+        check_behavior_column(df["behavior"].astype("category"), BEHAVIORS, "events", df)
+    with pytest.raises(DataError, match="events: column 'value' has non-numeric values"):
+        check_numeric_column(df["value"], "events", "value", df)

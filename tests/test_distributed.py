@@ -38,3 +38,11 @@ def test_single_process_without_torchrun(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     run = read_manifest(tmp_path / "m")["metrics"]["run"]
     assert (run["world_size"], run["epochs"]) == (1, 1) and "1 process(es) on cpu" in r.stderr, run
+
+
+def test_num_threads_flag_and_its_old_name():
+    "The torchrun entry point takes --num-threads (one name per idea); --threads, its old name, still sets it."
+    from interest_migration.distributed import _parser
+    assert _parser().parse_args([]).num_threads == 1
+    assert _parser().parse_args(["--num-threads", "3"]).num_threads == 3
+    assert _parser().parse_args(["--threads", "2"]).num_threads == 2

@@ -51,7 +51,7 @@ CASES = [
     ("time-unit-bad", {}, ["summary", "--time-unit", "minutes"], "--time-unit"),
     ("k-zero", {}, ["recommend", "--k", "0"], "--k"),
     ("max-epochs-zero", {}, ["recommend", "--max-epochs", "0"], "--max-epochs"),
-    ("seq-epochs-negative", {}, ["demo", "--sequence-epochs", "-1"], "--sequence-epochs"),
+    ("seq-epochs-negative", {}, ["demo", "--sequence-max-epochs", "-1"], "--sequence-max-epochs"),
     ("tb-unknown-behavior", {"UserBehavior.csv": "1,10,100,pv,1511544070\n2,11,100,teleport,1511544071\n"},
      ["summary", "--data", "{UserBehavior.csv}"], "teleport"),
     ("tb-text-time", {"UserBehavior.csv": "1,10,100,pv,yesterday\n"}, ["summary", "--data", "{UserBehavior.csv}"], "yesterday"),
@@ -102,7 +102,7 @@ CASES = [
     ("recommend-text-user", {}, ["recommend", "--users", "alice", "--max-epochs", "1", "--seconds", "1"], "not integer ids"),
     ("bench-unknown", {}, ["bench", "nothing"], "invalid choice"),
     ("quiet-and-verbose", {}, ["summary", "--quiet", "--verbose"], "not allowed"),
-    ("demo-out-is-file", {"afile": "x"}, ["demo", "--data", "simulate", "--out", "{afile}", "--sequence-epochs", "0"], "afile"),
+    ("demo-out-is-file", {"afile": "x"}, ["demo", "--data", "simulate", "--out", "{afile}", "--sequence-max-epochs", "0"], "afile"),
     ("rr-extra-field", {"events.csv": RR_HEAD + "1433221332117,1,view,5,\n1433221332118,1,view,5,,surplus\n"},
      ["summary", "--data", "{events.csv}"], "Expected 5 fields in line 3, saw 6"),
     ("contract-bad-mapping", {"shop.csv": SHOP}, ["summary", "--data", "{shop.csv}", "--columns", "user_id=visiter,item_id=sku,timestamp=when"],
@@ -176,6 +176,13 @@ def test_recommend_old_epochs_flag_still_works(capsys):
     assert capsys.readouterr().err.strip() == "warning: --epochs is deprecated; use --max-epochs"
     assert build_parser().parse_args(["recommend", "--max-epochs", "4"]).max_epochs == 4
     assert build_parser().parse_args(["recommend"]).max_epochs == 5 and capsys.readouterr().err == ""
+
+def test_demo_old_sequence_epochs_flag_still_works(capsys):
+    "`demo --sequence-epochs N` (the name before --sequence-max-epochs) sets sequence_max_epochs and warns once on stderr."
+    a = build_parser().parse_args(["demo", "--sequence-epochs", "2"])
+    assert a.sequence_max_epochs == 2
+    assert capsys.readouterr().err.strip() == "warning: --sequence-epochs is deprecated; use --sequence-max-epochs"
+    assert build_parser().parse_args(["demo"]).sequence_max_epochs == 5 and capsys.readouterr().err == ""
 
 def test_at_least_sixty_cases():
     assert len(CASES) + len(VALID) >= 60
@@ -420,7 +427,7 @@ def test_two_concurrent_demos_leave_one_consistent_run(tmp_path):
     exe = str(Path(sys.executable).with_name("interest-migration"))
     out = tmp_path / "report"
     procs = [subprocess.Popen([exe, "demo", "--data", "simulate", "--nrows", "3000", "--seed", str(s), "--out", str(out), "--quiet",
-                               "--sequence-epochs", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in (1, 2)]
+                               "--sequence-max-epochs", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in (1, 2)]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0 and "Traceback" not in err, err

@@ -60,7 +60,7 @@ def test_export_cells_in_fastcore_rhythm():
         lens = [len(s.splitlines()) for s in ex]
         every += lens
         assert statistics.median(lens) <= 30, f"{p.name}: median export cell {statistics.median(lens)} lines"
-        assert max(lens) <= 100, f"{p.name}: an export cell of {max(lens)} lines"
+        assert max(lens) <= 80, f"{p.name}: an export cell of {max(lens)} lines"
     assert statistics.median(every) <= 25, f"median export cell {statistics.median(every)} lines"
 
 
