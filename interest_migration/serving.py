@@ -26,8 +26,8 @@ from torch import nn
 from fastcore.basics import patch
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from .data import BEHAVIORS, DataError, atomic_output
-from .profiles import interest_profile, windowed_profiles, migration_scores
+from .data import BEHAVIORS, DataError, atomic_output, utc_from_ns
+from .profiles import BEHAVIOR_WEIGHTS, interest_profile, windowed_profiles, migration_scores
 from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import SegmentPopularity
@@ -45,8 +45,8 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'WORKER_SWITCH_INTERVAL_S', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY',
            'ENV_MIN_EVENTS', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload', 'events_frame',
-           'user_interests', 'recommend_user', 'multiprocess_metrics_env', 'make_app', 'train_serving_model',
-           'retrain_from_store', 'app_from_env']
+           'user_interests', 'explain_profile', 'recommend_user', 'multiprocess_metrics_env', 'make_app',
+           'train_serving_model', 'retrain_from_store', 'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #b17527b1
 _INT64 = (-2**63, 2**63 - 1)
@@ -265,7 +265,7 @@ def _sync_profiles(svc: _Service, sm: ServingModel):
 # %% ../nbs/11b_serving.ipynb #b81c55a1
 def _install_event_routes(app, svc: _Service):
     "POST /events and GET /users/{user_id}/interests (the store's IncrementalProfiles, synced with the store per request)."
-    from fastapi import Depends, HTTPException
+    from fastapi import Depends, HTTPException, Query
 
     @app.post("/events", dependencies=[Depends(_auth(svc))])
     def post_events(batch: EventBatch) -> dict:
@@ -276,8 +276,8 @@ def _install_event_routes(app, svc: _Service):
         return {k: int(v) for k, v in res.items()}
 
     @app.get("/users/{user_id}/interests")
-    def get_interests(user_id: str) -> dict:
-        "The user's decayed interest profile over categories and the migration score against the previous window."
+    def get_interests(user_id: str, explain: bool = Query(False)) -> dict:
+        "The user's decayed interest profile over categories and the migration score; `explain=true` adds `explain_profile`'s split."
         uid = path_id(user_id)
         sm = svc.model
         with svc.profiles_lock:
@@ -286,13 +286,16 @@ def _install_event_routes(app, svc: _Service):
                 raise HTTPException(404, f"unknown user {uid!r}: no events in the store")
             prof = svc.profiles.profile(users=[uid]).iloc[0]
             mig = svc.profiles.migration(users=[uid])
+            ex = _explain_served(svc, uid) if explain else None   # under the lock: the same events, weights and as-of time
         m = None
         if len(mig):
             r = mig.iloc[0]
             m = {"window": str(r["window"]), "js": float(r["js"]), "from": str(r["from_category"]),
                  "to": str(r["to_category"]), "switched": bool(r["switched"])}
-        return {"user_id": uid, "model_version": sm.version, "profile": {str(c): float(v) for c, v in prof.items() if v > 0},
-                "migration": m}
+        out = {"user_id": uid, "model_version": sm.version, "profile": {str(c): float(v) for c, v in prof.items() if v > 0},
+               "migration": m}
+        if explain: out["explanation"] = ex
+        return out
 
 # %% ../nbs/11b_serving.ipynb #fc718143
 def _items_table(sm: ServingModel) -> pd.DataFrame:
@@ -324,6 +327,59 @@ def user_interests(
              "to": str(last["to_category"]), "switched": bool(last["switched"])}
     return {"user_id": user_id, "as_of": str(prof.attrs.get("at")), "profile": {str(c): float(v) for c, v in row.items() if v > 0},
             "migration": m, "unknown_items": int((~known).sum())}
+
+# %% ../nbs/11b_serving.ipynb #6dc5bd50
+def explain_profile(
+    events: pd.DataFrame,  # one user's events (data contract)
+    items: pd.DataFrame,  # items table with `item_id` and `category_col`
+    at,  # the profile's as-of time (UTC); events after it count for nothing
+    half_life: str | pd.Timedelta | None = "14D",  # the profile's decay; None: none
+    behavior_weights: dict | None = None,  # the profile's behaviour weights; None: `BEHAVIOR_WEIGHTS`
+    categories=None,  # the profile's category order; None: sorted categories of items
+    category_col: str = "category",  # items column with the category (or a list of categories)
+    use_value: bool | str = False,  # as `interest_profile`
+    top: int = 5,  # events listed per category
+) -> dict:  # as_of, total, categories {category: {score, share, by_behavior, top_items}}
+    "Exact additive split of a user's `interest_profile`: each category's score by behaviour, and its weightiest events."
+    ev = events.reset_index(drop=True)
+    n = len(ev)
+    one = np.arange(n)                                     # every event its own "user": the kernel's per-event terms
+    X = interest_profile(ev.assign(user_id=one), items, half_life=half_life, behavior_weights=behavior_weights, at=at,
+                         normalize=False, category_col=category_col, categories=categories, users=one,
+                         use_value=use_value)
+    cats, X = X.columns, X.to_numpy()                      # n x C: event i's contribution to category c
+    code, labels = pd.factorize(ev["behavior"].astype(str))
+    by_beh = np.zeros((len(labels), len(cats)))
+    np.add.at(by_beh, code, X)                             # behaviour x category
+    score = by_beh.sum(0)
+    total = float(score.sum())
+    ts = pd.DatetimeIndex(ev["timestamp"])
+    out = {}
+    for c in np.flatnonzero(score > 0):                    # a loop over categories, not events
+        order = np.argsort(-X[:, c], kind="stable")[:top]
+        order = order[X[order, c] > 0]
+        out[str(cats[c])] = {
+            "score": float(score[c]), "share": float(score[c] / total),
+            "by_behavior": {str(labels[b]): float(by_beh[b, c]) for b in np.flatnonzero(by_beh[:, c] > 0)},
+            "top_items": [{"item_id": json_values(ev["item_id"].iat[i]), "behavior": str(ev["behavior"].iat[i]),
+                           "timestamp": ts[i].isoformat(), "weight": float(X[i, c])} for i in order]}
+    return {"as_of": pd.Timestamp(at).isoformat(), "total": total, "categories": out}
+
+# %% ../nbs/11b_serving.ipynb #c2a35d22
+def _explain_served(svc: _Service, uid) -> dict:
+    "`explain_profile` of the profile the interests route answers: the events it absorbed, its weights, decay and as-of time; caller holds profiles_lock."
+    p = svc.profiles
+    item_text, t, beh, seq = svc.reader.user_tail(uid, 0)
+    pos = pd.Index(p.items["item_id"].astype(str)).get_indexer(item_text)   # store keys -> catalogue ids
+    keep = (seq <= p.last_seq) & (pos >= 0)                 # what the profile absorbed (not what arrived since its sync)
+    ev = pd.DataFrame({"user_id": uid, "item_id": p.items["item_id"].to_numpy()[pos[keep]], "timestamp": utc_from_ns(t[keep]),
+                       "behavior": pd.Categorical(beh[keep], categories=list(BEHAVIORS))})
+    ex = explain_profile(ev, p.items, utc_from_ns([p.watermark])[0], half_life=None if p.hl is None else pd.Timedelta(p.hl),
+                         behavior_weights=p.behavior_weights, categories=p._cats, category_col=p.category_col,
+                         use_value=p.use_value)
+    weights = BEHAVIOR_WEIGHTS if p.behavior_weights is None else p.behavior_weights
+    return {"explains": "the profile above (behaviour weight x decay per event); not the next-window prediction or the ranking",
+            "half_life": None if p.hl is None else str(pd.Timedelta(p.hl)), "behavior_weights": dict(weights), **ex}
 
 # %% ../nbs/11b_serving.ipynb #932c2897
 def _impression_rows(recs: dict, request_id: str, user_id, version: str) -> tuple:

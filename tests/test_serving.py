@@ -516,3 +516,102 @@ def test_bandit_segment_fixed_when_first_counted(served, tmp_path):
     fresh = ColdStartBandit(sm); fresh.sync(st)                        # a new worker: today's attributes
     assert fresh.n_[sb, cat] == 1 and fresh.s_[sb, cat] == 1 and fresh.n_.sum() == 1
     st.close()
+
+
+def _toy_log(rows, t0=pd.Timestamp("2026-01-01", tz="UTC")):
+    "A hand-built log: (item_id, behavior, hours after t0) rows of one user."
+    from interest_migration.data import BEHAVIORS
+    item, beh, hours = zip(*rows)
+    return pd.DataFrame({"user_id": 7, "item_id": list(item), "timestamp": t0 + pd.to_timedelta(list(hours), "h"),
+                         "behavior": pd.Categorical(list(beh), categories=list(BEHAVIORS))})
+
+
+def test_explain_profile_known_answers():
+    from interest_migration.serving import explain_profile
+    items = pd.DataFrame({"item_id": [10, 20, 30], "category": ["x", "y", "x"]})
+    log = _toy_log([(10, "view", 0), (10, "view", 1), (20, "buy", 2)])        # 2 views of A, 1 buy of B
+    ex = explain_profile(log, items, at=log.timestamp.max(), half_life=None)
+    assert ex["total"] == 7.0
+    assert {c: v["score"] for c, v in ex["categories"].items()} == {"x": 2.0, "y": 5.0}
+    assert ex["categories"]["x"]["share"] == 2 / 7 and ex["categories"]["y"]["share"] == 5 / 7
+    assert ex["categories"]["x"]["by_behavior"] == {"view": 2.0} and ex["categories"]["y"]["by_behavior"] == {"buy": 5.0}
+    assert [(i["item_id"], i["behavior"], i["weight"]) for i in ex["categories"]["x"]["top_items"]] == [(10, "view", 1.0)] * 2
+    # custom weights are the profile's: view 0.5, buy 2 -> x 1, y 2
+    ex = explain_profile(log, items, at=log.timestamp.max(), half_life=None, behavior_weights={"view": 0.5, "buy": 2.0})
+    assert {c: v["score"] for c, v in ex["categories"].items()} == {"x": 1.0, "y": 2.0}
+    # decay: the profile's 2^(-(at + 1ns - t)/half_life); one half-life back (to the nanosecond) weighs exactly half
+    log = _toy_log([(10, "view", 0), (30, "cart", 24)])
+    ex = explain_profile(log, items, at=log.timestamp.max(), half_life="1D")
+    d = 2.0 ** (-1 / 86_400e9)                                               # the 1 ns past the last event
+    np.testing.assert_allclose(ex["categories"]["x"]["by_behavior"]["view"], 0.5 * d, rtol=1e-12)
+    np.testing.assert_allclose(ex["categories"]["x"]["by_behavior"]["cart"], 3.0 * d, rtol=1e-12)
+    assert [i["item_id"] for i in ex["categories"]["x"]["top_items"]] == [30, 10]
+    # an item in two categories gives half of its weight to each, as the profile does
+    multi = pd.DataFrame({"item_id": [10, 20], "category": [["x", "y"], ["y"]]})
+    log = _toy_log([(10, "cart", 0), (20, "view", 1)])
+    ex = explain_profile(log, multi, at=log.timestamp.max(), half_life=None)
+    assert {c: v["score"] for c, v in ex["categories"].items()} == {"x": 1.5, "y": 2.5}
+    assert ex["categories"]["y"]["by_behavior"] == {"cart": 1.5, "view": 1.0}
+
+
+def test_explain_profile_sums_to_interest_profile():
+    from interest_migration.serving import explain_profile
+    sim = simulate_log(n_users=20, n_items=60, n_categories=5, n_events=1_500, days=40, seed=3)
+    u = sim.events[sim.events.user_id == sim.events.user_id.iloc[0]]
+    at = u.timestamp.max() + pd.Timedelta("2D")
+    ref = interest_profile(u, sim.items, half_life="7D", at=at, normalize=False).iloc[0]
+    ex = explain_profile(u, sim.items, at=at, half_life="7D")
+    for c, v in ex["categories"].items():
+        np.testing.assert_allclose(sum(v["by_behavior"].values()), v["score"], rtol=1e-12)   # additive, per category
+        np.testing.assert_allclose(v["score"], ref[c], rtol=1e-12)                          # ... to the profile's score
+        np.testing.assert_allclose(v["share"], ref[c] / ref.sum(), rtol=1e-12)
+        w = [i["weight"] for i in v["top_items"]]
+        assert w == sorted(w, reverse=True) and len(w) == min(5, int((u.item_id.map(
+            sim.items.set_index("item_id")["category"]).astype(str) == c).sum()))
+    assert set(ex["categories"]) == {c for c, s in ref.items() if s > 0}
+
+
+def test_interests_explain_route(served):
+    c, svc = served["client"], served["app"].state.service
+    plain = c.get("/users/2/interests")
+    assert plain.status_code == 200 and "explanation" not in plain.json()
+    assert c.get("/users/2/interests", params={"explain": "false"}).content == plain.content   # unchanged without explain
+    r = c.get("/users/2/interests", params={"explain": "true"})
+    assert r.status_code == 200
+    got = r.json()
+    e = got.pop("explanation")
+    assert got == plain.json()
+    with svc.profiles_lock:
+        raw = svc.profiles.profile(users=[2], normalize=False).iloc[0]      # the route's unnormalised scores
+    assert set(e["categories"]) == set(got["profile"])
+    for cat, v in e["categories"].items():
+        np.testing.assert_allclose(sum(v["by_behavior"].values()), v["score"], rtol=1e-12)
+        np.testing.assert_allclose(v["score"], raw[cat], rtol=1e-9)
+        np.testing.assert_allclose(v["share"], got["profile"][cat], rtol=0, atol=1e-9)
+    assert e["half_life"] == str(pd.Timedelta("14D")) and e["behavior_weights"]["buy"] == 5.0
+    bad = c.get("/users/2/interests", params={"explain": "maybe"})
+    assert bad.status_code == 422 and "explain" in bad.json()["detail"], bad.text
+    assert c.get("/users/2/interests").content == plain.content                               # and it keeps serving
+
+
+def test_interests_explain_known_answer_over_http(served, tmp_path):
+    from interest_migration.serving import _items_table
+    app = make_app(served["folder"], f"sqlite:///{tmp_path / 'explain.db'}", token=TOKEN)
+    c = TestClient(app)
+    items = _items_table(app.state.service.model)
+    a = items.iloc[0]
+    b = items[items.category != a.category].iloc[0]
+    t = "2026-03-01T12:00:00+00:00"
+    ev = [{"user_id": 5, "item_id": int(a.item_id), "timestamp": t, "behavior": "view", "event_id": "v1"},
+          {"user_id": 5, "item_id": int(a.item_id), "timestamp": t, "behavior": "view", "event_id": "v2"},
+          {"user_id": 5, "item_id": int(b.item_id), "timestamp": t, "behavior": "buy", "event_id": "b1"}]
+    assert c.post("/events", json={"events": ev}, headers=AUTH).json()["stored"] == 3
+    e = c.get("/users/5/interests", params={"explain": "1"}).json()["explanation"]
+    d = 2.0 ** (-1 / pd.Timedelta("14D").value)                                  # 1 ns of decay: as-of is the last event + 1 ns
+    x, y = e["categories"][str(a.category)], e["categories"][str(b.category)]
+    np.testing.assert_allclose([x["score"], y["score"], e["total"]], [2 * d, 5 * d, 7 * d], rtol=1e-12)
+    np.testing.assert_allclose([x["share"], y["share"]], [2 / 7, 5 / 7], rtol=1e-12)
+    assert list(x["by_behavior"]) == ["view"] and list(y["by_behavior"]) == ["buy"]
+    assert [(i["item_id"], i["behavior"]) for i in y["top_items"]] == [(int(b.item_id), "buy")]
+    assert len(x["top_items"]) == 2 and x["top_items"][0]["timestamp"] == "2026-03-01T12:00:00+00:00"
+    app.state.service.close()
