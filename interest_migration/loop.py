@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_ci, paired_bootstrap
 from .simulate import SimulatedLog, simulate_log
 from .serving import make_app, retrain_from_store, train_serving_model
 from .model_export import ServingModel, load_serving_model, ort_scores
@@ -130,17 +130,18 @@ def run_feedback_loop(
     max_epochs: int = 2,  # epochs of the day-0 training and of each retraining
     k: int = 10,  # list length served and NDCG cut-off
     p_click: float = 0.6,  # a shown item is clicked with p_click x its category's planted weight
+    migrating_share: float = 0.8,  # share of simulated users whose interests migrate (0: the control world, nobody moves)
     work_dir: str | Path | None = None,  # where the store and model folders go (default: a temporary folder, removed)
     **params,  # sequence model parameters (embedding_size, max_len, ...)
-) -> pd.DataFrame:  # one row per (day, model): day, model ('loop'/'frozen'), ndcg, ci_low, ci_high, users, seed
-    "Serve simulated users whose planted interests migrate, retrain from the store every day and reload; NDCG@k per day, loop vs frozen."
+) -> pd.DataFrame:  # one row per (day, model): day, model, ndcg, ci_low, ci_high, users, seed, migrating_share, diff, diff_low, diff_high
+    "Serve simulated users (a share of whom migrate), retrain from the store every day and reload; NDCG@k per day, loop vs frozen."
     if not 0 < warmup_share < 1 or loop_days < 1 or days * (1 - warmup_share) < loop_days:
         raise DataError(f"run_feedback_loop: need 0 < warmup_share < 1 and 1 <= loop_days <= days x (1 - warmup_share); "
                         f"got warmup_share={warmup_share}, loop_days={loop_days}, days={days}")
     from fastapi.testclient import TestClient
     params = {"max_len": 20, "embedding_size": 32, **params}
     sim = simulate_log(n_users=n_users, n_items=n_items, n_categories=n_categories, n_events=n_events, days=days,
-                       migrating_share=0.8, seed=seed)
+                       migrating_share=migrating_share, seed=seed)
     ev, start = sim.events, pd.Timestamp(sim.truth.params["start"])
     day0 = start + pd.Timedelta(days=days - loop_days)
     warm_end = start + pd.Timedelta(days=int(days * warmup_share))
@@ -159,10 +160,17 @@ def run_feedback_loop(
             today = ev[(ev["timestamp"] >= lo) & (ev["timestamp"] < hi)]
             targets = today.drop_duplicates("user_id")[["user_id", "item_id"]]
             history = app.state.service.reader.events(until=lo)
+            per = {}
             for name, sm in (("loop", app.state.service.model), ("frozen", frozen)):
-                s = next_item_ndcg(sm, history, targets, k=k)
+                s = per[name] = next_item_ndcg(sm, history, targets, k=k)
                 v, lo_ci, hi_ci = bootstrap_ci(s.to_numpy(), n_boot=500, seed=seed) if len(s) else (np.nan,) * 3
-                rows.append({"day": d, "model": name, "ndcg": v, "ci_low": lo_ci, "ci_high": hi_ci, "users": len(s), "seed": seed})
+                rows.append({"day": d, "model": name, "ndcg": v, "ci_low": lo_ci, "ci_high": hi_ci, "users": len(s), "seed": seed,
+                             "migrating_share": migrating_share})
+            both = per["loop"].index.intersection(per["frozen"].index)     # paired: the users both models could score
+            pb = paired_bootstrap(per["loop"][both].to_numpy(), per["frozen"][both].to_numpy(), n_boot=500, seed=seed) \
+                if len(both) else {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+            for r_ in rows[-2:]:
+                r_.update(diff=pb["diff"], diff_low=pb["ci_low"], diff_high=pb["ci_high"])
             clicks = _serve_and_click(client, sim, targets["user_id"].to_numpy(), lo, p_click, k, rng)
             _post_events(client, today, f"s{seed}d{d}", {})
             _post_events(client, clicks, f"s{seed}d{d}c", {})
@@ -173,7 +181,9 @@ def run_feedback_loop(
                 raise DataError(f"feedback loop: reload refused: {r.text[:300]}")
             logger.info("loop day %d: %d organic events, %d clicks, serving %s", d, len(today), len(clicks), r.json()["model_version"])
         app.state.service.close()
-        return pd.DataFrame(rows)
+        out = pd.DataFrame(rows)
+        out.attrs["n_migrations"] = len(sim.truth.migrations)   # planted migrations in this world
+        return out
     finally:
         if work_dir is None:
             shutil.rmtree(tmp, ignore_errors=True)
