@@ -559,14 +559,14 @@ def test_fuzz_search_rows(rows):
         clean, rep = validate_events(ev)
     except DataError as e:
         msg = str(e)
+        if "no rows left" in msg:                # nothing left after the drops (every row lacked an id, say)
+            return
         mixed = len({isinstance(x, str) for x in i if x is not None}) > 1
         nul = [k for k, x in enumerate(i) if isinstance(x, str) and "\x00" in x]   # NUL in an id: refused, by row
         if mixed: assert "column 'item_id' mixes types" in msg        # checked first, naming the column
         elif nul and "NUL character" in msg: assert "column 'item_id'" in msg, msg
         else: assert bad_query and f"column 'query' row {bad_query[0]}" in msg, msg
         return
-    except ValueError as e:                    # nothing left after the drops
-        assert "no rows left" in str(e); return
     assert not bad_query
     assert rep.n_in == len(ev) and rep.n_out + sum(rep.dropped.values()) == len(ev) == len(clean) + sum(rep.dropped.values())
     missing_item = clean["item_id"].isna().to_numpy()
