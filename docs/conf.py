@@ -42,7 +42,7 @@ maximum_signature_line_length = 88
 toc_object_entries = True
 toc_object_entries_show_parents = "hide"
 python_use_unqualified_type_names = True
-im_symbols = json.loads(os.environ.get("IM_SYMBOLS_JSON", "{}"))
+im_symbols = json.loads(Path(os.environ["IM_SYMBOLS_FILE"]).read_text()) if os.environ.get("IM_SYMBOLS_FILE") else {}
 
 html_theme = "furo"
 html_title = project

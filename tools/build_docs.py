@@ -447,7 +447,10 @@ def main(argv=None) -> int:
     for d in (DOCS, out):
         if d.exists():
             shutil.rmtree(d)
-    env = {**os.environ, "IM_SYMBOLS_JSON": json.dumps(table)}
+    sym = ROOT / "_build" / "symbols.json"   # a file, not an environment variable: one variable may hold at most 128 KiB
+    sym.parent.mkdir(parents=True, exist_ok=True)
+    sym.write_text(json.dumps(table))
+    env = {**os.environ, "IM_SYMBOLS_FILE": str(sym)}
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF), "-d", str(ROOT / "_build" / "doctrees"),
            "-j", "1", str(SRC), str(out)]
     r = subprocess.run(cmd, env=env)
