@@ -208,3 +208,22 @@ def test_planted_side_signal_is_recovered_and_the_control_is_not():
     assert (gains["planted"].ci_low > 0).all()                      # micro-F1 and recall@3 both gain on planted data
     assert (gains["control"].ci_low < 0).all()                      # no significant gain without the plant
     assert (gains["planted"].gain > gains["control"].gain).all()
+
+
+def test_cli_predict_runs_decision_tree_and_naive_bayes():
+    "The two simple models of the registry reach the CLI: `predict --models decision_tree naive_bayes` prints their rows with CIs."
+    import subprocess, sys
+    from pathlib import Path
+    exe = str(Path(sys.executable).with_name("interest-migration"))
+    r = subprocess.run([exe, "predict", "--data", "simulate", "--models", "popularity", "decision_tree", "naive_bayes"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [l.split() for l in r.stdout.splitlines()]
+    got = {(w[0], w[1]): [float(x) for x in w[2:5]] for w in rows if len(w) >= 6 and w[0] in MODELS}
+    for name in ("popularity", "decision_tree", "naive_bayes"):
+        for metric in ("f1_micro", "recall@3", "roc_auc"):
+            v, lo, hi = got[(name, metric)]
+            assert 0 <= lo <= v <= hi <= 1, (name, metric, v, lo, hi)
+    assert got[("decision_tree", "roc_auc")][0] > got[("popularity", "roc_auc")][0]   # the tree learns something
+    bad = subprocess.run([exe, "predict", "--data", "simulate", "--models", "svm"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "decision_tree" in bad.stderr and "naive_bayes" in bad.stderr
