@@ -227,3 +227,23 @@ def test_cli_predict_runs_decision_tree_and_naive_bayes():
     assert got[("decision_tree", "roc_auc")][0] > got[("popularity", "roc_auc")][0]   # the tree learns something
     bad = subprocess.run([exe, "predict", "--data", "simulate", "--models", "svm"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "decision_tree" in bad.stderr and "naive_bayes" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["mutual_info", "rfe", "permutation"])
+def test_feature_selection_sees_only_training_windows(kind):
+    "Selection is a pipeline step fitted inside compare_models on the train windows: changing the val/test rows changes no survivor."
+    from interest_migration.nextwindow import make_selected_model, selected_features
+    sim = simulate_log(n_users=200, n_items=80, n_events=16_000, seed=2)
+    nw = next_window_dataset(sim.events, sim.items, sim.users, freq="20D")
+    Xtr = nw.part("train")[0]
+    pick = lambda d: selected_features(compare_models(d, {"sel": make_selected_model("logreg", Xtr, kind, k=6)},
+                                                      n_boot=20).models["sel"]).tolist()
+    later = nw.meta["split"].ne("train").to_numpy()
+    rng = np.random.default_rng(0)
+    X2 = nw.X.copy()
+    num = X2.select_dtypes("number").columns
+    X2.loc[later, num] = rng.permutation(X2.loc[later, num].to_numpy())       # scramble every val/test row
+    Y2 = nw.Y.copy(); Y2.loc[later] = 1 - Y2.loc[later].to_numpy()
+    from dataclasses import replace
+    a, b = pick(nw), pick(replace(nw, X=X2, Y=Y2))
+    assert len(a) == 6 and a == b
