@@ -17,7 +17,7 @@ author = ini["author"]
 copyright = ini["copyright"]
 release = version = ini["version"]
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx-mathjax-offline", "sphinx_copybutton", "im_api"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "im_mathjax", "sphinx_copybutton", "im_api"]
 root_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 source_suffix = {".ipynb": "myst-nb", ".md": "myst-nb"}

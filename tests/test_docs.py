@@ -142,24 +142,51 @@ def test_entries_link_their_source(built):
                 assert (DOCS / urllib.parse.urlsplit(href).path).exists(), href
 
 
-def test_links_are_local_and_resolve(built):
-    ids = {p: {t["id"] for t in soup.find_all(id=True)} for p, soup in built.items()}
+def site_links(docs: Path) -> list:
+    "(page, reference) of every link, script, style sheet and image of every HTML file under `docs` that does not resolve there."
+    from bs4 import BeautifulSoup
+    docs = docs.resolve()
+    html = {p.resolve(): BeautifulSoup(p.read_text(encoding="utf-8"), "html.parser") for p in docs.rglob("*.html")}
+    ids = {p: {t["id"] for t in soup.find_all(id=True)} for p, soup in html.items()}
     bad = []
-    for p, soup in built.items():
-        for a in soup.find_all("a", href=True):
-            href = a["href"]
-            if DOC_HOSTS.search(href):
-                bad.append((p, href))
-                continue
-            u = urllib.parse.urlsplit(href)
-            if u.scheme or href.startswith(("mailto:", "#")) and not u.fragment:
-                continue
-            target = (DOCS / u.path) if u.path else DOCS / f"{p}.html"
-            if not target.exists():
-                bad.append((p, href))
-            elif u.fragment and target.suffix == ".html" and target.stem in ids and u.fragment not in ids[target.stem]:
-                bad.append((p, href))
-    assert not bad, f"links that do not resolve locally: {bad[:20]}"
+    for p, soup in html.items():
+        for tag, attr in (("a", "href"), ("link", "href"), ("script", "src"), ("img", "src")):
+            for t in soup.find_all(tag, **{attr: True}):
+                ref = t[attr]
+                if DOC_HOSTS.search(ref):
+                    bad.append((p.relative_to(docs).as_posix(), ref))
+                    continue
+                u = urllib.parse.urlsplit(ref)
+                if u.scheme or ref.startswith("mailto:"):
+                    continue
+                target = (p.parent / urllib.parse.unquote(u.path)).resolve() if u.path else p
+                if not target.exists() or docs not in target.parents:
+                    bad.append((p.relative_to(docs).as_posix(), ref))
+                elif u.fragment and target in ids and u.fragment not in ids[target]:
+                    bad.append((p.relative_to(docs).as_posix(), ref))
+    return bad
+
+
+def test_links_are_local_and_resolve(built):
+    "Every link of the site (topic pages, API source pages, the index and search pages) resolves in _docs/, anchors included."
+    assert len(list(DOCS.rglob("*.html"))) > len(built), "the API source pages (_modules/) are missing"
+    bad = site_links(DOCS)
+    assert not bad, f"{len(bad)} links that do not resolve locally: {bad[:20]}"
+
+
+def test_link_check_finds_broken_links(tmp_path):
+    "The link check itself: a missing page, a missing anchor, a docs host and a file outside the site are all caught."
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.html").write_text('<p id="x"></p><a href="a.html#x">ok</a><a href="#x">ok</a><a href="sub/b.html">ok</a>'
+                                     '<a href="https://example.org/">external, fine</a><script src="sub/s.js"></script>')
+    (tmp_path / "sub" / "b.html").write_text('<a href="../a.html#x">ok</a>')
+    (tmp_path / "sub" / "s.js").write_text("")
+    assert site_links(tmp_path) == []
+    (tmp_path / "sub" / "c.html").write_text('<a href="../missing.html">1</a><a href="../a.html#nope">2</a>'
+                                             '<a href="https://nbdev.fast.ai/x.html">3</a><a href="../../outside.html">4</a>'
+                                             '<img src="gone.png">')
+    assert [r for _, r in site_links(tmp_path)] == ["../missing.html", "../a.html#nope", "https://nbdev.fast.ai/x.html",
+                                                    "../../outside.html", "gone.png"]
 
 
 def test_backticked_names_link_to_their_entries(built):
@@ -177,8 +204,7 @@ def test_previous_next_and_page_contents(built):
             assert rel.select_one("a.prev-page"), f"{p} has no previous link"
         if p != order[-2] and p != "index":  # the last topic page has no next
             assert rel.select_one("a.next-page"), f"{p} has no next link"
-        if p != "index":
-            assert len(soup.select("aside.toc-drawer div.toc-tree li")) >= 2, f"{p} has no table of contents"
+        assert len(soup.select("aside.toc-drawer div.toc-tree li")) >= 2, f"{p} has no table of contents"
 
 
 def test_no_traceback_warning_or_machine_path(built):
@@ -256,13 +282,22 @@ def test_page_in_browser(site, page, tmp_path):
         assert w > 100 and h > 80, f"{page}: a figure of {w}x{h} px"
 
 
+# The topic page the issue names 02_prediction: the notebook was renamed 02_profiles (5f5e991) when prediction moved
+# to 03_nextwindow; it is still the long page of profiles and migration, with maths.
+PREDICTION_PAGE = "02_profiles"
+
+
 def test_screenshots(site, tmp_path):
-    "Screenshots kept as build artefacts: the index, the longest topic page, and a narrow screen (sidebar collapsed)."
+    """Screenshots kept as build artefacts under _build/screenshots/: the index, 02_prediction's page (now 02_profiles),
+    the longest topic page, and that page on a narrow screen (sidebar collapsed); the report's is taken below."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    assert PREDICTION_PAGE in pages()
     longest = max((p for p in pages() if p != "index"), key=lambda p: (DOCS / f"{p}.html").stat().st_size)
-    for name, url, size in [("index", "index.html", "1280,900"), (longest, f"{longest}.html", "1280,900"),
-                            (f"{longest}-narrow", f"{longest}.html", "420,900")]:
+    shots = [("index", "index.html", "1280,900"), (PREDICTION_PAGE, f"{PREDICTION_PAGE}.html", "1280,900"),
+             (longest, f"{longest}.html", "1280,900"), (f"{longest}-narrow", f"{longest}.html", "420,900")]
+    for name, url, size in shots:
         out = SHOTS / f"{name}.png"
+        out.unlink(missing_ok=True)
         r = browser(f"{site}/{url}", tmp_path, f"--screenshot={out}", f"--window-size={size}")
         assert out.exists() and out.stat().st_size > 10_000, r.stderr[-500:]
 
@@ -275,6 +310,10 @@ def test_demo_report_in_browser(tmp_path):
     assert main(["demo", "--quiet", "--out", str(tmp_path / "rep")]) == 0
     soup = dom((tmp_path / "rep" / "report.html").as_uri(), tmp_path)
     assert len(soup.find_all("table")) >= 4, "tables missing from the rendered report"
+    text = visible_text(soup)
+    assert "Traceback (most recent call last)" not in text and not re.findall(r"\b\w*Warning: ", text)
+    for s in machine_paths() + [str(tmp_path)]:
+        assert s not in text, f"the report shows a path of the build machine: {s}"
     first = soup.find(["h2", "section"])
     assert first is not None and "summary" in first.get_text().lower(), "the report does not open with its summary"
     from PIL import Image
