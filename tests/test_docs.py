@@ -118,6 +118,18 @@ def test_every_exported_symbol_has_an_entry_with_parameters(built):
                 no_table.append(full)
     assert not missing, f"no API entry for {missing}"
     assert not no_table, f"API entries without a parameter table: {no_table}"
+    import inspect
+    borrowed = []  # a constant's entry showing the docstring of its value's type (numpy's ndarray manual, dict's)
+    for mod, names in exported().items():
+        m = importlib.import_module(f"interest_migration.{mod}")
+        for n in names:
+            v = getattr(m, n)
+            if inspect.isclass(v) or inspect.isroutine(v) or inspect.ismodule(v) or not (v.__doc__ or "").strip():
+                continue
+            first = v.__doc__.strip().splitlines()[0].strip()
+            if len(first) > 20 and first in entries[f"interest_migration.{mod}.{n}"][1].get_text(" "):
+                borrowed.append(f"{mod}.{n}")
+    assert not borrowed, f"constants documented with their type's docstring: {borrowed}"
 
 
 def _has_source(dotted: str) -> bool:
@@ -300,6 +312,44 @@ def test_screenshots(site, tmp_path):
         out.unlink(missing_ok=True)
         r = browser(f"{site}/{url}", tmp_path, f"--screenshot={out}", f"--window-size={size}")
         assert out.exists() and out.stat().st_size > 10_000, r.stderr[-500:]
+
+
+PROBE = """<!doctype html><body><iframe id="f" src="site/{page}.html" style="width:{width}px;height:900px;border:0"></iframe>
+<script>
+document.getElementById("f").addEventListener("load", () => {{
+  const d = document.getElementById("f").contentDocument, box = s => d.querySelector(s).getBoundingClientRect();
+  const out = {{sidebar_right: box(".sidebar-drawer").right, content_left: box("article").left,
+               menu_button: getComputedStyle(d.querySelector(".nav-overlay-icon")).display}};
+  const pre = document.createElement("pre"); pre.id = "result"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}});
+</script></body>"""
+
+
+def layout(page: str, width: int, tmp_path: Path) -> dict:
+    "Where the sidebar and the page's text are when `page` is shown `width` px wide (measured by the browser itself)."
+    import json
+    root = tmp_path / f"probe{width}"
+    root.mkdir()
+    (root / "site").symlink_to(DOCS.resolve(), target_is_directory=True)
+    (root / "probe.html").write_text(PROBE.format(page=page, width=width))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # the probe and the page from one origin
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        soup = dom(f"http://127.0.0.1:{srv.server_address[1]}/probe.html", tmp_path)
+    finally:
+        srv.shutdown()
+    res = soup.find(id="result")
+    assert res is not None, "the probe page did not report the layout"
+    return json.loads(res.get_text())
+
+
+def test_sidebar_collapses_on_a_narrow_screen(built, tmp_path):
+    "At 420 px the sidebar is off-screen behind a menu button and the text starts at the left edge; at 1280 px it shows."
+    narrow, wide = layout(PREDICTION_PAGE, 420, tmp_path), layout(PREDICTION_PAGE, 1280, tmp_path)
+    assert narrow["sidebar_right"] <= 0 and narrow["menu_button"] != "none" and narrow["content_left"] < 60, narrow
+    assert wide["sidebar_right"] > 150 and wide["menu_button"] == "none" and wide["content_left"] > 150, wide
 
 
 def test_demo_report_in_browser(tmp_path):

@@ -18,7 +18,7 @@ def test_longest_notebooks_execute_first(tmp_path, monkeypatch):
     src = [bd.NBS / f"{n}.ipynb" for n in ("99_b", "07_tuning", "index", "99_new", "11a_store")]
     monkeypatch.setattr(bd, "TIMES", tmp_path / "missing.json")   # a fresh clone: the measured table only
     known = bd.exec_times()
-    assert known["index"] == 63 and known["11a_store"] == 8 and "99_new" not in known
+    assert known["index"] == 75 and known["11a_store"] == 9 and "99_new" not in known
     assert [p.stem for p in bd.execution_order(src, known)] == ["index", "07_tuning", "99_b", "99_new", "11a_store"]
     # after a build: its own times win, the measured table fills the rest
     (tmp_path / "t.json").write_text(json.dumps({"index": 30.5, "99_b": 70.0, "99_new": 25.0}))
@@ -142,3 +142,21 @@ def test_tagging_results_depend_on_the_fine_tune():
     nb.cells[table].outputs = fresh  # what running it in the fast build gives
     bd.restore_stale(nb)
     assert [dict(o) for o in nb.cells[table].outputs] == committed and "im_committed" not in nb.cells[table].metadata
+
+
+def test_constants_do_not_show_their_types_docstring():
+    "An exported array or dict constant gets a type/value table, not numpy's ndarray (or dict's) docstring."
+    import sys
+    import numpy as np
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    import im_api
+    from sphinx.util.docstrings import prepare_docstring
+    for value in (np.arange(3.0), {"a": 1}):
+        lines = prepare_docstring(value.__doc__)  # what autodoc hands over for a module constant without a `#:` comment
+        im_api.process_docstring(None, "data", "interest_migration.x.CONST", value, {}, lines)
+        text = "\n".join(lines)
+        assert "list-table" in text and type(value).__name__ in text
+        assert value.__doc__.strip().splitlines()[0].strip()[:30] not in text, text[:300]
+    own = ["Hours of the day at which simulated users are active."]  # a constant's own `#:` docstring stays
+    im_api.process_docstring(None, "data", "interest_migration.x.CONST", np.arange(3.0), {}, own)
+    assert own[0] == "Hours of the day at which simulated users are active."

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -84,18 +83,20 @@ def symbols(mods: list) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------- 1. execute
-# Seconds each notebook took to execute (fast cells, two kernels at a time) in the last build here, or in the measured
-# build below (make docs from a fresh clone, 2026-11-29) on a fresh clone: the build starts the longest first. Only the order depends on them, never the output.
+# Seconds each notebook took to execute (fast cells, two at a time) in the last build here, or, in a fresh clone, in the
+# measured build below (make docs from a fresh clone, 2026-11-29 09:52, a Jupyter kernel each, 47 notebooks): the build
+# starts the longest first. Only the order depends on them, never the output.
 TIMES = ROOT / "_build" / "exec_times.json"
-_MEASURED = {"index": 63, "07_tuning": 57, "12a_demo": 57, "08_tagging": 42, "09_zero_shot": 36, "11_privacy": 36,
-             "10a_neural": 35, "00c_taobao_log": 34, "03_nextwindow": 30, "13_cli": 27, "05a_transfer": 26,
-             "08_encoders": 26, "09a_cold_users": 24, "11c_loop": 24, "11ab_export": 23, "12_bench": 22,
-             "11b_serving": 21, "12b_bench_scale": 21, "06_exploration": 19, "10d_cf": 18, "11ac_coldstart": 18,
-             "00b_simulate": 17, "03a_side_features": 17, "05_segments": 17, "10b_bert4rec": 17, "10e_explain": 17,
-             "01a_ranking": 16, "03c_scale": 16, "11d_serve_bench": 16, "00_data": 15, "10_sequence": 15,
-             "02_profiles": 14, "04_intent": 14, "08a_search": 14, "11aa_ope": 14, "01_metrics": 13,
-             "01b_recommender": 13, "03b_churn": 13, "05_segmenters": 13, "10c_distributed": 13, "11ad_incremental": 11,
-             "00a_readers": 10, "11a_store": 8}
+_MEASURED = {"index": 75, "12a_demo": 60, "07_tuning": 58, "08_tagging": 42, "00c_taobao_log": 36,
+             "09_zero_shot": 36, "11_privacy": 33, "10a_neural": 31, "03_nextwindow": 29, "05a_transfer": 27,
+             "13_cli": 27, "10f_side_seq": 25, "08_encoders": 23, "09a_cold_users": 22, "11c_loop": 22, "10d_cf": 18,
+             "11ab_export": 18, "11b_serving": 18, "12c_bench_seq": 18, "06_exploration": 17, "12_bench": 16,
+             "12b_bench_scale": 16, "10b_bert4rec": 16, "10e_explain": 15, "11ac_coldstart": 15, "00b_simulate": 15,
+             "03a_side_features": 14, "05_segments": 14, "11ae_request_path": 14, "02_profiles": 14,
+             "01_metrics": 13, "08a_search": 13, "01a_ranking": 12, "01b_recommender": 12, "06a_offpolicy": 12,
+             "11d_serve_bench": 12, "03c_scale": 12, "04_intent": 12, "05_segmenters": 12, "10_sequence": 11,
+             "00_data": 11, "11aa_ope": 10, "10c_distributed": 9, "11a_store": 9, "03b_churn": 9, "00a_readers": 8,
+             "11ad_incremental": 7}
 _UNKNOWN_S = 20.0  # a notebook not timed yet: a typical one
 
 
@@ -662,9 +663,13 @@ def main(argv=None) -> int:
     stems = {p.stem for p in src}
     processed, titles = {}, {}
 
+    spent = [0.0]
+
     def process(stem):  # nbdev's processing of one executed notebook, while the others still run
+        start = time.process_time()
         nb, titles[stem], info = page(BUILD / f"{stem}.ipynb", table, executed=do_exec, stems=stems)
         processed[stem] = (nb, info)
+        spent[0] += time.process_time() - start
 
     times = {}
     if do_exec:
@@ -705,7 +710,7 @@ def main(argv=None) -> int:
             nb.cells.append(nbformat.v4.new_markdown_cell(f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```"))
         nbformat.write(nb, SRC / f"{stem}.ipynb")
     t1, c1 = time.perf_counter(), cpu_seconds()
-    print(f"pages ready ({len(order)}) in {t1 - t0:.0f}s, {c1 - c0:.0f} CPU-s", flush=True)
+    print(f"pages ready ({len(order)}) in {t1 - t0:.0f}s, {c1 - c0:.0f} CPU-s ({spent[0]:.0f} of them processing pages)", flush=True)
     print("rendering with Sphinx ...", flush=True)
     out = ROOT / "_build" / "html"  # MyST-NB writes its jupyter_execute/ beside the output folder
     for d in (DOCS, out):
@@ -714,12 +719,15 @@ def main(argv=None) -> int:
     sym = ROOT / "_build" / "symbols.json"   # a file, not an environment variable: one variable may hold at most 128 KiB
     sym.parent.mkdir(parents=True, exist_ok=True)
     sym.write_text(json.dumps(table))
-    env = {**os.environ, "IM_SYMBOLS_FILE": str(sym)}
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF), "-d", str(ROOT / "_build" / "doctrees"),
-           "-j", str(jobs), str(SRC), str(out)]  # every extension is parallel-safe (docs/_ext/im_mathjax.py)
-    r = subprocess.run(cmd, env=env)
-    if r.returncode:
-        return r.returncode
+    os.environ["IM_SYMBOLS_FILE"] = str(sym)
+    processed.clear()
+    # Sphinx in this process: the package is imported already, and Sphinx's parallel readers (every extension is
+    # parallel-safe: docs/_ext/im_mathjax.py) are forked from it, so none imports torch and the package again
+    from sphinx.cmd.build import build_main
+    rc = build_main(["-b", "html", "-q", "-c", str(CONF), "-d", str(ROOT / "_build" / "doctrees"), "-j", str(jobs),
+                     str(SRC), str(out)])
+    if rc:
+        return rc
     shutil.move(out, DOCS)
     mode = "no-exec" if not do_exec else "slow" if "--slow" in argv else "exec"
     (DOCS / ".im-build.json").write_text(json.dumps({"mode": mode, "pages": order}))
