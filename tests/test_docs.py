@@ -249,6 +249,13 @@ def test_cached_outputs_are_marked(built):
             assert shown >= min(1, len(slow)), f"{p}: {len(slow)} slow cells with outputs, {shown} marked cached"
         else:  # --slow ran every cell: nothing is cached
             assert shown == 0, f"{p}: cached marks in a build that ran every cell"
+    # The example of mixed outputs: the tagging page's prose quotes the fine-tuned model (a slow cell); its
+    # results table and the figure below it must show that model too, whether re-run (--slow) or kept as committed.
+    cells = [c for c in built["08_tagging"].select("div.cell")
+             if c.select_one("div.cell_input") and "evaluate_taggers(taggers" in c.select_one("div.cell_input").get_text()]
+    assert len(cells) == 1 and "F1 micro" in cells[0].select_one("div.cell_output").get_text()
+    assert "MiniLM fine-tuned" in cells[0].select_one("div.cell_output").get_text(), \
+        "08_tagging's results table lacks the fine-tuned model that its prose quotes"
 
 
 def test_tables_are_html_with_integer_counts(built):
