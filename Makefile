@@ -42,8 +42,9 @@ bench-peer: $(STAMP)
 	$(PYTHON) tools/bench_peer_msr.py --setup-only
 	$(PYTHON) tools/bench_peer_recbole.py --epochs 2
 
-# The documentation site under _docs/: notebooks executed (slow cells keep their committed output, marked as
-# cached), processed by nbdev's processors, rendered by Sphinx + MyST-NB (Furo theme, MathJax bundled offline).
+# The documentation site under _docs/: notebooks executed by nbdev's executor in forked children of one process that
+# imported the libraries once (slow cells keep their committed output, marked as cached), processed by nbdev's
+# processors as each finishes, rendered by Sphinx + MyST-NB, 2 processes (Furo theme, MathJax bundled offline).
 # The generator (settings.ini's docs_requirements, the `docs` extra) is installed when missing.
 # DOCS_FLAGS=--no-exec renders the committed outputs; DOCS_FLAGS=--slow runs the slow cells too.
 DOCS_FLAGS ?=

@@ -17,7 +17,7 @@ author = ini["author"]
 copyright = ini["copyright"]
 release = version = ini["version"]
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx-mathjax-offline", "sphinx_copybutton", "im_api"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "im_mathjax", "sphinx_copybutton", "im_api"]
 root_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 source_suffix = {".ipynb": "myst-nb", ".md": "myst-nb"}
@@ -42,6 +42,10 @@ maximum_signature_line_length = 88
 toc_object_entries = True
 toc_object_entries_show_parents = "hide"
 python_use_unqualified_type_names = True
+# Every module of the package imported here, once: autodoc imports them while reading, and Sphinx's parallel readers
+# are forked from this process, so each would import torch and the package again (seconds of CPU each).
+for _m in sorted(p.stem for p in (ROOT / ini["lib_path"]).glob("[!_]*.py")):
+    __import__(f"{ini['lib_path']}.{_m}")
 im_symbols = json.loads(Path(os.environ["IM_SYMBOLS_FILE"]).read_text()) if os.environ.get("IM_SYMBOLS_FILE") else {}
 
 html_theme = "furo"

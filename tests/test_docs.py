@@ -118,6 +118,18 @@ def test_every_exported_symbol_has_an_entry_with_parameters(built):
                 no_table.append(full)
     assert not missing, f"no API entry for {missing}"
     assert not no_table, f"API entries without a parameter table: {no_table}"
+    import inspect
+    borrowed = []  # a constant's entry showing the docstring of its value's type (numpy's ndarray manual, dict's)
+    for mod, names in exported().items():
+        m = importlib.import_module(f"interest_migration.{mod}")
+        for n in names:
+            v = getattr(m, n)
+            if inspect.isclass(v) or inspect.isroutine(v) or inspect.ismodule(v) or not (v.__doc__ or "").strip():
+                continue
+            first = v.__doc__.strip().splitlines()[0].strip()
+            if len(first) > 20 and first in entries[f"interest_migration.{mod}.{n}"][1].get_text(" "):
+                borrowed.append(f"{mod}.{n}")
+    assert not borrowed, f"constants documented with their type's docstring: {borrowed}"
 
 
 def _has_source(dotted: str) -> bool:
@@ -142,24 +154,51 @@ def test_entries_link_their_source(built):
                 assert (DOCS / urllib.parse.urlsplit(href).path).exists(), href
 
 
-def test_links_are_local_and_resolve(built):
-    ids = {p: {t["id"] for t in soup.find_all(id=True)} for p, soup in built.items()}
+def site_links(docs: Path) -> list:
+    "(page, reference) of every link, script, style sheet and image of every HTML file under `docs` that does not resolve there."
+    from bs4 import BeautifulSoup
+    docs = docs.resolve()
+    html = {p.resolve(): BeautifulSoup(p.read_text(encoding="utf-8"), "html.parser") for p in docs.rglob("*.html")}
+    ids = {p: {t["id"] for t in soup.find_all(id=True)} for p, soup in html.items()}
     bad = []
-    for p, soup in built.items():
-        for a in soup.find_all("a", href=True):
-            href = a["href"]
-            if DOC_HOSTS.search(href):
-                bad.append((p, href))
-                continue
-            u = urllib.parse.urlsplit(href)
-            if u.scheme or href.startswith(("mailto:", "#")) and not u.fragment:
-                continue
-            target = (DOCS / u.path) if u.path else DOCS / f"{p}.html"
-            if not target.exists():
-                bad.append((p, href))
-            elif u.fragment and target.suffix == ".html" and target.stem in ids and u.fragment not in ids[target.stem]:
-                bad.append((p, href))
-    assert not bad, f"links that do not resolve locally: {bad[:20]}"
+    for p, soup in html.items():
+        for tag, attr in (("a", "href"), ("link", "href"), ("script", "src"), ("img", "src")):
+            for t in soup.find_all(tag, **{attr: True}):
+                ref = t[attr]
+                if DOC_HOSTS.search(ref):
+                    bad.append((p.relative_to(docs).as_posix(), ref))
+                    continue
+                u = urllib.parse.urlsplit(ref)
+                if u.scheme or ref.startswith("mailto:"):
+                    continue
+                target = (p.parent / urllib.parse.unquote(u.path)).resolve() if u.path else p
+                if not target.exists() or docs not in target.parents:
+                    bad.append((p.relative_to(docs).as_posix(), ref))
+                elif u.fragment and target in ids and u.fragment not in ids[target]:
+                    bad.append((p.relative_to(docs).as_posix(), ref))
+    return bad
+
+
+def test_links_are_local_and_resolve(built):
+    "Every link of the site (topic pages, API source pages, the index and search pages) resolves in _docs/, anchors included."
+    assert len(list(DOCS.rglob("*.html"))) > len(built), "the API source pages (_modules/) are missing"
+    bad = site_links(DOCS)
+    assert not bad, f"{len(bad)} links that do not resolve locally: {bad[:20]}"
+
+
+def test_link_check_finds_broken_links(tmp_path):
+    "The link check itself: a missing page, a missing anchor, a docs host and a file outside the site are all caught."
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.html").write_text('<p id="x"></p><a href="a.html#x">ok</a><a href="#x">ok</a><a href="sub/b.html">ok</a>'
+                                     '<a href="https://example.org/">external, fine</a><script src="sub/s.js"></script>')
+    (tmp_path / "sub" / "b.html").write_text('<a href="../a.html#x">ok</a>')
+    (tmp_path / "sub" / "s.js").write_text("")
+    assert site_links(tmp_path) == []
+    (tmp_path / "sub" / "c.html").write_text('<a href="../missing.html">1</a><a href="../a.html#nope">2</a>'
+                                             '<a href="https://nbdev.fast.ai/x.html">3</a><a href="../../outside.html">4</a>'
+                                             '<img src="gone.png">')
+    assert [r for _, r in site_links(tmp_path)] == ["../missing.html", "../a.html#nope", "https://nbdev.fast.ai/x.html",
+                                                    "../../outside.html", "gone.png"]
 
 
 def test_backticked_names_link_to_their_entries(built):
@@ -177,8 +216,7 @@ def test_previous_next_and_page_contents(built):
             assert rel.select_one("a.prev-page"), f"{p} has no previous link"
         if p != order[-2] and p != "index":  # the last topic page has no next
             assert rel.select_one("a.next-page"), f"{p} has no next link"
-        if p != "index":
-            assert len(soup.select("aside.toc-drawer div.toc-tree li")) >= 2, f"{p} has no table of contents"
+        assert len(soup.select("aside.toc-drawer div.toc-tree li")) >= 2, f"{p} has no table of contents"
 
 
 def test_no_traceback_warning_or_machine_path(built):
@@ -211,6 +249,13 @@ def test_cached_outputs_are_marked(built):
             assert shown >= min(1, len(slow)), f"{p}: {len(slow)} slow cells with outputs, {shown} marked cached"
         else:  # --slow ran every cell: nothing is cached
             assert shown == 0, f"{p}: cached marks in a build that ran every cell"
+    # The issue's example of mixed outputs: the tagging page's prose quotes the fine-tuned model (a slow cell); its
+    # results table and the figure below it must show that model too, whether re-run (--slow) or kept as committed.
+    cells = [c for c in built["08_tagging"].select("div.cell")
+             if c.select_one("div.cell_input") and "evaluate_taggers(taggers" in c.select_one("div.cell_input").get_text()]
+    assert len(cells) == 1 and "F1 micro" in cells[0].select_one("div.cell_output").get_text()
+    assert "MiniLM fine-tuned" in cells[0].select_one("div.cell_output").get_text(), \
+        "08_tagging's results table lacks the fine-tuned model that its prose quotes"
 
 
 def test_tables_are_html_with_integer_counts(built):
@@ -256,15 +301,62 @@ def test_page_in_browser(site, page, tmp_path):
         assert w > 100 and h > 80, f"{page}: a figure of {w}x{h} px"
 
 
+# The topic page the issue names 02_prediction: the notebook was renamed 02_profiles (5f5e991) when prediction moved
+# to 03_nextwindow; it is still the long page of profiles and migration, with maths.
+PREDICTION_PAGE = "02_profiles"
+
+
 def test_screenshots(site, tmp_path):
-    "Screenshots kept as build artefacts: the index, the longest topic page, and a narrow screen (sidebar collapsed)."
+    """Screenshots kept as build artefacts under _build/screenshots/: the index, 02_prediction's page (now 02_profiles),
+    the longest topic page, and that page on a narrow screen (sidebar collapsed); the report's is taken below."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    assert PREDICTION_PAGE in pages()
     longest = max((p for p in pages() if p != "index"), key=lambda p: (DOCS / f"{p}.html").stat().st_size)
-    for name, url, size in [("index", "index.html", "1280,900"), (longest, f"{longest}.html", "1280,900"),
-                            (f"{longest}-narrow", f"{longest}.html", "420,900")]:
+    shots = [("index", "index.html", "1280,900"), (PREDICTION_PAGE, f"{PREDICTION_PAGE}.html", "1280,900"),
+             (longest, f"{longest}.html", "1280,900"), (f"{longest}-narrow", f"{longest}.html", "420,900")]
+    for name, url, size in shots:
         out = SHOTS / f"{name}.png"
+        out.unlink(missing_ok=True)
         r = browser(f"{site}/{url}", tmp_path, f"--screenshot={out}", f"--window-size={size}")
         assert out.exists() and out.stat().st_size > 10_000, r.stderr[-500:]
+
+
+PROBE = """<!doctype html><body><iframe id="f" src="site/{page}.html" style="width:{width}px;height:900px;border:0"></iframe>
+<script>
+document.getElementById("f").addEventListener("load", () => {{
+  const d = document.getElementById("f").contentDocument, box = s => d.querySelector(s).getBoundingClientRect();
+  const out = {{sidebar_right: box(".sidebar-drawer").right, content_left: box("article").left,
+               menu_button: getComputedStyle(d.querySelector(".nav-overlay-icon")).display}};
+  const pre = document.createElement("pre"); pre.id = "result"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}});
+</script></body>"""
+
+
+def layout(page: str, width: int, tmp_path: Path) -> dict:
+    "Where the sidebar and the page's text are when `page` is shown `width` px wide (measured by the browser itself)."
+    import json
+    root = tmp_path / f"probe{width}"
+    root.mkdir()
+    (root / "site").symlink_to(DOCS.resolve(), target_is_directory=True)
+    (root / "probe.html").write_text(PROBE.format(page=page, width=width))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # the probe and the page from one origin
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        soup = dom(f"http://127.0.0.1:{srv.server_address[1]}/probe.html", tmp_path)
+    finally:
+        srv.shutdown()
+    res = soup.find(id="result")
+    assert res is not None, "the probe page did not report the layout"
+    return json.loads(res.get_text())
+
+
+def test_sidebar_collapses_on_a_narrow_screen(built, tmp_path):
+    "At 420 px the sidebar is off-screen behind a menu button and the text starts at the left edge; at 1280 px it shows."
+    narrow, wide = layout(PREDICTION_PAGE, 420, tmp_path), layout(PREDICTION_PAGE, 1280, tmp_path)
+    assert narrow["sidebar_right"] <= 0 and narrow["menu_button"] != "none" and narrow["content_left"] < 60, narrow
+    assert wide["sidebar_right"] > 150 and wide["menu_button"] == "none" and wide["content_left"] > 150, wide
 
 
 def test_demo_report_in_browser(tmp_path):
@@ -275,6 +367,10 @@ def test_demo_report_in_browser(tmp_path):
     assert main(["demo", "--quiet", "--out", str(tmp_path / "rep")]) == 0
     soup = dom((tmp_path / "rep" / "report.html").as_uri(), tmp_path)
     assert len(soup.find_all("table")) >= 4, "tables missing from the rendered report"
+    text = visible_text(soup)
+    assert "Traceback (most recent call last)" not in text and not re.findall(r"\b\w*Warning: ", text)
+    for s in machine_paths() + [str(tmp_path)]:
+        assert s not in text, f"the report shows a path of the build machine: {s}"
     first = soup.find(["h2", "section"])
     assert first is not None and "summary" in first.get_text().lower(), "the report does not open with its summary"
     from PIL import Image

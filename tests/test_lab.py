@@ -43,7 +43,9 @@ def server(tmp_path_factory):
            "JUPYTERLAB_SETTINGS_DIR": str(home / "ls"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
            "PYTHONPATH": str(ROOT)}
     log = open(home / "server.log", "w+")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # the command `make lab` runs (tools/lab.py prints the URL, then becomes the server), on a free port
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "lab.py"), "--port", str(port), "--token", token],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -56,6 +58,9 @@ def server(tmp_path_factory):
     if proc.poll() is not None:
         log.seek(0)
         pytest.fail(f"the lab server exited: {log.read()[-2000:]}")
+    log.seek(0)
+    printed = log.read()
+    assert f"JupyterLab on the notebooks: {url}" in printed, printed[-2000:]
     yield base, token, url
     proc.terminate()
     try:
@@ -63,6 +68,13 @@ def server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+def test_make_lab_runs_the_tested_command():
+    "`make lab` runs tools/lab.py (the command the server fixture starts), so what is tested here is what a reader gets."
+    make = (ROOT / "Makefile").read_text()
+    recipe = make[make.index("\nlab:"):].split("\n\n")[0]
+    assert "tools/lab.py" in recipe and "--allow-root" not in recipe and "0.0.0.0" not in recipe
 
 
 def test_url_printed_is_local_with_token():

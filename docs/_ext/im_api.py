@@ -127,6 +127,10 @@ def table(rows, header=("Parameter", "Type", "Default", "Details")) -> list:
 def process_docstring(app, what, name, obj, options, lines):
     if not name.startswith("interest_migration"):
         return
+    if what in ("data", "attribute"):
+        first = next((l.strip() for l in lines if l.strip()), "")
+        if first and first in (getattr(obj, "__doc__", None) or "") + (type(obj).__doc__ or ""):
+            lines[:] = []  # the docstring of the value's type (ndarray, dict, tuple), not of this constant
     lines[:] = [md_inline_to_rst(l) for l in lines]
     if what in ("function", "method", "class"):
         rows = param_rows(obj)
@@ -138,8 +142,6 @@ def process_docstring(app, what, name, obj, options, lines):
         else:
             lines += table(rows)
     elif what in ("data", "attribute"):
-        if lines and type(obj).__doc__ and lines[0].strip() and lines[0].strip() in type(obj).__doc__:
-            lines[:] = []  # the docstring of the value's type (dict, tuple), not of this constant
         r = repr(obj)
         r = r if len(r) <= 200 else r[:197] + "..."
         lines += ["", ".. list-table::", "   :header-rows: 1", "   :class: im-params", "",
