@@ -9,37 +9,44 @@ import logging
 import os
 import time
 
+import numpy as np
 import pandas as pd
 
 from .data import load_movielens_100k
-from .metrics import paired_bootstrap
+from .metrics import bootstrap_ci, paired_bootstrap
 from .neural import SEQUENCE_MODELS
-from .sequence import RunOptions, SequenceSplit, evaluate_sequences, per_user_metric, sequence_split
+from .sequence import RunOptions, SequenceSplit, per_user_metric, sequence_split
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'SASREC_VARIANTS', 'SASREC_FAST', 'bench_sasrec_variants', 'report_sasrec_variants', 'bench_sequence_fast',
-           'report_sequence_fast']
+__all__ = ['logger', 'SASREC_VARIANTS', 'SASREC_FAST', 'bench_sasrec_variants', 'report_sasrec_variants', 'bench_sequence_losses',
+           'bench_sequence_fast', 'report_sequence_fast']
 
 # %% ../nbs/12c_bench_seq.ipynb #27359197
 SASREC_VARIANTS = {  # name -> SASRec parameters of bench_sasrec_variants' default comparison (full CE first: the reference)
     "full CE": {"loss": "ce"},
-    "sampled, 1024 uniform": {"loss": "sampled", "n_negatives": 1024},
-    "sampled, 1024 popularity + log-Q": {"loss": "sampled", "n_negatives": 1024, "negatives": "popularity"},
-    "gBCE, 1024 uniform, t=0.75": {"loss": "gbce", "n_negatives": 1024, "gbce_t": 0.75},
+    "sampled softmax, 256 uniform + log-Q": {"loss": "sampled", "n_negatives": 256},
+    "sampled softmax, 256 popularity + log-Q": {"loss": "sampled", "n_negatives": 256, "negatives": "popularity"},
+    "gBCE, 256 uniform, t=0.75": {"loss": "gbce", "n_negatives": 256, "gbce_t": 0.75},
 }
 
 # %% ../nbs/12c_bench_seq.ipynb #b91c7824
-def _variant_row(name: str, m, sp, cpu_s: float, wall_s: float, load: tuple, n_boot: int, seed: int) -> tuple:
-    "One fitted variant's row (epochs, seconds to the best epoch and in all, test NDCG@10 with its CI) and its per-user test NDCG@10."
-    ev = evaluate_sequences(m, sp.test, k=(10,), metrics=("ndcg",), n_boot=n_boot, seed=seed).set_index("metric").loc["ndcg"]
+def _fit_variant(name: str, kw: dict, sp, num_threads, n_boot: int) -> tuple:
+    "Fit one variant at one seed; its row (epochs, best epoch, seconds, test NDCG@10 [CI]) and its per-user test NDCG@10."
+    kw = dict(kw)
+    load = os.getloadavg()
+    c, t = time.process_time(), time.perf_counter()
+    m = SEQUENCE_MODELS[kw.pop("kind", "sasrec")](**kw).fit(sp, options=RunOptions(progress=False, num_threads=num_threads))
+    cpu_s, wall_s = time.process_time() - c, time.perf_counter() - t
+    pu = per_user_metric(m, sp.test, "ndcg", 10)
+    val, lo, hi = bootstrap_ci(pu, n_boot=n_boot, seed=0)
     h = m.history_
-    row = {"variant": name, "epochs": len(h), "best_epoch": m.best_epoch_, "best_valid_ndcg@10": float(h["valid_ndcg@10"].max()),
-           "test_ndcg@10": float(ev["value"]), "ci_low": float(ev["ci_low"]), "ci_high": float(ev["ci_high"]),
+    row = {"variant": name, "seed": kw["seed"], "epochs": len(h), "best_epoch": m.best_epoch_,
+           "best_valid_ndcg@10": float(h["valid_ndcg@10"].max()), "test_ndcg@10": val, "ci_low": lo, "ci_high": hi,
            "best_s": float(h.loc[h["epoch"] == m.best_epoch_, "elapsed_s"].iloc[0]), "cpu_s": cpu_s, "wall_s": wall_s,
            "load_1min": load[0]}
-    return row, per_user_metric(m, sp.test, "ndcg", 10)
+    return row, pu
 
 # %% ../nbs/12c_bench_seq.ipynb #bc612d2a
 def bench_sasrec_variants(
@@ -48,65 +55,86 @@ def bench_sasrec_variants(
     max_epochs: int = 60,  # most epochs per variant (each stops early on validation NDCG@10)
     patience: int = 5,  # epochs without a better validation NDCG@10 before stopping
     num_threads: int | None = 1,  # torch threads per fit (None: torch's default, all cores)
-    n_boot: int = 1000,  # bootstrap resamples over test users (the same seed pairs them across variants)
-    seed: int = 0,  # seed of the models and the bootstrap
-) -> pd.DataFrame:  # one row per variant: epochs, best epoch, CPU and wall seconds, test NDCG@10 [CI], paired difference [CI] vs the first
-    "SASRec variants (losses, schedules) each trained to its own early-stopping point; test NDCG@10 with CIs, paired against the first."
+    n_boot: int = 1000,  # bootstrap resamples over test users (seed 0: the same resamples pair every row)
+    seeds: tuple = (0,),  # model seeds: every variant is fitted once per seed
+) -> pd.DataFrame:  # one row per variant and seed (+ a 'mean' row per variant for several seeds): epochs, seconds, test NDCG@10 [CI], paired difference [CI] vs the first variant
+    "SASRec variants (losses, schedules) each trained to its own early-stopping point per seed; test NDCG@10 with CIs, paired against the first."
     sp = split if split is not None else sequence_split(load_movielens_100k().events, load_movielens_100k().items)
-    rows, per = [], []
+    rows, per = [], {}
     for name, params in (variants or SASREC_VARIANTS).items():
-        kw = {"max_epochs": max_epochs, "patience": patience, "seed": seed} | dict(params)
-        load = os.getloadavg()
-        c, t = time.process_time(), time.perf_counter()
-        m = SEQUENCE_MODELS[kw.pop("kind", "sasrec")](**kw).fit(sp, options=RunOptions(progress=False, num_threads=num_threads))
-        row, pu = _variant_row(name, m, sp, time.process_time() - c, time.perf_counter() - t, load, n_boot, seed)
-        rows.append(row); per.append(pu)
-    ref = rows[0]["test_ndcg@10"]
-    for row, pu in zip(rows, per):
-        d = paired_bootstrap(pu, per[0], n_boot=n_boot, seed=seed)
-        row.update({"diff": d["diff"], "diff_low": d["ci_low"], "diff_high": d["ci_high"], "rel_diff": d["diff"] / ref,
-                    "rel_low": d["ci_low"] / ref, "rel_high": d["ci_high"] / ref})
+        for s in seeds:
+            row, pu = _fit_variant(name, {"max_epochs": max_epochs, "patience": patience, "seed": s} | dict(params), sp, num_threads, n_boot)
+            rows.append(row); per[name, s] = pu
+        if len(seeds) > 1:               # the seeds' mean: per-user NDCG@10 averaged over the seeds, CI over users
+            pu = per[name, "mean"] = np.mean([per[name, s] for s in seeds], axis=0)
+            val, lo, hi = bootstrap_ci(pu, n_boot=n_boot, seed=0)
+            mine = pd.DataFrame(rows[-len(seeds):])
+            rows.append({"variant": name, "seed": "mean", **mine[["epochs", "best_epoch", "best_valid_ndcg@10", "best_s", "cpu_s",
+                         "wall_s", "load_1min"]].mean().to_dict(), "test_ndcg@10": val, "ci_low": lo, "ci_high": hi})
+    ref = next(iter(variants or SASREC_VARIANTS))
+    for row in rows:
+        d = paired_bootstrap(per[row["variant"], row["seed"]], per[ref, row["seed"]], n_boot=n_boot, seed=0)
+        r0 = float(per[ref, row["seed"]].mean())
+        row.update({"diff": d["diff"], "diff_low": d["ci_low"], "diff_high": d["ci_high"], "rel_diff": d["diff"] / r0,
+                    "rel_low": d["ci_low"] / r0, "rel_high": d["ci_high"] / r0})
     return pd.DataFrame(rows)
 
 # %% ../nbs/12c_bench_seq.ipynb #e0ed5d17
 def report_sasrec_variants(tab: pd.DataFrame,  # what `bench_sasrec_variants` returned
-                           tolerance: float = 0.03,  # "within" this relative distance of the reference (first row)
+                           tolerance: float = 0.03,  # "within" this relative distance of the reference (first variant)
                           ) -> str:  # the table as text, one verdict per row
-    "bench_sasrec_variants' table as text: NDCG@10 [CI], paired difference vs the first row [CI], and the within-tolerance verdict."
-    lines = [f"reference: {tab['variant'].iloc[0]}; within {tolerance:.0%}: point estimate >= -{tolerance:.0%} "
-             f"(and, stricter, the paired CI's lower end >= -{tolerance:.0%})"]
-    for i, r in tab.reset_index(drop=True).iterrows():
-        verdict = "" if i == 0 else (" | within: " + ("yes (CI too)" if r['rel_low'] >= -tolerance else
+    "bench_sasrec_variants' table as text: NDCG@10 [CI], paired difference vs the first variant (same seed) [CI], and the within-tolerance verdict."
+    ref = tab["variant"].iloc[0]
+    lines = [f"reference: {ref}; within {tolerance:.0%}: point estimate >= -{tolerance:.0%} "
+             f"(and, stricter, the paired CI's lower end >= -{tolerance:.0%}); 'mean': per-user NDCG@10 averaged over the seeds"]
+    for _, r in tab.iterrows():
+        verdict = "" if r["variant"] == ref else (" | within: " + ("yes (CI too)" if r['rel_low'] >= -tolerance else
                                            "yes (point; CI reaches below)" if r['rel_diff'] >= -tolerance else "NO"))
-        lines.append(f"{r['variant']:<34} NDCG@10 {r['test_ndcg@10']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]  "
-                     f"vs ref {r['rel_diff']:+.1%} [{r['rel_low']:+.1%}, {r['rel_high']:+.1%}]  best epoch {r['best_epoch']} of {r['epochs']} "
-                     f"(at {r['best_s']:.0f} s), "
-                     f"{r['cpu_s']:.0f} s CPU, {r['wall_s']:.0f} s wall (load {r['load_1min']:.1f}){verdict}")
+        lines.append(f"{r['variant']:<40} seed {r['seed']!s:<4} NDCG@10 {r['test_ndcg@10']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]  "
+                     f"vs ref {r['rel_diff']:+.1%} [{r['rel_low']:+.1%}, {r['rel_high']:+.1%}]  best epoch {r['best_epoch']:.0f} of {r['epochs']:.0f} "
+                     f"(at {r['best_s']:.0f} s), {r['cpu_s']:.0f} s CPU, {r['wall_s']:.0f} s wall (load {r['load_1min']:.1f}){verdict}")
     return "\n".join(lines)
 
 # %% ../nbs/12c_bench_seq.ipynb #8d688dbb
 SASREC_FAST = {"lr_schedule": "cosine", "learning_rate": 5e-3, "warmup_epochs": 1.0, "max_epochs": 10, "min_epochs": 8,
                "patience": 2}  # SASRec settings that converge fast: a 10-epoch cosine schedule, patience only once it has decayed
 
-# %% ../nbs/12c_bench_seq.ipynb #bf4ea594
-def bench_sequence_fast(
-    quick: bool = False,  # 2 epochs and 200 resamples: a smoke run of the command
+# %% ../nbs/12c_bench_seq.ipynb #b3c1a7e2
+def bench_sequence_losses(
+    quick: bool = False,  # seed 0 only, 2 epochs and 200 resamples: a smoke run of the command
     num_threads: int | None = None,  # torch threads (None: torch's default, all cores)
     split: SequenceSplit | None = None,  # data (default: MovieLens-100K's sequence_split)
-) -> pd.DataFrame:  # bench_sasrec_variants' one-row table
-    "SASRec with `SASREC_FAST` trained to its early stop: epochs, best epoch, wall and CPU seconds, test NDCG@10 [CI]."
-    v = {"SASRec, SASREC_FAST": SASREC_FAST | ({"max_epochs": 2} if quick else {})}
-    return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000)
+    seeds: tuple = (0, 1, 2),  # model seeds: every loss is fitted once per seed
+) -> pd.DataFrame:  # bench_sasrec_variants' table, full CE first
+    "Full cross-entropy against the sampled losses of `SASREC_VARIANTS`, each with `SASREC_FAST`'s schedule, once per seed, paired on the same test users."
+    v = {k: SASREC_FAST | p | ({"max_epochs": 2, "min_epochs": 0} if quick else {}) for k, p in SASREC_VARIANTS.items()}
+    return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000, seeds=seeds[:1] if quick else seeds)
+
+# %% ../nbs/12c_bench_seq.ipynb #bf4ea594
+def bench_sequence_fast(
+    quick: bool = False,  # seed 0 only, 2 epochs and 200 resamples: a smoke run of the command
+    num_threads: int | None = None,  # torch threads (None: torch's default, all cores)
+    split: SequenceSplit | None = None,  # data (default: MovieLens-100K's sequence_split)
+    seeds: tuple = (0, 1, 2),  # model seeds, each fitted and timed on its own
+) -> pd.DataFrame:  # bench_sasrec_variants' table: one row per seed and the seeds' mean
+    "SASRec with `SASREC_FAST` trained to its early stop once per seed: epochs, best epoch, wall and CPU seconds, test NDCG@10 [CI]."
+    v = {"SASRec, SASREC_FAST": SASREC_FAST | ({"max_epochs": 2, "min_epochs": 0} if quick else {})}
+    return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000, seeds=seeds[:1] if quick else seeds)
 
 # %% ../nbs/12c_bench_seq.ipynb #c9d4a9ae
 def report_sequence_fast(tab: pd.DataFrame,  # what `bench_sequence_fast` returned
-                         seconds: float = 60.0,  # the wall-time target of the early-stopped fit
-                         ndcg: float = 0.10,  # the test NDCG@10 target
-                        ) -> str:  # the row and the two verdicts as text
-    "bench_sequence_fast's row with the two verdicts: early-stopped within `seconds`, test NDCG@10 >= `ndcg`."
-    r = tab.iloc[0]
-    return "\n".join([report_sasrec_variants(tab).splitlines()[1],
-        f"early-stopped after {r['epochs']} epochs (best {r['best_epoch']}) in {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s process CPU, "
-        f"load average {r['load_1min']:.2f} at the start, {os.getloadavg()[0]:.2f} now: under {seconds:.0f} s "
-        f"{'met' if r['wall_s'] < seconds else 'NOT met'}; test NDCG@10 {r['test_ndcg@10']:.4f} >= {ndcg}: "
-        f"{'met' if r['test_ndcg@10'] >= ndcg else 'NOT met'}"])
+                         seconds: float = 60.0,  # the wall-time target of each early-stopped fit
+                         ndcg: float = 0.10,  # the test NDCG@10 target of each seed
+                        ) -> str:  # one line per seed, the mean, and the two verdicts as text
+    "bench_sequence_fast's rows with the two verdicts: every seed early-stopped within `seconds`, every seed's test NDCG@10 >= `ndcg`."
+    per = tab[tab["seed"] != "mean"]
+    lines = []
+    for _, r in tab.iterrows():
+        lines.append(f"seed {r['seed']!s:<4}: test NDCG@10 {r['test_ndcg@10']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}], "
+                     f"{r['epochs']:.0f} epochs (best {r['best_epoch']:.0f}), {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s process CPU, "
+                     f"load average {r['load_1min']:.2f} at its start")
+    fast, good = bool((per["wall_s"] < seconds).all()), bool((per["test_ndcg@10"] >= ndcg).all())
+    lines.append(f"load average now {os.getloadavg()[0]:.2f}; every seed early-stopped in under {seconds:.0f} s wall: "
+                 f"{'met' if fast else 'NOT met'} (slowest {per['wall_s'].max():.1f} s); every seed's test NDCG@10 >= {ndcg}: "
+                 f"{'met' if good else 'NOT met'} (lowest {per['test_ndcg@10'].min():.4f})")
+    return "\n".join(lines)

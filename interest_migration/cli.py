@@ -23,7 +23,7 @@ from .neural import SASRec
 from .recommender import ModelFileError
 from .demo import (CLIError, category_column, first_line, load_data, migration_step, next_window_step,
                                      profile_window, run_demo, sequence_step, summarize, tagging_step, transfer_step)
-from .bench_seq import bench_sequence_fast, report_sequence_fast
+from .bench_seq import bench_sequence_fast, bench_sequence_losses, report_sasrec_variants, report_sequence_fast
 from .bench import (bench_bandits, bench_metrics,
                                       bench_profiles, bench_sequence, bench_simulate,
                                       bench_tagging, report_bandits, report_metrics, report_profiles, report_sequence,
@@ -61,6 +61,7 @@ BENCHES = {
     "bandits": lambda quick: print(report_bandits(bench_bandits(seeds=range(3) if quick else range(10), n_users=500 if quick else 2_000))),
     "taobao": lambda quick, events=None, dask_workers=0: print(taobao_report(quick, events=events, dask_workers=dask_workers), flush=True),
     "sequence-fast": lambda quick: print(report_sequence_fast(bench_sequence_fast(quick))),
+    "sequence-losses": lambda quick: print(report_sasrec_variants(bench_sequence_losses(quick))),
 }
 
 # %% ../nbs/13_cli.ipynb #964e7379

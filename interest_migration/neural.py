@@ -155,12 +155,12 @@ def sampled_softmax_loss(
     h: torch.Tensor,  # (n, d) states at the positions that have a target
     pos: torch.Tensor,  # (n, d) vectors of each position's target item
     neg: torch.Tensor,  # (m, d) vectors of the sampled negatives, shared by all positions
-    log_q_pos: torch.Tensor,  # (n,) log sampling probability of each target (the log-Q correction; zeros for none)
-    log_q_neg: torch.Tensor,  # (m,) log sampling probability of each negative
+    log_q_pos: torch.Tensor,  # (n,) correction subtracted from each target's logit (zeros: none, as the models use it)
+    log_q_neg: torch.Tensor,  # (m,) correction subtracted from each negative's logit: log(m q(item)) for m draws from q
     hit: torch.Tensor | None = None,  # (n, m) bool: True where a negative is the position's own target (left out)
     reduction: str = "mean",  # 'mean' or 'sum' over the positions
 ) -> torch.Tensor:  # the loss
-    "Sampled softmax cross-entropy with the log-Q correction: every logit minus the log-probability its item was sampled with."
+    "Sampled softmax cross-entropy with the log-Q correction: each logit minus its correction (log_q_pos, log_q_neg), hits left out."
     lp = (h * pos).sum(-1, keepdim=True) - log_q_pos[:, None]
     ln = h @ neg.T - log_q_neg
     if hit is not None:
@@ -502,7 +502,8 @@ def _item_loss(self: NeuralRecommender, hs, target, table):
     hit = target[:, None] == neg[None, :]
     pos_e, neg_e = table[target], table[neg]
     if self.loss == "sampled":
-        return sampled_softmax_loss(hs, pos_e, neg_e, self._log_q[target - 1], self._log_q[neg - 1], hit, reduction="sum")
+        log_mq = self._log_q[neg - 1] + (0.0 if self._all_items else math.log(self.n_negatives))   # log(m q): the sum estimates the partition function
+        return sampled_softmax_loss(hs, pos_e, neg_e, torch.zeros_like(hs[:, 0]), log_mq, hit, reduction="sum")
     return gbce_loss((hs * pos_e).sum(-1), hs @ neg_e.T, self._gbce_beta, hit, reduction="sum")
 
 # %% ../nbs/10a_neural.ipynb #6d6d0489

@@ -307,6 +307,23 @@ def test_sampled_negatives_follow_popularity():
     assert m2._draw_negatives().tolist() == [1, 2, 3, 4] and not m2._log_q.any()   # every item: no sampling, no correction
 
 
+@pytest.mark.parametrize("negatives", ["uniform", "popularity"])
+def test_sampled_softmax_denominator_estimates_the_full_one(negatives):
+    """Known answer of the log-Q correction: with the target's logit as is and each negative's lowered by log(m q), the
+    sampled softmax's denominator exp(loss + s_target) averages over draws to the full partition function sum_i exp(s_i)."""
+    g = torch.Generator().manual_seed(3)
+    n_items, d = 20, 4
+    table = torch.cat([torch.zeros(1, d), torch.randn(n_items, d, generator=g)])   # row 0: padding
+    hs, target = torch.randn(1, d, generator=g), torch.tensor([7])
+    Y = torch.arange(1, n_items + 1).repeat_interleave(torch.arange(1, n_items + 1))[None]   # item i seen i times
+    m = SASRec(loss="sampled", n_negatives=5, negatives=negatives)
+    m._init_negatives(Y, n_items)
+    s = (hs @ table[1:].T)[0]
+    with torch.no_grad():
+        den = torch.stack([torch.exp(m._item_loss(hs, target, table) + s[6]) for _ in range(6_000)])
+    assert float(den.mean()) == pytest.approx(float(torch.exp(s).sum()), rel=0.03)
+
+
 def test_cosine_schedule_warms_up_and_decays():
     f = SASRec(lr_schedule="cosine", warmup_epochs=1, max_epochs=3)._lr_factor(10)
     assert [round(f(s), 3) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
