@@ -342,12 +342,13 @@ def _beta_argmax(A: np.ndarray,  # keys x categories Beta alpha (>= 1)
         for c in np.flatnonzero(~dom[s]): X[lo:lo + len(i), c] = rng.beta(A[s, c], B[s, c], len(i))  # scalar parameters: NumPy's fast path
         lo += len(i)
     a = X.argmax(1)
-    D = dom[keys]
-    if D.any():
-        # a dominated draw is F^-1(U) for a uniform U: U <= F(T) puts it below T, and when the best drawn value M is above T it
+    if dom.any():
+        # a dominated draw is F^-1(U) for a uniform U: U <= F(T) puts it below T, and when the best drawn value is above T it
         # cannot win, so it is never computed; the rest (probability <= tail each) are computed exactly from the same U
         U = rng.random((n, C))
-        need = D if exact_all else D & ((U > F[keys] - 1e-9) | (X[np.arange(n), a] <= T[keys])[:, None])
+        need = dom[keys] if exact_all else U > np.where(dom, F - 1e-9, np.inf)[keys]
+        low = np.flatnonzero(X[np.arange(n), a] <= T[keys])  # rare: no drawn value above T
+        need[low] = dom[keys[low]]
         r, c = np.nonzero(need)
         if len(r):
             X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
@@ -375,17 +376,20 @@ class BetaThompson(_Counts):
         s = np.clip(s, 0, n)
         return 1 + s, 1 + n - s
     def act(self, ctx):
-        if self._shared():  # posteriors per segment: draw per (segment, category), only categories that can win
-            k = self._tables(ctx)
+        k = self._tables(ctx) if self._shared() else None
+        if k is not None and (getattr(self, "_kg", None) is None or not np.array_equal(self._kg[0], k)): self._kg = (k.copy(), _key_groups(k))
+        if k is not None and len(k) >= 128 * len(self._kg[1]):  # per segment, only categories that can win (below ~128 users a segment, one call is faster)
             s = np.clip(self.s_, 0, self.n_)
             A, B = 1 + s, 1 + self.n_ - s
-            if getattr(self, "_kg", None) is None or not np.array_equal(self._kg[0], k): self._kg = (k.copy(), _key_groups(k))
             a = _beta_argmax(A, B, self._kg[1], len(k), self.rng)
             if self.n_propensity_draws == 0: return a, np.full(len(a), np.nan)
             P, n = self.n_propensity_draws, len(k)  # P more draws per user: the same sampler over P copies of the batch
             d = _beta_argmax(A, B, [(g, (i[None] + n * np.arange(P)[:, None]).ravel()) for g, i in self._kg[1]], P * n, self.rng)
             return a, ((d.reshape(P, n) == a[None]).sum(0) + 1) / (P + 1)
-        a_, b_ = self.posterior(ctx)
+        if k is not None:  # the posterior table per segment, gathered for its users
+            s = np.clip(self.s_, 0, self.n_)
+            a_, b_ = (1 + s)[k], (1 + self.n_ - s)[k]
+        else: a_, b_ = self.posterior(ctx)
         a = self.rng.beta(a_, b_).argmax(1)  # one posterior draw per user and category
         if self.n_propensity_draws == 0: return a, np.full(len(a), np.nan)
         d = self.rng.beta(a_[None], b_[None], (self.n_propensity_draws,) + a_.shape).argmax(2)
@@ -405,13 +409,12 @@ class LinUCB(Policy):
         self._fx = None
     def _features(self, ctx):
         "(context_features(ctx), each user's segment x region group), built once per contexts dict: prepare, act and update share them."
-        if self._fx is None or self._fx[0] is not ctx:
-            X = context_features(ctx)
-            self._fx = (ctx, X, np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]))
+        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
+        if self._fx[2] is None: self._fx = self._fx[:2] + (np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]),)
         return self._fx[1], self._fx[2]
     def prepare(self, ctx):
-        "Build the context feature matrix (the same matrix MABWiser is given) before act is timed."
-        self._features(ctx)
+        "Build the context feature matrix (the same matrix MABWiser is given) before act is timed; the groups are act's work."
+        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
         return self
     def _init(self, X):
         if self.A_ is None:

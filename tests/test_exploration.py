@@ -258,7 +258,7 @@ def test_thompson_undrawn_categories_could_not_win():
         f2 = np.bincount(plain[k == s], minlength=5) / (k == s).sum()
         np.testing.assert_allclose(f1, f2, atol=0.02)
     # on a real run's posteriors, and through BetaThompson.act: decisions equal the all-draws reference on the same stream
-    e = BanditEnv(n_users=500, horizon=12, seed=3)
+    e = BanditEnv(n_users=1_200, horizon=12, seed=3)  # >= 128 users a segment: the per-segment sampler
     t = BetaThompson(e.C, "segment", n_propensity_draws=0, seed=4)
     for _ in range(e.horizon):
         c = e.contexts()
