@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import betainc, betaincinv
 from torch import nn
 from .data import DataError
 from .simulate import sim_world, sim_chunk, SIM_FUNNEL, SIM_REGIONS
@@ -303,6 +304,60 @@ class UCB1(_Counts):
         else: a = _argmax_ties(np.nan_to_num(self.indices(ctx), posinf=1e12), self.rng)
         return a, np.ones(len(a))
 
+# %% ../nbs/06_exploration.ipynb #1c76dd39
+def _key_groups(k: np.ndarray,  # each user's key (segment), integers >= 0
+               ) -> list:  # [(key, indices of its users)] for the keys present, in key order
+    "Users grouped by key with one stable sort: per-segment work without a mask per segment."
+    k = np.asarray(k)
+    if not len(k): return []
+    order = np.argsort(k, kind="stable")
+    cut = np.searchsorted(k[order], np.arange(int(k.max()) + 2))
+    return [(s, order[cut[s]:cut[s + 1]]) for s in range(len(cut) - 1) if cut[s + 1] > cut[s]]
+
+# %% ../nbs/06_exploration.ipynb #3b3c2f27
+def _beta_argmax(A: np.ndarray,  # keys x categories Beta alpha (>= 1)
+                 B: np.ndarray,  # keys x categories Beta beta (>= 1)
+                 groups: list,  # [(key, its users' indices)], as _key_groups returns
+                 n: int,  # users
+                 rng,  # numpy Generator
+                 tail: float = 1e-3,  # a category is left undrawn for a key when P(its draw > T) <= tail
+                 z: float = 4.0,  # T = max over categories of posterior mean - z posterior sd
+                 exact_all: bool = False,  # compute every undrawn draw too: the reference the tests compare with
+                ) -> np.ndarray:  # each user's argmax over categories of one Beta(A[k], B[k]) draw per category
+    "Thompson sampling's argmax: the same law and, on the same random stream, the same decisions as computing every draw."
+    K, C = A.shape
+    mu = A / (A + B)
+    sd = np.sqrt(mu * (1 - mu) / (A + B + 1))
+    low = mu - z * sd
+    rows, best = np.arange(K), low.argmax(1)
+    T = low[rows, best]  # the highest lower bound: the draw of the key's category `best` is almost surely above T
+    F = betainc(A, B, np.clip(T, 1e-300, 1)[:, None])  # P(draw <= T): the Beta CDF
+    F[T <= 0] = 0
+    dom = F >= 1 - tail  # categories almost surely below T: not drawn
+    dom[rows, best] = False
+    perm = np.concatenate([i for _, i in groups])  # users in key order: each key's users are one block
+    keys = np.repeat([s for s, _ in groups], [len(i) for _, i in groups])
+    X, lo = np.full((n, C), -np.inf), 0
+    for s, i in groups:  # a loop over keys and their contending categories, not users
+        for c in np.flatnonzero(~dom[s]): X[lo:lo + len(i), c] = rng.beta(A[s, c], B[s, c], len(i))  # scalar parameters: NumPy's fast path
+        lo += len(i)
+    a = X.argmax(1)
+    if dom.any():
+        # a dominated draw is F^-1(U) for a uniform U: U <= F(T) puts it below T, and when the best drawn value is above T it
+        # cannot win, so it is never computed; the rest (probability <= tail each) are computed exactly from the same U
+        U = rng.random((n, C))
+        need = dom[keys] if exact_all else U > np.where(dom, F - 1e-9, np.inf)[keys]
+        low = np.flatnonzero(X[np.arange(n), a] <= T[keys])  # rare: no drawn value above T
+        need[low] = dom[keys[low]]
+        r, c = np.nonzero(need)
+        if len(r):
+            X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
+            r = np.unique(r)
+            a[r] = X[r].argmax(1)
+    out = np.empty(n, np.int64)
+    out[perm] = a
+    return out
+
 # %% ../nbs/06_exploration.ipynb #40cee670
 class BetaThompson(_Counts):
     "Thompson sampling with a Beta(1 + successes, 1 + failures) posterior per (segment, category) (or per user)."
@@ -321,8 +376,17 @@ class BetaThompson(_Counts):
         s = np.clip(s, 0, n)
         return 1 + s, 1 + n - s
     def act(self, ctx):
-        if self._shared():  # the posterior table per segment, gathered for its users
-            k = self._tables(ctx)
+        k = self._tables(ctx) if self._shared() else None
+        if k is not None and (getattr(self, "_kg", None) is None or not np.array_equal(self._kg[0], k)): self._kg = (k.copy(), _key_groups(k))
+        if k is not None and len(k) >= 128 * len(self._kg[1]):  # per segment, only categories that can win (below ~128 users a segment, one call is faster)
+            s = np.clip(self.s_, 0, self.n_)
+            A, B = 1 + s, 1 + self.n_ - s
+            a = _beta_argmax(A, B, self._kg[1], len(k), self.rng)
+            if self.n_propensity_draws == 0: return a, np.full(len(a), np.nan)
+            P, n = self.n_propensity_draws, len(k)  # P more draws per user: the same sampler over P copies of the batch
+            d = _beta_argmax(A, B, [(g, (i[None] + n * np.arange(P)[:, None]).ravel()) for g, i in self._kg[1]], P * n, self.rng)
+            return a, ((d.reshape(P, n) == a[None]).sum(0) + 1) / (P + 1)
+        if k is not None:  # the posterior table per segment, gathered for its users
             s = np.clip(self.s_, 0, self.n_)
             a_, b_ = (1 + s)[k], (1 + self.n_ - s)[k]
         else: a_, b_ = self.posterior(ctx)
@@ -345,13 +409,12 @@ class LinUCB(Policy):
         self._fx = None
     def _features(self, ctx):
         "(context_features(ctx), each user's segment x region group), built once per contexts dict: prepare, act and update share them."
-        if self._fx is None or self._fx[0] is not ctx:
-            X = context_features(ctx)
-            self._fx = (ctx, X, np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]))
+        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
+        if self._fx[2] is None: self._fx = self._fx[:2] + (np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]),)
         return self._fx[1], self._fx[2]
     def prepare(self, ctx):
-        "Build the context feature matrix (the same matrix MABWiser is given) before act is timed."
-        self._features(ctx)
+        "Build the context feature matrix (the same matrix MABWiser is given) before act is timed; the groups are act's work."
+        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
         return self
     def _init(self, X):
         if self.A_ is None:

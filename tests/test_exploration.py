@@ -229,3 +229,43 @@ def test_prepare_builds_the_features_act_and_update_use(monkeypatch):
     monkeypatch.undo()
     df = run_policy(e, LinUCB(e.C))
     assert np.isfinite(df.attrs["decisions_per_cpu_s"]) and df.attrs["decisions_per_cpu_s"] > 0
+
+class _CountingRNG:
+    "A numpy Generator that counts the Beta variates it draws."
+    def __init__(self, seed): self.g, self.betas = np.random.default_rng(seed), 0
+    def beta(self, a, b, size=None):
+        out = self.g.beta(a, b, size)
+        self.betas += np.size(out)
+        return out
+    def random(self, size=None): return self.g.random(size)
+
+def test_thompson_undrawn_categories_could_not_win():
+    "Segment-level Thompson sampling leaves out draws that cannot win: the same decisions as computing every draw on the same stream, the same law as plain draws."
+    from interest_migration.exploration import _beta_argmax, _key_groups
+    A = np.array([[300., 100., 280., 2., 1.], [5., 5., 5., 5., 5.], [1000., 900., 30., 1., 2.]])
+    B = np.array([[700., 900., 720., 40., 1.], [5., 5., 5., 5., 5.], [9000., 9100., 970., 60., 1.]])
+    k = np.random.default_rng(0).integers(0, 3, 30_000)
+    G = _key_groups(k)
+    assert [s for s, _ in G] == [0, 1, 2] and all((k[i] == s).all() for s, i in G) and sum(len(i) for _, i in G) == len(k)
+    r1, r2 = _CountingRNG(1), _CountingRNG(1)
+    fast = _beta_argmax(A, B, G, len(k), r1)
+    ref = _beta_argmax(A, B, G, len(k), r2, exact_all=True)  # every undrawn category's value by the inverse CDF of its uniform
+    np.testing.assert_array_equal(fast, ref)
+    assert r1.betas < 0.85 * A.shape[1] * len(k)  # draws were in fact left out (key 0: arms 1 and 3; key 2: arm 2)
+    plain = np.random.default_rng(2).beta(A[k], B[k]).argmax(1)
+    for s in range(3):
+        f1 = np.bincount(fast[k == s], minlength=5) / (k == s).sum()
+        f2 = np.bincount(plain[k == s], minlength=5) / (k == s).sum()
+        np.testing.assert_allclose(f1, f2, atol=0.02)
+    # on a real run's posteriors, and through BetaThompson.act: decisions equal the all-draws reference on the same stream
+    e = BanditEnv(n_users=1_200, horizon=12, seed=3)  # >= 128 users a segment: the per-segment sampler
+    t = BetaThompson(e.C, "segment", n_propensity_draws=0, seed=4)
+    for _ in range(e.horizon):
+        c = e.contexts()
+        s = np.clip(t.s_, 0, t.n_) if t.s_ is not None else None
+        state = t.rng.bit_generator.state
+        a, _ = t.act(c)
+        if s is not None:
+            ref_rng = np.random.default_rng(); ref_rng.bit_generator.state = state
+            np.testing.assert_array_equal(a, _beta_argmax(1 + s, 1 + t.n_ - s, _key_groups(c["segment"]), len(a), ref_rng, exact_all=True))
+        t.update(c, a, e.step(a)["reward"])
