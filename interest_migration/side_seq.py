@@ -5,8 +5,7 @@
 # %% ../nbs/10f_side_seq.ipynb #598cbd17
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
