@@ -91,30 +91,34 @@ def free_port() -> int:
 def _event_batch(rng, users, items, n: int, prefix: str, start: int) -> list:
     "n synthetic events (random known users and items, now, unique event ids prefix-start...)."
     now = pd.Timestamp.now(tz="UTC").isoformat()
-    u, it = rng.choice(users, n), rng.choice(items, n)
-    return [{"user_id": json_values(u[j]), "item_id": json_values(it[j]), "timestamp": now, "behavior": "view",
-             "event_id": f"{prefix}-{start + j}"} for j in range(n)]
+    u, it = rng.choice(users, n).tolist(), rng.choice(items, n).tolist()   # plain Python ids (numpy scalars are not JSON)
+    return [{"user_id": a, "item_id": b, "timestamp": now, "behavior": "view", "event_id": f"{prefix}-{start + j}"}
+            for j, (a, b) in enumerate(zip(u, it))]
+
+# %% ../nbs/11d_serve_bench.ipynb #c4711fe5
+_JSON = {"Content-Type": "application/json"}
 
 # %% ../nbs/11d_serve_bench.ipynb #f2d4d52e
 async def _client_loop(base, routes, seconds, rng, users, items, batch, cid, out, headers, seed=0):
-    "One client: cycles through `routes` for `seconds`, recording (route, status, seconds, events acknowledged)."
-    import httpx
-    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as c:
+    "One client (one keep-alive connection): cycles through `routes` for `seconds`, recording (route, status, seconds, events acknowledged)."
+    import asyncio, json, aiohttp
+    async with aiohttp.ClientSession(base_url=base, headers=headers, timeout=aiohttp.ClientTimeout(total=30),
+                                     connector=aiohttp.TCPConnector(limit=1)) as c:
         t_end, i, sent = time.perf_counter() + seconds, 0, 0
         while time.perf_counter() < t_end:
             route = routes[i % len(routes)]; i += 1
+            if route == "/events":     # the body is made before the clock starts: latency is the server's answer, not our JSON
+                events = _event_batch(rng, users, items, batch, f"s{seed}c{cid}", sent); sent += len(events)
+                req = c.post("/events", data=json.dumps({"events": events}).encode(), headers=_JSON)
+            else:
+                events, req = (), c.get(route.format(user=json_values(rng.choice(users))))
             t0 = time.perf_counter()
             try:
-                if route == "/events":
-                    body = {"events": _event_batch(rng, users, items, batch, f"s{seed}c{cid}", sent)}
-                    r = await c.post("/events", json=body)
-                    n = len(body["events"]) if r.status_code == 200 else 0
-                    sent += len(body["events"])
-                else:
-                    r = await c.get(route.format(user=json_values(rng.choice(users))))
-                    n = 0
-                out.append((route, r.status_code, time.perf_counter() - t0, n))
-            except httpx.HTTPError as e:
+                async with req as r:
+                    await r.read()
+                    status = r.status
+                out.append((route, status, time.perf_counter() - t0, len(events) if status == 200 else 0))
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 out.append((route, -1, time.perf_counter() - t0, 0))
 
 # %% ../nbs/11d_serve_bench.ipynb #21325736
@@ -229,6 +233,29 @@ def scoring_ratio(
     out["ratio"] = out["torch_ms"] / out["onnx_ms"]
     return out
 
+# %% ../nbs/11d_serve_bench.ipynb #d16a4420
+def _phase(proc, base: str, users, items, clients: int, seconds: float, **kw) -> tuple:
+    "One `load_test` phase, plus the server's and this load generator's CPU milliseconds per request."
+    s0, c0 = _tree_cpu_s(proc.pid), time.process_time()
+    tab, raw, acked = load_test(base, users, items, clients, seconds, **kw)
+    s1, c1 = _tree_cpu_s(proc.pid), time.process_time()
+    n = max(len(raw), 1)
+    return tab, raw, acked, {"server_cpu_ms": 1e3 * (s1 - s0) / n, "client_cpu_ms": 1e3 * (c1 - c0) / n, "requests": len(raw)}
+
+# %% ../nbs/11d_serve_bench.ipynb #d33996fb
+def _tree_cpu_s(pid: int, # a process id (e.g. the uvicorn parent's)
+                 ) -> float: # CPU seconds (user + system) used so far by the process and all its descendants
+    "CPU seconds of a process tree (psutil): the uvicorn parent and its workers, so a bench can report CPU per request."
+    import psutil
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root] + root.children(recursive=True):
+        try:
+            c = p.cpu_times(); total += c.user + c.system
+        except psutil.NoSuchProcess:   # a worker that ended between the listing and the reading
+            pass
+    return total
+
 # %% ../nbs/11d_serve_bench.ipynb #578bc986
 def bench_serve(
     quick: bool = False,  # a few seconds per phase instead of 30 s (the normal test suite runs this)
@@ -237,8 +264,8 @@ def bench_serve(
     workers: int = 2,  # uvicorn workers
     max_epochs: int | None = None,  # SASRec training epochs on MovieLens-100K (default 10, quick 1)
     out_dir: str | Path | None = None,  # where the model folder and SQLite files go (default: a temporary folder)
-) -> dict:  # scoring ratio, per-route table, ingestion events/s, exactly-once and crash results (`report_serve` formats it)
-    "ONNX Runtime vs eager scoring, 8 clients against uvicorn --workers 2 on MovieLens-100K, ingestion rate, kill -9 test."
+) -> dict:  # scoring ratio, per-route tables (mixed, recommendations only), ingestion events/s, CPU per request, exactly-once and crash results
+    "ONNX Runtime vs eager scoring, 8 clients against uvicorn --workers 2 on MovieLens-100K (mixed routes, then recommendations only), ingestion rate, kill -9 test."
     import tempfile
     from interest_migration.data import load_movielens_100k
     from interest_migration.store import open_store
@@ -253,45 +280,55 @@ def bench_serve(
     db = f"sqlite:///{work / 'bench.db'}"
     st = open_store(db); st.migrate(); st.add_events(ml.events); n0 = st.n_events(); st.close()
     users, items = ml.users["user_id"].to_numpy(), ml.items["item_id"].to_numpy()
-    port = free_port()
+    port, load0 = free_port(), os.getloadavg()[0]
     proc = start_server(folder, db, port, workers=workers)
+    base, ing_s = f"http://127.0.0.1:{port}", max(2.0, seconds / 3)
     try:
-        tab, raw, acked = load_test(f"http://127.0.0.1:{port}", users, items, clients, seconds)
-        ing, _, ing_events = load_test(f"http://127.0.0.1:{port}", users, items, clients, max(2.0, seconds / 3),
-                                       routes=("/events",), batch=500, seed=1)
+        tab, raw, acked, cpu_mixed = _phase(proc, base, users, items, clients, seconds)
+        rec, _, _, cpu_rec = _phase(proc, base, users, items, clients, seconds, routes=("/users/{user}/recommendations",), seed=2)
+        ing, _, ing_events, cpu_ing = _phase(proc, base, users, items, clients, ing_s, routes=("/events",), batch=500, seed=1)
     finally:
         stop_server(proc)
     st = open_store(db); stored = st.n_events() - n0; st.close()
-    ev_per_s = ing_events / max(2.0, seconds / 3)
     crash = crash_test(folder, f"sqlite:///{work / 'crash.db'}", users, items, seconds_before_kill=1.0 if quick else 3.0)
-    res = {"scoring": ratio, "routes": tab, "events_per_s": ev_per_s, "events_acknowledged": acked + ing_events,
-           "events_stored": stored, "exactly_once": stored == acked + ing_events,
-           "no_5xx": int(tab["errors_5xx"].sum() + ing["errors_5xx"].sum()) == 0, "crash": crash}
+    res = {"scoring": ratio, "routes": tab, "recommendations_only": rec, "events_per_s": ing_events / ing_s,
+           "events_acknowledged": acked + ing_events, "events_stored": stored, "exactly_once": stored == acked + ing_events,
+           "no_5xx": int(tab["errors_5xx"].sum() + rec["errors_5xx"].sum() + ing["errors_5xx"].sum()) == 0, "crash": crash,
+           "cpu": {"mixed": cpu_mixed, "recommendations only": cpu_rec, "ingestion": cpu_ing}}
     res.update(model=f"SASRec on MovieLens-100K ({model.catalog_.n_items:,} items, max_len 50)", clients=clients,
-               workers=workers, seconds=seconds)
+               workers=workers, seconds=seconds, load_avg=(load0, os.getloadavg()[0]))
     return res
 
 # %% ../nbs/11d_serve_bench.ipynb #a7c3e1f2
 def report_serve(res: dict, # what `bench_serve` returned
                 ) -> str: # the figures as text, with their targets
-    "The figures of `bench_serve` as text: scoring ratio, per-route latency, ingestion rate, exactly-once and kill -9 results."
+    "The figures of `bench_serve` as text: scoring ratio, per-route latency, ingestion rate, CPU per request, exactly-once and kill -9 results."
     ratio, tab, crash, ev_per_s = res["scoring"], res["routes"], res["crash"], res["events_per_s"]
     stored = res["events_stored"]
     p99 = tab.loc["/users/{user}/recommendations", "p99_ms"]
     lines = [f"bench serve: {res['model']}, {res['clients']} clients, uvicorn --workers {res['workers']}, "
              f"{res['seconds']:.0f} s, SQLite store"]
+    if "load_avg" in res:
+        lines[0] += f"; 1-minute load average {res['load_avg'][0]:.2f} before, {res['load_avg'][1]:.2f} after"
     lines.append(f"one request's scoring: PyTorch eager {ratio['torch_ms']:.3f} ms, ONNX Runtime {ratio['onnx_ms']:.3f} ms: "
           f"{ratio['ratio']:.1f}x (target >= 2x)")
     lines.append(tab.round(2).to_string())
     lines.append(f"/recommendations p99 {p99:.1f} ms (target < 25 ms); /events ingestion {ev_per_s:,.0f} events/s "
           f"(batches of 500; target >= 5,000); 5xx: {0 if res['no_5xx'] else 'SOME'}; "
           f"events acknowledged {res['events_acknowledged']:,}, stored {stored:,} (exactly once: {res['exactly_once']})")
+    if "recommendations_only" in res:
+        r = res["recommendations_only"].iloc[0]
+        lines.append(f"recommendations-only phase ({res['clients']} clients, {res['seconds']:.0f} s, no other route): "
+                     f"/recommendations p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms (target p99 < 25 ms), "
+                     f"{r['requests_per_s']:,.0f} requests/s, 5xx {int(r['errors_5xx'])}")
+    if "cpu" in res:
+        lines.append("CPU ms per request, server (every uvicorn process) / load generator (this process): " + "; ".join(
+            f"{k} {v['server_cpu_ms']:.2f} / {v['client_cpu_ms']:.2f}" for k, v in res["cpu"].items()))
     lines.append(f"kill -9 during ingestion: {crash['events_acknowledged']:,} acknowledged, {crash['stored_after_crash']:,} stored "
           f"after restart (partial batch: {crash['partial_batch']}); every acknowledged event present once: "
           f"{crash['acknowledged_present_once']}; after client retries {crash['after_retries_stored']:,} of "
           f"{crash['events_sent']:,} sent, exactly once: {crash['exactly_once_after_retries']}")
     return "\n".join(lines)
-
 
 # %% ../nbs/11d_serve_bench.ipynb #e00af7b8
 async def _asgi_get(app, path: str, query: bytes = b"") -> tuple:

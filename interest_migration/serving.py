@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -132,6 +133,7 @@ class _Service:
         self.model_info.labels(self.model.version).set(1)
         self.profiles, self.profiles_model, self.profiles_lock = None, None, threading.Lock()
         self.bandit, self.bandit_lock, self.bandit_refresh_s, self.bandit_synced = None, threading.Lock(), bandit_refresh_s, 0.0
+        self.recs_route = None   # the FastAPI route of GET /users/{id}/recommendations (make_app sets it; the fast path names it)
 
     def call(self, fn, *args, **kw):
         "Run one write on the store's write connection under the store lock."
@@ -183,7 +185,7 @@ def _install_handlers(app, svc: _Service):
 
 # %% ../nbs/11b_serving.ipynb #1f6fd09f
 class _Observe:
-    "ASGI middleware: the body size limit (411/413), request counts and latency per route, 500 on an unhandled error."
+    "ASGI middleware: the body size limit (411/413), the recommendations fast path, request counts and latency per route, 500 on an unhandled error."
     def __init__(self, app, svc: _Service):
         self.app, self.svc = app, svc
 
@@ -203,7 +205,8 @@ class _Observe:
             if msg["type"] == "http.response.start": status[0] = msg["status"]
             await send(msg)
         try:
-            await self.app(scope, receive, send_status)
+            if not await _fast_recommendations(svc, scope, receive, send_status):
+                await self.app(scope, receive, send_status)
         except Exception:
             logger.exception("unhandled error on %s %s", method, scope.get("path"))
             if status[0] is None:
@@ -431,6 +434,53 @@ def recommend_user(
     return {**{c: df[c].to_numpy() for c in ("item_id", "position", "score", "propensity")},
             "policy": str(df["policy"].iloc[0]) if len(df) else "none"}
 
+# %% ../nbs/11b_serving.ipynb #3f0c5745
+def _recommendations_response(svc: _Service, uid, k: int):
+    "The recommendations route's JSON answer for one user, its impressions queued: one body for the FastAPI route and the fast path."
+    from fastapi.responses import JSONResponse
+    sm = svc.model
+    recs = recommend_user(svc, sm, uid, k)
+    rid = uuid.uuid4().hex
+    if len(recs["item_id"]):
+        svc.impressions.put(*_impression_rows(recs, rid, uid, sm.version))   # written off the request path
+    return JSONResponse({"request_id": rid, "user_id": uid, "model_version": sm.version, "policy": recs["policy"],
+                         "items": [{"item_id": i, "position": p, "score": s, "propensity": q} for i, p, s, q in
+                                   zip(recs["item_id"].tolist(), recs["position"].tolist(), recs["score"].tolist(),
+                                       recs["propensity"].tolist())]})   # plain json.dumps: no jsonable_encoder pass
+
+# %% ../nbs/11b_serving.ipynb #ffd8ca7c
+_RECS_PATH = re.compile(r"/users/([^/]+)/recommendations")   # the hot route, as Starlette matches `{user_id}`
+
+def _fast_k(query: bytes) -> int | None:
+    "k of a recommendations query holding only `k=1..1000` (none: 10); None sends the request through FastAPI's validation."
+    if not query:
+        return 10
+    if not (query.startswith(b"k=") and 3 <= len(query) <= 6 and query[2:].isdigit()):
+        return None
+    k = int(query[2:])
+    return k if 1 <= k <= 1000 else None
+
+# %% ../nbs/11b_serving.ipynb #a7affc32
+async def _fast_recommendations(svc: _Service, scope, receive, send) -> bool:
+    "Answer `GET /users/{id}/recommendations[?k=N]` without FastAPI's routing and parameter solving; False (nothing sent) for any other request."
+    from fastapi import HTTPException
+    from fastapi.responses import JSONResponse
+    m = _RECS_PATH.fullmatch(scope["path"]) if scope["method"] == "GET" and not scope.get("root_path") else None
+    k = _fast_k(scope.get("query_string", b"")) if m else None
+    if k is None or svc.recs_route is None:
+        return False
+    try:
+        uid = path_id(m.group(1))
+    except ValueError:
+        return False                       # FastAPI answers it, as before
+    scope["route"] = svc.recs_route        # the metrics label: the FastAPI route's path
+    try:
+        resp = _recommendations_response(svc, uid, k)
+    except HTTPException as e:             # what FastAPI's handler answers for it
+        resp = JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
+    await resp(scope, receive, send)
+    return True
+
 # %% ../nbs/11b_serving.ipynb #a4608e5f
 def _install_user_routes(app, svc: _Service):
     "GET /users/{id}/recommendations, PUT /users/{id}, GET /items/{id}/tags."
@@ -440,15 +490,7 @@ def _install_user_routes(app, svc: _Service):
     @app.get("/users/{user_id}/recommendations", response_class=JSONResponse)
     async def get_recommendations(user_id: str, k: int = Query(10, ge=1, le=1000)):   # async: no thread-pool hop per request
         "Top-k items for a user, logged as impressions (model version, items, positions, propensities)."
-        sm, uid = svc.model, path_id(user_id)
-        recs = recommend_user(svc, sm, uid, k)
-        rid = uuid.uuid4().hex
-        if len(recs["item_id"]):
-            svc.impressions.put(*_impression_rows(recs, rid, uid, sm.version))   # written off the request path
-        return JSONResponse({"request_id": rid, "user_id": uid, "model_version": sm.version, "policy": recs["policy"],
-                             "items": [{"item_id": i, "position": p, "score": s, "propensity": q} for i, p, s, q in
-                                       zip(recs["item_id"].tolist(), recs["position"].tolist(), recs["score"].tolist(),
-                                           recs["propensity"].tolist())]})   # plain json.dumps: no jsonable_encoder pass
+        return _recommendations_response(svc, path_id(user_id), k)   # the plain form is answered by `_fast_recommendations`
 
     @app.put("/users/{user_id}", dependencies=[Depends(_auth(svc))])
     def put_user(user_id: str, attrs: UserAttributes) -> dict:
@@ -563,6 +605,7 @@ def make_app(
     app.add_middleware(_Observe, svc=svc)   # pure ASGI: no extra task and stream per request
     _install_event_routes(app, svc)
     _install_user_routes(app, svc)
+    svc.recs_route = next(r for r in app.routes if getattr(r, "path", None) == "/users/{user_id}/recommendations")
     _install_admin_routes(app, svc)
     return app
 

@@ -615,3 +615,30 @@ def test_interests_explain_known_answer_over_http(served, tmp_path):
     assert [(i["item_id"], i["behavior"]) for i in y["top_items"]] == [(int(b.item_id), "buy")]
     assert len(x["top_items"]) == 2 and x["top_items"][0]["timestamp"] == "2026-03-01T12:00:00+00:00"
     app.state.service.close()
+
+
+def test_recommendations_fast_path_equals_fastapi_route(served, monkeypatch):
+    "The plain GET (no query, or k only) is answered by the middleware's fast path; the same request through FastAPI's route answers the same."
+    import interest_migration.serving as S
+    c, svc = served["client"], served["app"].state.service
+    calls = []
+    real = S._recommendations_response
+    monkeypatch.setattr(S, "_recommendations_response", lambda *a: calls.append(a[1:]) or real(*a))
+    fast = c.get("/users/2/recommendations", params={"k": 5}).json()
+    assert calls == [(2, 5)]
+    monkeypatch.setattr(S, "_fast_recommendations", lambda *a: _false())   # everything through FastAPI
+    slow = c.get("/users/2/recommendations", params={"k": 5}).json()
+    assert calls == [(2, 5), (2, 5)]
+    assert fast["request_id"] != slow["request_id"]
+    assert {**fast, "request_id": 0} == {**slow, "request_id": 0} and len(fast["items"]) == 5
+    monkeypatch.undo()
+    r = c.get("/users/99999/recommendations")                          # 404 from the fast path, as FastAPI's handler answers it
+    assert r.status_code == 404 and "unknown user" in r.json()["detail"]
+    assert c.get("/users/2/recommendations", params={"k": 0}).status_code == 422   # FastAPI validates what the fast path leaves
+    assert c.get("/users/2/recommendations", params={"k": 3, "x": 1}).json()["items"].__len__() == 3
+    text = c.get("/metrics").text
+    assert 'im_requests_total{method="GET",route="/users/{user_id}/recommendations",status="404"}' in text
+
+
+async def _false():
+    return False
