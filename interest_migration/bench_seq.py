@@ -20,8 +20,8 @@ from .sequence import RunOptions, SequenceSplit, per_user_metric, sequence_split
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'SASREC_VARIANTS', 'SASREC_FAST', 'bench_sasrec_variants', 'report_sasrec_variants', 'bench_sequence_losses',
-           'bench_sequence_fast', 'report_sequence_fast']
+__all__ = ['logger', 'SASREC_VARIANTS', 'SASREC_FAST', 'bench_sasrec_variants', 'report_sasrec_variants', 'bench_sequence_fast',
+           'report_sequence_fast', 'bench_sequence_losses']
 
 # %% ../nbs/12c_bench_seq.ipynb #27359197
 SASREC_VARIANTS = {  # name -> SASRec parameters of bench_sasrec_variants' default comparison (full CE first: the reference)
@@ -99,17 +99,6 @@ def report_sasrec_variants(tab: pd.DataFrame,  # what `bench_sasrec_variants` re
 SASREC_FAST = {"lr_schedule": "cosine", "learning_rate": 5e-3, "warmup_epochs": 1.0, "max_epochs": 10, "min_epochs": 8,
                "patience": 2}  # SASRec settings that converge fast: a 10-epoch cosine schedule, patience only once it has decayed
 
-# %% ../nbs/12c_bench_seq.ipynb #b3c1a7e2
-def bench_sequence_losses(
-    quick: bool = False,  # seed 0 only, 2 epochs and 200 resamples: a smoke run of the command
-    num_threads: int | None = None,  # torch threads (None: torch's default, all cores)
-    split: SequenceSplit | None = None,  # data (default: MovieLens-100K's sequence_split)
-    seeds: tuple = (0, 1, 2),  # model seeds: every loss is fitted once per seed
-) -> pd.DataFrame:  # bench_sasrec_variants' table, full CE first
-    "Full cross-entropy against the sampled losses of `SASREC_VARIANTS`, each with `SASREC_FAST`'s schedule, once per seed, paired on the same test users."
-    v = {k: SASREC_FAST | p | ({"max_epochs": 2, "min_epochs": 0} if quick else {}) for k, p in SASREC_VARIANTS.items()}
-    return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000, seeds=seeds[:1] if quick else seeds)
-
 # %% ../nbs/12c_bench_seq.ipynb #bf4ea594
 def bench_sequence_fast(
     quick: bool = False,  # seed 0 only, 2 epochs and 200 resamples: a smoke run of the command
@@ -138,3 +127,14 @@ def report_sequence_fast(tab: pd.DataFrame,  # what `bench_sequence_fast` return
                  f"{'met' if fast else 'NOT met'} (slowest {per['wall_s'].max():.1f} s); every seed's test NDCG@10 >= {ndcg}: "
                  f"{'met' if good else 'NOT met'} (lowest {per['test_ndcg@10'].min():.4f})")
     return "\n".join(lines)
+
+# %% ../nbs/12c_bench_seq.ipynb #b3c1a7e2
+def bench_sequence_losses(
+    quick: bool = False,  # seed 0 only, 2 epochs and 200 resamples: a smoke run of the command
+    num_threads: int | None = None,  # torch threads (None: torch's default, all cores)
+    split: SequenceSplit | None = None,  # data (default: MovieLens-100K's sequence_split)
+    seeds: tuple = (0, 1, 2),  # model seeds: every loss is fitted once per seed
+) -> pd.DataFrame:  # bench_sasrec_variants' table, full CE first
+    "Full cross-entropy against the sampled losses of `SASREC_VARIANTS`, each with `SASREC_FAST`'s schedule, once per seed, paired on the same test users."
+    v = {k: SASREC_FAST | p | ({"max_epochs": 2, "min_epochs": 0} if quick else {}) for k, p in SASREC_VARIANTS.items()}
+    return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000, seeds=seeds[:1] if quick else seeds)
