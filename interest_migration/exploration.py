@@ -407,14 +407,14 @@ class LinUCB(Policy):
         self.alpha, self.weight_decay = alpha, weight_decay
         self.A_ = self.b_ = None
         self._fx = None
-    def _features(self, ctx):
-        "(context_features(ctx), each user's segment x region group), built once per contexts dict: prepare, act and update share them."
+    def _features(self, ctx, groups=True):
+        "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
         if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
-        if self._fx[2] is None: self._fx = self._fx[:2] + (np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]),)
+        if groups and self._fx[2] is None: self._fx = self._fx[:2] + (np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]),)
         return self._fx[1], self._fx[2]
     def prepare(self, ctx):
         "Build the context feature matrix (the same matrix MABWiser is given) before act is timed; the groups are act's work."
-        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
+        self._features(ctx, groups=False)
         return self
     def _init(self, X):
         if self.A_ is None:
