@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'RECBOLE_DIR', 'PeakRSS', 'maxrss_mb', 'bench_simulate', 'report_simulate', 'reference_ranking_metrics',
-           'bench_metrics', 'report_metrics', 'bench_metrics_peer', 'report_metrics_peer', 'reference_migration',
-           'bench_profiles', 'report_profiles', 'bench_tagging', 'report_tagging', 'read_recbole_json', 'time_to_reach',
+           'report_metrics', 'bench_metrics', 'bench_metrics_peer', 'report_metrics_peer', 'reference_migration',
+           'bench_profiles', 'report_profiles', 'report_tagging', 'bench_tagging', 'read_recbole_json', 'time_to_reach',
            'bench_sequence', 'report_sequence', 'bench_bandits', 'report_bandits']
 
 # %% ../nbs/12_bench.ipynb #1f0cd236
@@ -217,6 +217,20 @@ def _best_time(f, repeat: int) -> tuple:
     wall, cpu = min(runs)
     return r, wall, cpu
 
+# %% ../nbs/12_bench.ipynb #d819f2b3
+def report_metrics(out: dict, # what `bench_metrics` returned
+                  ) -> str:   # the table as text
+    "bench_metrics' figures as a table."
+    return "\n".join([
+        f"full-ranking metrics: {out['n_users']:,} users x {out['n_items']:,} items, {out['n_truth']} truth items per user, "
+        f"{len(RANKING_METRICS)} metrics at k={tuple(out['k'])}",
+        f"  vectorised (best of {out['repeat']}) : {out['ours_s']:8.3f} s wall {out['ours_cpu_s']:8.3f} s CPU   peak traced memory "
+        f"{out['ours_peak_mb']:6.1f} MiB (the score matrix itself, {out['scores_mb']:.1f} MiB, not counted)",
+        f"  reference (best of {out['ref_repeat']})    : {out['reference_s']:8.3f} s wall {out['reference_cpu_s']:8.3f} s CPU   peak traced memory "
+        f"{out['reference_peak_mb_500_users']:6.1f} MiB (first 500 users)",
+        f"  ratio                     : {out['ratio']:8.1f}x wall (target >= 20x), {out['cpu_ratio']:.1f}x CPU time",
+        f"  max |difference|          : {out['max_abs_diff']:.1e}   process max RSS {out['maxrss_mb']:.0f} MiB"])
+
 # %% ../nbs/12_bench.ipynb #cf75aa87
 def bench_metrics(
     n_users: int = 6040,     # users (ML-1M has 6,040)
@@ -249,20 +263,6 @@ def bench_metrics(
     if verbose:
         logger.info("\n%s", report_metrics(out))
     return out
-
-# %% ../nbs/12_bench.ipynb #d819f2b3
-def report_metrics(out: dict, # what `bench_metrics` returned
-                  ) -> str:   # the table as text
-    "bench_metrics' figures as a table."
-    return "\n".join([
-        f"full-ranking metrics: {out['n_users']:,} users x {out['n_items']:,} items, {out['n_truth']} truth items per user, "
-        f"{len(RANKING_METRICS)} metrics at k={tuple(out['k'])}",
-        f"  vectorised (best of {out['repeat']}) : {out['ours_s']:8.3f} s wall {out['ours_cpu_s']:8.3f} s CPU   peak traced memory "
-        f"{out['ours_peak_mb']:6.1f} MiB (the score matrix itself, {out['scores_mb']:.1f} MiB, not counted)",
-        f"  reference (best of {out['ref_repeat']})    : {out['reference_s']:8.3f} s wall {out['reference_cpu_s']:8.3f} s CPU   peak traced memory "
-        f"{out['reference_peak_mb_500_users']:6.1f} MiB (first 500 users)",
-        f"  ratio                     : {out['ratio']:8.1f}x wall (target >= 20x), {out['cpu_ratio']:.1f}x CPU time",
-        f"  max |difference|          : {out['max_abs_diff']:.1e}   process max RSS {out['maxrss_mb']:.0f} MiB"])
 
 # %% ../nbs/12_bench.ipynb #d3fe1306
 import subprocess, tempfile
@@ -418,6 +418,20 @@ def report_profiles(out: dict, # what `bench_profiles` returned
         f"  peak memory: ours {out['ours_peak_traced_gib']:.2f} GiB traced; process {out['process_peak_rss_gib']:.2f} GiB "
         f"max RSS incl. simulating {out['n_events']:,} events in {out['simulate_s']:.1f}s (target < 3 GiB)"])
 
+# %% ../nbs/12_bench.ipynb #654efe42
+def report_tagging(out: dict, # what `bench_tagging` returned
+                  ) -> str:   # the table as text
+    "bench_tagging's figures as a table."
+    rows = [(f"TextEncoder (length buckets, batch {out['batch_size']})", out["ours_texts_per_s"], out["ours_s"]),
+            (f"sentence-transformers encode (batch {out['st_batch_size']})", out["st_texts_per_s"], out["st_s"])]
+    head = (f"encode {out['n_texts']:,} MovieLens-100K titles ({out['distinct_texts']:,} distinct) with all-MiniLM-L6-v2, "
+            f"{out['threads']} torch thread(s), best of {out['repeat']} interleaved runs")
+    return "\n".join([head] + [f"  {name:<42}: {rate:8.0f} texts/s  ({s:.3f} s)" for name, rate, s in rows] + [
+        f"  ratio (best)   : {out['ratio']:.2f}x   ratio (median): {out['ratio_median']:.2f}x   (target >= 1.0, goal 1.5)",
+        f"  max |difference| of the embeddings: {out['max_abs_diff']:.1e} ({'equal' if out['equal_1e-5'] else 'NOT equal'} to 1e-5)",
+        f"  load: ours {out['load_ours_s']:.2f} s (0 when this process already holds the model), sentence-transformers "
+        f"{out['load_st_s']:.2f} s; process max RSS {out['maxrss_mb']:.0f} MiB"])
+
 # %% ../nbs/12_bench.ipynb #b94b93ed
 def bench_tagging(
     n_texts: int | None = None,      # the first n MovieLens-100K titles; None: all 1,682
@@ -461,20 +475,6 @@ def bench_tagging(
     if verbose:
         logger.info("\n%s", report_tagging(out))
     return out
-
-# %% ../nbs/12_bench.ipynb #654efe42
-def report_tagging(out: dict, # what `bench_tagging` returned
-                  ) -> str:   # the table as text
-    "bench_tagging's figures as a table."
-    return "\n".join([
-        f"encode {out['n_texts']:,} MovieLens-100K titles ({out['distinct_texts']:,} distinct) with all-MiniLM-L6-v2, "
-        f"{out['threads']} torch thread(s), best of {out['repeat']} interleaved runs",
-        f"  TextEncoder (length buckets, batch {out['batch_size']}) : {out['ours_texts_per_s']:8.0f} texts/s  ({out['ours_s']:.3f} s)",
-        f"  sentence-transformers encode (batch {out['st_batch_size']}): {out['st_texts_per_s']:8.0f} texts/s  ({out['st_s']:.3f} s)",
-        f"  ratio (best)   : {out['ratio']:.2f}x   ratio (median): {out['ratio_median']:.2f}x   (target >= 1.0, goal 1.5)",
-        f"  max |difference| of the embeddings: {out['max_abs_diff']:.1e} ({'equal' if out['equal_1e-5'] else 'NOT equal'} to 1e-5)",
-        f"  load: ours {out['load_ours_s']:.2f} s (0 when this process already holds the model), sentence-transformers "
-        f"{out['load_st_s']:.2f} s; process max RSS {out['maxrss_mb']:.0f} MiB"])
 
 # %% ../nbs/12_bench.ipynb #652627fb
 RECBOLE_DIR = "bench-out"  # where `make bench-peer` writes recbole_sasrec.json and recbole_gru4rec.json

@@ -402,9 +402,9 @@ class LinearProbeTagger(TaggerBase):
                  encoder: TextEncoder | None = None,  # the frozen encoder; None: TextEncoder() (all-MiniLM-L6-v2)
                  C: float = 1.0,                # inverse L2 strength of each logistic regression
                  class_weight: str | None = None,  # "balanced" reweights the rare tags
-                 standardize: bool = True,      # scale embedding dimensions to unit variance before the probe
                  max_iter: int = 2000,          # solver iterations
                  n_jobs: int | None = None,     # tags fitted in parallel
+                 standardize: bool = True,      # scale embedding dimensions to unit variance before the probe
                  tags: Sequence | None = None,  # label map; None: sorted tags of y
                  threshold: float = 0.5,        # decision threshold before (or without) tuning
                  tune: str | None = "per_tag",  # threshold tuning on validation data: "per_tag", "global" or None

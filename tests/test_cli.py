@@ -41,21 +41,25 @@ def test_unguessable_format(tmp_path):
     _one_line_error(run("summary", "--data", str(f)), "--format")
 
 
-def test_malformed_taobao_log(tmp_path):
-    f = tmp_path / "UserBehavior.csv"
-    f.write_text("1,10,100,pv,1511544070\n2,11,100,teleport,1511544071\n")
-    _one_line_error(run("summary", "--data", str(f)), "behavior")
+TAOBAO_3 = "1,10,100,pv,1511544070\n1,10,100,buy,1511544090\n2,11,101,cart,1511544071\n"
 
 
-def test_malformed_retailrocket_log(tmp_path):
-    f = tmp_path / "events.csv"
-    f.write_text("timestamp,visitorid,event,itemid,transactionid\nyesterday,1,view,5,\n")
-    _one_line_error(run("summary", "--data", str(f)), "timestamp")
+@pytest.mark.parametrize("command, name, text, needle", [
+    ("summary", "UserBehavior.csv", "1,10,100,pv,1511544070\n2,11,100,teleport,1511544071\n", "behavior"),  # unknown behaviour
+    ("summary", "events.csv", "timestamp,visitorid,event,itemid,transactionid\nyesterday,1,view,5,\n", "timestamp"),  # RetailRocket
+    ("transfer", "UserBehavior.csv", TAOBAO_3, "age"),                                                  # no demographics
+    ("profile", "events.csv", "timestamp,visitorid,event,itemid,transactionid\n"
+                              "1433221332117,1,view,5,\n1433221332118,2,view,6,\n", "no item categories")])
+def test_bad_log_gets_a_one_line_error(tmp_path, command, name, text, needle):
+    "A malformed log, or one that lacks what the command needs, stops with one line naming the problem."
+    f = tmp_path / name
+    f.write_text(text)
+    _one_line_error(run(command, "--data", str(f)), needle)
 
 
 def test_summary_of_a_taobao_file(tmp_path):
     f = tmp_path / "UserBehavior.csv"
-    f.write_text("1,10,100,pv,1511544070\n1,10,100,buy,1511544090\n2,11,101,cart,1511544071\n")
+    f.write_text(TAOBAO_3)
     r = run("summary", "--data", str(f))
     assert r.returncode == 0, r.stderr
     assert "events" in r.stdout and " 3" in r.stdout
@@ -85,18 +89,6 @@ def test_recommend_for_unknown_user_and_item(tmp_path):
     assert len(rows) == 6 and model.exists()
     _one_line_error(run("recommend", "--load", str(model), "--users", "424242"), "424242")
     _one_line_error(run("recommend", "--load", str(model), "--items", "99999"), "99999")
-
-
-def test_transfer_needs_demographics(tmp_path):
-    f = tmp_path / "UserBehavior.csv"
-    f.write_text("1,10,100,pv,1511544070\n1,10,100,buy,1511544090\n2,11,101,cart,1511544071\n")
-    _one_line_error(run("transfer", "--data", str(f)), "age")
-
-
-def test_profile_needs_categories(tmp_path):
-    f = tmp_path / "events.csv"
-    f.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,5,\n1433221332118,2,view,6,\n")
-    _one_line_error(run("profile", "--data", str(f)), "no item categories")
 
 
 def test_bench_sizes_reach_the_bench_and_are_refused_where_they_do_not_apply(monkeypatch, capsys):

@@ -52,14 +52,18 @@ def random_log(rng, n_users=8, n_items=15, max_events=9):
                                                     categories=list(BEHAVIORS))})
 
 
+def random_sequences(seed):
+    "The sequences of `random_log` drawn from `seed`."
+    log = random_log(np.random.default_rng(seed))
+    return to_sequences(log, make_catalog(log))
+
+
 # ---- data layout -------------------------------------------------------------------------------------------------
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), max_len=st.integers(1, 6))
 def test_windows_hold_every_pair_once(seed, max_len):
-    rng = np.random.default_rng(seed)
-    log = random_log(rng)
-    s = to_sequences(log, make_catalog(log))
+    s = random_sequences(seed)
     X, B, Y, YB = training_windows(s, max_len)
     got = sorted(zip(X[Y > 0].tolist(), Y[Y > 0].tolist(), B[Y > 0].tolist(), YB[Y > 0].tolist()))
     want = []
@@ -74,9 +78,7 @@ def test_windows_hold_every_pair_once(seed, max_len):
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), max_len=st.integers(1, 6))
 def test_pad_keeps_the_latest_events(seed, max_len):
-    rng = np.random.default_rng(seed)
-    log = random_log(rng)
-    s = to_sequences(log, make_catalog(log))
+    s = random_sequences(seed)
     x, b, n = pad_sequences(s, max_len)
     for k in range(len(s)):
         it = s.items[s.offsets[k]:s.offsets[k + 1]][-max_len:]
