@@ -178,7 +178,7 @@ def _beta_argmax(A: np.ndarray,  # keys x categories Beta alpha (>= 1)
                  groups: list,  # [(key, its users' indices)], as _key_groups returns
                  n: int,  # users
                  rng,  # numpy Generator
-                 tail: float = 1e-3,  # a category is left undrawn for a key when P(its draw > T) <= tail
+                 tail: float = 1e-2,  # a category is left undrawn for a key when P(its draw > T) <= tail
                  z: float = 4.0,  # T = max over categories of posterior mean - z posterior sd
                  exact_all: bool = False,  # compute every undrawn draw too: the reference the tests compare with
                 ) -> np.ndarray:  # each user's argmax over categories of one Beta(A[k], B[k]) draw per category
