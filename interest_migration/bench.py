@@ -29,7 +29,8 @@ from .simulate import SIM_FUNNEL, SIM_DIURNAL, sim_world, simulate_log  # the pr
 from .metrics import js_divergence
 from .ranking import RANKING_METRICS, ranking_metrics, topk_items
 from .profiles import BEHAVIOR_WEIGHTS, migration_matrix, migration_scores, window_edges, windowed_profiles
-from .exploration import BetaThompson, LinUCB, Policy, UCB1, compare_policies, context_features
+from .exploration import BetaThompson, LinUCB, Policy, UCB1, compare_policies
+from .bandit_env import context_features
 from .encoders import TextEncoder, quiet_loading, default_model_path
 from .neural import SEQUENCE_MODELS
 from .sequence import (CoOccurrence, Popularity, RunOptions, SequenceSplit, default_device,

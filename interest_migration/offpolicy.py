@@ -9,8 +9,9 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from .data import DataError
 from .metrics import bootstrap_ci
-from .exploration import (BanditEnv, EpsilonGreedy, LinUCB, Policy, context_features, direct_method, doubly_robust,
-                                            ips, run_policy, segment_prior, snips)
+from .exploration import (EpsilonGreedy, LinUCB, Policy, direct_method, doubly_robust, ips,
+                                            run_policy, snips)
+from .bandit_env import BanditEnv, context_features, segment_prior
 
 # %% auto #0
 __all__ = ['FrozenPolicy', 'log_policy', 'reward_model', 'ope_table', 'movielens_contexts', 'replay_evaluate']

@@ -4,9 +4,9 @@ import pytest
 import torch
 from interest_migration.data import DataError
 from interest_migration.simulate import sim_world
-from interest_migration.exploration import (BanditEnv, BetaThompson, DQNPolicy, EpsilonGreedy, LinThompson, LinUCB, RandomPolicy,
-                                            SegmentGreedy, UCB1, context_features, direct_method, doubly_robust, ips, run_policy,
-                                            segment_prior, snips)
+from interest_migration.exploration import (BetaThompson, DQNPolicy, EpsilonGreedy, LinThompson, LinUCB, RandomPolicy,
+                                            SegmentGreedy, UCB1, direct_method, doubly_robust, ips, run_policy, snips)
+from interest_migration.bandit_env import BanditEnv, context_features, segment_prior
 from interest_migration.offpolicy import ope_table
 
 torch.set_num_threads(1)
