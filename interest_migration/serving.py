@@ -437,19 +437,28 @@ def recommend_user(
     return {**{c: df[c].to_numpy() for c in ("item_id", "position", "score", "propensity")},
             "policy": str(df["policy"].iloc[0]) if len(df) else "none"}
 
+# %% ../nbs/11b_serving.ipynb #85068107
+def _json_bytes(body: dict) -> bytes:
+    "Compact JSON as the FastAPI route writes it, with orjson (a tenth of json.dumps' time); ids beyond 64 bits go through json."
+    import orjson
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:          # an integer id beyond 64 bits: the standard library writes it exactly
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
 # %% ../nbs/11b_serving.ipynb #3f0c5745
 def _recommendations_response(svc: _Service, uid, k: int):
     "The recommendations route's JSON answer for one user, its impressions queued: one body for the FastAPI route and the fast path."
-    from fastapi.responses import JSONResponse
+    from starlette.responses import Response
     sm = svc.model
     recs = recommend_user(svc, sm, uid, k)
     rid = uuid.uuid4().hex
     if len(recs["item_id"]):
         svc.impressions.put(*_impression_rows(recs, rid, uid, sm.version))   # written off the request path
-    return JSONResponse({"request_id": rid, "user_id": uid, "model_version": sm.version, "policy": recs["policy"],
-                         "items": [{"item_id": i, "position": p, "score": s, "propensity": q} for i, p, s, q in
-                                   zip(recs["item_id"].tolist(), recs["position"].tolist(), recs["score"].tolist(),
-                                       recs["propensity"].tolist())]})   # plain json.dumps: no jsonable_encoder pass
+    body = {"request_id": rid, "user_id": uid, "model_version": sm.version, "policy": recs["policy"],
+            "items": [{"item_id": i, "position": p, "score": s, "propensity": q} for i, p, s, q in
+                      zip(recs["item_id"].tolist(), recs["position"].tolist(), recs["score"].tolist(), recs["propensity"].tolist())]}
+    return Response(_json_bytes(body), media_type="application/json")
 
 # %% ../nbs/11b_serving.ipynb #ffd8ca7c
 _RECS_PATH = re.compile(r"/users/([^/]+)/recommendations")   # the hot route, as Starlette matches `{user_id}`
