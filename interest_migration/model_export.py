@@ -26,22 +26,73 @@ from .recommender import ModelFileError, make_manifest, write_manifest, read_man
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'ScoreNet', 'sequence_to_onnx', 'ort_session', 'ort_scores', 'top_k', 'random_sequences', 'onnx_parity',
-           'mlp_to_onnx', 'export_model', 'json_values', 'ServingModel', 'load_serving_model']
+__all__ = ['logger', 'ScoreNet', 'last_position_state', 'sequence_to_onnx', 'ort_session', 'ort_scores', 'top_k',
+           'random_sequences', 'onnx_parity', 'mlp_to_onnx', 'export_model', 'json_values', 'ServingModel',
+           'load_serving_model']
 
 # %% ../nbs/11ab_export.ipynb #e3ad6935
 class ScoreNet(nn.Module):
     "Full-catalogue scores from right-padded item/behaviour codes and lengths: the graph that is exported."
     def __init__(self, net: nn.Module, # a SequenceNet (items, behaviours -> hidden states; `.emb.table()`)
+                 last_only: bool | None = None, # a causal transformer's last block at the last position only; None: where verified equal
                 ):
         super().__init__()
         self.net = net
+        self.last_only = _last_only_verified(net) if last_only is None else last_only
 
-    def forward(self, items, behaviors, lengths):
+    def full(self, items, behaviors, lengths):
+        "The reference computation: every position's state, then the one at the last real position times the item table."
         h = self.net(items, behaviors)
         idx = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, h.shape[2])
-        last = h.gather(1, idx).squeeze(1)
-        return last @ self.net.emb.table()[1:].T
+        return h.gather(1, idx).squeeze(1) @ self.net.emb.table()[1:].T
+
+    def forward(self, items, behaviors, lengths):
+        if not self.last_only:
+            return self.full(items, behaviors, lengths)
+        return last_position_state(self.net, items, behaviors, lengths) @ self.net.emb.table()[1:].T
+
+# %% ../nbs/11ab_export.ipynb #024e4ebd
+def last_position_state(
+    net: nn.Module,  # a SASRec network: `.emb`, `.pos`, `.drop`, causal `TransformerBlock`s in `.blocks`, `.norm`
+    items: torch.Tensor,  # (B, L) item codes, right-padded with 0
+    behaviors: torch.Tensor,  # (B, L) behaviour codes
+    lengths: torch.Tensor,  # (B,) lengths
+) -> torch.Tensor:  # (B, d) the network's state at each sequence's last real position
+    "A causal transformer's state at the last real position, its last block computed at that position only."
+    B, L = items.shape
+    x = net.drop(net.emb(items, behaviors) + net.pos.weight[:L])
+    for blk in net.blocks[:-1]:
+        x = blk(x)                          # earlier blocks: every position (the last block attends to all of them)
+    blk, d = net.blocks[-1], x.shape[2]
+    idx = (lengths - 1).clamp(min=0)
+    q, k, v = blk.qkv(blk.ln1(x)).view(B, L, 3, blk.h, d // blk.h).permute(2, 0, 3, 1, 4)   # (B, heads, L, d/heads)
+    q = q.gather(2, idx.view(B, 1, 1, 1).expand(B, blk.h, 1, d // blk.h))                 # the last position's query
+    keep = torch.arange(L, device=items.device).view(1, 1, 1, L) <= idx.view(B, 1, 1, 1)  # causal: keys up to it
+    a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)        # (B, heads, 1, d/heads)
+    y = x.gather(1, idx.view(B, 1, 1).expand(B, 1, d)).squeeze(1) + blk.drop(blk.proj(a.transpose(1, 2).reshape(B, d)))
+    return net.norm(y + blk.drop(blk.ff(blk.ln2(y))))
+
+# %% ../nbs/11ab_export.ipynb #fd5b6de8
+def _last_only_verified(net: nn.Module, # a sequence network
+                        n: int = 16, # probe sequences
+                       ) -> bool: # whether `last_position_state` gives the network's own last states (to 1e-5) on a random probe
+    "Use the last-position shortcut only for a network it reproduces: SASRec's, checked on random sequences of every length."
+    if not (hasattr(net, "blocks") and hasattr(net, "pos") and len(net.blocks)
+            and all(getattr(b, "causal", False) for b in net.blocks)):
+        return False
+    g = torch.Generator().manual_seed(0)
+    L, n_items = net.pos.num_embeddings, net.emb.item.num_embeddings - 1
+    lengths = torch.randint(1, L + 1, (n,), generator=g)
+    items = torch.randint(1, n_items + 1, (n, L), generator=g) * (torch.arange(L) < lengths[:, None])
+    beh = torch.zeros_like(items)
+    try:
+        with torch.no_grad():
+            h = net(items, beh)
+            ref = h[torch.arange(n), lengths - 1]
+            got = last_position_state(net, items, beh, lengths)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    return bool(torch.allclose(got, ref, rtol=1e-5, atol=1e-5))
 
 # %% ../nbs/11ab_export.ipynb #d1432db6
 def sequence_to_onnx(
@@ -139,7 +190,7 @@ def onnx_parity(
     for L in (range(1, model.max_len + 1) if lengths is None else lengths):
         x, b, n_ = random_sequences(model.catalog_, model.max_len, L, n, seed)
         with torch.no_grad():
-            ref = w(torch.from_numpy(x), torch.from_numpy(b), torch.from_numpy(n_)).numpy()
+            ref = w.full(torch.from_numpy(x), torch.from_numpy(b), torch.from_numpy(n_)).numpy()   # every position, no shortcut
         got = ort_scores(sess, x, b, n_)
         d = np.abs(ref - got)
         rows.append({"length": L, "n": n, "max_abs_diff": float(d.max()), "max_rel_diff": float((d / np.maximum(np.abs(ref), 1)).max()),

@@ -57,13 +57,24 @@ class UserEventCache:
                  max_users: int = 200_000,  # users kept; the least recently read are dropped beyond this
                 ):
         self.sm, self.max_users, self.lock = sm, max_users, threading.Lock()
-        self.users = OrderedDict()  # user id -> dict(ts, seq, code, beh, last, n)
+        self.users = OrderedDict()  # the store's text of a user id -> dict(ts, seq, code, beh, last, n)
+        self.warmed, self.warm_rows = {}, {}  # from `warm`: user text -> (start, stop, last, n); rows by column
         self.item_text = pd.Index([id_key(i) for i in sm.catalog.item_id])  # the store's text of each catalogue item
         self.behaviors = pd.Index(list(sm.catalog.behaviors))
         self.hits = self.misses = 0
 
     def __repr__(self):
-        return f"UserEventCache({len(self.users):,} users, {self.hits:,} hits, {self.misses:,} misses)"
+        return (f"UserEventCache({len(self.users):,} users, {len(self.warmed):,} warmed not yet read, "
+                f"{self.hits:,} hits, {self.misses:,} misses)")
+
+# %% ../nbs/11ae_request_path.ipynb #8cb04d7e
+@patch
+def _codes(self: UserEventCache, items: np.ndarray, # item ids as the store keeps them (text)
+           beh: np.ndarray, # behaviour labels
+          ) -> tuple: # (item codes, 0 for items outside the catalogue; behaviour codes, unknown labels as the default)
+    "Store rows as the model's codes."
+    b = self.behaviors.get_indexer(beh)
+    return self.item_text.get_indexer(items) + 1, np.where(b < 0, self.sm.default_behavior, b)
 
 # %% ../nbs/11ae_request_path.ipynb #ea94eaef
 def _empty_entry() -> dict:
@@ -71,27 +82,63 @@ def _empty_entry() -> dict:
     z = np.zeros(0, np.int64)
     return {"ts": z, "seq": z, "code": z, "beh": z, "last": 0, "n": 0}
 
+# %% ../nbs/11ae_request_path.ipynb #3c7f76ee
+@patch
+def warm(self: UserEventCache, store, # the store (a read connection)
+         max_events: int = 2_000_000, # read nothing when the store holds more events than this (memory)
+        ) -> int: # users warmed
+    "Read every user's events in one query and code them (vectorised), so that no request pays for a user's first read."
+    if store.n_events() > max_events:
+        logger.info("UserEventCache.warm: the store holds more than %d events; users are read on first request", max_events)
+        return 0
+    users, items, ts, beh, seq = store.tail_arrays(0)        # arrival order: seq ascending
+    ucode, ukeys = pd.factorize(users)
+    code, b = self._codes(items, beh)
+    n = np.bincount(ucode, minlength=len(ukeys))
+    last = np.zeros(len(ukeys), np.int64)
+    np.maximum.at(last, ucode, seq)                           # each user's last arrival number
+    k = code > 0
+    o = np.lexsort((seq[k], ts[k], ucode[k]))                 # by user, then (timestamp, arrival) as `read` keeps them
+    grouped = ucode[k][o]
+    start = np.searchsorted(grouped, np.arange(len(ukeys)), "left")
+    stop = np.searchsorted(grouped, np.arange(len(ukeys)), "right")
+    rows = {"ts": ts[k][o], "seq": seq[k][o], "code": code[k][o], "beh": b[k][o]}
+    index = dict(zip(ukeys.tolist(), zip(start.tolist(), stop.tolist(), last.tolist(), n.tolist())))
+    with self.lock:
+        self.warm_rows, self.warmed = rows, index
+    return len(index)
+
+# %% ../nbs/11ae_request_path.ipynb #034a7445
+@patch
+def _from_warm(self: UserEventCache, key: str) -> dict | None:
+    "The user's entry from the rows `warm` read (then dropped from the warm table), or None; caller holds the lock."
+    w = self.warmed.pop(key, None)
+    if w is None:
+        return None
+    s, t, last, n = w
+    return {**{c: v[s:t] for c, v in self.warm_rows.items()}, "last": last, "n": n}
+
 # %% ../nbs/11ae_request_path.ipynb #28d47b0f
 @patch
 def read(self: UserEventCache, store, # the store (its read connection)
          uid, # the user
         ) -> dict: # ts, seq, code, beh (known events, oldest first), last (arrival number), n (all events, known or not)
     "The user's known events after absorbing what the store received since this process last read them."
+    key = id_key(uid)               # the store's text: int 7 and "7" are one user there, and here
     with self.lock:
-        e = self.users.pop(uid, None)
+        e = self.users.pop(key, None)
+        if e is None: e = self._from_warm(key)
         if e is None: self.misses += 1; e = _empty_entry()
         else: self.hits += 1
-        items, ts, beh, seq = store.user_tail(uid, e["last"])
+        items, ts, beh, seq = store.user_tail(key, e["last"])
         if len(seq):
-            code = self.item_text.get_indexer(items) + 1
-            b = self.behaviors.get_indexer(beh)
-            b = np.where(b < 0, self.sm.default_behavior, b)
+            code, b = self._codes(items, beh)
             k = code > 0
             new = {"ts": ts[k], "seq": seq[k], "code": code[k], "beh": b[k]}
             cols = {c: np.concatenate([e[c], new[c]]) for c in new}
             o = np.lexsort((cols["seq"], cols["ts"]))
             e = {**{c: v[o] for c, v in cols.items()}, "last": int(seq[-1]), "n": e["n"] + len(seq)}
-        self.users[uid] = e
+        self.users[key] = e
         while len(self.users) > self.max_users:
             self.users.popitem(last=False)
         return e

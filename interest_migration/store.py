@@ -404,6 +404,18 @@ def user_tail(self: EventStore, user_id, # one user
     i, t, b, s = zip(*rows)
     return np.asarray(i, dtype=object), np.asarray(t, np.int64), np.asarray(b, dtype=object), np.asarray(s, np.int64)
 
+# %% ../nbs/11a_store.ipynb #1e8d916c
+@patch
+def tail_arrays(self: EventStore, after: int = 0, # the last arrival number already read (0: from the start)
+               ) -> tuple: # (user ids and item ids as stored text (object), timestamps ns (int64), behaviour labels (object), arrival numbers (int64))
+    "Every user's events that arrived after arrival number `after`, in arrival order, as plain arrays (no DataFrame)."
+    rows = self._all("SELECT user_id, item_id, ts, behavior, seq FROM events WHERE seq > ? ORDER BY seq", (int(after),))
+    if not rows:
+        return np.zeros(0, object), np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64)
+    u, i, t, b, s = zip(*rows)
+    return (np.asarray(u, dtype=object), np.asarray(i, dtype=object), np.asarray(t, np.int64), np.asarray(b, dtype=object),
+            np.asarray(s, np.int64))
+
 # %% ../nbs/11a_store.ipynb #1c9b7839
 @patch
 def tail(self: EventStore, after: int = 0, # the last arrival number already read (0: from the start)
