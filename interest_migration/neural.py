@@ -570,8 +570,7 @@ class GRU4Rec(NeuralRecommender):
     learning_rate: float = 1e-2  # AdamW learning rate
 
     def build_net(self, emb, n_behaviors, behavior_head):
-        return _RNNNet(emb, self.embedding_size, self.hidden_size, self.n_layers, self.dropout, self.cell,
-                       n_behaviors, behavior_head)
+        return _RNNNet(emb, self.embedding_size, self.hidden_size, self.n_layers, self.dropout, self.cell, n_behaviors, behavior_head)
 
 # %% ../nbs/10a_neural.ipynb #5340fd63
 @dataclass(eq=False, repr=False)
