@@ -4,6 +4,7 @@
 
 # %% ../nbs/06_exploration.ipynb #688adb7b
 from __future__ import annotations
+import functools
 import time
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from .data import DataError
 from .simulate import SIM_REGIONS
 from .metrics import bootstrap_ci
 from .bandit_env import BanditEnv, segment_prior, context_features
+from .bandit_kernels import linucb_act, linucb_alloc, linucb_scores, linucb_tables, linucb_update, ridge_solve, warm_kernels
 from fastcore.basics import patch
 
 # %% auto #0
@@ -259,59 +261,98 @@ class LinUCB(Policy):
     name = "LinUCB"
     def __init__(self, n_categories: int,  # arms
                  alpha: float = 1.0,  # width multiplier
-                 weight_decay: float = 1.0,  # ridge penalty (A = weight_decay * I + X'X)
-                 seed: int = 0):
+                 weight_decay: float = 1.0,  # ridge penalty (A = weight_decay * I + X'X), > 0
+                 seed: int = 0,
+                 compiled: bool = True,  # the fused numba kernels of bandit_kernels (False: the NumPy reference path)
+                ):
         super().__init__(n_categories, seed)
-        self.alpha, self.weight_decay = alpha, weight_decay
+        if not weight_decay > 0: raise DataError(f"{type(self).__name__}: weight_decay must be > 0, got {weight_decay}")
+        self.alpha, self.weight_decay, self.compiled = alpha, weight_decay, compiled
         self.A_ = self.b_ = None
         self._fx = None
     def _features(self, ctx, groups=True):
         "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
         if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
-        if groups and self._fx[2] is None: self._fx = self._fx[:2] + (np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"]),)
+        if groups and self._fx[2] is None: self._fx = self._fx[:2] + ((np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"])).astype(np.int64),)
         return self._fx[1], self._fx[2]
     def prepare(self, ctx):
-        "Build the context feature matrix (the same matrix MABWiser is given) before act is timed; the groups are act's work."
-        self._features(ctx, groups=False)
+        "Before act is timed: the context feature matrix (the same matrix MABWiser is given) and, once per process, the kernels' JIT compile."
+        X, _ = self._features(ctx, groups=False)
+        if self.compiled:
+            warm_kernels()
+            _reference_row(X.shape[1])
         return self
     def _init(self, X):
         if self.A_ is None:
             d = X.shape[1]
             self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
+            if self.compiled:
+                self.Ainv_, self.theta_ = np.empty_like(self.A_), np.empty_like(self.b_)
+                self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS)) if d > _SPARSE else None
+                self._z0 = _reference_row(d).copy()
             self._refresh()
     def theta(self) -> np.ndarray:
         "Categories x d ridge coefficients solve(A_a, b_a)."
         return self.theta_.copy()
     def act(self, ctx):
-        m, w = self.scores(*self._features(ctx))
+        X, g = self._features(ctx)
+        self._init(X)
+        if self.compiled and self.tabs_ is not None:  # one fused pass per user: every arm's mean and width, the tie-break, the argmax
+            a = np.empty(len(X), np.int64)
+            linucb_act(X, _SPARSE, g, self._z0, self.tabs_, float(self.alpha), self.rng.random((len(X), self.C)), a)
+            return a, np.ones(len(a))
+        m, w = self.scores(X, g)
         m += self.alpha * w
         a = _argmax_ties(m, self.rng)
         return a, np.ones(len(a))
-    def update(self, ctx, actions, rewards):
-        X, _ = self._features(ctx)
-        self._init(X)
-        a = _check_actions(type(self).__name__, actions, len(X), self.C)
-        r = np.asarray(rewards, float)
-        order = np.argsort(a, kind="stable")
-        cut = np.searchsorted(a[order], np.arange(self.C + 1))
-        Xs, rs = X[order], r[order]
-        for c in range(self.C):  # a loop over arms, not users: each arm's rows are one contiguous block after the sort
-            Xc = Xs[cut[c]:cut[c + 1]]
-            self.A_[c] += Xc.T @ Xc
-            self.b_[c] += rs[cut[c]:cut[c + 1]] @ Xc
-        self._refresh()  # one batched inverse per batch of updates
+
+# %% ../nbs/06_exploration.ipynb #cf841cca
+@patch
+def update(self: LinUCB, ctx, actions, rewards):
+    "A_a += x x' and b_a += r x for each user's context x, arm a and reward r; then one refresh of every arm's solution."
+    X, g = self._features(ctx)
+    self._init(X)
+    a = _check_actions(type(self).__name__, actions, len(X), self.C).astype(np.int64)
+    r = np.asarray(rewards, float)
+    if self.compiled and self.tabs_ is not None:  # one pass over the users
+        linucb_update(X, _SPARSE, g, _GROUP_COLS, self._z0, a, r, self.A_, self.b_)
+        self._refresh()
         return self
+    order = np.argsort(a, kind="stable")
+    cut = np.searchsorted(a[order], np.arange(self.C + 1))
+    Xs, rs = X[order], r[order]
+    for c in range(self.C):  # a loop over arms, not users: each arm's rows are one contiguous block after the sort
+        Xc = Xs[cut[c]:cut[c + 1]]
+        self.A_[c] += Xc.T @ Xc
+        self.b_[c] += rs[cut[c]:cut[c + 1]] @ Xc
+    self._refresh()  # one batched inverse per batch of updates
+    return self
 
 # %% ../nbs/06_exploration.ipynb #911acb2b
 _SPARSE = 1 + 8 + len(SIM_REGIONS)  # context_features' leading columns: bias, 8 segment and the region one-hots
-_GROUP_COLS = np.stack([np.zeros(8 * len(SIM_REGIONS), int), 1 + np.arange(8 * len(SIM_REGIONS)) // len(SIM_REGIONS),
-                        9 + np.arange(8 * len(SIM_REGIONS)) % len(SIM_REGIONS)], 1)  # group (segment x region) -> its 3 columns set to 1
+_GROUP_COLS = np.stack([np.zeros(8 * len(SIM_REGIONS), np.int64), 1 + np.arange(8 * len(SIM_REGIONS)) // len(SIM_REGIONS),
+                        9 + np.arange(8 * len(SIM_REGIONS)) % len(SIM_REGIONS)], 1).astype(np.int64)  # group (segment x region) -> its 3 columns set to 1
+
+# %% ../nbs/06_exploration.ipynb #c289d499
+@functools.lru_cache(maxsize=None)
+def _reference_row(d: int) -> np.ndarray:
+    "context_features' dense block for a user with no history and age 37 (click rates 0.1, dwell 0): subtracted, most of a row is 0."
+    C = (d - _SPARSE - 2) // 2
+    if d <= _SPARSE or 2 * C + 2 + _SPARSE != d: return np.zeros(max(d - _SPARSE, 0))
+    empty = {"segment": np.zeros(1, int), "region": np.zeros(1, int), "age": np.full(1, 37.0), "clicks": np.zeros((1, C)),
+             "shows": np.zeros((1, C)), "dwell": np.zeros((1, C)), "last_dwell": np.zeros(1)}
+    return context_features(empty)[0, _SPARSE:].copy()
 
 # %% ../nbs/06_exploration.ipynb #a7278afc
 @patch
 def _refresh(self: LinUCB):
     "After each batch of updates: every arm's inverse and ridge solution (float64), and the tables act scores with."
     C, d = self.b_.shape
+    if self.compiled:
+        ridge_solve(self.A_, self.b_, self.Ainv_, self.theta_)
+        if not np.isfinite(self.theta_).all(): raise DataError(f"{type(self).__name__}: a ridge matrix is not positive definite (non-finite contexts?)")
+        if self.tabs_ is not None: linucb_tables(self.Ainv_, self.theta_, _SPARSE, _GROUP_COLS, self._z0, self.tabs_)
+        return
     M = self.Ainv_ = np.linalg.inv(self.A_)
     th = self.theta_ = np.einsum("cij,cj->ci", M, self.b_)
     if d <= _SPARSE: return
@@ -347,6 +388,10 @@ def scores(self: LinUCB,
         XM = np.einsum("nd,cde->nce", X, self.Ainv_)
         return X @ self.theta_.T, np.sqrt(np.maximum(np.einsum("nce,ne->nc", XM, X), 0))
     (n, d), C = X.shape, self.C
+    if self.compiled:
+        mean, width = np.empty((n, C)), np.empty((n, C))
+        linucb_scores(np.ascontiguousarray(X, float), _SPARSE, np.asarray(g, np.int64), self._z0, self.tabs_, mean, width)
+        return mean, width
     Z = np.ascontiguousarray(X[:, _SPARSE:])
     Q = (Z @ self.Wz_).reshape(n, C, d - _SPARSE)
     Q += self.H_[g]
