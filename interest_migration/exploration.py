@@ -287,6 +287,7 @@ class LinUCB(Policy):
             d = X.shape[1]
             self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
             if self.compiled:
+                warm_kernels()  # compiled with the settings warm_kernels gives them, whoever calls first
                 self.Ainv_, self.theta_ = np.empty_like(self.A_), np.empty_like(self.b_)
                 self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS)) if d > _SPARSE else None
                 self._z0 = _reference_row(d).copy()
@@ -297,10 +298,14 @@ class LinUCB(Policy):
     def act(self, ctx):
         X, g = self._features(ctx)
         self._init(X)
-        if self.compiled and self.tabs_ is not None:  # one fused pass per user: every arm's mean and width, the tie-break, the argmax
-            a = np.empty(len(X), np.int64)
-            linucb_act(X, _SPARSE, g, self._z0, self.tabs_, float(self.alpha), self.rng.random((len(X), self.C)), a)
-            return a, np.ones(len(a))
+        if self.compiled and self.tabs_ is not None:  # one fused pass per user: every arm's mean and width and the argmax
+            (n, C), a = (len(X), self.C), np.empty(len(X), np.int64)
+            s = np.empty((n, C))
+            if linucb_act(X, _SPARSE, g, self._z0, self.tabs_, float(self.alpha), s, a):  # the few users the tie-break draw decides
+                rows = np.flatnonzero(a < 0)
+                a[rows] = (s[rows] + 1e-9 * _tie_uniforms(self.rng, rows, n, C)).argmax(1)
+            else: _tie_uniforms(self.rng, a[:0], n, C)
+            return a, np.ones(n)
         m, w = self.scores(X, g)
         m += self.alpha * w
         a = _argmax_ties(m, self.rng)
@@ -312,12 +317,14 @@ def update(self: LinUCB, ctx, actions, rewards):
     "A_a += x x' and b_a += r x for each user's context x, arm a and reward r; then one refresh of every arm's solution."
     X, g = self._features(ctx)
     self._init(X)
-    a = _check_actions(type(self).__name__, actions, len(X), self.C).astype(np.int64)
-    r = np.asarray(rewards, float)
-    if self.compiled and self.tabs_ is not None:  # one pass over the users
-        linucb_update(X, _SPARSE, g, _GROUP_COLS, self._z0, a, r, self.A_, self.b_)
+    name, n, a, r = type(self).__name__, len(X), np.asarray(actions), np.asarray(rewards, float)
+    if r.shape != (n,): raise DataError(f"{name}.update: rewards must be {n} numbers, got shape {r.shape}")
+    if self.compiled and self.tabs_ is not None:  # one pass over the users; the kernel checks the arms' range before it writes
+        if a.shape != (n,) or a.dtype.kind not in "iu": _check_actions(name, a, n, self.C)
+        if linucb_update(X, _SPARSE, g, _GROUP_COLS, self._z0, a.astype(np.int64, copy=False), r, self.A_, self.b_) >= 0: _check_actions(name, a, n, self.C)
         self._refresh()
         return self
+    a = _check_actions(name, a, n, self.C)
     order = np.argsort(a, kind="stable")
     cut = np.searchsorted(a[order], np.arange(self.C + 1))
     Xs, rs = X[order], r[order]
@@ -332,6 +339,35 @@ def update(self: LinUCB, ctx, actions, rewards):
 _SPARSE = 1 + 8 + len(SIM_REGIONS)  # context_features' leading columns: bias, 8 segment and the region one-hots
 _GROUP_COLS = np.stack([np.zeros(8 * len(SIM_REGIONS), np.int64), 1 + np.arange(8 * len(SIM_REGIONS)) // len(SIM_REGIONS),
                         9 + np.arange(8 * len(SIM_REGIONS)) % len(SIM_REGIONS)], 1).astype(np.int64)  # group (segment x region) -> its 3 columns set to 1
+
+# %% ../nbs/06_exploration.ipynb #9f6bba32
+@functools.lru_cache(maxsize=None)
+def _reference_row(d: int) -> np.ndarray:
+    "context_features' dense block for a user with no history and age 37 (click rates 0.1, dwell 0): subtracted, most of a row is 0."
+    C = (d - _SPARSE - 2) // 2
+    if d <= _SPARSE or 2 * C + 2 + _SPARSE != d: return np.zeros(max(d - _SPARSE, 0))
+    empty = {"segment": np.zeros(1, int), "region": np.zeros(1, int), "age": np.full(1, 37.0), "clicks": np.zeros((1, C)),
+             "shows": np.zeros((1, C)), "dwell": np.zeros((1, C)), "last_dwell": np.zeros(1)}
+    return context_features(empty)[0, _SPARSE:].copy()
+
+# %% ../nbs/06_exploration.ipynb #f2a27f12
+def _tie_uniforms(rng: np.random.Generator,  # the policy's tie-break stream
+                  rows: np.ndarray,  # increasing row indices
+                  n: int, C: int,  # the shape of the draw
+                 ) -> np.ndarray:  # len(rows) x C: those rows of rng.random((n, C))
+    "Rows of rng.random((n, C)), leaving rng exactly where that call leaves it, without drawing the rows nobody needs (PCG64.advance)."
+    bg = rng.bit_generator
+    if len(rows) > 16 or not hasattr(bg, "advance"): return rng.random((n, C))[rows]
+    if not len(rows):
+        bg.advance(n * C)  # one 64-bit draw per float64 uniform
+        return np.empty((0, C))
+    g, out, pos = np.random.Generator(type(bg)()), np.empty((len(rows), C)), 0
+    g.bit_generator.state = bg.state
+    for i, u in enumerate(rows.tolist()):  # a loop over the few users a tie-break decides, not over users
+        g.bit_generator.advance(u * C - pos)
+        out[i], pos = g.random(C), (u + 1) * C
+    bg.advance(n * C)
+    return out
 
 # %% ../nbs/06_exploration.ipynb #c289d499
 @functools.lru_cache(maxsize=None)
@@ -349,8 +385,7 @@ def _refresh(self: LinUCB):
     "After each batch of updates: every arm's inverse and ridge solution (float64), and the tables act scores with."
     C, d = self.b_.shape
     if self.compiled:
-        ridge_solve(self.A_, self.b_, self.Ainv_, self.theta_)
-        if not np.isfinite(self.theta_).all(): raise DataError(f"{type(self).__name__}: a ridge matrix is not positive definite (non-finite contexts?)")
+        if not ridge_solve(self.A_, self.b_, self.Ainv_, self.theta_): raise DataError(f"{type(self).__name__}: a ridge matrix is not positive definite (non-finite contexts?)")
         if self.tabs_ is not None: linucb_tables(self.Ainv_, self.theta_, _SPARSE, _GROUP_COLS, self._z0, self.tabs_)
         return
     M = self.Ainv_ = np.linalg.inv(self.A_)

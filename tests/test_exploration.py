@@ -285,6 +285,7 @@ def test_linucb_compiled_kernels_equal_the_numpy_reference_on_real_runs():
             runs.append((np.array(acts), pol))
         (a0, p0), (a1, p1) = runs
         np.testing.assert_array_equal(a1, a0)
+        assert p1.rng.bit_generator.state == p0.rng.bit_generator.state  # the tie-break stream is where rng.random((n, C)) per step leaves it
         np.testing.assert_allclose(p1.A_, p0.A_, rtol=1e-13, atol=1e-10)
         np.testing.assert_allclose(p1.b_, p0.b_, rtol=1e-13, atol=1e-10)
         np.testing.assert_allclose(p1.theta(), p0.theta(), rtol=1e-8, atol=1e-10)
@@ -294,3 +295,13 @@ def test_linucb_compiled_kernels_equal_the_numpy_reference_on_real_runs():
         np.testing.assert_allclose(m1, m0, rtol=1e-9, atol=1e-11)
         np.testing.assert_allclose(w1, w0, rtol=1e-9, atol=1e-11)
     with pytest.raises(DataError, match="weight_decay"): LinUCB(8, weight_decay=0.0)
+
+def test_tie_uniforms_are_the_rows_of_the_full_draw():
+    "The tie-break rows drawn by PCG64.advance are exactly those rows of rng.random((n, C)), and the stream ends where that call leaves it."
+    from interest_migration.exploration import _tie_uniforms
+    for rows in ([], [0], [3, 17, 18, 49], list(range(20))):
+        ref, rng = np.random.default_rng([5, 7]), np.random.default_rng([5, 7])
+        U = ref.random((50, 8))
+        np.testing.assert_array_equal(_tie_uniforms(rng, np.array(rows, int), 50, 8), U[rows])
+        assert rng.bit_generator.state == ref.bit_generator.state
+        assert rng.random() == ref.random()
