@@ -300,11 +300,13 @@ class LinUCB(Policy):
         self._init(X)
         if self.compiled and self.tabs_ is not None:  # one fused pass per user: every arm's mean and width and the argmax
             (n, C), a = (len(X), self.C), np.empty(len(X), np.int64)
-            s = np.empty((n, C))
-            if linucb_act(X, _SPARSE, g, self._z0, self.tabs_, float(self.alpha), s, a):  # the few users the tie-break draw decides
+            rows = a[:0]
+            if linucb_act(X, _SPARSE, g, self._z0, self.tabs_, C, float(self.alpha), a):  # the users whose decision the tie-break draw settles
                 rows = np.flatnonzero(a < 0)
-                a[rows] = (s[rows] + 1e-9 * _tie_uniforms(self.rng, rows, n, C)).argmax(1)
-            else: _tie_uniforms(self.rng, a[:0], n, C)
+                m, w = self.scores(X[rows], g[rows])
+                m += self.alpha * w
+            U = _tie_uniforms(self.rng, rows, n, C)
+            if len(rows): a[rows] = (m + 1e-9 * U).argmax(1)
             return a, np.ones(n)
         m, w = self.scores(X, g)
         m += self.alpha * w
@@ -339,6 +341,35 @@ def update(self: LinUCB, ctx, actions, rewards):
 _SPARSE = 1 + 8 + len(SIM_REGIONS)  # context_features' leading columns: bias, 8 segment and the region one-hots
 _GROUP_COLS = np.stack([np.zeros(8 * len(SIM_REGIONS), np.int64), 1 + np.arange(8 * len(SIM_REGIONS)) // len(SIM_REGIONS),
                         9 + np.arange(8 * len(SIM_REGIONS)) % len(SIM_REGIONS)], 1).astype(np.int64)  # group (segment x region) -> its 3 columns set to 1
+
+# %% ../nbs/06_exploration.ipynb #843e459c
+@functools.lru_cache(maxsize=None)
+def _reference_row(d: int) -> np.ndarray:
+    "context_features' dense block for a user with no history and age 37 (click rates 0.1, dwell 0): subtracted, most of a row is 0."
+    C = (d - _SPARSE - 2) // 2
+    if d <= _SPARSE or 2 * C + 2 + _SPARSE != d: return np.zeros(max(d - _SPARSE, 0))
+    empty = {"segment": np.zeros(1, int), "region": np.zeros(1, int), "age": np.full(1, 37.0), "clicks": np.zeros((1, C)),
+             "shows": np.zeros((1, C)), "dwell": np.zeros((1, C)), "last_dwell": np.zeros(1)}
+    return context_features(empty)[0, _SPARSE:].copy()
+
+# %% ../nbs/06_exploration.ipynb #0dc29eac
+def _tie_uniforms(rng: np.random.Generator,  # the policy's tie-break stream
+                  rows: np.ndarray,  # increasing row indices
+                  n: int, C: int,  # the shape of the draw
+                 ) -> np.ndarray:  # len(rows) x C: those rows of rng.random((n, C))
+    "Rows of rng.random((n, C)), leaving rng exactly where that call leaves it, without drawing the rows nobody needs (PCG64.advance)."
+    bg = rng.bit_generator
+    if len(rows) > 16 or not hasattr(bg, "advance"): return rng.random((n, C))[rows]
+    if not len(rows):
+        bg.advance(n * C)  # one 64-bit draw per float64 uniform
+        return np.empty((0, C))
+    g, out, pos = np.random.Generator(type(bg)()), np.empty((len(rows), C)), 0
+    g.bit_generator.state = bg.state
+    for i, u in enumerate(rows.tolist()):  # a loop over the few users a tie-break decides, not over users
+        g.bit_generator.advance(u * C - pos)
+        out[i], pos = g.random(C), (u + 1) * C
+    bg.advance(n * C)
+    return out
 
 # %% ../nbs/06_exploration.ipynb #9f6bba32
 @functools.lru_cache(maxsize=None)
