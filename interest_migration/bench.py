@@ -31,6 +31,7 @@ from .ranking import RANKING_METRICS, ranking_metrics, topk_items
 from .profiles import BEHAVIOR_WEIGHTS, migration_matrix, migration_scores, window_edges, windowed_profiles
 from .exploration import BetaThompson, LinUCB, Policy, UCB1, compare_policies
 from .bandit_env import context_features
+from .bandit_kernels import warm_kernels
 from .encoders import TextEncoder, quiet_loading, default_model_path
 from .neural import SEQUENCE_MODELS
 from .sequence import (CoOccurrence, Popularity, RunOptions, SequenceSplit, default_device,
@@ -700,6 +701,7 @@ def bench_bandits(seeds=range(10),  # environment and policy seeds
     from threadpoolctl import threadpool_limits
     import os
     load0 = os.getloadavg()  # the machine may be shared: the ratio is taken in one run, the load is reported beside it
+    jit_s = warm_kernels()  # numba's compile (or cache load) of LinUCB's kernels, once per process and never timed (LinUCB.prepare would do it too)
     with threadpool_limits(limits=1, user_api="blas"):  # both sides on one BLAS thread: small GEMMs, a shared machine
         table, curves = compare_policies(seeds, n_users, horizon, [horizon], pols, **env_kw)
     ratios = {}
@@ -708,7 +710,7 @@ def bench_bandits(seeds=range(10),  # environment and policy seeds
         ratios[f"{alg} (wall)"] = table.loc[f"{alg} (ours)", "decisions_per_s"] / table.loc[f"{alg} (MABWiser)", "decisions_per_s"]
     table.attrs["speedup"] = ratios
     table.attrs["load_avg"] = {"before": load0, "after": os.getloadavg()}
-    table.attrs["n_users"], table.attrs["horizon"] = n_users, horizon
+    table.attrs["n_users"], table.attrs["horizon"], table.attrs["jit_s"] = n_users, horizon, jit_s
     return table
 
 # %% ../nbs/12_bench.ipynb #110797a7
@@ -718,4 +720,5 @@ def report_bandits(table: pd.DataFrame, # what `bench_bandits` returned
     return (table.round(3).to_string() + "\ndecisions per CPU second (wall-clock second), ours / MABWiser: "
             + ", ".join(f"{k} {v:,.1f}x ({table.attrs['speedup'][k + ' (wall)']:,.1f}x)" for k, v in table.attrs["speedup"].items() if "wall" not in k)
             + "".join(f"\nload average (1, 5, 15 min) {k} the run: " + ", ".join(f"{x:.2f}" for x in v)
-                      for k, v in table.attrs.get("load_avg", {}).items()))
+                      for k, v in table.attrs.get("load_avg", {}).items())
+            + (f"\nnumba JIT of LinUCB's kernels (compile or cache load), once per process, before any timer: {table.attrs['jit_s']:.1f} s" if "jit_s" in table.attrs else ""))

@@ -84,7 +84,7 @@ def timing():
     n = 2000
     env = BanditEnv(n_users=n, horizon=50, seed=0)
     res = {}
-    for name, pol in (("ref", Ref(env.C, seed=0)), ("pruned", Pruned(env.C, seed=0))):
+    for name, pol in (("ref", Ref(env.C, seed=0, compiled=False)), ("pruned", Pruned(env.C, seed=0, compiled=False))):
         env.reset(); ta = tu = 0; acts = []
         with threadpool_limits(1, "blas"):
             for t in range(50):
@@ -102,7 +102,7 @@ def counts():
     B = BASIS
     n = 2000
     env = BanditEnv(n_users=n, horizon=50, seed=0)
-    pol = LinUCB(env.C, seed=0)
+    pol = LinUCB(env.C, seed=0, compiled=False)  # the NumPy reference path this study was measured on
     tot = {}    
     for t in range(50):
         ctx = env.contexts(); X = context_features(ctx)
