@@ -231,10 +231,10 @@ def gaussian_rdp_epsilon(
     noise_multiplier: float,  # sigma / C of the Gaussian mechanism
     steps: int,               # compositions (full-batch steps: sampling rate 1)
     delta: float,             # target delta
-    orders: Sequence = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))),  # Renyi orders tried (Opacus' defaults)
+    orders: Sequence | None = None,  # Renyi orders tried (None: Opacus' defaults, 1.1, 1.2, ..., 10.9 and 12, ..., 63)
 ) -> float:                   # epsilon of the composed mechanism
     "Epsilon of `steps` Gaussian mechanisms by Renyi DP: RDP(a) = steps * a / (2 sigma^2), converted as Opacus does."
-    a = np.asarray(orders, dtype=float)
+    a = np.asarray(orders if orders is not None else [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)), dtype=float)
     rdp = steps * a / (2 * noise_multiplier ** 2)
     eps = rdp + np.log1p(-1 / a) - (np.log(delta) + np.log(a)) / (a - 1)     # Balle et al. 2020, Prop. 12 (Opacus' conversion)
     return float(np.nanmin(eps))
