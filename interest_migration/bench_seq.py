@@ -30,7 +30,7 @@ SASREC_VARIANTS = {  # name -> SASRec parameters of bench_sasrec_variants' defau
     "sampled softmax, 256 uniform + log-Q": {"loss": "sampled", "n_negatives": 256},
     "sampled softmax, 256 popularity + log-Q": {"loss": "sampled", "n_negatives": 256, "negatives": "popularity"},
     "sampled softmax, 256 uniform per position + log-Q": {"loss": "sampled", "n_negatives": 256, "shared_negatives": False},
-    "gBCE, 256 uniform, t=0.75": {"loss": "gbce", "n_negatives": 256, "gbce_t": 0.75},
+    "gBCE, 256 uniform per position, t=0.75": {"loss": "gbce", "n_negatives": 256, "gbce_t": 0.75, "shared_negatives": False},
 }
 
 # %% ../nbs/12c_bench_seq.ipynb #b91c7824
