@@ -4,6 +4,19 @@ Usage: python tools/seq_fast_study.py NAME '{"param": value, ...}' [--seeds 0 1 
 Each run fits SASRec (SASREC_FAST's settings updated by the JSON, or only the JSON with --base none) once per seed on one
 torch thread with `bench_sasrec_variants`, and appends one JSON line per seed (best validation NDCG@10, test NDCG@10 [CI],
 epochs, CPU and wall seconds, load average) to the log.
+
+The rows of 12c_bench_seq's screens of 2026-11-29 15:40-17:08 UTC (the base was SASREC_FAST with peak 3e-3 then):
+  python tools/seq_fast_study.py "6 epochs" '{"max_epochs":6,"min_epochs":6}'
+  python tools/seq_fast_study.py "ema .99" '{"weight_average":0.99}'
+  python tools/seq_fast_study.py "ls .1" '{"label_smoothing":0.1}'
+  python tools/seq_fast_study.py "d128" '{"embedding_size":128}'
+  python tools/seq_fast_study.py "peak 1.5e-3" '{"learning_rate":0.0015}'
+  python tools/seq_fast_study.py "peak 2e-3" '{"learning_rate":0.002}'
+  python tools/seq_fast_study.py "sampled 256 7ep" '{"loss":"sampled","n_negatives":256,"max_epochs":7,"min_epochs":7,"learning_rate":0.003}'
+  python tools/seq_fast_study.py "sampled pp256 7ep" '{"loss":"sampled","n_negatives":256,"shared_negatives":false,"max_epochs":7,"min_epochs":7,"learning_rate":0.003}'
+  python tools/seq_fast_study.py "sampled 256 7ep 2e-3" '{"loss":"sampled","n_negatives":256,"max_epochs":7,"min_epochs":7,"learning_rate":0.002}'
+  python tools/seq_fast_study.py "sampled pp256 7ep 2e-3" '{"loss":"sampled","n_negatives":256,"shared_negatives":false,"max_epochs":7,"min_epochs":7,"learning_rate":0.002}'
+With SASREC_FAST now at peak 2e-3, the first six need '"learning_rate":0.003' added to reproduce their rows.
 """
 import argparse, json, os, sys, time
 
