@@ -154,15 +154,15 @@ class _RNNNet(SequenceNet):
 def sampled_softmax_loss(
     h: torch.Tensor,  # (n, d) states at the positions that have a target
     pos: torch.Tensor,  # (n, d) vectors of each position's target item
-    neg: torch.Tensor,  # (m, d) vectors of the sampled negatives, shared by all positions
+    neg: torch.Tensor,  # (m, d) vectors of the sampled negatives, shared by all positions, or (n, m, d): each position's own
     log_q_pos: torch.Tensor,  # (n,) correction subtracted from each target's logit (zeros: none, as the models use it)
-    log_q_neg: torch.Tensor,  # (m,) correction subtracted from each negative's logit: log(m q(item)) for m draws from q
+    log_q_neg: torch.Tensor,  # (m,) or (n, m) correction subtracted from each negative's logit: log(m q(item)) for m draws from q
     hit: torch.Tensor | None = None,  # (n, m) bool: True where a negative is the position's own target (left out)
     reduction: str = "mean",  # 'mean' or 'sum' over the positions
 ) -> torch.Tensor:  # the loss
     "Sampled softmax cross-entropy with the log-Q correction: each logit minus its correction (log_q_pos, log_q_neg), hits left out."
     lp = (h * pos).sum(-1, keepdim=True) - log_q_pos[:, None]
-    ln = h @ neg.T - log_q_neg
+    ln = (h @ neg.T if neg.dim() == 2 else torch.bmm(neg, h[:, :, None])[..., 0]) - log_q_neg
     if hit is not None:
         ln = ln.masked_fill(hit, float("-inf"))
     target = torch.zeros(len(h), dtype=torch.long, device=h.device)
@@ -236,12 +236,15 @@ class NeuralRecommender(SequenceRecommender):
     behavior_weight: float = 0.5  # weight of the next-behaviour loss (0: no behaviour head)
     seed: int = 0  # seed of initialisation, shuffling and dropout
     loss: str = "ce"  # next-item loss: 'ce' full-catalogue cross-entropy, 'sampled' sampled softmax (log-Q corrected), 'gbce' (gSASRec)
-    n_negatives: int = 256  # sampled negatives per step for 'sampled' and 'gbce', shared by the batch (>= n_items: all items)
+    n_negatives: int = 256  # sampled negatives for 'sampled' and 'gbce', per step or per position (>= n_items: all items)
+    shared_negatives: bool = True  # one draw of n_negatives per step shared by every position (False: a draw per position, as gSASRec)
     negatives: str = "uniform"  # sampling distribution of the negatives: 'uniform' or 'popularity' (training frequency)
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 is plain BCE, 1 calibrates fully to the sampling rate
     lr_schedule: str = "constant"  # 'constant', or 'cosine': linear warm-up, then cosine decay to 0 at max_epochs
     warmup_epochs: float = 1.0  # length of the warm-up of lr_schedule='cosine', in epochs
     min_epochs: int = 0  # never stop on patience before this epoch (e.g. until a cosine schedule has decayed)
+    weight_average: float = 0.0  # decay of an exponential moving average of the weights, updated every step (0: none); the average is validated and kept
+    label_smoothing: float = 0.0  # label smoothing of full cross-entropy (loss='ce' only): the target keeps 1 - eps, eps is spread over all items
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -346,6 +349,7 @@ def _fit(self: NeuralRecommender, data, valid):
     self._init_negatives(Y, cat.n_items)
     net = self.net_ = self._make_net(cat, self.use_behavior_, self.behavior_head_).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+    self._average = self._make_average(net)
     n_batches = -(-len(X) // self.batch_size)
     n_run = n_batches if opts.max_batches is None else min(n_batches, opts.max_batches)   # batches per epoch run
     sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor(n_batches))
@@ -366,13 +370,15 @@ def _fit(self: NeuralRecommender, data, valid):
                "train_cpu_s": time.process_time() - c0}
         if valid is not None:
             t1 = time.perf_counter()
+            self.net_ = kept = net if self._average is None else self._average.module   # the weights that would be kept
             row.update(self._validate(valid, truth, hist))
+            self.net_ = net
             row["eval_s"] = time.perf_counter() - t1
             score = row["valid_ndcg@10"]
             if score >= best:             # ties keep the later (longer-trained) weights, only gains reset patience
                 wait = 0 if score > best else wait + 1
                 best = score
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
                 row["best"] = True
             else:
                 wait += 1
@@ -384,8 +390,11 @@ def _fit(self: NeuralRecommender, data, valid):
         if opts.time_limit is not None and row["elapsed_s"] >= opts.time_limit:
             break
     bar.close()
+    if best_state is None and self._average is not None:
+        best_state = self._average.module.state_dict()
     if best_state is not None:
         net.load_state_dict(best_state)
+    self._average = None
     net.eval()
     self.history_ = pd.DataFrame(rows)
     self.history_["best"] = self.history_["best"].eq(True) if "best" in self.history_ else False
@@ -403,6 +412,10 @@ def _check_options(self: NeuralRecommender):
         raise DataError(f"negatives must be 'uniform' or 'popularity', got {self.negatives!r}")
     if self.n_negatives < 1 or not 0 <= self.gbce_t <= 1:
         raise DataError(f"need n_negatives >= 1 and 0 <= gbce_t <= 1, got {self.n_negatives} and {self.gbce_t}")
+    if not 0 <= self.weight_average <= 1 or not 0 <= self.label_smoothing < 1:
+        raise DataError(f"need 0 <= weight_average <= 1 and 0 <= label_smoothing < 1, got {self.weight_average} and {self.label_smoothing}")
+    if self.label_smoothing and self.loss != "ce":
+        raise DataError(f"label_smoothing applies to loss='ce' only, got loss={self.loss!r}")
     if self.lr_schedule not in ("constant", "cosine"):
         raise DataError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
 
@@ -422,12 +435,15 @@ def _init_negatives(self: NeuralRecommender, Y: torch.Tensor, n_items: int):
 
 # %% ../nbs/10a_neural.ipynb #6df6af8b
 @patch
-def _draw_negatives(self: NeuralRecommender) -> torch.Tensor:
-    "Item codes of one step's negatives (with replacement, from q), or every item when n_negatives >= n_items."
+def _draw_negatives(self: NeuralRecommender,
+                    rows: int | None = None,  # None: one draw for the step; n: a draw for each of n positions
+                   ) -> torch.Tensor:  # item codes, (n_negatives,) or (rows, n_negatives); every item (n_items,) when n_negatives >= n_items
+    "Item codes of negatives (with replacement, from q): one step's, or each position's; every item when n_negatives >= n_items."
     n = len(self._cdf)
     if self._all_items:
         return torch.arange(1, n + 1, device=self._log_q.device)
-    u = torch.rand(self.n_negatives, generator=self._neg_gen, dtype=torch.float64) * self._cdf[-1]
+    shape = (self.n_negatives,) if rows is None else (rows, self.n_negatives)
+    u = torch.rand(shape, generator=self._neg_gen, dtype=torch.float64) * self._cdf[-1]
     return (torch.searchsorted(self._cdf, u, right=True).clamp(max=n - 1) + 1).to(self._log_q.device)
 
 # %% ../nbs/10a_neural.ipynb #4dea510e
@@ -439,6 +455,14 @@ def _lr_factor(self: NeuralRecommender, n_batches: int):
     warm = max(1, round(self.warmup_epochs * n_batches))
     total = max(self.max_epochs * n_batches, warm + 1)
     return lambda step: (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+
+# %% ../nbs/10a_neural.ipynb #e7a10c01
+@patch
+def _make_average(self: NeuralRecommender, net: nn.Module):
+    "torch's AveragedModel keeping an exponential moving average of the weights (decay `weight_average`), or None when it is 0."
+    if not self.weight_average:
+        return None
+    return torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.weight_average))
 
 # %% ../nbs/10a_neural.ipynb #3c1bd121
 @patch
@@ -459,6 +483,8 @@ def _train_epoch(self: NeuralRecommender, net, opt, sched, X, B, Y, YB, perm) ->
             _allreduce_grads(net)             # sum of the shares = the gradient of the global batch's mean loss
         opt.step()
         sched.step()
+        if getattr(self, "_average", None) is not None:
+            self._average.update_parameters(net)
         total += loss.detach()
     if world > 1:
         torch.distributed.all_reduce(total)
@@ -497,14 +523,15 @@ def _loss(self: NeuralRecommender, net, x, b, y, yb, n_total=None):
 def _item_loss(self: NeuralRecommender, hs, target, table):
     "Summed next-item loss of states hs (n, d) for target codes (n,): full cross-entropy, sampled softmax or gBCE."
     if self.loss == "ce":
-        return F.cross_entropy(hs @ table[1:].T, target - 1, reduction="sum")
-    neg = self._draw_negatives()
-    hit = target[:, None] == neg[None, :]
+        return F.cross_entropy(hs @ table[1:].T, target - 1, reduction="sum", label_smoothing=self.label_smoothing)
+    neg = self._draw_negatives(None if self.shared_negatives or self._all_items else len(target))   # (m,) or (n, m)
+    hit = target[:, None] == neg
     pos_e, neg_e = table[target], table[neg]
     if self.loss == "sampled":
         log_mq = self._log_q[neg - 1] + (0.0 if self._all_items else math.log(self.n_negatives))   # log(m q): the sum estimates the partition function
         return sampled_softmax_loss(hs, pos_e, neg_e, torch.zeros_like(hs[:, 0]), log_mq, hit, reduction="sum")
-    return gbce_loss((hs * pos_e).sum(-1), hs @ neg_e.T, self._gbce_beta, hit, reduction="sum")
+    neg_logit = hs @ neg_e.T if neg.dim() == 1 else torch.bmm(neg_e, hs[:, :, None])[..., 0]
+    return gbce_loss((hs * pos_e).sum(-1), neg_logit, self._gbce_beta, hit, reduction="sum")
 
 # %% ../nbs/10a_neural.ipynb #6d6d0489
 @patch

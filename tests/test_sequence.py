@@ -334,7 +334,9 @@ def test_cosine_schedule_warms_up_and_decays():
 
 
 @pytest.mark.parametrize("kw,msg", [(dict(loss="bpr"), "loss must be"), (dict(negatives="zipf"), "negatives must be"),
-                                    (dict(gbce_t=2.0), "gbce_t"), (dict(lr_schedule="step"), "lr_schedule must be")])
+                                    (dict(gbce_t=2.0), "gbce_t"), (dict(lr_schedule="step"), "lr_schedule must be"),
+                                    (dict(weight_average=1.5), "weight_average"), (dict(label_smoothing=1.0), "label_smoothing"),
+                                    (dict(loss="sampled", label_smoothing=0.1), "loss='ce' only")])
 def test_bad_loss_options_are_refused(plant, kw, msg):
     with pytest.raises(DataError, match=msg):
         SASRec(**FAST, **kw).fit(plant, options=OPTS)
@@ -358,7 +360,8 @@ def test_transformer_fields_have_one_home():
     from interest_migration.neural import TransformerRecommender
     base = ['embedding_size', 'n_layers', 'dropout', 'max_len', 'max_epochs', 'learning_rate', 'weight_decay', 'batch_size',
             'patience', 'exclude_seen', 'use_category', 'use_behavior', 'behavior_weight', 'seed', 'loss', 'n_negatives',
-            'negatives', 'gbce_t', 'lr_schedule', 'warmup_epochs', 'min_epochs', 'n_heads']
+            'shared_negatives', 'negatives', 'gbce_t', 'lr_schedule', 'warmup_epochs', 'min_epochs', 'weight_average',
+            'label_smoothing', 'n_heads']
     assert list(SASRec().get_params()) == base
     assert list(BERT4Rec().get_params()) == base + ["mask_prob"]
     for cls in (SASRec, BERT4Rec):
@@ -391,3 +394,77 @@ def test_min_epochs_holds_patience_back(plant):
     assert early.history_["epoch"].tolist() == [1, 2]
     assert held.history_["epoch"].tolist() == [1, 2, 3, 4]
     assert held.history_["valid_ndcg@10"].nunique() == 1      # nothing learnt: the stop is patience's, not a plateau of luck
+
+
+# ---- weight averaging, label smoothing, per-position negatives -----------------------------------------------------
+
+def test_weight_average_keeps_the_hand_computed_ema(plant):
+    """Known answer: after 2 steps at decay d the kept weights are d w1 + (1 - d) w2, where w1, w2 are the plain run's
+    weights after 1 and 2 steps (the first update copies); decay 1 keeps w1; the validated NDCG@10 is the average's."""
+    from interest_migration.sequence import per_user_metric
+    kw = {**FAST, "max_epochs": 1}
+    def fit(steps, **more):
+        return SASRec(**kw, **more).fit(plant, options=RunOptions(progress=False, num_threads=1, max_batches=steps))
+    w1, w2 = (fit(s).net_.state_dict() for s in (1, 2))
+    ema = fit(2, weight_average=0.25)
+    for k, v in ema.net_.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.25 * w1[k] + 0.75 * w2[k], atol=1e-6), k
+    assert all(torch.equal(v, w1[k]) for k, v in fit(2, weight_average=1.0).net_.state_dict().items())
+    assert not all(torch.equal(v, w2[k]) for k, v in ema.net_.state_dict().items())
+    assert ema.history_["valid_ndcg@10"].iloc[0] == pytest.approx(per_user_metric(ema, plant.valid, "ndcg", 10).mean(), abs=1e-9)
+
+
+def test_label_smoothing_is_the_smoothed_cross_entropy():
+    "Known answer: with smoothing eps the summed loss is sum_n (1 - eps) (-log p_target) + eps mean_i (-log p_i)."
+    g = torch.Generator().manual_seed(0)
+    table, hs, target = torch.randn(11, 4, generator=g), torch.randn(3, 4, generator=g), torch.tensor([1, 5, 10])
+    logp = torch.log_softmax(hs @ table[1:].T, -1)
+    want = ((1 - 0.2) * -logp[torch.arange(3), target - 1] + 0.2 * -logp.mean(-1)).sum()
+    assert torch.allclose(SASRec(label_smoothing=0.2)._item_loss(hs, target, table), want, atol=1e-5)
+    assert torch.allclose(SASRec()._item_loss(hs, target, table), -logp[torch.arange(3), target - 1].sum(), atol=1e-5)
+
+
+def test_per_position_negatives_are_each_positions_own():
+    """shared_negatives=False draws (positions, m) negatives from q; the loss over them is, row by row, the shared-draw
+    loss of that row's negatives; and the log-Q estimate of the partition function stays unbiased."""
+    from interest_migration.neural import sampled_softmax_loss
+    m = SASRec(loss="sampled", n_negatives=3, negatives="popularity", shared_negatives=False)
+    Y = torch.tensor([[1, 1, 1, 2, 0], [3, 3, 3, 3, 3]])          # shares 3/9, 1/9, 5/9 for items 1..3
+    m._init_negatives(Y, 4)
+    d = m._draw_negatives(5_000)
+    assert d.shape == (5_000, 3)
+    np.testing.assert_allclose(np.bincount(d.flatten().numpy(), minlength=5)[1:] / 15_000, [3 / 9, 1 / 9, 5 / 9, 0], atol=0.015)
+    g = torch.Generator().manual_seed(1)
+    h, pos, neg, lq = (torch.randn(*s, generator=g) for s in ((4, 3), (4, 3), (4, 5, 3), (4, 5)))
+    hit = torch.rand(4, 5, generator=g) < 0.2
+    rows = [sampled_softmax_loss(h[i:i + 1], pos[i:i + 1], neg[i], torch.zeros(1), lq[i], hit[i:i + 1], reduction="sum")
+            for i in range(4)]
+    assert torch.allclose(sampled_softmax_loss(h, pos, neg, torch.zeros(4), lq, hit, reduction="sum"), torch.stack(rows).sum())
+    n_items = 20
+    table = torch.cat([torch.zeros(1, 4), torch.randn(n_items, 4, generator=g)])
+    hs, target = torch.randn(1, 4, generator=g), torch.tensor([7])
+    mp = SASRec(loss="sampled", n_negatives=5, negatives="popularity", shared_negatives=False)
+    mp._init_negatives(torch.arange(1, n_items + 1).repeat_interleave(torch.arange(1, n_items + 1))[None], n_items)
+    s = (hs @ table[1:].T)[0]
+    with torch.no_grad():          # one position per call: each call draws that position's own (1, 5) negatives
+        den = torch.stack([torch.exp(mp._item_loss(hs, target, table) + s[6]) for _ in range(6_000)])
+    assert float(den.mean()) == pytest.approx(float(torch.exp(s).sum()), rel=0.03)
+
+
+def test_per_position_sampled_softmax_learns_the_cycle(plant1):
+    m = SASRec(**{**FAST, "embedding_size": 32, "loss": "sampled", "n_negatives": 8, "shared_negatives": False}).fit(plant1, options=OPTS)
+    hr1 = evaluate_sequences(m, plant1.test, k=(1,), metrics=("hit",), n_boot=0)["value"].iloc[0]
+    assert hr1 >= 0.9, hr1
+
+
+def test_gbce_learns_the_cycle_with_negatives_per_position(plant1):
+    """gSASRec draws negatives per position. So drawn, plain BCE (t = 0) and gBCE learn the planted cycle; one draw shared by
+    every position of a step does not: the scores fall together (to about the log-odds of 1/30) and the target ranks at chance."""
+    kw = {**FAST, "embedding_size": 32, "loss": "gbce", "behavior_weight": 0.0}
+    def hr1(**more):
+        m = SASRec(**kw, **more).fit(plant1, options=OPTS)
+        return evaluate_sequences(m, plant1.test, k=(1,), metrics=("hit",), n_boot=0)["value"].iloc[0]
+    assert hr1(n_negatives=1, gbce_t=0.0, shared_negatives=False) >= 0.9
+    assert hr1(n_negatives=4, gbce_t=0.75, shared_negatives=False) >= 0.9
+    assert hr1(n_negatives=1, gbce_t=0.0, shared_negatives=True) <= 0.2
