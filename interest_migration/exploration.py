@@ -371,45 +371,6 @@ def _tie_uniforms(rng: np.random.Generator,  # the policy's tie-break stream
     bg.advance(n * C)
     return out
 
-# %% ../nbs/06_exploration.ipynb #9f6bba32
-@functools.lru_cache(maxsize=None)
-def _reference_row(d: int) -> np.ndarray:
-    "context_features' dense block for a user with no history and age 37 (click rates 0.1, dwell 0): subtracted, most of a row is 0."
-    C = (d - _SPARSE - 2) // 2
-    if d <= _SPARSE or 2 * C + 2 + _SPARSE != d: return np.zeros(max(d - _SPARSE, 0))
-    empty = {"segment": np.zeros(1, int), "region": np.zeros(1, int), "age": np.full(1, 37.0), "clicks": np.zeros((1, C)),
-             "shows": np.zeros((1, C)), "dwell": np.zeros((1, C)), "last_dwell": np.zeros(1)}
-    return context_features(empty)[0, _SPARSE:].copy()
-
-# %% ../nbs/06_exploration.ipynb #f2a27f12
-def _tie_uniforms(rng: np.random.Generator,  # the policy's tie-break stream
-                  rows: np.ndarray,  # increasing row indices
-                  n: int, C: int,  # the shape of the draw
-                 ) -> np.ndarray:  # len(rows) x C: those rows of rng.random((n, C))
-    "Rows of rng.random((n, C)), leaving rng exactly where that call leaves it, without drawing the rows nobody needs (PCG64.advance)."
-    bg = rng.bit_generator
-    if len(rows) > 16 or not hasattr(bg, "advance"): return rng.random((n, C))[rows]
-    if not len(rows):
-        bg.advance(n * C)  # one 64-bit draw per float64 uniform
-        return np.empty((0, C))
-    g, out, pos = np.random.Generator(type(bg)()), np.empty((len(rows), C)), 0
-    g.bit_generator.state = bg.state
-    for i, u in enumerate(rows.tolist()):  # a loop over the few users a tie-break decides, not over users
-        g.bit_generator.advance(u * C - pos)
-        out[i], pos = g.random(C), (u + 1) * C
-    bg.advance(n * C)
-    return out
-
-# %% ../nbs/06_exploration.ipynb #c289d499
-@functools.lru_cache(maxsize=None)
-def _reference_row(d: int) -> np.ndarray:
-    "context_features' dense block for a user with no history and age 37 (click rates 0.1, dwell 0): subtracted, most of a row is 0."
-    C = (d - _SPARSE - 2) // 2
-    if d <= _SPARSE or 2 * C + 2 + _SPARSE != d: return np.zeros(max(d - _SPARSE, 0))
-    empty = {"segment": np.zeros(1, int), "region": np.zeros(1, int), "age": np.full(1, 37.0), "clicks": np.zeros((1, C)),
-             "shows": np.zeros((1, C)), "dwell": np.zeros((1, C)), "last_dwell": np.zeros(1)}
-    return context_features(empty)[0, _SPARSE:].copy()
-
 # %% ../nbs/06_exploration.ipynb #a7278afc
 @patch
 def _refresh(self: LinUCB):
