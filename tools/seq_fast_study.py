@@ -17,6 +17,12 @@ The rows of 12c_bench_seq's screens of 2026-11-29 15:40-17:08 UTC (the base was 
   python tools/seq_fast_study.py "sampled 256 7ep 2e-3" '{"loss":"sampled","n_negatives":256,"max_epochs":7,"min_epochs":7,"learning_rate":0.002}'
   python tools/seq_fast_study.py "sampled pp256 7ep 2e-3" '{"loss":"sampled","n_negatives":256,"shared_negatives":false,"max_epochs":7,"min_epochs":7,"learning_rate":0.002}'
 With SASREC_FAST now at peak 2e-3, the first six need '"learning_rate":0.003' added to reproduce their rows.
+
+Session 10 (2026-11-29 18:39-, base SASREC_FAST at peak 2e-3: 2 blocks, max_len 50, 5 epochs; one thread, load 2-4):
+  python tools/seq_fast_study.py "1 block 8ep" '{"n_layers":1,"max_epochs":8,"min_epochs":8}'
+  python tools/seq_fast_study.py "len100" '{"max_len":100}'
+  python tools/seq_fast_study.py "1 block len30 8ep" '{"n_layers":1,"max_len":30,"max_epochs":8,"min_epochs":8}'
+(stopped before their first seed finished, no row: "1 block len100 8ep", "1 block 8ep do.3")
 """
 import argparse, json, os, sys, time
 
