@@ -21,8 +21,8 @@ from .sequence import RunOptions, SequenceSplit, per_user_metric, sequence_split
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'SASREC_VARIANTS', 'SASREC_FAST', 'bench_sasrec_variants', 'report_sasrec_variants', 'bench_sequence_fast',
-           'report_sequence_fast', 'bench_sequence_losses']
+__all__ = ['logger', 'SASREC_VARIANTS', 'SASREC_FAST', 'SASREC_LOSS_SETTINGS', 'bench_sasrec_variants', 'report_sasrec_variants',
+           'bench_sequence_fast', 'report_sequence_fast', 'bench_sequence_losses']
 
 # %% ../nbs/12c_bench_seq.ipynb #27359197
 SASREC_VARIANTS = {  # name -> SASRec parameters of bench_sasrec_variants' default comparison (full CE first: the reference); bench_sequence_losses runs them over SASREC_FAST's settings
@@ -99,8 +99,8 @@ def report_sasrec_variants(tab: pd.DataFrame,  # what `bench_sasrec_variants` re
     return "\n".join(lines)
 
 # %% ../nbs/12c_bench_seq.ipynb #8d688dbb
-SASREC_FAST = {"lr_schedule": "cosine", "learning_rate": 2e-3, "warmup_epochs": 0.5, "max_epochs": 5, "min_epochs": 5,
-               "patience": 2, "batch_size": 16, "dropout": 0.2}  # SASRec settings that converge fast: 5 epochs of batches of 16 on a cosine schedule, the best validated epoch kept
+SASREC_FAST = {"lr_schedule": "cosine", "learning_rate": 2e-3, "warmup_epochs": 0.5, "max_epochs": 6, "min_epochs": 6,
+               "patience": 2, "batch_size": 16, "dropout": 0.2, "n_layers": 1, "max_len": 30}  # SASRec settings that converge fast: one block over windows of 30 events, 6 epochs of batches of 16 on a cosine schedule, the best validated epoch kept
 
 # %% ../nbs/12c_bench_seq.ipynb #bf4ea594
 def bench_sequence_fast(
@@ -134,17 +134,21 @@ def report_sequence_fast(tab: pd.DataFrame,  # what `bench_sequence_fast` return
                  f"{'met' if good else 'NOT met'} (lowest {per['test_ndcg@10'].min():.4f})")
     return "\n".join(lines)
 
+# %% ../nbs/12c_bench_seq.ipynb #f771ff37
+SASREC_LOSS_SETTINGS = {"lr_schedule": "cosine", "learning_rate": 2e-3, "warmup_epochs": 0.5, "max_epochs": 5, "min_epochs": 5,
+                        "patience": 2, "batch_size": 16, "dropout": 0.2, "n_layers": 2, "max_len": 50}  # full CE's settings in bench_sequence_losses (SASREC_FAST until 2026-11-29 18:30 UTC); each sampled loss runs them for its own sampled_epochs
+
 # %% ../nbs/12c_bench_seq.ipynb #b3c1a7e2
 def bench_sequence_losses(
     quick: bool = False,  # seed 0 only, 2 epochs and 200 resamples: a smoke run of the command
     num_threads: int | None = 1,  # torch threads (None: torch's default, all cores; 1 is robust on a shared machine)
     split: SequenceSplit | None = None,  # data (default: MovieLens-100K's sequence_split)
     seeds: tuple = (0, 1, 2),  # model seeds: every loss is fitted once per seed
-    sampled_epochs: int = 7,  # length of the sampled losses' cosine schedule (full CE: SASREC_FAST's 5): a sampled epoch costs less CPU
+    sampled_epochs: int = 7,  # length of the sampled losses' cosine schedule (full CE: SASREC_LOSS_SETTINGS' 5): a sampled epoch costs less CPU
 ) -> pd.DataFrame:  # bench_sasrec_variants' table, full CE first
-    "Full cross-entropy against the sampled losses of `SASREC_VARIANTS` (SASREC_FAST's settings, `sampled_epochs` long), once per seed, paired on the same test users."
+    "Full cross-entropy against the sampled losses of `SASREC_VARIANTS` (SASREC_LOSS_SETTINGS, the sampled ones `sampled_epochs` long), once per seed, paired on the same test users."
     def params(p):
         longer = {} if p.get("loss", "ce") == "ce" else {"max_epochs": sampled_epochs, "min_epochs": sampled_epochs}
-        return SASREC_FAST | longer | p | ({"max_epochs": 2, "min_epochs": 0} if quick else {})
+        return SASREC_LOSS_SETTINGS | longer | p | ({"max_epochs": 2, "min_epochs": 0} if quick else {})
     v = {k: params(p) for k, p in SASREC_VARIANTS.items()}
     return bench_sasrec_variants(v, split=split, num_threads=num_threads, n_boot=200 if quick else 1000, seeds=seeds[:1] if quick else seeds)

@@ -22,7 +22,15 @@ Session 10 (2026-11-29 18:39-, base SASREC_FAST at peak 2e-3: 2 blocks, max_len 
   python tools/seq_fast_study.py "1 block 8ep" '{"n_layers":1,"max_epochs":8,"min_epochs":8}'
   python tools/seq_fast_study.py "len100" '{"max_len":100}'
   python tools/seq_fast_study.py "1 block len30 8ep" '{"n_layers":1,"max_len":30,"max_epochs":8,"min_epochs":8}'
-(stopped before their first seed finished, no row: "1 block len100 8ep", "1 block 8ep do.3")
+  python tools/seq_fast_study.py "1 block len20 8ep" '{"n_layers":1,"max_len":20,"max_epochs":8,"min_epochs":8}'
+  python tools/seq_fast_study.py "1 block len30 7ep" '{"n_layers":1,"max_len":30,"max_epochs":7,"min_epochs":7}'
+  python tools/seq_fast_study.py "len30" '{"max_len":30}'
+  python tools/seq_fast_study.py "1 block len30 6ep" '{"n_layers":1,"max_len":30,"max_epochs":6,"min_epochs":6}'
+  python tools/seq_fast_study.py "1 block len30 7ep do.3" '{"n_layers":1,"max_len":30,"max_epochs":7,"min_epochs":7,"dropout":0.3}'
+  python tools/seq_fast_study.py "1 block len30 5ep" '{"n_layers":1,"max_len":30,"max_epochs":5,"min_epochs":5}'
+(stopped before their first seed finished, no row: "1 block len100 8ep", "1 block 8ep do.3", "1 block 8ep wd.1")
+Validation chose "1 block len30 6ep" (mean 0.1257), now SASREC_FAST. To reproduce a session-10 row now, add to its JSON
+whichever of "n_layers":2, "max_len":50, "max_epochs":5, "min_epochs":5 it does not set (the JSON overrides SASREC_FAST).
 """
 import argparse, json, os, sys, time
 
