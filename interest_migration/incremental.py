@@ -35,7 +35,8 @@ class IncrementalProfiles:
         except ValueError:
             raise DataError(f"freq {freq!r}: incremental windows need a fixed length such as '30D' or '7D'") from None
         self.items, self.category_col, self.behavior_weights, self.use_value = items, category_col, behavior_weights, use_value
-        self.categories = item_category_table(items, category_col, categories)[4]
+        self._table = item_category_table(items, category_col, categories)   # items are fixed: built once, not per batch
+        self.categories = self._table[4]
         self._cats = list(self.categories)
         self.hl = None if half_life is None else pd.Timedelta(half_life).value
         self.whl = None if window_half_life is None else pd.Timedelta(window_half_life).value
@@ -93,7 +94,7 @@ def update(self: IncrementalProfiles, events: pd.DataFrame, # a batch in the dat
         raise DataError(f"events: column 'timestamp' must be datetime64[ns, UTC], got {events['timestamp'].dtype}")
     t = timestamps_ns(events["timestamp"])
     weight = event_weights(events, self.behavior_weights, self.use_value)
-    row, cat, frac, _ = event_categories(events, self.items, self.category_col, self._cats)
+    row, cat, frac, _ = event_categories(events, self.items, self.category_col, self._cats, table=self._table)
     start = self.start if self.start is not None else pd.Timestamp(int(t.min()), tz="UTC").floor("D").value
     widx = (t - start) // self.freq
     new_w = int(widx.max()) if self.w is None else max(self.w, int(widx.max()))

@@ -112,9 +112,10 @@ def event_categories(
     items: pd.DataFrame,              # item table with `item_id` and `category_col`
     category_col: str = "category",   # items column with a category, or a list of categories per item
     categories: Sequence | None = None, # fixed category order; None: sorted categories of items
+    table: tuple | None = None,       # `item_category_table(items, category_col, categories)` computed once by the caller; None: computed here
 ) -> tuple:                           # (event row or None, category code, fraction or None, categories)
     "One entry per (event, category of its item); `None` rows/fractions mean one category per event."
-    item_index, indptr, codes, frac, cat_index = item_category_table(items, category_col, categories)
+    item_index, indptr, codes, frac, cat_index = table if table is not None else item_category_table(items, category_col, categories)
     pos = item_index.get_indexer(events["item_id"])
     if (pos < 0).any():
         missing = pd.unique(events["item_id"].to_numpy()[pos < 0])

@@ -4,6 +4,7 @@
 
 # %% ../nbs/11ae_request_path.ipynb #28697432
 from __future__ import annotations
+import asyncio
 import logging
 import threading
 import time
@@ -19,7 +20,8 @@ from .model_export import ServingModel, ort_scores, top_k
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'encode_events', 'rank_from_events', 'UserEventCache', 'rank_codes', 'ImpressionWriter']
+__all__ = ['logger', 'encode_events', 'rank_from_events', 'UserEventCache', 'rank_many', 'rank_codes', 'LoopBatcher',
+           'ImpressionWriter']
 
 # %% ../nbs/11ae_request_path.ipynb #2f154539
 def encode_events(
@@ -143,7 +145,26 @@ def read(self: UserEventCache, store, # the store (its read connection)
             self.users.popitem(last=False)
         return e
 
-# %% ../nbs/11ae_request_path.ipynb #410a2682
+# %% ../nbs/11ae_request_path.ipynb #fbd598c5
+def rank_many(
+    sm: ServingModel,  # the loaded model
+    codes: list,  # per user: known item codes (1..n_items), oldest first
+    behs: list,  # per user: their behaviour codes
+    ks: list,  # per user: list length
+    exclude_seen: bool = True,  # mask every item in a user's codes
+) -> list:  # per user: (item codes of the top k, best first; their scores)
+    "Full-catalogue rankings of several users from one ONNX Runtime call (what `rank_from_events` does, without DataFrames)."
+    L, n = sm.max_len, len(codes)
+    x, xb, lengths = np.zeros((n, L), np.int64), np.zeros((n, L), np.int64), np.zeros(n, np.int64)
+    for j, (c, b) in enumerate(zip(codes, behs)):   # the requests of one batch (a handful), not events
+        c, b = c[-L:], b[-L:]
+        x[j, :len(c)], xb[j, :len(b)], lengths[j] = c, b, len(c)
+    scores = ort_scores(sm.session, x, xb, lengths)
+    tops = [top_k(s, k, c if exclude_seen else None) for s, k, c in zip(scores, ks, codes)]  # repeated codes mask one column
+    return [(top, s[top - 1].astype(float)) for top, s in zip(tops, scores)]
+
+
+# %% ../nbs/11ae_request_path.ipynb #cd40f59d
 def rank_codes(
     sm: ServingModel,  # the loaded model
     code: np.ndarray,  # the user's known item codes (1..n_items), oldest first
@@ -151,14 +172,42 @@ def rank_codes(
     k: int = 10,  # list length
     exclude_seen: bool = True,  # mask every item in `code`
 ) -> tuple:  # (item codes of the top k, best first; their scores)
-    "Full-catalogue ranking from a user's coded events (what `rank_from_events` does, without DataFrames)."
-    L = sm.max_len
-    x = np.zeros((1, L), np.int64); xb = np.zeros((1, L), np.int64)
-    c, b = code[-L:], beh[-L:]
-    x[0, :len(c)], xb[0, :len(b)] = c, b
-    scores = ort_scores(sm.session, x, xb, np.array([len(c)], np.int64))[0]
-    top = top_k(scores, k, np.unique(code) if exclude_seen else None)
-    return top, scores[top - 1].astype(float)
+    "Full-catalogue ranking of one user from their coded events: `rank_many` of one."
+    return rank_many(sm, [code], [beh], [k], exclude_seen)[0]
+
+
+# %% ../nbs/11ae_request_path.ipynb #53aed936
+class LoopBatcher:
+    "Calls made in one turn of an asyncio event loop are answered by one call of `fn` on the list of their items."
+    def __init__(self, fn, # list of items -> list of results (an exception instance as the result of a failed item)
+                 max_batch: int = 64, # a batch takes at most this many items; the next ones start another
+                ):
+        self.fn, self.max_batch, self._open = fn, max_batch, {}   # event loop -> the batch still taking items
+
+    async def submit(self, item):
+        "Add `item` to this turn's batch and wait for its result (its exception is raised here)."
+        loop = asyncio.get_running_loop()
+        batch = self._open.get(loop)
+        if batch is None or len(batch) >= self.max_batch:
+            batch = self._open[loop] = []
+            loop.call_soon(self._run, loop, batch)    # after the callbacks already queued in this turn: they join the batch
+        fut = loop.create_future()
+        batch.append((item, fut))
+        return await fut
+
+    def _run(self, loop, batch: list):
+        if self._open.get(loop) is batch:
+            del self._open[loop]
+        try:
+            results = self.fn([item for item, _ in batch])
+        except Exception as e:                          # the whole batch failed: every caller gets the error
+            results = [e] * len(batch)
+        for (_, fut), r in zip(batch, results):
+            if fut.done():                              # the caller went away (its task was cancelled)
+                continue
+            if isinstance(r, BaseException): fut.set_exception(r)
+            else: fut.set_result(r)
+
 
 # %% ../nbs/11ae_request_path.ipynb #06ce8ecd
 class ImpressionWriter:

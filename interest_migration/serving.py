@@ -33,8 +33,8 @@ from .sequence import Catalog, RunOptions, sequence_split, evaluate_sequences
 from .neural import SEQUENCE_MODELS, SASRec
 from .segments import SegmentPopularity
 from .store import id_key
-from .request_path import (encode_events, rank_from_events, UserEventCache, rank_codes,
-                                              ImpressionWriter)
+from .request_path import (encode_events, rank_from_events, UserEventCache, rank_codes, rank_many,
+                                              LoopBatcher, ImpressionWriter)
 from .incremental import IncrementalProfiles
 from .coldstart import ColdStartBandit, cold_start_ranking, segment_of
 from .model_export import (ServingModel, ScoreNet, json_values, export_model, load_serving_model, ort_scores, top_k,
@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'WORKER_SWITCH_INTERVAL_S', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY',
            'ENV_MIN_EVENTS', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload', 'events_frame',
-           'user_interests', 'explain_profile', 'recommend_user', 'multiprocess_metrics_env', 'make_app',
-           'train_serving_model', 'retrain_from_store', 'app_from_env']
+           'user_interests', 'explain_profile', 'recommend_users', 'recommend_user', 'multiprocess_metrics_env',
+           'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #b17527b1
 _INT64 = (-2**63, 2**63 - 1)
@@ -137,6 +137,7 @@ class _Service:
         self.profiles, self.profiles_model, self.profiles_lock = None, None, threading.Lock()
         self.bandit, self.bandit_lock, self.bandit_refresh_s, self.bandit_synced = None, threading.Lock(), bandit_refresh_s, 0.0
         self.recs_route = None   # the FastAPI route of GET /users/{id}/recommendations (make_app sets it; the fast path names it)
+        self.batcher = LoopBatcher(lambda reqs: _recommendations_responses(self, reqs))   # the fast path's requests, per loop turn
 
     def call(self, fn, *args, **kw):
         "Run one write on the store's write connection under the store lock."
@@ -412,20 +413,9 @@ def _bandit(svc: _Service, sm: ServingModel) -> ColdStartBandit:
         svc.bandit = b
         return b
 
-# %% ../nbs/11b_serving.ipynb #6b3a9302
-def recommend_user(
-    svc: _Service,  # the service state
-    sm: ServingModel,  # the model taken at the start of the request (reloads do not change it mid-request)
-    uid,  # user id
-    k: int,  # list length
-) -> dict:  # item_id, position, score, propensity (arrays) and policy (str)
-    "Warm users (>= min_events known events): ONNX ranking; cold users: the segment prior or the exploration policy learned from the store."
-    cache = svc.cache if svc.cache.sm is sm else UserEventCache(sm)   # a reload between the two reads: this model's codes
-    e = cache.read(svc.rec_reader, uid)
-    if len(e["code"]) >= svc.min_events:
-        top, score = rank_codes(sm, e["code"], e["beh"], k)
-        return {"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1), "score": score,
-                "propensity": np.ones(len(top)), "policy": "sequence"}
+# %% ../nbs/11b_serving.ipynb #079af5d5
+def _cold_recommendation(svc: _Service, sm: ServingModel, uid, k: int, e: dict) -> dict:
+    "The cold-start answer for a user with fewer than min_events known events (cache entry `e`): segment prior or exploration."
     attrs = svc.rec_reader.get_user(uid)
     if e["n"] == 0 and attrs is None:
         from fastapi import HTTPException
@@ -437,6 +427,46 @@ def recommend_user(
     return {**{c: df[c].to_numpy() for c in ("item_id", "position", "score", "propensity")},
             "policy": str(df["policy"].iloc[0]) if len(df) else "none"}
 
+
+# %% ../nbs/11b_serving.ipynb #7b45cb0a
+def recommend_users(
+    svc: _Service,  # the service state
+    sm: ServingModel,  # the model taken at the start of the batch (every request of it is answered by this one)
+    reqs: list,  # (user id, k) per request
+) -> list:  # per request: item_id, position, score, propensity (arrays) and policy (str); or the HTTPException it answers
+    "Warm users (>= min_events known events): one ONNX ranking for all of them; cold users: the segment prior or the exploration policy."
+    from fastapi import HTTPException
+    cache = svc.cache if svc.cache.sm is sm else UserEventCache(sm)   # a reload between the two reads: this model's codes
+    entries = [cache.read(svc.rec_reader, uid) for uid, _ in reqs]
+    warm = [j for j, e in enumerate(entries) if len(e["code"]) >= svc.min_events]
+    out = [None] * len(reqs)
+    ranked = rank_many(sm, [entries[j]["code"] for j in warm], [entries[j]["beh"] for j in warm],
+                       [reqs[j][1] for j in warm]) if warm else []
+    for j, (top, score) in zip(warm, ranked):
+        out[j] = {"item_id": sm.catalog.decode(top), "position": np.arange(1, len(top) + 1), "score": score,
+                  "propensity": np.ones(len(top)), "policy": "sequence"}
+    for j in [j for j, o in enumerate(out) if o is None]:
+        try:
+            out[j] = _cold_recommendation(svc, sm, *reqs[j], entries[j])
+        except HTTPException as e:   # this request's answer (a 404); the others still get theirs
+            out[j] = e
+    return out
+
+
+# %% ../nbs/11b_serving.ipynb #7cbfae98
+def recommend_user(
+    svc: _Service,  # the service state
+    sm: ServingModel,  # the model taken at the start of the request (reloads do not change it mid-request)
+    uid,  # user id
+    k: int,  # list length
+) -> dict:  # item_id, position, score, propensity (arrays) and policy (str)
+    "One request's `recommend_users` (a 404 HTTPException for a user with no events and no attributes)."
+    r = recommend_users(svc, sm, [(uid, k)])[0]
+    if isinstance(r, Exception):
+        raise r
+    return r
+
+
 # %% ../nbs/11b_serving.ipynb #85068107
 def _json_bytes(body: dict) -> bytes:
     "Compact JSON as the FastAPI route writes it, with orjson (a tenth of json.dumps' time); ids beyond 64 bits go through json."
@@ -446,19 +476,35 @@ def _json_bytes(body: dict) -> bytes:
     except orjson.JSONEncodeError:          # an integer id beyond 64 bits: the standard library writes it exactly
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
-# %% ../nbs/11b_serving.ipynb #3f0c5745
-def _recommendations_response(svc: _Service, uid, k: int):
-    "The recommendations route's JSON answer for one user, its impressions queued: one body for the FastAPI route and the fast path."
+# %% ../nbs/11b_serving.ipynb #5495a6f1
+def _response(svc: _Service, sm: ServingModel, uid, recs: dict):
+    "One recommendations answer as JSON, its impressions queued (written off the request path)."
     from starlette.responses import Response
-    sm = svc.model
-    recs = recommend_user(svc, sm, uid, k)
     rid = uuid.uuid4().hex
     if len(recs["item_id"]):
-        svc.impressions.put(*_impression_rows(recs, rid, uid, sm.version))   # written off the request path
+        svc.impressions.put(*_impression_rows(recs, rid, uid, sm.version))
     body = {"request_id": rid, "user_id": uid, "model_version": sm.version, "policy": recs["policy"],
             "items": [{"item_id": i, "position": p, "score": s, "propensity": q} for i, p, s, q in
                       zip(recs["item_id"].tolist(), recs["position"].tolist(), recs["score"].tolist(), recs["propensity"].tolist())]}
     return Response(_json_bytes(body), media_type="application/json")
+
+
+# %% ../nbs/11b_serving.ipynb #754c9c41
+def _recommendations_responses(svc: _Service, reqs: list) -> list:
+    "The recommendations route's answers to (user id, k) requests that arrived together: Responses, or HTTPExceptions to raise."
+    sm = svc.model
+    return [r if isinstance(r, Exception) else _response(svc, sm, uid, r)
+            for (uid, _), r in zip(reqs, recommend_users(svc, sm, reqs))]
+
+
+# %% ../nbs/11b_serving.ipynb #5f43c505
+def _recommendations_response(svc: _Service, uid, k: int):
+    "The recommendations route's JSON answer for one user (FastAPI's route; the fast path batches through `svc.batcher`)."
+    r = _recommendations_responses(svc, [(uid, k)])[0]
+    if isinstance(r, Exception):
+        raise r
+    return r
+
 
 # %% ../nbs/11b_serving.ipynb #ffd8ca7c
 _RECS_PATH = re.compile(r"/users/([^/]+)/recommendations")   # the hot route, as Starlette matches `{user_id}`
@@ -487,7 +533,7 @@ async def _fast_recommendations(svc: _Service, scope, receive, send) -> bool:
         return False                       # FastAPI answers it, as before
     scope["route"] = svc.recs_route        # the metrics label: the FastAPI route's path
     try:
-        resp = _recommendations_response(svc, uid, k)
+        resp = await svc.batcher.submit((uid, k))   # with the requests that arrived in this turn of the loop: one ONNX call
     except HTTPException as e:             # what FastAPI's handler answers for it
         resp = JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
     await resp(scope, receive, send)

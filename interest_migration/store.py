@@ -32,7 +32,7 @@ __all__ = ['logger', 'SCHEMA_VERSION', 'STORE_COLUMNS', 'IMPRESSION_COLUMNS', 'I
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/11a_store.ipynb #0d196a95
-SCHEMA_VERSION = 2  # the schema version this library writes
+SCHEMA_VERSION = 3  # the schema version this library writes
 
 # %% ../nbs/11a_store.ipynb #74f15580
 def _migrations(dialect: str) -> dict:
@@ -50,6 +50,7 @@ def _migrations(dialect: str) -> dict:
                 propensity DOUBLE PRECISION, policy TEXT, UNIQUE (request_id, position))""",
             "CREATE INDEX impressions_ts ON impressions (ts)",
             "CREATE INDEX impressions_user ON impressions (user_id, ts)"],
+        3: ["CREATE INDEX events_user_seq ON events (user_id, seq)"],   # a user's events after an arrival number: a range, not a scan
     }
 
 # %% ../nbs/11a_store.ipynb #0b893587

@@ -622,13 +622,13 @@ def test_recommendations_fast_path_equals_fastapi_route(served, monkeypatch):
     import interest_migration.serving as S
     c, svc = served["client"], served["app"].state.service
     calls = []
-    real = S._recommendations_response
-    monkeypatch.setattr(S, "_recommendations_response", lambda *a: calls.append(a[1:]) or real(*a))
+    real = S._recommendations_responses
+    monkeypatch.setattr(S, "_recommendations_responses", lambda svc, reqs: calls.append(list(reqs)) or real(svc, reqs))
     fast = c.get("/users/2/recommendations", params={"k": 5}).json()
-    assert calls == [(2, 5)]
+    assert calls == [[(2, 5)]]
     monkeypatch.setattr(S, "_fast_recommendations", lambda *a: _false())   # everything through FastAPI
     slow = c.get("/users/2/recommendations", params={"k": 5}).json()
-    assert calls == [(2, 5), (2, 5)]
+    assert calls == [[(2, 5)], [(2, 5)]]
     assert fast["request_id"] != slow["request_id"]
     assert {**fast, "request_id": 0} == {**slow, "request_id": 0} and len(fast["items"]) == 5
     monkeypatch.undo()
@@ -642,3 +642,33 @@ def test_recommendations_fast_path_equals_fastapi_route(served, monkeypatch):
 
 async def _false():
     return False
+
+
+def test_concurrent_recommendations_share_one_batch(served, monkeypatch):
+    "Requests that reach a worker in one turn of its event loop are ranked in one ONNX call and answer what each gets alone."
+    import asyncio
+    import interest_migration.serving as S
+    from interest_migration.serve_bench import _asgi_get
+    app, svc = served["app"], served["app"].state.service
+    sizes = []
+    real = S.rank_many
+    monkeypatch.setattr(S, "rank_many", lambda sm, codes, *a, **kw: sizes.append(len(codes)) or real(sm, codes, *a, **kw))
+    reqs = [(1, b"k=5"), (2, b"k=3"), (99999, b""), (3, b""), (4, b"k=7")]   # 99999: unknown, a 404 inside the batch
+
+    async def together():
+        return await asyncio.gather(*(_asgi_get(app, f"/users/{u}/recommendations", q) for u, q in reqs))
+    batched = asyncio.run(together())
+    assert sizes == [4]                                                     # four warm users, one ONNX call
+    alone = [asyncio.run(_asgi_get(app, f"/users/{u}/recommendations", q)) for u, q in reqs]
+    assert sizes == [4, 1, 1, 1, 1]
+    assert [s for s, _ in batched] == [s for s, _ in alone] == [200, 200, 404, 200, 200]
+    for (_, b), (_, a) in zip(batched, alone):
+        b, a = json.loads(b), json.loads(a)
+        if "items" not in b:
+            assert b == a and "unknown user" in b["detail"]
+            continue
+        assert [i["item_id"] for i in b["items"]] == [i["item_id"] for i in a["items"]]
+        np.testing.assert_allclose([i["score"] for i in b["items"]], [i["score"] for i in a["items"]], rtol=1e-6)
+        assert b["request_id"] != a["request_id"] and b["model_version"] == a["model_version"]
+    assert [len(json.loads(b)["items"]) for s, b in batched if s == 200] == [5, 3, 10, 7]
+    svc.flush()
