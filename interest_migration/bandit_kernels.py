@@ -108,7 +108,7 @@ def linucb_tables(P: np.ndarray,  # arms x d x d: A^-1 per arm (ridge_solve), sy
             K[bl, g, l], ths[bl, g, l] = q, t  # e_g' A^-1 e_g and e_g' theta
 
 # %% ../nbs/06_bandit_kernels.ipynb #cbe0815b
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _nonzero(xu, S, z0, idx, v) -> int:
     "The columns j where z'_j = xu[S + j] - z0[j] is not 0 (into idx, increasing) and their values (into v); returns how many. Branch-free."
     nz = 0
@@ -118,45 +118,31 @@ def _nonzero(xu, S, z0, idx, v) -> int:
         nz += x != 0.0
     return nz
 
-# %% ../nbs/06_bandit_kernels.ipynb #9e725edb
-@njit(cache=True)
-def _pairs(D):
-    "The pairs (a, b), b <= a < D, in the order that puts the nz * (nz + 1) / 2 pairs of the first nz entries first; weight 1 on the diagonal, 2 off it."
-    n = D * (D + 1) // 2
-    pa, pb, pw = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
-    t = 0
-    for a in range(D):
-        for b in range(a + 1):
-            pa[t], pb[t], pw[t] = a, b, 1.0 if a == b else 2.0
-            t += 1
-    return pa, pb, pw
-
 # %% ../nbs/06_bandit_kernels.ipynb #a418fb08
-@njit(cache=True)
-def _user_arms(xu, S, g, z0, tabs, pairs, idx, v, m, q):
-    "One row's mean x'theta (into m) and x'A^-1 x (into q) for every arm: LANES arms at a time in registers, over the nonzero z' only."
+@njit(cache=True, fastmath={"contract"}, inline="always")
+def _block(bl, g, nz, idx, v, tabs, m, q):
+    "One row's mean x'theta (into m) and x'A^-1 x (into q) for the LANES arms of block bl, in registers, over its nonzero z' (idx, v) only."
     Pz, H, K, thz, ths = tabs
-    pa, pb, pw = pairs
-    nz = _nonzero(xu, S, z0, idx, v)
-    npairs = nz * (nz + 1) // 2
-    for bl in range(K.shape[0]):
-        k, t, Hg, Pb, tz = K[bl, g], ths[bl, g], H[bl, g], Pz[bl], thz[bl]
-        q0, q1, q2, q3, q4, q5, q6, q7 = k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]
-        m0, m1, m2, m3, m4, m5, m6, m7 = t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]
-        for a in range(nz):  # the linear terms: z'_j theta_j and the cross term 2 (A^-1 e_g)_j z'_j
-            x, h, w = v[a], Hg[idx[a]], tz[idx[a]]
-            m0 += x * w[0]; m1 += x * w[1]; m2 += x * w[2]; m3 += x * w[3]; m4 += x * w[4]; m5 += x * w[5]; m6 += x * w[6]; m7 += x * w[7]
-            q0 += x * h[0]; q1 += x * h[1]; q2 += x * h[2]; q3 += x * h[3]; q4 += x * h[4]; q5 += x * h[5]; q6 += x * h[6]; q7 += x * h[7]
-        for s in range(npairs):  # the quadratic term: z'_j z'_i A^-1_ji over the nonzero pairs, twice off the diagonal
-            a, b = pa[s], pb[s]
-            p, y = Pb[idx[a], idx[b]], pw[s] * v[a] * v[b]
-            q0 += y * p[0]; q1 += y * p[1]; q2 += y * p[2]; q3 += y * p[3]; q4 += y * p[4]; q5 += y * p[5]; q6 += y * p[6]; q7 += y * p[7]
-        o = LANES * bl
-        m[o], m[o + 1], m[o + 2], m[o + 3], m[o + 4], m[o + 5], m[o + 6], m[o + 7] = m0, m1, m2, m3, m4, m5, m6, m7
-        q[o], q[o + 1], q[o + 2], q[o + 3], q[o + 4], q[o + 5], q[o + 6], q[o + 7] = q0, q1, q2, q3, q4, q5, q6, q7
+    Pb, Hg, k, t, tz = Pz[bl], H[bl, g], K[bl, g], ths[bl, g], thz[bl]
+    q0, q1, q2, q3, q4, q5, q6, q7 = k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]
+    m0, m1, m2, m3, m4, m5, m6, m7 = t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]
+    for a in range(nz):  # q += z'_a (2 (A^-1 e_g)_a + A^-1_aa z'_a + 2 sum_{b < a} A^-1_ab z'_b): each pair once, row a of A^-1 contiguous
+        ia, x = idx[a], v[a]
+        w, h, Pa = tz[ia], Hg[ia], Pb[ia]
+        m0 += x * w[0]; m1 += x * w[1]; m2 += x * w[2]; m3 += x * w[3]; m4 += x * w[4]; m5 += x * w[5]; m6 += x * w[6]; m7 += x * w[7]
+        p = Pa[ia]
+        r0 = h[0] + x * p[0]; r1 = h[1] + x * p[1]; r2 = h[2] + x * p[2]; r3 = h[3] + x * p[3]
+        r4 = h[4] + x * p[4]; r5 = h[5] + x * p[5]; r6 = h[6] + x * p[6]; r7 = h[7] + x * p[7]
+        for b in range(a):
+            y, p = 2.0 * v[b], Pa[idx[b]]
+            r0 += y * p[0]; r1 += y * p[1]; r2 += y * p[2]; r3 += y * p[3]; r4 += y * p[4]; r5 += y * p[5]; r6 += y * p[6]; r7 += y * p[7]
+        q0 += x * r0; q1 += x * r1; q2 += x * r2; q3 += x * r3; q4 += x * r4; q5 += x * r5; q6 += x * r6; q7 += x * r7
+    o = LANES * bl
+    m[o], m[o + 1], m[o + 2], m[o + 3], m[o + 4], m[o + 5], m[o + 6], m[o + 7] = m0, m1, m2, m3, m4, m5, m6, m7
+    q[o], q[o + 1], q[o + 2], q[o + 3], q[o + 4], q[o + 5], q[o + 6], q[o + 7] = q0, q1, q2, q3, q4, q5, q6, q7
 
 # %% ../nbs/06_bandit_kernels.ipynb #dfda5d05
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})
 def linucb_act(X: np.ndarray,  # users x d contexts (float64)
                S: int,  # leading group-indicator columns, as linucb_tables was given
                grp: np.ndarray,  # each user's group (int64), a row of gcols
@@ -167,14 +153,16 @@ def linucb_act(X: np.ndarray,  # users x d contexts (float64)
                out: np.ndarray,  # users, written: each user's arm (int64), or -1 where the tie-break draw decides
               ) -> int:  # how many users got -1
     "LinUCB's decisions in one pass: argmax over arms of x'theta + alpha sqrt(x'A^-1 x) + 1e-9 U (U the tie-break uniforms), decided here wherever U cannot matter."
-    W = LANES * tabs[2].shape[0]
-    idx, v, m, q = np.zeros(z0.shape[0], np.int64), np.zeros(z0.shape[0]), np.empty(W), np.empty(W)
-    pairs, undecided = _pairs(z0.shape[0]), 0
+    B = tabs[2].shape[0]
+    idx, v, m, q = np.zeros(z0.shape[0], np.int64), np.zeros(z0.shape[0]), np.empty(LANES * B), np.empty(LANES * B)
+    undecided = 0
     for u in range(X.shape[0]):
-        _user_arms(X[u], S, grp[u], z0, tabs, pairs, idx, v, m, q)
+        nz = _nonzero(X[u], S, z0, idx, v)
+        for bl in range(B): _block(bl, grp[u], nz, idx, v, tabs, m, q)
+        for c in range(n_arms): m[c] += alpha * np.sqrt(max(q[c], 0.0))  # vectorised: 4 square roots an instruction
         best, arm, second = -np.inf, -1, -np.inf
         for c in range(n_arms):
-            s = m[c] + alpha * np.sqrt(max(q[c], 0.0))
+            s = m[c]
             if s > best: best, arm, second = s, c, best
             elif s > second: second = s
         # U in [0, 1) adds less than 1e-9: a lead of more than 1e-9 plus rounding decides whatever U is (NaN never decides)
@@ -184,7 +172,7 @@ def linucb_act(X: np.ndarray,  # users x d contexts (float64)
     return undecided
 
 # %% ../nbs/06_bandit_kernels.ipynb #80666796
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})
 def linucb_scores(X: np.ndarray,  # users x d contexts (float64)
                   S: int,  # leading group-indicator columns
                   grp: np.ndarray,  # each user's group (int64)
@@ -195,11 +183,11 @@ def linucb_scores(X: np.ndarray,  # users x d contexts (float64)
                  ):
     "Every user's and arm's ridge mean and width from the tables (what linucb_act maximises, for LinThompson and inspection)."
     n, C = mean.shape
-    W = LANES * tabs[2].shape[0]
-    idx, v, m, q = np.empty(z0.shape[0], np.int64), np.empty(z0.shape[0]), np.empty(W), np.empty(W)
-    pairs = _pairs(z0.shape[0])
+    B = tabs[2].shape[0]
+    idx, v, m, q = np.zeros(z0.shape[0], np.int64), np.zeros(z0.shape[0]), np.empty(LANES * B), np.empty(LANES * B)
     for u in range(n):
-        _user_arms(X[u], S, grp[u], z0, tabs, pairs, idx, v, m, q)
+        nz = _nonzero(X[u], S, z0, idx, v)
+        for bl in range(B): _block(bl, grp[u], nz, idx, v, tabs, m, q)
         for c in range(C):
             mean[u, c], width[u, c] = m[c], np.sqrt(max(q[c], 0.0))
 
