@@ -10,49 +10,37 @@ import numpy as np
 from numba import njit
 
 # %% auto #0
-__all__ = ['LANES', 'ridge_solve', 'linucb_alloc', 'linucb_tables', 'linucb_act', 'linucb_scores', 'linucb_update',
-           'warm_kernels']
+__all__ = ['LANES', 'linucb_alloc', 'linucb_rows', 'linucb_solve', 'linucb_act', 'linucb_scores', 'linucb_sparse',
+           'linucb_update', 'linucb_learn', 'warm_kernels']
 
 # %% ../nbs/06_bandit_kernels.ipynb #993d7337
 LANES = 8  # arms scored together in one block of registers: the tables pad the arms to a multiple of LANES
 
 # %% ../nbs/06_bandit_kernels.ipynb #b163ba9d
-@njit(cache=True)
-def _eliminate(M, i, k, f):
-    "Row i of M minus f times row k (one Gauss-Jordan step: contiguous, vectorised)."
-    for j in range(M.shape[1]): M[i, j] -= f * M[k, j]
-
-# %% ../nbs/06_bandit_kernels.ipynb #0b4bf3d6
 @njit(cache=True, fastmath={"contract"})
-def ridge_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positive definite
-                b: np.ndarray,  # arms x d right-hand sides
-                P: np.ndarray,  # arms x d x d, written: A^-1
-                theta: np.ndarray,  # arms x d, written: A^-1 b
-               ) -> bool:  # False if some A is not positive definite (a pivot <= 0)
-    "Every arm's inverse and ridge solution, written into P and theta: in-place Gauss-Jordan, whose pivots are positive exactly when A is positive definite."
-    C, d, _ = A.shape
-    M, ok = np.empty((d, d)), True
-    for c in range(C):
-        M[:, :] = A[c]
-        for k in range(d):  # no pivoting needed on a symmetric positive definite matrix
-            piv = M[k, k]
-            ok &= piv > 0.0
-            inv = 1.0 / piv
-            M[k, k] = 1.0
-            for j in range(d): M[k, j] *= inv
-            for i in range(d):
-                if i != k:
-                    f = M[i, k]
-                    M[i, k] = 0.0
-                    _eliminate(M, i, k, f)
-        for i in range(d):  # symmetric up to rounding: keep the lower triangle on both sides
-            for j in range(i + 1):
-                P[c, i, j] = M[i, j]
-                P[c, j, i] = M[i, j]
+def _gj_lanes(M: np.ndarray,  # d x d x LANES: LANES symmetric positive definite matrices M[:, :, l], inverted in place
+             ) -> bool:  # False if some pivot is <= 0 (a matrix that is not positive definite)
+    "Gauss-Jordan inversion of LANES matrices in lockstep, arms innermost: every step is 8 lanes of the same IEEE operations, two AVX registers."
+    d, ok = M.shape[0], True
+    for k in range(d):  # no pivoting needed on a symmetric positive definite matrix
+        Mk = M[k]
+        p = Mk[k]
+        ok &= (p[0] > 0.0) & (p[1] > 0.0) & (p[2] > 0.0) & (p[3] > 0.0) & (p[4] > 0.0) & (p[5] > 0.0) & (p[6] > 0.0) & (p[7] > 0.0)
+        i0, i1, i2, i3, i4, i5, i6, i7 = 1.0 / p[0], 1.0 / p[1], 1.0 / p[2], 1.0 / p[3], 1.0 / p[4], 1.0 / p[5], 1.0 / p[6], 1.0 / p[7]
+        p[0] = p[1] = p[2] = p[3] = p[4] = p[5] = p[6] = p[7] = 1.0
+        for j in range(d):
+            q = Mk[j]
+            q[0] *= i0; q[1] *= i1; q[2] *= i2; q[3] *= i3; q[4] *= i4; q[5] *= i5; q[6] *= i6; q[7] *= i7
         for i in range(d):
-            s = 0.0
-            for j in range(d): s += M[i, j] * b[c, j]
-            theta[c, i] = s
+            if i == k: continue
+            Mi = M[i]
+            f = Mi[k]
+            f0, f1, f2, f3, f4, f5, f6, f7 = f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+            f[0] = f[1] = f[2] = f[3] = f[4] = f[5] = f[6] = f[7] = 0.0
+            for j in range(d):  # row i -= f row k: the pivot row's 8 lanes are read before row i's are written
+                q, o = Mk[j], Mi[j]
+                k0, k1, k2, k3, k4, k5, k6, k7 = q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]
+                o[0] -= f0 * k0; o[1] -= f1 * k1; o[2] -= f2 * k2; o[3] -= f3 * k3; o[4] -= f4 * k4; o[5] -= f5 * k5; o[6] -= f6 * k6; o[7] -= f7 * k7
     return ok
 
 # %% ../nbs/06_bandit_kernels.ipynb #18592b8a
@@ -61,51 +49,89 @@ def linucb_alloc(n_arms: int,  # arms
                  S: int,  # leading group-indicator columns
                  n_groups: int,  # groups (rows of gcols)
                 ) -> tuple:  # (Pz, H, K, thz, ths), zeros: padded arms score 0 and are never chosen
-    "Zeroed tables for linucb_tables, the arms padded to blocks of LANES."
+    "Zeroed tables for linucb_solve, the arms padded to blocks of LANES."
     B, D = -(-n_arms // LANES), d - S
     return (np.zeros((B, D, D, LANES)), np.zeros((B, n_groups, D, LANES)), np.zeros((B, n_groups, LANES)),
             np.zeros((B, D, LANES)), np.zeros((B, n_groups, LANES)))
 
+# %% ../nbs/06_bandit_kernels.ipynb #612d2c3b
+def linucb_rows(n: int,  # users (rows of X)
+                D: int,  # columns of the dense block (d - S)
+               ) -> tuple:  # (indptr n + 1 int64, cols n * D uint32, vals n * D float64)
+    "Room for one batch's nonzero z' as compressed rows: linucb_act or linucb_sparse fill it, linucb_update and linucb_learn read it."
+    return np.zeros(n + 1, np.int64), np.zeros(n * D, np.uint32), np.zeros(n * D)
+
 # %% ../nbs/06_bandit_kernels.ipynb #b90578fa
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def linucb_tables(P: np.ndarray,  # arms x d x d: A^-1 per arm (ridge_solve), symmetric
-                  theta: np.ndarray,  # arms x d ridge solutions
-                  S: int,  # leading columns that are group indicators (0: none); columns S.. are the dense block
-                  gcols: np.ndarray,  # groups x k int64: the indicator columns set to 1 in each group's rows
-                  z0: np.ndarray,  # d - S: the dense block's reference row (most rows equal it in most columns)
-                  tabs: tuple,  # (Pz, H, K, thz, ths) as linucb_alloc makes them, written here
-                 ):
-    "The tables linucb_act scores with: a row x = e_g + z' (e_g its group's indicators with z0, z' = z - z0 mostly zero)."
+@njit(cache=True, fastmath={"contract"})
+def linucb_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positive definite
+                 b: np.ndarray,  # arms x d right-hand sides
+                 P: np.ndarray,  # arms x d x d, written: A^-1 (symmetric: its lower triangle on both sides)
+                 theta: np.ndarray,  # arms x d, written: A^-1 b
+                 S: int,  # leading columns that are group indicators (0: none); columns S.. are the dense block
+                 gcols: np.ndarray,  # groups x k int64: the indicator columns set to 1 in each group's rows
+                 z0: np.ndarray,  # d - S: the dense block's reference row (most rows equal it in most columns)
+                 tabs: tuple,  # (Pz, H, K, thz, ths) as linucb_alloc makes them, written: what linucb_act scores with
+                ) -> bool:  # False if some A is not positive definite (a pivot <= 0)
+    "Every arm's inverse and ridge solution, and the tables linucb_act scores with (a row x = e_g + z': e_g its group's indicators with z0), LANES arms at a time."
     Pz, H, K, thz, ths = tabs  # blocks of LANES arms: Pz B x D x D x LANES, H B x G x D x LANES, K, ths B x G x LANES, thz B x D x LANES
-    C, d, _ = P.shape
-    D = d - S
-    G, k = gcols.shape
-    w, e = np.empty(d), np.empty(D)
-    for c in range(C):
-        bl, l, Pc = c // LANES, c % LANES, P[c]
+    C, d = b.shape
+    D, (G, k) = d - S, gcols.shape
+    M, bl_, th = np.empty((d, d, LANES)), np.zeros((d, LANES)), np.empty((d, LANES))
+    w, e, ok = np.empty((d, LANES)), np.empty((D, LANES)), True
+    q, t, t0 = np.empty(LANES), np.empty(LANES), np.empty(LANES)
+    for bl in range(Pz.shape[0]):
+        n = min(LANES, C - bl * LANES)  # arms in this block; padded lanes invert the identity and are never written out
+        M[:] = 0.0
+        bl_[:] = 0.0
+        for i in range(d):
+            M[i, i, n:] = 1.0
+            for l in range(n):
+                bl_[i, l] = b[bl * LANES + l, i]
+                for j in range(d): M[i, j, l] = A[bl * LANES + l, i, j]
+        ok &= _gj_lanes(M)
+        th[:] = 0.0
+        for i in range(d):  # theta = A^-1 b
+            for j in range(d):
+                for l in range(LANES): th[i, l] += M[i, j, l] * bl_[j, l]
+        for i in range(d):  # symmetric up to rounding: keep the lower triangle on both sides
+            for j in range(i):
+                for l in range(LANES): M[j, i, l] = M[i, j, l]
+        for l in range(n):
+            c = bl * LANES + l
+            for i in range(d):
+                theta[c, i] = th[i, l]
+                for j in range(d): P[c, i, j] = M[i, j, l]
         for i in range(D):
-            for j in range(D): Pz[bl, i, j, l] = Pc[S + i, S + j]
-            thz[bl, i, l] = theta[c, S + i]
-        t0 = 0.0
+            for j in range(D):
+                for l in range(LANES): Pz[bl, i, j, l] = M[S + i, S + j, l]
+            for l in range(LANES): thz[bl, i, l] = th[S + i, l]
+        w[:] = 0.0  # w = A^-1 (0, z0)
+        t0[:] = 0.0
         for r in range(d):
-            s = 0.0
-            for j in range(D): s += Pc[r, S + j] * z0[j]
-            w[r] = s  # A^-1 (0, z0)
-        for j in range(D): t0 += z0[j] * theta[c, S + j]
+            for j in range(D):
+                for l in range(LANES): w[r, l] += M[r, S + j, l] * z0[j]
+        for j in range(D):
+            for l in range(LANES): t0[l] += z0[j] * th[S + j, l]
         for g in range(G):
-            q, t = 0.0, t0
-            for j in range(D): e[j] = w[S + j]
+            q[:] = 0.0
+            t[:] = t0
+            for j in range(D):
+                for l in range(LANES): e[j, l] = w[S + j, l]
             for p in range(k):
                 col = gcols[g, p]
-                for j in range(D): e[j] += Pc[col, S + j]  # A^-1 is symmetric: row col is column col
-                s = w[col]
-                for p2 in range(k): s += Pc[col, gcols[g, p2]]
-                q += s
-                t += theta[c, col]
+                for j in range(D):
+                    for l in range(LANES): e[j, l] += M[col, S + j, l]  # A^-1 is symmetric: row col is column col
+                for l in range(LANES):
+                    s = w[col, l]
+                    for p2 in range(k): s += M[col, gcols[g, p2], l]
+                    q[l] += s
+                    t[l] += th[col, l]
             for j in range(D):
-                H[bl, g, j, l] = 2.0 * e[j]  # 2 (A^-1 e_g) on the dense block: the cross term's weights
-                q += z0[j] * e[j]
-            K[bl, g, l], ths[bl, g, l] = q, t  # e_g' A^-1 e_g and e_g' theta
+                for l in range(LANES):
+                    H[bl, g, j, l] = 2.0 * e[j, l]  # 2 (A^-1 e_g) on the dense block: the cross term's weights
+                    q[l] += z0[j] * e[j, l]
+            for l in range(LANES): K[bl, g, l], ths[bl, g, l] = q[l], t[l]  # e_g' A^-1 e_g and e_g' theta
+    return ok
 
 # %% ../nbs/06_bandit_kernels.ipynb #cbe0815b
 @njit(cache=True, inline="always")
@@ -144,20 +170,25 @@ def _block(bl, g, nz, idx, v, tabs, m, q):
 # %% ../nbs/06_bandit_kernels.ipynb #dfda5d05
 @njit(cache=True, fastmath={"contract"})
 def linucb_act(X: np.ndarray,  # users x d contexts (float64)
-               S: int,  # leading group-indicator columns, as linucb_tables was given
+               S: int,  # leading group-indicator columns, as linucb_solve was given
                grp: np.ndarray,  # each user's group (int64), a row of gcols
-               z0: np.ndarray,  # the dense block's reference row, as linucb_tables was given
-               tabs: tuple,  # linucb_tables' output
+               z0: np.ndarray,  # the dense block's reference row, as linucb_solve was given
+               tabs: tuple,  # linucb_solve's tables
                n_arms: int,  # arms (the tables may be padded beyond them)
                alpha: float,  # width multiplier
                out: np.ndarray,  # users, written: each user's arm (int64), or -1 where the tie-break draw decides
+               rows: tuple,  # linucb_rows(len(X), d - S), written: each row's nonzero z', for linucb_learn
               ) -> int:  # how many users got -1
     "LinUCB's decisions in one pass: argmax over arms of x'theta + alpha sqrt(x'A^-1 x) + 1e-9 U (U the tie-break uniforms), decided here wherever U cannot matter."
+    indptr, cols, vals = rows
     B = tabs[2].shape[0]
-    idx, v, m, q = np.zeros(z0.shape[0], np.int64), np.zeros(z0.shape[0]), np.empty(LANES * B), np.empty(LANES * B)
-    undecided = 0
+    m, q = np.empty(LANES * B), np.empty(LANES * B)
+    undecided, pos = 0, 0
     for u in range(X.shape[0]):
+        idx, v = cols[pos:], vals[pos:]
         nz = _nonzero(X[u], S, z0, idx, v)
+        pos += nz
+        indptr[u + 1] = pos
         for bl in range(B): _block(bl, grp[u], nz, idx, v, tabs, m, q)
         for c in range(n_arms): m[c] += alpha * np.sqrt(max(q[c], 0.0))  # vectorised: 4 square roots an instruction
         best, arm, second = -np.inf, -1, -np.inf
@@ -191,9 +222,23 @@ def linucb_scores(X: np.ndarray,  # users x d contexts (float64)
         for c in range(C):
             mean[u, c], width[u, c] = m[c], np.sqrt(max(q[c], 0.0))
 
-# %% ../nbs/06_bandit_kernels.ipynb #43a7de5a
+# %% ../nbs/06_bandit_kernels.ipynb #c517e45e
 @njit(cache=True)
-def linucb_update(X: np.ndarray,  # users x d contexts (float64), laid out as linucb_tables was told
+def linucb_sparse(X: np.ndarray,  # users x d contexts (float64)
+                  S: int,  # leading group-indicator columns
+                  z0: np.ndarray,  # the dense block's reference row
+                  rows: tuple,  # linucb_rows(len(X), d - S), written: row u's nonzero z' are cols/vals[indptr[u]:indptr[u + 1]]
+                 ):
+    "Each row's nonzero z' = X[u, S:] - z0 as compressed rows (what linucb_act also writes while it scores)."
+    indptr, cols, vals = rows
+    pos = 0
+    for u in range(X.shape[0]):
+        pos += _nonzero(X[u], S, z0, cols[pos:], vals[pos:])
+        indptr[u + 1] = pos
+
+# %% ../nbs/06_bandit_kernels.ipynb #43a7de5a
+@njit(cache=True, fastmath={"contract"})
+def linucb_update(rows: tuple,  # the batch's nonzero z' (linucb_act or linucb_sparse wrote them)
                   S: int,  # leading group-indicator columns
                   grp: np.ndarray,  # each user's group (int64)
                   gcols: np.ndarray,  # groups x k int64: each group's indicator columns
@@ -204,23 +249,25 @@ def linucb_update(X: np.ndarray,  # users x d contexts (float64), laid out as li
                   b: np.ndarray,  # arms x d, updated in place: b_a += r x
                  ) -> int:  # -1, or the first row whose arm is not in 0..arms-1 (then nothing is updated)
     "One batch of LinUCB updates in one pass over users: per (arm, group) sums of the sparse z', then folded into A and b."
-    n, d = X.shape
-    D, C, (G, k) = d - S, A.shape[0], gcols.shape
+    indptr, cols, vals = rows
+    n, (C, d, _), (G, k) = a.shape[0], A.shape, gcols.shape
+    D = d - S
     for u in range(n):
         if a[u] < 0 or a[u] >= C: return u
-    ZZ, sz, bz = np.zeros((C, D * D)), np.zeros((C, G, D)), np.zeros((C, D))
-    cnt, bs, idx, v, sc = np.zeros((C, G)), np.zeros((C, G)), np.empty(D, np.int64), np.empty(D), np.empty(D)
+    ZZ, sz, bz = np.zeros((C, D, D)), np.zeros((C, G, D)), np.zeros((C, D))
+    cnt, bs, sc = np.zeros((C, G)), np.zeros((C, G)), np.empty(D)
     for u in range(n):
         c, g, ru = a[u], grp[u], r[u]
         cnt[c, g] += 1.0
         bs[c, g] += ru
-        nz = _nonzero(X[u], S, z0, idx, v)
+        p0, p1 = indptr[u], indptr[u + 1]
         szg, bzc, Zc = sz[c, g], bz[c], ZZ[c]
-        for p in range(nz):
-            j, x = idx[p], v[p]
+        for p in range(p0, p1):
+            j, x = cols[p], vals[p]
             szg[j] += x
             bzc[j] += ru * x
-            for p2 in range(p + 1): Zc[j * D + idx[p2]] += x * v[p2]  # lower triangle: idx is increasing
+            Zj = Zc[j]
+            for p2 in range(p0, p + 1): Zj[cols[p2]] += x * vals[p2]  # lower triangle: cols increase within a row
     for c in range(C):  # x = e_g + z': sum of x x' = sum_g n_g e_g e_g' + e_g (sum z')' + (sum z') e_g' + sum z' z''
         N, R = 0.0, 0.0
         sc[:] = 0.0
@@ -233,17 +280,36 @@ def linucb_update(X: np.ndarray,  # users x d contexts (float64), laid out as li
                 P = gcols[g, p]
                 b[c, P] += bs[c, g]
                 for p2 in range(k): A[c, P, gcols[g, p2]] += cnt[c, g]
-                for j in range(D):
-                    e = cnt[c, g] * z0[j] + sz[c, g, j]
-                    A[c, P, S + j] += e
-                    A[c, S + j, P] += e
+                for j in range(D): A[c, P, S + j] += cnt[c, g] * z0[j] + sz[c, g, j]
+        for i in range(S):  # the mirror of the (group, dense) block
+            for j in range(D): A[c, S + j, i] = A[c, i, S + j]
         for i in range(D):
             b[c, S + i] += R * z0[i] + bz[c, i]
             for j in range(i + 1):
-                e = N * z0[i] * z0[j] + z0[i] * sc[j] + sc[i] * z0[j] + ZZ[c, i * D + j]
+                e = N * z0[i] * z0[j] + z0[i] * sc[j] + sc[i] * z0[j] + ZZ[c, i, j]
                 A[c, S + i, S + j] += e
                 if j < i: A[c, S + j, S + i] += e
     return -1
+
+# %% ../nbs/06_bandit_kernels.ipynb #e40980d0
+@njit(cache=True)
+def linucb_learn(rows: tuple,  # the batch's nonzero z' (linucb_act or linucb_sparse wrote them)
+                 S: int,  # leading group-indicator columns
+                 grp: np.ndarray,  # each user's group (int64)
+                 gcols: np.ndarray,  # groups x k int64: each group's indicator columns
+                 z0: np.ndarray,  # the dense block's reference row
+                 a: np.ndarray,  # each user's arm (int64)
+                 r: np.ndarray,  # each user's reward (float64)
+                 A: np.ndarray,  # arms x d x d, updated in place
+                 b: np.ndarray,  # arms x d, updated in place
+                 P: np.ndarray,  # arms x d x d, written: A^-1
+                 theta: np.ndarray,  # arms x d, written: A^-1 b
+                 tabs: tuple,  # linucb_alloc's tables, written
+                ) -> int:  # -1 done; a row whose arm is out of range (nothing updated); -2 if some A is not positive definite
+    "One step of LinUCB learning in one call: linucb_update, then linucb_solve (inverse, ridge solution and act's tables)."
+    bad = linucb_update(rows, S, grp, gcols, z0, a, r, A, b)
+    if bad >= 0: return bad
+    return -1 if linucb_solve(A, b, P, theta, S, gcols, z0, tabs) else -2
 
 # %% ../nbs/06_bandit_kernels.ipynb #91b93db9
 _WARM = False  # whether warm_kernels has run in this process
@@ -258,12 +324,13 @@ def warm_kernels() -> float:  # seconds it took (0 after the first call in a pro
         gcols, z0 = np.array([[0], [1]], np.int64), np.zeros(d - S)
         A, b = np.repeat(np.eye(d)[None], C, 0), np.zeros((C, d))
         X = np.array([[1.0, 0, 0.5, 0, 1], [0, 1, 0, 0, 0]])
-        grp, a = np.array([0, 1], np.int64), np.array([1, 0], np.int64)
-        linucb_update(X, S, grp, gcols, z0, a, np.ones(2), A, b)
+        grp, a, rows = np.array([0, 1], np.int64), np.array([1, 0], np.int64), linucb_rows(2, d - S)
         P, theta, tabs = np.empty_like(A), np.empty_like(b), linucb_alloc(C, d, S, len(gcols))
-        ridge_solve(A, b, P, theta)
-        linucb_tables(P, theta, S, gcols, z0, tabs)
-        linucb_act(X, S, grp, z0, tabs, C, 1.0, np.empty(2, np.int64))
+        linucb_sparse(X, S, z0, rows)
+        linucb_learn(rows, S, grp, gcols, z0, a, np.ones(2), A, b, P, theta, tabs)
+        linucb_update(rows, S, grp, gcols, z0, a, np.ones(2), A, b)  # the pieces on their own too: LinUCB's first refresh calls linucb_solve
+        linucb_solve(A, b, P, theta, S, gcols, z0, tabs)
+        linucb_act(X, S, grp, z0, tabs, C, 1.0, np.empty(2, np.int64), rows)
         linucb_scores(X, S, grp, z0, tabs, np.empty((2, C)), np.empty((2, C)))
     finally: numba.config.SLP_VECTORIZE = slp
     _WARM = True

@@ -15,7 +15,7 @@ from .data import DataError
 from .simulate import SIM_REGIONS
 from .metrics import bootstrap_ci
 from .bandit_env import BanditEnv, segment_prior, context_features
-from .bandit_kernels import linucb_act, linucb_alloc, linucb_scores, linucb_tables, linucb_update, ridge_solve, warm_kernels
+from .bandit_kernels import linucb_act, linucb_alloc, linucb_learn, linucb_rows, linucb_scores, linucb_solve, linucb_sparse, warm_kernels
 from fastcore.basics import patch
 
 # %% auto #0
@@ -269,7 +269,7 @@ class LinUCB(Policy):
         if not weight_decay > 0: raise DataError(f"{type(self).__name__}: weight_decay must be > 0, got {weight_decay}")
         self.alpha, self.weight_decay, self.compiled = alpha, weight_decay, compiled
         self.A_ = self.b_ = None
-        self._fx = None
+        self._fx = self._rows = self._rows_x = None
     def _features(self, ctx, groups=True):
         "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
         if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
@@ -286,22 +286,32 @@ class LinUCB(Policy):
         if self.A_ is None:
             d = X.shape[1]
             self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
-            if self.compiled:
+            self._kernels = self.compiled and d > _SPARSE  # the kernels need context_features' layout (group columns, then a dense block)
+            if self._kernels:
                 warm_kernels()  # compiled with the settings warm_kernels gives them, whoever calls first
                 self.Ainv_, self.theta_ = np.empty_like(self.A_), np.empty_like(self.b_)
-                self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS)) if d > _SPARSE else None
+                self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS))
                 self._z0 = _reference_row(d).copy()
             self._refresh()
+    def _sparse_rows(self, X, fill=True):
+        "Room for X's compressed nonzero z' (reused while the batch size stays); with fill, X's rows unless act already wrote them."
+        if self._rows is None or len(self._rows[0]) != len(X) + 1: self._rows, self._rows_x = linucb_rows(len(X), X.shape[1] - _SPARSE), None
+        if fill and self._rows_x is not X:
+            linucb_sparse(X, _SPARSE, self._z0, self._rows)
+            self._rows_x = X
+        return self._rows
     def theta(self) -> np.ndarray:
         "Categories x d ridge coefficients solve(A_a, b_a)."
         return self.theta_.copy()
     def act(self, ctx):
         X, g = self._features(ctx)
         self._init(X)
-        if self.compiled and self.tabs_ is not None:  # one fused pass per user: every arm's mean and width and the argmax
+        if self._kernels:  # one fused pass per user: every arm's mean and width and the argmax
             (n, C), a = (len(X), self.C), np.empty(len(X), np.int64)
             rows = a[:0]
-            if linucb_act(X, _SPARSE, g, self._z0, self.tabs_, C, float(self.alpha), a):  # the users whose decision the tie-break draw settles
+            undecided = linucb_act(X, _SPARSE, g, self._z0, self.tabs_, C, float(self.alpha), a, self._sparse_rows(X, fill=False))
+            self._rows_x = X  # the compressed rows now hold this X's nonzero z', for update
+            if undecided:  # the users whose decision the tie-break draw settles
                 rows = np.flatnonzero(a < 0)
                 m, w = self.scores(X[rows], g[rows])
                 m += self.alpha * w
@@ -321,10 +331,12 @@ def update(self: LinUCB, ctx, actions, rewards):
     self._init(X)
     name, n, a, r = type(self).__name__, len(X), np.asarray(actions), np.asarray(rewards, float)
     if r.shape != (n,): raise DataError(f"{name}.update: rewards must be {n} numbers, got shape {r.shape}")
-    if self.compiled and self.tabs_ is not None:  # one pass over the users; the kernel checks the arms' range before it writes
+    if self._kernels:  # one call: the update from act's compressed rows, every arm's inverse and solution, act's tables
         if a.shape != (n,) or a.dtype.kind not in "iu": _check_actions(name, a, n, self.C)
-        if linucb_update(X, _SPARSE, g, _GROUP_COLS, self._z0, a.astype(np.int64, copy=False), r, self.A_, self.b_) >= 0: _check_actions(name, a, n, self.C)
-        self._refresh()
+        k = linucb_learn(self._sparse_rows(X), _SPARSE, g, _GROUP_COLS, self._z0, a.astype(np.int64, copy=False), r, self.A_, self.b_,
+                         self.Ainv_, self.theta_, self.tabs_)
+        if k >= 0: _check_actions(name, a, n, self.C)  # the kernel checks the arms' range before it writes anything
+        if k == -2: raise DataError(f"{name}: a ridge matrix is not positive definite (non-finite contexts?)")
         return self
     a = _check_actions(name, a, n, self.C)
     order = np.argsort(a, kind="stable")
@@ -376,9 +388,9 @@ def _tie_uniforms(rng: np.random.Generator,  # the policy's tie-break stream
 def _refresh(self: LinUCB):
     "After each batch of updates: every arm's inverse and ridge solution (float64), and the tables act scores with."
     C, d = self.b_.shape
-    if self.compiled:
-        if not ridge_solve(self.A_, self.b_, self.Ainv_, self.theta_): raise DataError(f"{type(self).__name__}: a ridge matrix is not positive definite (non-finite contexts?)")
-        if self.tabs_ is not None: linucb_tables(self.Ainv_, self.theta_, _SPARSE, _GROUP_COLS, self._z0, self.tabs_)
+    if self._kernels:
+        if not linucb_solve(self.A_, self.b_, self.Ainv_, self.theta_, _SPARSE, _GROUP_COLS, self._z0, self.tabs_):
+            raise DataError(f"{type(self).__name__}: a ridge matrix is not positive definite (non-finite contexts?)")
         return
     M = self.Ainv_ = np.linalg.inv(self.A_)
     th = self.theta_ = np.einsum("cij,cj->ci", M, self.b_)
@@ -415,7 +427,7 @@ def scores(self: LinUCB,
         XM = np.einsum("nd,cde->nce", X, self.Ainv_)
         return X @ self.theta_.T, np.sqrt(np.maximum(np.einsum("nce,ne->nc", XM, X), 0))
     (n, d), C = X.shape, self.C
-    if self.compiled:
+    if self._kernels:
         mean, width = np.empty((n, C)), np.empty((n, C))
         linucb_scores(np.ascontiguousarray(X, float), _SPARSE, np.asarray(g, np.int64), self._z0, self.tabs_, mean, width)
         return mean, width
