@@ -11,7 +11,7 @@ from numba import njit
 
 # %% auto #0
 __all__ = ['LANES', 'linucb_alloc', 'linucb_rows', 'linucb_solve', 'linucb_act', 'linucb_scores', 'linucb_sparse',
-           'linucb_update', 'linucb_learn', 'warm_kernels']
+           'linucb_update', 'linucb_learn', 'warm_kernels', 'beta_decide']
 
 # %% ../nbs/06_bandit_kernels.ipynb #993d7337
 LANES = 8  # arms scored together in one block of registers: the tables pad the arms to a multiple of LANES
@@ -332,6 +332,38 @@ def warm_kernels() -> float:  # seconds it took (0 after the first call in a pro
         linucb_solve(A, b, P, theta, S, gcols, z0, tabs)
         linucb_act(X, S, grp, z0, tabs, C, 1.0, np.empty(2, np.int64), rows)
         linucb_scores(X, S, grp, z0, tabs, np.empty((2, C)), np.empty((2, C)))
+        beta_decide(np.ones((2, C)), np.zeros((2, C)), grp, np.zeros((2, C), np.bool_), np.zeros((2, C)), np.zeros(2), grp, np.empty(2, np.int64),
+                    np.empty(4, np.int64), np.empty(4, np.int64))
     finally: numba.config.SLP_VECTORIZE = slp
     _WARM = True
     return time.perf_counter() - t0
+
+# %% ../nbs/06_bandit_kernels.ipynb #7f7d3c83
+@njit(cache=True)
+def beta_decide(X: np.ndarray,  # users x categories Beta draws, users in key order; dominated entries are ignored and set to -inf here
+                U: np.ndarray,  # users x categories uniforms behind the dominated draws (read only where dom is True)
+                keys: np.ndarray,  # each row's key (int64)
+                dom: np.ndarray,  # keys x categories bool: left undrawn (almost surely below T)
+                F: np.ndarray,  # keys x categories: P(draw <= T), the Beta CDF at T
+                T: np.ndarray,  # keys: the threshold
+                perm: np.ndarray,  # each row's user (int64)
+                out: np.ndarray,  # users, written: out[perm[i]] = row i's argmax over its drawn categories
+                need_r: np.ndarray,  # written: rows of the dominated draws that must be computed (room for users x categories)
+                need_c: np.ndarray,  # written: their categories
+               ) -> int:  # how many (need_r, need_c) pairs
+    "Thompson sampling's argmax over the drawn categories in one pass, and the rare dominated draws that could still win (U above F(T), or no draw above T)."
+    n, C = X.shape
+    m = 0
+    for i in range(n):
+        k = keys[i]
+        best, arm = -np.inf, 0
+        for c in range(C):
+            if dom[k, c]: X[i, c] = -np.inf
+            elif X[i, c] > best: best, arm = X[i, c], c  # the first maximum, as NumPy's argmax
+        low = not best > T[k]  # rare: no drawn value above T, so every dominated draw is needed
+        for c in range(C):
+            if dom[k, c] and (low or U[i, c] > F[k, c] - 1e-9):
+                need_r[m], need_c[m] = i, c
+                m += 1
+        out[perm[i]] = arm
+    return m

@@ -15,7 +15,7 @@ from .data import DataError
 from .simulate import SIM_REGIONS
 from .metrics import bootstrap_ci
 from .bandit_env import BanditEnv, segment_prior, context_features
-from .bandit_kernels import linucb_act, linucb_alloc, linucb_learn, linucb_rows, linucb_scores, linucb_solve, linucb_sparse, warm_kernels
+from .bandit_kernels import beta_decide, linucb_act, linucb_alloc, linucb_learn, linucb_rows, linucb_scores, linucb_solve, linucb_sparse, warm_kernels
 from fastcore.basics import patch
 
 # %% auto #0
@@ -197,10 +197,19 @@ def _beta_argmax(A: np.ndarray,  # keys x categories Beta alpha (>= 1)
     dom[rows, best] = False
     perm = np.concatenate([i for _, i in groups])  # users in key order: each key's users are one block
     keys = np.repeat([s for s, _ in groups], [len(i) for _, i in groups])
-    X, lo = np.full((n, C), -np.inf), 0
+    X, lo = np.full((n, C), -np.inf) if exact_all else np.empty((n, C)), 0  # beta_decide sets the undrawn entries
     for s, i in groups:  # a loop over keys and their contending categories, not users
         for c in np.flatnonzero(~dom[s]): X[lo:lo + len(i), c] = rng.beta(A[s, c], B[s, c], len(i))  # scalar parameters: NumPy's fast path
         lo += len(i)
+    if not exact_all:  # one compiled pass: the argmax over the drawn categories and the dominated draws still needed
+        U, out, need_r, need_c = rng.random((n, C)) if dom.any() else np.empty((0, C)), np.empty(n, np.int64), np.empty(n * C, np.int64), np.empty(n * C, np.int64)
+        m = beta_decide(X, U, keys.astype(np.int64, copy=False), dom, F, T, perm.astype(np.int64, copy=False), out, need_r, need_c)
+        if m:
+            r, c = need_r[:m], need_c[:m]
+            X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
+            r = np.unique(r)
+            out[perm[r]] = X[r].argmax(1)
+        return out
     a = X.argmax(1)
     if dom.any():
         # a dominated draw is F^-1(U) for a uniform U: U <= F(T) puts it below T, and when the best drawn value is above T it
@@ -230,6 +239,10 @@ class BetaThompson(_Counts):
                  seed: int = 0):
         super().__init__(n_categories, level, prior, prior_weight, seed)
         self.n_propensity_draws = n_propensity_draws
+    def prepare(self, ctx):
+        "Before act is timed, once per process: the compile (or cache load) of the decision pass beta_decide."
+        warm_kernels()
+        return self
     def posterior(self, ctx) -> tuple:
         "(alpha, beta) users x categories of the Beta posteriors (rewards clipped to [0, 1])."
         s, n = self._stats(ctx)
