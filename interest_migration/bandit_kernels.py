@@ -332,7 +332,7 @@ def warm_kernels() -> float:  # seconds it took (0 after the first call in a pro
         linucb_solve(A, b, P, theta, S, gcols, z0, tabs)
         linucb_act(X, S, grp, z0, tabs, C, 1.0, np.empty(2, np.int64), rows)
         linucb_scores(X, S, grp, z0, tabs, np.empty((2, C)), np.empty((2, C)))
-        beta_decide(np.ones((2, C)), np.zeros((2, C)), grp, np.zeros((2, C), np.bool_), np.zeros((2, C)), np.zeros(2), grp, np.empty(2, np.int64),
+        beta_decide(np.ones((2, C)), np.zeros((2, C)), grp, np.zeros((2, C), np.bool_), np.full(2, -1), np.zeros((2, C)), np.zeros(2), grp, np.empty(2, np.int64),
                     np.empty(4, np.int64), np.empty(4, np.int64))
     finally: numba.config.SLP_VECTORIZE = slp
     _WARM = True
@@ -340,30 +340,37 @@ def warm_kernels() -> float:  # seconds it took (0 after the first call in a pro
 
 # %% ../nbs/06_bandit_kernels.ipynb #7f7d3c83
 @njit(cache=True)
-def beta_decide(X: np.ndarray,  # users x categories Beta draws, users in key order; dominated entries are ignored and set to -inf here
-                U: np.ndarray,  # users x categories uniforms behind the dominated draws (read only where dom is True)
+def beta_decide(X: np.ndarray,  # users x categories Beta draws, users in key order; undrawn entries are ignored and set to -inf here
+                U: np.ndarray,  # users x categories uniforms behind the undrawn draws (read only where dom or lazy)
                 keys: np.ndarray,  # each row's key (int64)
                 dom: np.ndarray,  # keys x categories bool: left undrawn (almost surely below T)
+                lazy: np.ndarray,  # keys (int64): the key's only contending category, left undrawn too (almost surely above T); -1: none
                 F: np.ndarray,  # keys x categories: P(draw <= T), the Beta CDF at T
                 T: np.ndarray,  # keys: the threshold
                 perm: np.ndarray,  # each row's user (int64)
-                out: np.ndarray,  # users, written: out[perm[i]] = row i's argmax over its drawn categories
-                need_r: np.ndarray,  # written: rows of the dominated draws that must be computed (room for users x categories)
+                out: np.ndarray,  # users, written: out[perm[i]] = row i's decision when no undrawn draw is needed
+                need_r: np.ndarray,  # written: rows of the undrawn draws that must be computed (room for users x categories)
                 need_c: np.ndarray,  # written: their categories
                ) -> int:  # how many (need_r, need_c) pairs
-    "Thompson sampling's argmax over the drawn categories in one pass, and the rare dominated draws that could still win (U above F(T), or no draw above T)."
+    "Thompson sampling's argmax over the drawn categories in one pass, and the rare undrawn draws that could change it (U on the wrong side of F(T))."
     n, C = X.shape
     m = 0
     for i in range(n):
-        k = keys[i]
+        k, b = keys[i], lazy[keys[i]]
         best, arm = -np.inf, 0
         for c in range(C):
-            if dom[k, c]: X[i, c] = -np.inf
+            if dom[k, c] or c == b: X[i, c] = -np.inf
             elif X[i, c] > best: best, arm = X[i, c], c  # the first maximum, as NumPy's argmax
-        low = not best > T[k]  # rare: no drawn value above T, so every dominated draw is needed
+        if b >= 0:  # nothing drawn: the lazy category wins when its draw is above T and every dominated one below
+            arm, low = b, U[i, b] <= F[k, b] + 1e-9
+        else: low = not best > T[k]  # rare: no drawn value above T, so every dominated draw is needed
+        m0 = m
         for c in range(C):
             if dom[k, c] and (low or U[i, c] > F[k, c] - 1e-9):
                 need_r[m], need_c[m] = i, c
                 m += 1
+        if b >= 0 and (low or m > m0):  # its own draw is needed to compare
+            need_r[m], need_c[m] = i, b
+            m += 1
         out[perm[i]] = arm
     return m

@@ -195,34 +195,31 @@ def _beta_argmax(A: np.ndarray,  # keys x categories Beta alpha (>= 1)
     F[T <= 0] = 0
     dom = F >= 1 - tail  # categories almost surely below T: not drawn
     dom[rows, best] = False
+    lazy = np.where(((~dom).sum(1) == 1) & dom.any(1), best, -1)  # keys whose only contender is `best`: not drawn either, its draw is F^-1(U) (almost surely above T)
+    draw = ~dom
+    draw[lazy >= 0, best[lazy >= 0]] = False
     perm = np.concatenate([i for _, i in groups])  # users in key order: each key's users are one block
     keys = np.repeat([s for s, _ in groups], [len(i) for _, i in groups])
     X, lo = np.full((n, C), -np.inf) if exact_all else np.empty((n, C)), 0  # beta_decide sets the undrawn entries
     for s, i in groups:  # a loop over keys and their contending categories, not users
-        for c in np.flatnonzero(~dom[s]): X[lo:lo + len(i), c] = rng.beta(A[s, c], B[s, c], len(i))  # scalar parameters: NumPy's fast path
+        for c in np.flatnonzero(draw[s]): X[lo:lo + len(i), c] = rng.beta(A[s, c], B[s, c], len(i))  # scalar parameters: NumPy's fast path
         lo += len(i)
     if not exact_all:  # one compiled pass: the argmax over the drawn categories and the dominated draws still needed
         U, out, need_r, need_c = rng.random((n, C)) if dom.any() else np.empty((0, C)), np.empty(n, np.int64), np.empty(n * C, np.int64), np.empty(n * C, np.int64)
-        m = beta_decide(X, U, keys.astype(np.int64, copy=False), dom, F, T, perm.astype(np.int64, copy=False), out, need_r, need_c)
+        m = beta_decide(X, U, keys.astype(np.int64, copy=False), dom, lazy, F, T, perm.astype(np.int64, copy=False), out, need_r, need_c)
         if m:
             r, c = need_r[:m], need_c[:m]
             X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
             r = np.unique(r)
             out[perm[r]] = X[r].argmax(1)
         return out
-    a = X.argmax(1)
     if dom.any():
         # a dominated draw is F^-1(U) for a uniform U: U <= F(T) puts it below T, and when the best drawn value is above T it
         # cannot win, so it is never computed; the rest (probability <= tail each) are computed exactly from the same U
-        U = rng.random((n, C))
-        need = dom[keys] if exact_all else U > np.where(dom, F - 1e-9, np.inf)[keys]
-        low = np.flatnonzero(X[np.arange(n), a] <= T[keys])  # rare: no drawn value above T
-        need[low] = dom[keys[low]]
-        r, c = np.nonzero(need)
-        if len(r):
-            X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
-            r = np.unique(r)
-            a[r] = X[r].argmax(1)
+        U = rng.random((n, C))  # the reference: every undrawn draw computed, F^-1(U)
+        r, c = np.nonzero(dom[keys] | (lazy[keys, None] == np.arange(C)))
+        X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
+    a = X.argmax(1)
     out = np.empty(n, np.int64)
     out[perm] = a
     return out
