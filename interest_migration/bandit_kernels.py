@@ -57,9 +57,9 @@ def linucb_alloc(n_arms: int,  # arms
 # %% ../nbs/06_bandit_kernels.ipynb #612d2c3b
 def linucb_rows(n: int,  # users (rows of X)
                 D: int,  # columns of the dense block (d - S)
-               ) -> tuple:  # (indptr n + 1 int64, cols n * D uint32, vals n * D float64)
-    "Room for one batch's nonzero z' as compressed rows: linucb_act or linucb_sparse fill it, linucb_update and linucb_learn read it."
-    return np.zeros(n + 1, np.int64), np.zeros(n * D, np.uint32), np.zeros(n * D)
+               ) -> tuple:  # (indptr n + 1 int64, cols n * D uint32, vals n * D float64, order n int64)
+    "Room for one batch's nonzero z' as compressed rows and the order the kernels visit the users in: linucb_act or linucb_sparse fill it, linucb_update and linucb_learn read it."
+    return np.zeros(n + 1, np.int64), np.zeros(n * D, np.uint32), np.zeros(n * D), np.zeros(n, np.int64)
 
 # %% ../nbs/06_bandit_kernels.ipynb #b90578fa
 @njit(cache=True, fastmath={"contract"})
@@ -144,6 +144,21 @@ def _nonzero(xu, S, z0, idx, v) -> int:
         nz += x != 0.0
     return nz
 
+# %% ../nbs/06_bandit_kernels.ipynb #8d9867b7
+@njit(cache=True)
+def _sort_rows(indptr, grp, order):
+    "The users sorted by (nonzeros, group) into order, a stable counting sort: consecutive users then run the same loop lengths (no mispredicted loop exits) and read the same group's tables."
+    n = order.shape[0]
+    G, W = 1, 1
+    for u in range(n): G, W = max(G, grp[u] + 1), max(W, indptr[u + 1] - indptr[u] + 1)
+    start = np.zeros(W * G + 1, np.int64)
+    for u in range(n): start[(indptr[u + 1] - indptr[u]) * G + grp[u] + 1] += 1
+    for i in range(W * G): start[i + 1] += start[i]
+    for u in range(n):
+        key = (indptr[u + 1] - indptr[u]) * G + grp[u]
+        order[start[key]] = u
+        start[key] += 1
+
 # %% ../nbs/06_bandit_kernels.ipynb #a418fb08
 @njit(cache=True, fastmath={"contract"}, inline="always")
 def _block(bl, g, nz, idx, v, tabs, m, q):
@@ -177,18 +192,18 @@ def linucb_act(X: np.ndarray,  # users x d contexts (float64)
                n_arms: int,  # arms (the tables may be padded beyond them)
                alpha: float,  # width multiplier
                out: np.ndarray,  # users, written: each user's arm (int64), or -1 where the tie-break draw decides
-               rows: tuple,  # linucb_rows(len(X), d - S), written: each row's nonzero z', for linucb_learn
+               rows: tuple,  # linucb_rows(len(X), d - S), written: each row's nonzero z' and the visiting order, for linucb_learn
               ) -> int:  # how many users got -1
     "LinUCB's decisions in one pass: argmax over arms of x'theta + alpha sqrt(x'A^-1 x) + 1e-9 U (U the tie-break uniforms), decided here wherever U cannot matter."
-    indptr, cols, vals = rows
+    linucb_sparse(X, S, z0, grp, rows)
+    indptr, cols, vals, order = rows
     B = tabs[2].shape[0]
     m, q = np.empty(LANES * B), np.empty(LANES * B)
-    undecided, pos = 0, 0
-    for u in range(X.shape[0]):
-        idx, v = cols[pos:], vals[pos:]
-        nz = _nonzero(X[u], S, z0, idx, v)
-        pos += nz
-        indptr[u + 1] = pos
+    undecided = 0
+    for t in range(X.shape[0]):  # in order of (nonzeros, group)
+        u = order[t]
+        p0 = indptr[u]
+        nz, idx, v = indptr[u + 1] - p0, cols[p0:], vals[p0:]
         for bl in range(B): _block(bl, grp[u], nz, idx, v, tabs, m, q)
         for c in range(n_arms): m[c] += alpha * np.sqrt(max(q[c], 0.0))  # vectorised: 4 square roots an instruction
         best, arm, second = -np.inf, -1, -np.inf
@@ -227,14 +242,16 @@ def linucb_scores(X: np.ndarray,  # users x d contexts (float64)
 def linucb_sparse(X: np.ndarray,  # users x d contexts (float64)
                   S: int,  # leading group-indicator columns
                   z0: np.ndarray,  # the dense block's reference row
-                  rows: tuple,  # linucb_rows(len(X), d - S), written: row u's nonzero z' are cols/vals[indptr[u]:indptr[u + 1]]
+                  grp: np.ndarray,  # each user's group (int64)
+                  rows: tuple,  # linucb_rows(len(X), d - S), written: row u's nonzero z' are cols/vals[indptr[u]:indptr[u + 1]]; order: the users by (nonzeros, group)
                  ):
-    "Each row's nonzero z' = X[u, S:] - z0 as compressed rows (what linucb_act also writes while it scores)."
-    indptr, cols, vals = rows
+    "Each row's nonzero z' = X[u, S:] - z0 as compressed rows, and the order the kernels visit the users in (linucb_act calls it first)."
+    indptr, cols, vals, order = rows
     pos = 0
     for u in range(X.shape[0]):
         pos += _nonzero(X[u], S, z0, cols[pos:], vals[pos:])
         indptr[u + 1] = pos
+    _sort_rows(indptr, grp, order)
 
 # %% ../nbs/06_bandit_kernels.ipynb #43a7de5a
 @njit(cache=True, fastmath={"contract"})
@@ -249,7 +266,7 @@ def linucb_update(rows: tuple,  # the batch's nonzero z' (linucb_act or linucb_s
                   b: np.ndarray,  # arms x d, updated in place: b_a += r x
                  ) -> int:  # -1, or the first row whose arm is not in 0..arms-1 (then nothing is updated)
     "One batch of LinUCB updates in one pass over users: per (arm, group) sums of the sparse z', then folded into A and b."
-    indptr, cols, vals = rows
+    indptr, cols, vals, _ = rows
     n, (C, d, _), (G, k) = a.shape[0], A.shape, gcols.shape
     D = d - S
     for u in range(n):
@@ -326,7 +343,7 @@ def warm_kernels() -> float:  # seconds it took (0 after the first call in a pro
         X = np.array([[1.0, 0, 0.5, 0, 1], [0, 1, 0, 0, 0]])
         grp, a, rows = np.array([0, 1], np.int64), np.array([1, 0], np.int64), linucb_rows(2, d - S)
         P, theta, tabs = np.empty_like(A), np.empty_like(b), linucb_alloc(C, d, S, len(gcols))
-        linucb_sparse(X, S, z0, rows)
+        linucb_sparse(X, S, z0, grp, rows)
         linucb_learn(rows, S, grp, gcols, z0, a, np.ones(2), A, b, P, theta, tabs)
         linucb_update(rows, S, grp, gcols, z0, a, np.ones(2), A, b)  # the pieces on their own too: LinUCB's first refresh calls linucb_solve
         linucb_solve(A, b, P, theta, S, gcols, z0, tabs)

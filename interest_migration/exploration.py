@@ -303,11 +303,11 @@ class LinUCB(Policy):
                 self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS))
                 self._z0 = _reference_row(d).copy()
             self._refresh()
-    def _sparse_rows(self, X, fill=True):
+    def _sparse_rows(self, X, g=None, fill=True):
         "Room for X's compressed nonzero z' (reused while the batch size stays); with fill, X's rows unless act already wrote them."
         if self._rows is None or len(self._rows[0]) != len(X) + 1: self._rows, self._rows_x = linucb_rows(len(X), X.shape[1] - _SPARSE), None
         if fill and self._rows_x is not X:
-            linucb_sparse(X, _SPARSE, self._z0, self._rows)
+            linucb_sparse(X, _SPARSE, self._z0, g, self._rows)
             self._rows_x = X
         return self._rows
     def theta(self) -> np.ndarray:
@@ -343,7 +343,7 @@ def update(self: LinUCB, ctx, actions, rewards):
     if r.shape != (n,): raise DataError(f"{name}.update: rewards must be {n} numbers, got shape {r.shape}")
     if self._kernels:  # one call: the update from act's compressed rows, every arm's inverse and solution, act's tables
         if a.shape != (n,) or a.dtype.kind not in "iu": _check_actions(name, a, n, self.C)
-        k = linucb_learn(self._sparse_rows(X), _SPARSE, g, _GROUP_COLS, self._z0, a.astype(np.int64, copy=False), r, self.A_, self.b_,
+        k = linucb_learn(self._sparse_rows(X, g), _SPARSE, g, _GROUP_COLS, self._z0, a.astype(np.int64, copy=False), r, self.A_, self.b_,
                          self.Ainv_, self.theta_, self.tabs_)
         if k >= 0: _check_actions(name, a, n, self.C)  # the kernel checks the arms' range before it writes anything
         if k == -2: raise DataError(f"{name}: a ridge matrix is not positive definite (non-finite contexts?)")
