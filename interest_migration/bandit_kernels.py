@@ -18,29 +18,34 @@ LANES = 8  # arms scored together in one block of registers: the tables pad the 
 
 # %% ../nbs/06_bandit_kernels.ipynb #b163ba9d
 @njit(cache=True, fastmath={"contract"})
-def _gj_lanes(M: np.ndarray,  # d x d x LANES: LANES symmetric positive definite matrices M[:, :, l], inverted in place
-             ) -> bool:  # False if some pivot is <= 0 (a matrix that is not positive definite)
-    "Gauss-Jordan inversion of LANES matrices in lockstep, arms innermost: every step is 8 lanes of the same IEEE operations, two AVX registers."
+def _sweep_lanes(M: np.ndarray,  # d x d x LANES: LANES symmetric positive definite matrices M[:, :, l] (their lower triangles), inverted in place
+                 r: np.ndarray,  # d x LANES scratch: the pivot's row
+                ) -> bool:  # False if some pivot is <= 0 (a matrix that is not positive definite)
+    "The sweep operator on every pivot of LANES symmetric matrices in lockstep, arms innermost (two AVX registers per step): their inverses, on the lower triangle only, then mirrored."
     d, ok = M.shape[0], True
-    for k in range(d):  # no pivoting needed on a symmetric positive definite matrix
-        Mk = M[k]
-        p = Mk[k]
+    for k in range(d):  # sweep on pivot k: a_ij -= a_ik a_kj / a_kk, a_ik = a_ik / a_kk, a_kk = -1 / a_kk (no pivoting needed on a positive definite matrix)
+        for j in range(k): r[j] = M[k, j]
+        for j in range(k, d): r[j] = M[j, k]  # row k of the symmetric matrix, from its lower triangle
+        p = r[k]
         ok &= (p[0] > 0.0) & (p[1] > 0.0) & (p[2] > 0.0) & (p[3] > 0.0) & (p[4] > 0.0) & (p[5] > 0.0) & (p[6] > 0.0) & (p[7] > 0.0)
         i0, i1, i2, i3, i4, i5, i6, i7 = 1.0 / p[0], 1.0 / p[1], 1.0 / p[2], 1.0 / p[3], 1.0 / p[4], 1.0 / p[5], 1.0 / p[6], 1.0 / p[7]
-        p[0] = p[1] = p[2] = p[3] = p[4] = p[5] = p[6] = p[7] = 1.0
-        for j in range(d):
-            q = Mk[j]
-            q[0] *= i0; q[1] *= i1; q[2] *= i2; q[3] *= i3; q[4] *= i4; q[5] *= i5; q[6] *= i6; q[7] *= i7
         for i in range(d):
             if i == k: continue
-            Mi = M[i]
-            f = Mi[k]
-            f0, f1, f2, f3, f4, f5, f6, f7 = f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
-            f[0] = f[1] = f[2] = f[3] = f[4] = f[5] = f[6] = f[7] = 0.0
-            for j in range(d):  # row i -= f row k: the pivot row's 8 lanes are read before row i's are written
-                q, o = Mk[j], Mi[j]
+            Mi, ri = M[i], r[i]
+            f0, f1, f2, f3, f4, f5, f6, f7 = ri[0] * i0, ri[1] * i1, ri[2] * i2, ri[3] * i3, ri[4] * i4, ri[5] * i5, ri[6] * i6, ri[7] * i7
+            for j in range(i + 1):  # the lower triangle only: half of Gauss-Jordan's work
+                q, o = r[j], Mi[j]
                 k0, k1, k2, k3, k4, k5, k6, k7 = q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]
                 o[0] -= f0 * k0; o[1] -= f1 * k1; o[2] -= f2 * k2; o[3] -= f3 * k3; o[4] -= f4 * k4; o[5] -= f5 * k5; o[6] -= f6 * k6; o[7] -= f7 * k7
+            o = M[i, k] if i > k else M[k, i]
+            o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = f0, f1, f2, f3, f4, f5, f6, f7
+        o = M[k, k]
+        o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = -i0, -i1, -i2, -i3, -i4, -i5, -i6, -i7
+    for i in range(d):  # every pivot swept: the lower triangle holds -A^-1; negate it and mirror it
+        for j in range(i + 1):
+            for l in range(LANES):
+                M[i, j, l] = -M[i, j, l]
+                M[j, i, l] = M[i, j, l]
     return ok
 
 # %% ../nbs/06_bandit_kernels.ipynb #18592b8a
@@ -76,7 +81,7 @@ def linucb_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positi
     Pz, H, K, thz, ths = tabs  # blocks of LANES arms: Pz B x D x D x LANES, H B x G x D x LANES, K, ths B x G x LANES, thz B x D x LANES
     C, d = b.shape
     D, (G, k) = d - S, gcols.shape
-    M, bl_, th = np.empty((d, d, LANES)), np.zeros((d, LANES)), np.empty((d, LANES))
+    M, bl_, th, rs = np.empty((d, d, LANES)), np.zeros((d, LANES)), np.empty((d, LANES)), np.empty((d, LANES))
     w, e, ok = np.empty((d, LANES)), np.empty((D, LANES)), True
     q, t, t0 = np.empty(LANES), np.empty(LANES), np.empty(LANES)
     for bl in range(Pz.shape[0]):
@@ -88,14 +93,11 @@ def linucb_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positi
             for l in range(n):
                 bl_[i, l] = b[bl * LANES + l, i]
                 for j in range(d): M[i, j, l] = A[bl * LANES + l, i, j]
-        ok &= _gj_lanes(M)
+        ok &= _sweep_lanes(M, rs)
         th[:] = 0.0
         for i in range(d):  # theta = A^-1 b
             for j in range(d):
                 for l in range(LANES): th[i, l] += M[i, j, l] * bl_[j, l]
-        for i in range(d):  # symmetric up to rounding: keep the lower triangle on both sides
-            for j in range(i):
-                for l in range(LANES): M[j, i, l] = M[i, j, l]
         for l in range(n):
             c = bl * LANES + l
             for i in range(d):
