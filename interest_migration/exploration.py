@@ -283,7 +283,10 @@ class LinUCB(Policy):
     def _features(self, ctx, groups=True):
         "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
         if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
-        if groups and self._fx[2] is None: self._fx = self._fx[:2] + ((np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"])).astype(np.int64),)
+        if groups and self._fx[2] is None:
+            g = np.multiply(ctx["segment"], len(SIM_REGIONS), dtype=np.int64)  # one array, not three temporaries
+            g += ctx["region"]
+            self._fx = self._fx[:2] + (g,)
         return self._fx[1], self._fx[2]
     def prepare(self, ctx):
         "Before act is timed: the context feature matrix (the same matrix MABWiser is given) and, once per process, the kernels' JIT compile."
@@ -310,6 +313,15 @@ class LinUCB(Policy):
             linucb_sparse(X, _SPARSE, self._z0, g, self._rows)
             self._rows_x = X
         return self._rows
+    @property
+    def rng(self) -> np.random.Generator:
+        "The tie-break stream, with the jumps act deferred applied: exactly where rng.random((n, C)) at every step would leave it."
+        if self._skip:
+            self._rng.bit_generator.advance(self._skip)  # PCG64 jumps compose: one jump for every step since the last read
+            self._skip = 0
+        return self._rng
+    @rng.setter
+    def rng(self, g): self._rng, self._skip = g, 0
     def theta(self) -> np.ndarray:
         "Categories x d ridge coefficients solve(A_a, b_a)."
         return self.theta_.copy()
@@ -325,8 +337,10 @@ class LinUCB(Policy):
                 rows = np.flatnonzero(a < 0)
                 m, w = self.scores(X[rows], g[rows])
                 m += self.alpha * w
-            U = _tie_uniforms(self.rng, rows, n, C)
-            if len(rows): a[rows] = (m + 1e-9 * U).argmax(1)
+            if not len(rows) and hasattr(self._rng.bit_generator, "advance"): self._skip += n * C  # no uniform needed: the jump is applied when rng is next read
+            else:
+                U = _tie_uniforms(self.rng, rows, n, C)
+                if len(rows): a[rows] = (m + 1e-9 * U).argmax(1)
             return a, np.ones(n)
         m, w = self.scores(X, g)
         m += self.alpha * w
