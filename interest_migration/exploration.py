@@ -265,7 +265,7 @@ class BetaThompson(_Counts):
         d = self.rng.beta(a_[None], b_[None], (self.n_propensity_draws,) + a_.shape).argmax(2)
         return a, ((d == a[None]).sum(0) + 1) / (self.n_propensity_draws + 1)
 
-# %% ../nbs/06_exploration.ipynb #e8cd14d7
+# %% ../nbs/06_exploration.ipynb #3f6d39ab
 class LinUCB(Policy):
     "Disjoint LinUCB (Li et al., 2010): per-category ridge regression on context features, mean + alpha * width."
     name = "LinUCB"
@@ -280,72 +280,97 @@ class LinUCB(Policy):
         self.alpha, self.weight_decay, self.compiled = alpha, weight_decay, compiled
         self.A_ = self.b_ = None
         self._fx = self._rows = self._rows_x = None
-    def _features(self, ctx, groups=True):
-        "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
-        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
-        if groups and self._fx[2] is None:
-            g = np.multiply(ctx["segment"], len(SIM_REGIONS), dtype=np.int64)  # one array, not three temporaries
-            g += ctx["region"]
-            self._fx = self._fx[:2] + (g,)
-        return self._fx[1], self._fx[2]
-    def prepare(self, ctx):
-        "Before act is timed: the context feature matrix (the same matrix MABWiser is given) and, once per process, the kernels' JIT compile."
-        X, _ = self._features(ctx, groups=False)
-        if self.compiled:
-            warm_kernels()
-            _reference_row(X.shape[1])
-        return self
-    def _init(self, X):
-        if self.A_ is None:
-            d = X.shape[1]
-            self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
-            self._kernels = self.compiled and d > _SPARSE  # the kernels need context_features' layout (group columns, then a dense block)
-            if self._kernels:
-                warm_kernels()  # compiled with the settings warm_kernels gives them, whoever calls first
-                self.Ainv_, self.theta_ = np.empty_like(self.A_), np.empty_like(self.b_)
-                self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS))
-                self._z0 = _reference_row(d).copy()
-            self._refresh()
-    def _sparse_rows(self, X, g=None, fill=True):
-        "Room for X's compressed nonzero z' (reused while the batch size stays); with fill, X's rows unless act already wrote them."
-        if self._rows is None or len(self._rows[0]) != len(X) + 1: self._rows, self._rows_x = linucb_rows(len(X), X.shape[1] - _SPARSE), None
-        if fill and self._rows_x is not X:
-            linucb_sparse(X, _SPARSE, self._z0, g, self._rows)
-            self._rows_x = X
-        return self._rows
-    @property
-    def rng(self) -> np.random.Generator:
-        "The tie-break stream, with the jumps act deferred applied: exactly where rng.random((n, C)) at every step would leave it."
-        if self._skip:
-            self._rng.bit_generator.advance(self._skip)  # PCG64 jumps compose: one jump for every step since the last read
-            self._skip = 0
-        return self._rng
-    @rng.setter
-    def rng(self, g): self._rng, self._skip = g, 0
-    def theta(self) -> np.ndarray:
-        "Categories x d ridge coefficients solve(A_a, b_a)."
-        return self.theta_.copy()
-    def act(self, ctx):
-        X, g = self._features(ctx)
-        self._init(X)
-        if self._kernels:  # one fused pass per user: every arm's mean and width and the argmax
-            (n, C), a = (len(X), self.C), np.empty(len(X), np.int64)
-            rows = a[:0]
-            undecided = linucb_act(X, _SPARSE, g, self._z0, self.tabs_, C, float(self.alpha), a, self._sparse_rows(X, fill=False))
-            self._rows_x = X  # the compressed rows now hold this X's nonzero z', for update
-            if undecided:  # the users whose decision the tie-break draw settles
-                rows = np.flatnonzero(a < 0)
-                m, w = self.scores(X[rows], g[rows])
-                m += self.alpha * w
-            if not len(rows) and hasattr(self._rng.bit_generator, "advance"): self._skip += n * C  # no uniform needed: the jump is applied when rng is next read
-            else:
-                U = _tie_uniforms(self.rng, rows, n, C)
-                if len(rows): a[rows] = (m + 1e-9 * U).argmax(1)
-            return a, np.ones(n)
-        m, w = self.scores(X, g)
-        m += self.alpha * w
-        a = _argmax_ties(m, self.rng)
-        return a, np.ones(len(a))
+    rng = property(lambda self: self._tie_rng(), lambda self, g: self._set_tie_rng(g), doc="The tie-break stream, exactly where rng.random((n, C)) at every step would leave it (act defers the jumps; reading rng applies them).")
+
+# %% ../nbs/06_exploration.ipynb #e9f92e22
+@patch
+def _features(self: LinUCB, ctx, groups=True):
+    "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
+    if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
+    if groups and self._fx[2] is None:
+        g = np.multiply(ctx["segment"], len(SIM_REGIONS), dtype=np.int64)  # one array, not three temporaries
+        g += ctx["region"]
+        self._fx = self._fx[:2] + (g,)
+    return self._fx[1], self._fx[2]
+
+# %% ../nbs/06_exploration.ipynb #ef9956e9
+@patch
+def prepare(self: LinUCB, ctx):
+    "Before act is timed: the context feature matrix (the same matrix MABWiser is given) and, once per process, the kernels' JIT compile."
+    X, _ = self._features(ctx, groups=False)
+    if self.compiled:
+        warm_kernels()
+        _reference_row(X.shape[1])
+    return self
+
+# %% ../nbs/06_exploration.ipynb #717786fb
+@patch
+def _init(self: LinUCB, X):
+    if self.A_ is None:
+        d = X.shape[1]
+        self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
+        self._kernels = self.compiled and d > _SPARSE  # the kernels need context_features' layout (group columns, then a dense block)
+        if self._kernels:
+            warm_kernels()  # compiled with the settings warm_kernels gives them, whoever calls first
+            self.Ainv_, self.theta_ = np.empty_like(self.A_), np.empty_like(self.b_)
+            self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS))
+            self._z0 = _reference_row(d).copy()
+        self._refresh()
+
+# %% ../nbs/06_exploration.ipynb #4cec5ff0
+@patch
+def _sparse_rows(self: LinUCB, X, g=None, fill=True):
+    "Room for X's compressed nonzero z' (reused while the batch size stays); with fill, X's rows unless act already wrote them."
+    if self._rows is None or len(self._rows[0]) != len(X) + 1: self._rows, self._rows_x = linucb_rows(len(X), X.shape[1] - _SPARSE), None
+    if fill and self._rows_x is not X:
+        linucb_sparse(X, _SPARSE, self._z0, g, self._rows)
+        self._rows_x = X
+    return self._rows
+
+# %% ../nbs/06_exploration.ipynb #64c00eee
+@patch
+def _tie_rng(self: LinUCB) -> np.random.Generator:
+    "The tie-break generator with the jumps act deferred applied."
+    if self._skip:
+        self._rng.bit_generator.advance(self._skip)  # PCG64 jumps compose: one jump for every step since the last read
+        self._skip = 0
+    return self._rng
+
+# %% ../nbs/06_exploration.ipynb #4c8362a4
+@patch
+def _set_tie_rng(self: LinUCB, g: np.random.Generator):
+    "A new tie-break generator (Policy.__init__ sets it), no jump pending."
+    self._rng, self._skip = g, 0
+
+# %% ../nbs/06_exploration.ipynb #d5072f38
+@patch
+def theta(self: LinUCB) -> np.ndarray:
+    "Categories x d ridge coefficients solve(A_a, b_a)."
+    return self.theta_.copy()
+
+# %% ../nbs/06_exploration.ipynb #f7b6bb51
+@patch
+def act(self: LinUCB, ctx):
+    X, g = self._features(ctx)
+    self._init(X)
+    if self._kernels:  # one fused pass per user: every arm's mean and width and the argmax
+        (n, C), a = (len(X), self.C), np.empty(len(X), np.int64)
+        rows = a[:0]
+        undecided = linucb_act(X, _SPARSE, g, self._z0, self.tabs_, C, float(self.alpha), a, self._sparse_rows(X, fill=False))
+        self._rows_x = X  # the compressed rows now hold this X's nonzero z', for update
+        if undecided:  # the users whose decision the tie-break draw settles
+            rows = np.flatnonzero(a < 0)
+            m, w = self.scores(X[rows], g[rows])
+            m += self.alpha * w
+        if not len(rows) and hasattr(self._rng.bit_generator, "advance"): self._skip += n * C  # no uniform needed: the jump is applied when rng is next read
+        else:
+            U = _tie_uniforms(self.rng, rows, n, C)
+            if len(rows): a[rows] = (m + 1e-9 * U).argmax(1)
+        return a, np.ones(n)
+    m, w = self.scores(X, g)
+    m += self.alpha * w
+    a = _argmax_ties(m, self.rng)
+    return a, np.ones(len(a))
 
 # %% ../nbs/06_exploration.ipynb #cf841cca
 @patch
