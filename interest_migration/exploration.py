@@ -15,7 +15,7 @@ from .data import DataError
 from .simulate import SIM_REGIONS
 from .metrics import bootstrap_ci
 from .bandit_env import BanditEnv, segment_prior, context_features
-from .bandit_kernels import linucb_act, linucb_alloc, linucb_scores, linucb_tables, linucb_update, ridge_solve, warm_kernels
+from .bandit_kernels import beta_decide, linucb_act, linucb_alloc, linucb_learn, linucb_rows, linucb_scores, linucb_solve, linucb_sparse, warm_kernels
 from fastcore.basics import patch
 
 # %% auto #0
@@ -195,25 +195,31 @@ def _beta_argmax(A: np.ndarray,  # keys x categories Beta alpha (>= 1)
     F[T <= 0] = 0
     dom = F >= 1 - tail  # categories almost surely below T: not drawn
     dom[rows, best] = False
+    lazy = np.where(((~dom).sum(1) == 1) & dom.any(1), best, -1)  # keys whose only contender is `best`: not drawn either, its draw is F^-1(U) (almost surely above T)
+    draw = ~dom
+    draw[lazy >= 0, best[lazy >= 0]] = False
     perm = np.concatenate([i for _, i in groups])  # users in key order: each key's users are one block
     keys = np.repeat([s for s, _ in groups], [len(i) for _, i in groups])
-    X, lo = np.full((n, C), -np.inf), 0
+    X, lo = np.full((n, C), -np.inf) if exact_all else np.empty((n, C)), 0  # beta_decide sets the undrawn entries
     for s, i in groups:  # a loop over keys and their contending categories, not users
-        for c in np.flatnonzero(~dom[s]): X[lo:lo + len(i), c] = rng.beta(A[s, c], B[s, c], len(i))  # scalar parameters: NumPy's fast path
+        for c in np.flatnonzero(draw[s]): X[lo:lo + len(i), c] = rng.beta(A[s, c], B[s, c], len(i))  # scalar parameters: NumPy's fast path
         lo += len(i)
-    a = X.argmax(1)
+    if not exact_all:  # one compiled pass: the argmax over the drawn categories and the dominated draws still needed
+        U, out, need_r, need_c = rng.random((n, C)) if dom.any() else np.empty((0, C)), np.empty(n, np.int64), np.empty(n * C, np.int64), np.empty(n * C, np.int64)
+        m = beta_decide(X, U, keys.astype(np.int64, copy=False), dom, lazy, F, T, perm.astype(np.int64, copy=False), out, need_r, need_c)
+        if m:
+            r, c = need_r[:m], need_c[:m]
+            X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
+            r = np.unique(r)
+            out[perm[r]] = X[r].argmax(1)
+        return out
     if dom.any():
         # a dominated draw is F^-1(U) for a uniform U: U <= F(T) puts it below T, and when the best drawn value is above T it
         # cannot win, so it is never computed; the rest (probability <= tail each) are computed exactly from the same U
-        U = rng.random((n, C))
-        need = dom[keys] if exact_all else U > np.where(dom, F - 1e-9, np.inf)[keys]
-        low = np.flatnonzero(X[np.arange(n), a] <= T[keys])  # rare: no drawn value above T
-        need[low] = dom[keys[low]]
-        r, c = np.nonzero(need)
-        if len(r):
-            X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
-            r = np.unique(r)
-            a[r] = X[r].argmax(1)
+        U = rng.random((n, C))  # the reference: every undrawn draw computed, F^-1(U)
+        r, c = np.nonzero(dom[keys] | (lazy[keys, None] == np.arange(C)))
+        X[r, c] = betaincinv(A[keys[r], c], B[keys[r], c], U[r, c])
+    a = X.argmax(1)
     out = np.empty(n, np.int64)
     out[perm] = a
     return out
@@ -230,6 +236,10 @@ class BetaThompson(_Counts):
                  seed: int = 0):
         super().__init__(n_categories, level, prior, prior_weight, seed)
         self.n_propensity_draws = n_propensity_draws
+    def prepare(self, ctx):
+        "Before act is timed, once per process: the compile (or cache load) of the decision pass beta_decide."
+        warm_kernels()
+        return self
     def posterior(self, ctx) -> tuple:
         "(alpha, beta) users x categories of the Beta posteriors (rewards clipped to [0, 1])."
         s, n = self._stats(ctx)
@@ -255,7 +265,7 @@ class BetaThompson(_Counts):
         d = self.rng.beta(a_[None], b_[None], (self.n_propensity_draws,) + a_.shape).argmax(2)
         return a, ((d == a[None]).sum(0) + 1) / (self.n_propensity_draws + 1)
 
-# %% ../nbs/06_exploration.ipynb #e8cd14d7
+# %% ../nbs/06_exploration.ipynb #3f6d39ab
 class LinUCB(Policy):
     "Disjoint LinUCB (Li et al., 2010): per-category ridge regression on context features, mean + alpha * width."
     name = "LinUCB"
@@ -269,49 +279,98 @@ class LinUCB(Policy):
         if not weight_decay > 0: raise DataError(f"{type(self).__name__}: weight_decay must be > 0, got {weight_decay}")
         self.alpha, self.weight_decay, self.compiled = alpha, weight_decay, compiled
         self.A_ = self.b_ = None
-        self._fx = None
-    def _features(self, ctx, groups=True):
-        "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
-        if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
-        if groups and self._fx[2] is None: self._fx = self._fx[:2] + ((np.asarray(ctx["segment"]) * len(SIM_REGIONS) + np.asarray(ctx["region"])).astype(np.int64),)
-        return self._fx[1], self._fx[2]
-    def prepare(self, ctx):
-        "Before act is timed: the context feature matrix (the same matrix MABWiser is given) and, once per process, the kernels' JIT compile."
-        X, _ = self._features(ctx, groups=False)
-        if self.compiled:
-            warm_kernels()
-            _reference_row(X.shape[1])
-        return self
-    def _init(self, X):
-        if self.A_ is None:
-            d = X.shape[1]
-            self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
-            if self.compiled:
-                warm_kernels()  # compiled with the settings warm_kernels gives them, whoever calls first
-                self.Ainv_, self.theta_ = np.empty_like(self.A_), np.empty_like(self.b_)
-                self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS)) if d > _SPARSE else None
-                self._z0 = _reference_row(d).copy()
-            self._refresh()
-    def theta(self) -> np.ndarray:
-        "Categories x d ridge coefficients solve(A_a, b_a)."
-        return self.theta_.copy()
-    def act(self, ctx):
-        X, g = self._features(ctx)
-        self._init(X)
-        if self.compiled and self.tabs_ is not None:  # one fused pass per user: every arm's mean and width and the argmax
-            (n, C), a = (len(X), self.C), np.empty(len(X), np.int64)
-            rows = a[:0]
-            if linucb_act(X, _SPARSE, g, self._z0, self.tabs_, C, float(self.alpha), a):  # the users whose decision the tie-break draw settles
-                rows = np.flatnonzero(a < 0)
-                m, w = self.scores(X[rows], g[rows])
-                m += self.alpha * w
+        self._fx = self._rows = self._rows_x = None
+    rng = property(lambda self: self._tie_rng(), lambda self, g: self._set_tie_rng(g), doc="The tie-break stream, exactly where rng.random((n, C)) at every step would leave it (act defers the jumps; reading rng applies them).")
+
+# %% ../nbs/06_exploration.ipynb #e9f92e22
+@patch
+def _features(self: LinUCB, ctx, groups=True):
+    "(context_features(ctx), each user's segment x region group or None), built once per contexts dict: prepare, act and update share them."
+    if self._fx is None or self._fx[0] is not ctx: self._fx = (ctx, context_features(ctx), None)
+    if groups and self._fx[2] is None:
+        g = np.multiply(ctx["segment"], len(SIM_REGIONS), dtype=np.int64)  # one array, not three temporaries
+        g += ctx["region"]
+        self._fx = self._fx[:2] + (g,)
+    return self._fx[1], self._fx[2]
+
+# %% ../nbs/06_exploration.ipynb #ef9956e9
+@patch
+def prepare(self: LinUCB, ctx):
+    "Before act is timed: the context feature matrix (the same matrix MABWiser is given) and, once per process, the kernels' JIT compile."
+    X, _ = self._features(ctx, groups=False)
+    if self.compiled:
+        warm_kernels()
+        _reference_row(X.shape[1])
+    return self
+
+# %% ../nbs/06_exploration.ipynb #717786fb
+@patch
+def _init(self: LinUCB, X):
+    if self.A_ is None:
+        d = X.shape[1]
+        self.A_, self.b_ = np.repeat(self.weight_decay * np.eye(d)[None], self.C, 0), np.zeros((self.C, d))
+        self._kernels = self.compiled and d > _SPARSE  # the kernels need context_features' layout (group columns, then a dense block)
+        if self._kernels:
+            warm_kernels()  # compiled with the settings warm_kernels gives them, whoever calls first
+            self.Ainv_, self.theta_ = np.empty_like(self.A_), np.empty_like(self.b_)
+            self.tabs_ = linucb_alloc(self.C, d, _SPARSE, len(_GROUP_COLS))
+            self._z0 = _reference_row(d).copy()
+        self._refresh()
+
+# %% ../nbs/06_exploration.ipynb #4cec5ff0
+@patch
+def _sparse_rows(self: LinUCB, X, g=None, fill=True):
+    "Room for X's compressed nonzero z' (reused while the batch size stays); with fill, X's rows unless act already wrote them."
+    if self._rows is None or len(self._rows[0]) != len(X) + 1: self._rows, self._rows_x = linucb_rows(len(X), X.shape[1] - _SPARSE), None
+    if fill and self._rows_x is not X:
+        linucb_sparse(X, _SPARSE, self._z0, g, self._rows)
+        self._rows_x = X
+    return self._rows
+
+# %% ../nbs/06_exploration.ipynb #64c00eee
+@patch
+def _tie_rng(self: LinUCB) -> np.random.Generator:
+    "The tie-break generator with the jumps act deferred applied."
+    if self._skip:
+        self._rng.bit_generator.advance(self._skip)  # PCG64 jumps compose: one jump for every step since the last read
+        self._skip = 0
+    return self._rng
+
+# %% ../nbs/06_exploration.ipynb #4c8362a4
+@patch
+def _set_tie_rng(self: LinUCB, g: np.random.Generator):
+    "A new tie-break generator (Policy.__init__ sets it), no jump pending."
+    self._rng, self._skip = g, 0
+
+# %% ../nbs/06_exploration.ipynb #d5072f38
+@patch
+def theta(self: LinUCB) -> np.ndarray:
+    "Categories x d ridge coefficients solve(A_a, b_a)."
+    return self.theta_.copy()
+
+# %% ../nbs/06_exploration.ipynb #f7b6bb51
+@patch
+def act(self: LinUCB, ctx):
+    X, g = self._features(ctx)
+    self._init(X)
+    if self._kernels:  # one fused pass per user: every arm's mean and width and the argmax
+        (n, C), a = (len(X), self.C), np.empty(len(X), np.int64)
+        rows = a[:0]
+        undecided = linucb_act(X, _SPARSE, g, self._z0, self.tabs_, C, float(self.alpha), a, self._sparse_rows(X, fill=False))
+        self._rows_x = X  # the compressed rows now hold this X's nonzero z', for update
+        if undecided:  # the users whose decision the tie-break draw settles
+            rows = np.flatnonzero(a < 0)
+            m, w = self.scores(X[rows], g[rows])
+            m += self.alpha * w
+        if not len(rows) and hasattr(self._rng.bit_generator, "advance"): self._skip += n * C  # no uniform needed: the jump is applied when rng is next read
+        else:
             U = _tie_uniforms(self.rng, rows, n, C)
             if len(rows): a[rows] = (m + 1e-9 * U).argmax(1)
-            return a, np.ones(n)
-        m, w = self.scores(X, g)
-        m += self.alpha * w
-        a = _argmax_ties(m, self.rng)
-        return a, np.ones(len(a))
+        return a, np.ones(n)
+    m, w = self.scores(X, g)
+    m += self.alpha * w
+    a = _argmax_ties(m, self.rng)
+    return a, np.ones(len(a))
 
 # %% ../nbs/06_exploration.ipynb #cf841cca
 @patch
@@ -321,10 +380,12 @@ def update(self: LinUCB, ctx, actions, rewards):
     self._init(X)
     name, n, a, r = type(self).__name__, len(X), np.asarray(actions), np.asarray(rewards, float)
     if r.shape != (n,): raise DataError(f"{name}.update: rewards must be {n} numbers, got shape {r.shape}")
-    if self.compiled and self.tabs_ is not None:  # one pass over the users; the kernel checks the arms' range before it writes
+    if self._kernels:  # one call: the update from act's compressed rows, every arm's inverse and solution, act's tables
         if a.shape != (n,) or a.dtype.kind not in "iu": _check_actions(name, a, n, self.C)
-        if linucb_update(X, _SPARSE, g, _GROUP_COLS, self._z0, a.astype(np.int64, copy=False), r, self.A_, self.b_) >= 0: _check_actions(name, a, n, self.C)
-        self._refresh()
+        k = linucb_learn(self._sparse_rows(X, g), _SPARSE, g, _GROUP_COLS, self._z0, a.astype(np.int64, copy=False), r, self.A_, self.b_,
+                         self.Ainv_, self.theta_, self.tabs_)
+        if k >= 0: _check_actions(name, a, n, self.C)  # the kernel checks the arms' range before it writes anything
+        if k == -2: raise DataError(f"{name}: a ridge matrix is not positive definite (non-finite contexts?)")
         return self
     a = _check_actions(name, a, n, self.C)
     order = np.argsort(a, kind="stable")
@@ -376,9 +437,9 @@ def _tie_uniforms(rng: np.random.Generator,  # the policy's tie-break stream
 def _refresh(self: LinUCB):
     "After each batch of updates: every arm's inverse and ridge solution (float64), and the tables act scores with."
     C, d = self.b_.shape
-    if self.compiled:
-        if not ridge_solve(self.A_, self.b_, self.Ainv_, self.theta_): raise DataError(f"{type(self).__name__}: a ridge matrix is not positive definite (non-finite contexts?)")
-        if self.tabs_ is not None: linucb_tables(self.Ainv_, self.theta_, _SPARSE, _GROUP_COLS, self._z0, self.tabs_)
+    if self._kernels:
+        if not linucb_solve(self.A_, self.b_, self.Ainv_, self.theta_, _SPARSE, _GROUP_COLS, self._z0, self.tabs_):
+            raise DataError(f"{type(self).__name__}: a ridge matrix is not positive definite (non-finite contexts?)")
         return
     M = self.Ainv_ = np.linalg.inv(self.A_)
     th = self.theta_ = np.einsum("cij,cj->ci", M, self.b_)
@@ -415,7 +476,7 @@ def scores(self: LinUCB,
         XM = np.einsum("nd,cde->nce", X, self.Ainv_)
         return X @ self.theta_.T, np.sqrt(np.maximum(np.einsum("nce,ne->nc", XM, X), 0))
     (n, d), C = X.shape, self.C
-    if self.compiled:
+    if self._kernels:
         mean, width = np.empty((n, C)), np.empty((n, C))
         linucb_scores(np.ascontiguousarray(X, float), _SPARSE, np.asarray(g, np.int64), self._z0, self.tabs_, mean, width)
         return mean, width

@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/linucb_kernel_study.py ab [reps]   # ms per step (act, update) of LinUCB compiled, NumPy (compiled=False)
                                                             # and MABWiser's LinUCB, interleaved; same decisions check
-    .venv/bin/python tools/linucb_kernel_study.py parts       # the compiled step's parts in the loop (kernels, inverse, tables)
+    .venv/bin/python tools/linucb_kernel_study.py parts       # the compiled step's parts in the loop (act kernel, tie-break, update, inverse + tables)
 
 2,000 users, 50 steps, seed 0, one BLAS thread; CPU time of this process. The judged figure is `interest-migration bench bandits`.
 """
@@ -10,7 +10,7 @@ import os, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
 from interest_migration.bandit_env import BanditEnv
-from interest_migration.bandit_kernels import linucb_act, linucb_tables, linucb_update, ridge_solve
+from interest_migration.bandit_kernels import linucb_act, linucb_solve, linucb_update
 from interest_migration.bench import _MABWiserSegments
 from interest_migration.exploration import LinUCB, _GROUP_COLS, _SPARSE, _tie_uniforms
 pt = time.process_time
@@ -41,22 +41,22 @@ def ab(reps=3):
 
 def parts():
     env = BanditEnv(n_users=2000, horizon=50, seed=0)
-    pol, T = LinUCB(8, seed=0), dict.fromkeys(["act kernel", "tie-break", "update kernel", "inverse", "tables"], 0.0)
+    pol, T = LinUCB(8, seed=0), dict.fromkeys(["act kernel", "tie-break", "update kernel", "inverse + tables"], 0.0)
     env.reset()
     for _ in range(env.horizon):
         ctx = env.contexts(); pol.prepare(ctx)
         X, g = pol._features(ctx); pol._init(X); a = np.empty(len(X), np.int64)
-        c0 = pt(); k = linucb_act(X, _SPARSE, g, pol._z0, pol.tabs_, 8, 1.0, a); c1 = pt()
+        sp = pol._sparse_rows(X, fill=False)
+        c0 = pt(); k = linucb_act(X, _SPARSE, g, pol._z0, pol.tabs_, 8, 1.0, a, sp); c1 = pt()
         rows = np.flatnonzero(a < 0)
         if k:
             m, w = pol.scores(X[rows], g[rows]); m += w
         U = _tie_uniforms(pol.rng, rows, len(X), 8)
         if k: a[rows] = (m + 1e-9 * U).argmax(1)
         c2 = pt(); o = env.step(a)
-        c3 = pt(); linucb_update(X, _SPARSE, g, _GROUP_COLS, pol._z0, a, o["reward"], pol.A_, pol.b_)
-        c4 = pt(); ridge_solve(pol.A_, pol.b_, pol.Ainv_, pol.theta_)
-        c5 = pt(); linucb_tables(pol.Ainv_, pol.theta_, _SPARSE, _GROUP_COLS, pol._z0, pol.tabs_); c6 = pt()
-        for key, dt in zip(T, (c1 - c0, c2 - c1, c4 - c3, c5 - c4, c6 - c5)): T[key] += dt * 1e3 / env.horizon
+        c3 = pt(); linucb_update(sp, _SPARSE, g, _GROUP_COLS, pol._z0, a, o["reward"], pol.A_, pol.b_)
+        c4 = pt(); linucb_solve(pol.A_, pol.b_, pol.Ainv_, pol.theta_, _SPARSE, _GROUP_COLS, pol._z0, pol.tabs_); c5 = pt()
+        for key, dt in zip(T, (c1 - c0, c2 - c1, c4 - c3, c5 - c4)): T[key] += dt * 1e3 / env.horizon
     print(f"load {os.getloadavg()[0]:.1f}: " + ", ".join(f"{k} {v:.3f}" for k, v in T.items()) + f" ms/step; sum {sum(T.values()):.3f}")
 
 
