@@ -60,7 +60,7 @@ class UserEventCache:
                 ):
         self.sm, self.max_users, self.lock = sm, max_users, threading.Lock()
         self.users = OrderedDict()  # the store's text of a user id -> dict(ts, seq, code, beh, last, n)
-        self.warmed, self.warm_rows = {}, {}  # from `warm`: user text -> (start, stop, last, n); rows by column
+        self.warmed, self.warm_rows, self.warm_top = {}, {}, 0  # from `warm`: user text -> (start, stop, last, n); rows by column; last seq read
         self.item_text = pd.Index([id_key(i) for i in sm.catalog.item_id])  # the store's text of each catalogue item
         self.behaviors = pd.Index(list(sm.catalog.behaviors))
         self.hits = self.misses = 0
@@ -82,7 +82,7 @@ def _codes(self: UserEventCache, items: np.ndarray, # item ids as the store keep
 def _empty_entry() -> dict:
     "A cache entry of a user with no events read yet."
     z = np.zeros(0, np.int64)
-    return {"ts": z, "seq": z, "code": z, "beh": z, "last": 0, "n": 0}
+    return {"ts": z, "seq": z, "code": z, "beh": z, "last": 0, "n": 0, "checked": 0}
 
 # %% ../nbs/11ae_request_path.ipynb #3c7f76ee
 @patch
@@ -94,6 +94,7 @@ def warm(self: UserEventCache, store, # the store (a read connection)
         logger.info("UserEventCache.warm: the store holds more than %d events; users are read on first request", max_events)
         return 0
     users, items, ts, beh, seq = store.tail_arrays(0)        # arrival order: seq ascending
+    top = int(seq[-1]) if len(seq) else 0                    # every user's rows up to here are in the table
     ucode, ukeys = pd.factorize(users)
     code, b = self._codes(items, beh)
     n = np.bincount(ucode, minlength=len(ukeys))
@@ -107,7 +108,7 @@ def warm(self: UserEventCache, store, # the store (a read connection)
     rows = {"ts": ts[k][o], "seq": seq[k][o], "code": code[k][o], "beh": b[k][o]}
     index = dict(zip(ukeys.tolist(), zip(start.tolist(), stop.tolist(), last.tolist(), n.tolist())))
     with self.lock:
-        self.warm_rows, self.warmed = rows, index
+        self.warm_rows, self.warmed, self.warm_top = rows, index, top
     return len(index)
 
 # %% ../nbs/11ae_request_path.ipynb #034a7445
@@ -118,7 +119,7 @@ def _from_warm(self: UserEventCache, key: str) -> dict | None:
     if w is None:
         return None
     s, t, last, n = w
-    return {**{c: v[s:t] for c, v in self.warm_rows.items()}, "last": last, "n": n}
+    return {**{c: v[s:t] for c, v in self.warm_rows.items()}, "last": last, "n": n, "checked": self.warm_top}
 
 # %% ../nbs/11ae_request_path.ipynb #28d47b0f
 @patch
@@ -132,14 +133,17 @@ def read(self: UserEventCache, store, # the store (its read connection)
         if e is None: e = self._from_warm(key)
         if e is None: self.misses += 1; e = _empty_entry()
         else: self.hits += 1
-        items, ts, beh, seq = store.user_tail(key, e["last"])
+        top = store.last_seq()      # ~10 us; when nothing arrived since this entry was checked, skip the user's query
+        items, ts, beh, seq = (store.user_tail(key, e["last"]) if top > e["checked"] else
+                               (np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64)))
+        e["checked"] = top          # read before the user's query: anything later is asked for next time
         if len(seq):
             code, b = self._codes(items, beh)
             k = code > 0
             new = {"ts": ts[k], "seq": seq[k], "code": code[k], "beh": b[k]}
             cols = {c: np.concatenate([e[c], new[c]]) for c in new}
             o = np.lexsort((cols["seq"], cols["ts"]))
-            e = {**{c: v[o] for c, v in cols.items()}, "last": int(seq[-1]), "n": e["n"] + len(seq)}
+            e = {**{c: v[o] for c, v in cols.items()}, "last": int(seq[-1]), "n": e["n"] + len(seq), "checked": top}
         self.users[key] = e
         while len(self.users) > self.max_users:
             self.users.popitem(last=False)

@@ -32,7 +32,7 @@ __all__ = ['logger', 'SCHEMA_VERSION', 'STORE_COLUMNS', 'IMPRESSION_COLUMNS', 'I
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/11a_store.ipynb #0d196a95
-SCHEMA_VERSION = 3  # the schema version this library writes
+SCHEMA_VERSION = 2  # the schema version this library writes
 
 # %% ../nbs/11a_store.ipynb #74f15580
 def _migrations(dialect: str) -> dict:
@@ -50,7 +50,6 @@ def _migrations(dialect: str) -> dict:
                 propensity DOUBLE PRECISION, policy TEXT, UNIQUE (request_id, position))""",
             "CREATE INDEX impressions_ts ON impressions (ts)",
             "CREATE INDEX impressions_user ON impressions (user_id, ts)"],
-        3: ["CREATE INDEX events_user_seq ON events (user_id, seq)"],   # a user's events after an arrival number: a range, not a scan
     }
 
 # %% ../nbs/11a_store.ipynb #0b893587
@@ -381,6 +380,13 @@ def events(self: EventStore, users=None, # only these users' events; None: every
 def n_events(self: EventStore) -> int:
     "How many events are stored."
     return int(self._all("SELECT COUNT(*) FROM events")[0][0])
+
+# %% ../nbs/11a_store.ipynb #c8119407
+@patch
+def last_seq(self: EventStore) -> int:
+    "The arrival number of the latest stored event (0 for none): one primary-key lookup, to tell whether anything arrived."
+    return int(self._all("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
 
 # %% ../nbs/11a_store.ipynb #1f05264c
 @patch

@@ -196,12 +196,12 @@ def test_upgrade_from_v1_database(url):
         s.put_user(1, {"age": 3})          # no users table in v1
     s.close()
     s = open_store(url)                    # upgrades
-    assert s.schema_version() == SCHEMA_VERSION == 3
+    assert s.schema_version() == SCHEMA_VERSION == 2
     assert s.n_events() == 20
     s.put_user(1, {"age": 3})
     assert s.get_user(1) == {"age": 3}
     versions = [r[0] for r in s._all("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2]
     s.close()
 
 
