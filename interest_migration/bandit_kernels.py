@@ -41,11 +41,13 @@ def _sweep_lanes(M: np.ndarray,  # d x d x LANES: LANES symmetric positive defin
             o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = f0, f1, f2, f3, f4, f5, f6, f7
         o = M[k, k]
         o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = -i0, -i1, -i2, -i3, -i4, -i5, -i6, -i7
-    for i in range(d):  # every pivot swept: the lower triangle holds -A^-1; negate it and mirror it
+    for i in range(d):  # every pivot swept: the lower triangle holds -A^-1; negate it and mirror it, LANES in registers
         for j in range(i + 1):
-            for l in range(LANES):
-                M[i, j, l] = -M[i, j, l]
-                M[j, i, l] = M[i, j, l]
+            o = M[i, j]
+            v0, v1, v2, v3, v4, v5, v6, v7 = -o[0], -o[1], -o[2], -o[3], -o[4], -o[5], -o[6], -o[7]
+            o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = v0, v1, v2, v3, v4, v5, v6, v7
+            o = M[j, i]
+            o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = v0, v1, v2, v3, v4, v5, v6, v7
     return ok
 
 # %% ../nbs/06_bandit_kernels.ipynb #18592b8a
