@@ -41,11 +41,13 @@ def _sweep_lanes(M: np.ndarray,  # d x d x LANES: LANES symmetric positive defin
             o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = f0, f1, f2, f3, f4, f5, f6, f7
         o = M[k, k]
         o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = -i0, -i1, -i2, -i3, -i4, -i5, -i6, -i7
-    for i in range(d):  # every pivot swept: the lower triangle holds -A^-1; negate it and mirror it
+    for i in range(d):  # every pivot swept: the lower triangle holds -A^-1; negate it and mirror it, LANES in registers
         for j in range(i + 1):
-            for l in range(LANES):
-                M[i, j, l] = -M[i, j, l]
-                M[j, i, l] = M[i, j, l]
+            o = M[i, j]
+            v0, v1, v2, v3, v4, v5, v6, v7 = -o[0], -o[1], -o[2], -o[3], -o[4], -o[5], -o[6], -o[7]
+            o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = v0, v1, v2, v3, v4, v5, v6, v7
+            o = M[j, i]
+            o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = v0, v1, v2, v3, v4, v5, v6, v7
     return ok
 
 # %% ../nbs/06_bandit_kernels.ipynb #18592b8a
@@ -66,6 +68,38 @@ def linucb_rows(n: int,  # users (rows of X)
     "Room for one batch's nonzero z' as compressed rows and the order the kernels visit the users in: linucb_act or linucb_sparse fill it, linucb_update and linucb_learn read it."
     return np.zeros(n + 1, np.int64), np.zeros(n * D, np.uint32), np.zeros(n * D), np.zeros(n, np.int64)
 
+# %% ../nbs/06_bandit_kernels.ipynb #0ab45d2b
+@njit(cache=True, fastmath={"contract"}, inline="always")
+def _group_tables(M, w, th, t0, S, gcols, z0, Hb, Kb, thsb, t):
+    "One block's per-group tables from its inverse M (d x d x LANES), w = A^-1 (0, z0) and th = theta: with x0 = e_g + (0, z0) the group's reference row, Hb = 2 (A^-1 x0) on the dense block, Kb = x0' A^-1 x0, thsb = x0' theta; LANES sums in registers."
+    G, k = gcols.shape
+    for g in range(G):
+        q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = 0.0
+        for p in range(k):  # sum_p (w_col + sum_p2 A^-1[col, col2]) over the group's indicator columns
+            col = gcols[g, p]
+            wc, Mc = w[col], M[col]
+            s0, s1, s2, s3, s4, s5, s6, s7 = wc[0], wc[1], wc[2], wc[3], wc[4], wc[5], wc[6], wc[7]
+            for p2 in range(k):
+                o = Mc[gcols[g, p2]]
+                s0 += o[0]; s1 += o[1]; s2 += o[2]; s3 += o[3]; s4 += o[4]; s5 += o[5]; s6 += o[6]; s7 += o[7]
+            q0 += s0; q1 += s1; q2 += s2; q3 += s3; q4 += s4; q5 += s5; q6 += s6; q7 += s7
+        Hg = Hb[g]
+        for j in range(w.shape[0] - S):  # e = A^-1 (e_g + (0, z0)) on the dense block
+            o = w[S + j]
+            e0, e1, e2, e3, e4, e5, e6, e7 = o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]
+            for p in range(k):
+                o = M[gcols[g, p], S + j]  # A^-1 is symmetric: row col is column col
+                e0 += o[0]; e1 += o[1]; e2 += o[2]; e3 += o[3]; e4 += o[4]; e5 += o[5]; e6 += o[6]; e7 += o[7]
+            h, zj = Hg[j], z0[j]
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7] = 2.0 * e0, 2.0 * e1, 2.0 * e2, 2.0 * e3, 2.0 * e4, 2.0 * e5, 2.0 * e6, 2.0 * e7  # the cross term's weights
+            q0 += zj * e0; q1 += zj * e1; q2 += zj * e2; q3 += zj * e3; q4 += zj * e4; q5 += zj * e5; q6 += zj * e6; q7 += zj * e7
+        o = Kb[g]
+        o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = q0, q1, q2, q3, q4, q5, q6, q7
+        t[:] = t0
+        for p in range(k):
+            for l in range(LANES): t[l] += th[gcols[g, p], l]
+        for l in range(LANES): thsb[g, l] = t[l]  # e_g' theta + z0' theta_z
+
 # %% ../nbs/06_bandit_kernels.ipynb #b90578fa
 @njit(cache=True, fastmath={"contract"})
 def linucb_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positive definite
@@ -82,8 +116,8 @@ def linucb_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positi
     C, d = b.shape
     D, (G, k) = d - S, gcols.shape
     M, bl_, th, rs = np.empty((d, d, LANES)), np.zeros((d, LANES)), np.empty((d, LANES)), np.empty((d, LANES))
-    w, e, ok = np.empty((d, LANES)), np.empty((D, LANES)), True
-    q, t, t0 = np.empty(LANES), np.empty(LANES), np.empty(LANES)
+    w, ok = np.empty((d, LANES)), True
+    t, t0 = np.empty(LANES), np.empty(LANES)
     for bl in range(Pz.shape[0]):
         n = min(LANES, C - bl * LANES)  # arms in this block; padded lanes invert the identity and are never written out
         M[:] = 0.0
@@ -94,10 +128,14 @@ def linucb_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positi
                 bl_[i, l] = b[bl * LANES + l, i]
                 for j in range(d): M[i, j, l] = A[bl * LANES + l, i, j]
         ok &= _sweep_lanes(M, rs)
-        th[:] = 0.0
-        for i in range(d):  # theta = A^-1 b
+        for i in range(d):  # theta = A^-1 b, LANES sums in registers
+            Mi = M[i]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
             for j in range(d):
-                for l in range(LANES): th[i, l] += M[i, j, l] * bl_[j, l]
+                o, bb = Mi[j], bl_[j]
+                a0 += o[0] * bb[0]; a1 += o[1] * bb[1]; a2 += o[2] * bb[2]; a3 += o[3] * bb[3]; a4 += o[4] * bb[4]; a5 += o[5] * bb[5]; a6 += o[6] * bb[6]; a7 += o[7] * bb[7]
+            o = th[i]
+            o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
         for l in range(n):
             c = bl * LANES + l
             for i in range(d):
@@ -107,32 +145,18 @@ def linucb_solve(A: np.ndarray,  # arms x d x d ridge matrices, symmetric positi
             for j in range(D):
                 for l in range(LANES): Pz[bl, i, j, l] = M[S + i, S + j, l]
             for l in range(LANES): thz[bl, i, l] = th[S + i, l]
-        w[:] = 0.0  # w = A^-1 (0, z0)
         t0[:] = 0.0
-        for r in range(d):
+        for r in range(d):  # w = A^-1 (0, z0), LANES sums in registers
+            Mr = M[r]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
             for j in range(D):
-                for l in range(LANES): w[r, l] += M[r, S + j, l] * z0[j]
+                o, zj = Mr[S + j], z0[j]
+                a0 += o[0] * zj; a1 += o[1] * zj; a2 += o[2] * zj; a3 += o[3] * zj; a4 += o[4] * zj; a5 += o[5] * zj; a6 += o[6] * zj; a7 += o[7] * zj
+            o = w[r]
+            o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
         for j in range(D):
             for l in range(LANES): t0[l] += z0[j] * th[S + j, l]
-        for g in range(G):
-            q[:] = 0.0
-            t[:] = t0
-            for j in range(D):
-                for l in range(LANES): e[j, l] = w[S + j, l]
-            for p in range(k):
-                col = gcols[g, p]
-                for j in range(D):
-                    for l in range(LANES): e[j, l] += M[col, S + j, l]  # A^-1 is symmetric: row col is column col
-                for l in range(LANES):
-                    s = w[col, l]
-                    for p2 in range(k): s += M[col, gcols[g, p2], l]
-                    q[l] += s
-                    t[l] += th[col, l]
-            for j in range(D):
-                for l in range(LANES):
-                    H[bl, g, j, l] = 2.0 * e[j, l]  # 2 (A^-1 e_g) on the dense block: the cross term's weights
-                    q[l] += z0[j] * e[j, l]
-            for l in range(LANES): K[bl, g, l], ths[bl, g, l] = q[l], t[l]  # e_g' A^-1 e_g and e_g' theta
+        _group_tables(M, w, th, t0, S, gcols, z0, H[bl], K[bl], ths[bl], t)
     return ok
 
 # %% ../nbs/06_bandit_kernels.ipynb #cbe0815b
