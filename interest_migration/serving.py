@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'Id', 'ENV_METRICS_DIR', 'WORKER_SWITCH_INTERVAL_S', 'ENV_MODELS', 'ENV_DB', 'ENV_TOKEN', 'ENV_POLICY',
            'ENV_MIN_EVENTS', 'path_id', 'Event', 'EventBatch', 'UserAttributes', 'Reload', 'events_frame',
-           'user_interests', 'explain_profile', 'recommend_users', 'recommend_user', 'multiprocess_metrics_env',
-           'make_app', 'train_serving_model', 'retrain_from_store', 'app_from_env']
+           'user_interests', 'explain_profile', 'recommend_users', 'multiprocess_metrics_env', 'make_app',
+           'train_serving_model', 'retrain_from_store', 'app_from_env']
 
 # %% ../nbs/11b_serving.ipynb #b17527b1
 _INT64 = (-2**63, 2**63 - 1)
@@ -451,20 +451,6 @@ def recommend_users(
         except HTTPException as e:   # this request's answer (a 404); the others still get theirs
             out[j] = e
     return out
-
-
-# %% ../nbs/11b_serving.ipynb #7cbfae98
-def recommend_user(
-    svc: _Service,  # the service state
-    sm: ServingModel,  # the model taken at the start of the request (reloads do not change it mid-request)
-    uid,  # user id
-    k: int,  # list length
-) -> dict:  # item_id, position, score, propensity (arrays) and policy (str)
-    "One request's `recommend_users` (a 404 HTTPException for a user with no events and no attributes)."
-    r = recommend_users(svc, sm, [(uid, k)])[0]
-    if isinstance(r, Exception):
-        raise r
-    return r
 
 
 # %% ../nbs/11b_serving.ipynb #85068107
